@@ -1,0 +1,130 @@
+"""Typed settings of a run (training budget, evaluation) and the small type checker
+that recipe validation uses for them and for every factory's keyword arguments."""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import types
+import typing
+from typing import Any, Literal, Union
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The training budget and optimiser settings of a recipe's `train:` section."""
+
+    steps: int = dataclasses.field(default=2000, metadata={"positive": True})
+    batch_size: int = dataclasses.field(default=128, metadata={"positive": True})
+    learning_rate: float = dataclasses.field(default=1e-3, metadata={"positive": True})
+    seed: int = 0
+    log_every: int = dataclasses.field(default=100, metadata={"positive": True})
+    checkpoint_every: int = dataclasses.field(default=500, metadata={"positive": True})
+
+
+class TypeMismatch(Exception):
+    """A value does not fit an annotation; carries what was expected."""
+
+    def __init__(self, expected: str):
+        super().__init__(expected)
+        self.expected = expected
+
+
+def describe(annotation: Any) -> str:
+    """Words for what an annotation accepts: 'an int', 'a list of ints', ..."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is int:
+        return "an int"
+    if annotation is float:
+        return "a float"
+    if annotation is bool:
+        return "a boolean"
+    if annotation is str:
+        return "a string"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (Union, types.UnionType):
+        inner = [describe(a) for a in args if a is not type(None)]
+        return " or ".join(inner) + (" or null" if type(None) in args else "")
+    if _is_sequence(origin):
+        element = args[0] if args else Any
+        return f"a list of {_plural(element)}"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _is_sequence(origin: Any) -> bool:
+    return isinstance(origin, type) and issubclass(origin, collections.abc.Sequence) and origin is not str
+
+
+def _plural(annotation: Any) -> str:
+    word = describe(annotation)
+    for article in ("an ", "a "):
+        if word.startswith(article):
+            return word[len(article):] + "s"
+    return word
+
+
+def coerce(value: Any, annotation: Any) -> Any:
+    """`value` checked against `annotation` (sequences become tuples); raises TypeMismatch."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Any or annotation is None:
+        return value
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeMismatch(describe(annotation))
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise TypeMismatch(describe(annotation))
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML reads 1e-3 as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise TypeMismatch(describe(annotation))
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise TypeMismatch(describe(annotation))
+    if origin is Literal:
+        if value in args:
+            return value
+        raise TypeMismatch(describe(annotation))
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(value, arg)
+            except TypeMismatch:
+                continue
+        raise TypeMismatch(describe(annotation))
+    if _is_sequence(origin):
+        if not isinstance(value, (list, tuple)):
+            raise TypeMismatch(describe(annotation))
+        element = args[0] if args else Any
+        try:
+            return tuple(coerce(v, element) for v in value)
+        except TypeMismatch:
+            raise TypeMismatch(describe(annotation)) from None
+    if isinstance(annotation, type):
+        if isinstance(value, annotation):
+            return value
+        raise TypeMismatch(describe(annotation))
+    return value
+
+
+def type_hints(function: Any) -> dict[str, Any]:
+    """Resolved annotations of a callable (strings evaluated); {} when they cannot be."""
+    target = function.__init__ if isinstance(function, type) else function
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # unresolvable annotations: skip type checks rather than fail
+        return {}
+

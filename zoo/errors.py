@@ -1,0 +1,41 @@
+"""Errors a user can act on.
+
+Every error the zoo raises on purpose derives from `ZooError`; the CLI prints
+its message as one line and exits non-zero, never a traceback.
+"""
+
+
+class ZooError(Exception):
+    """An error whose message tells the user what was wrong and where."""
+
+
+class DuplicateComponentError(ZooError):
+    """Two plugins registered the same (kind, name)."""
+
+
+class UnknownComponentError(ZooError):
+    """A recipe or command named a component, variant or kind that does not exist."""
+
+
+class PluginLoadError(ZooError):
+    """A plugin's entry point could not be imported or its hook failed."""
+
+
+class RecipeError(ZooError):
+    """A recipe file or override is malformed; the message names file, recipe and key."""
+
+
+class ModelBuildError(ZooError):
+    """Components that cannot work together (shapes, missing condition, ...)."""
+
+
+class TrainingDivergedError(ZooError):
+    """The loss became NaN or infinite; the message names the step and last checkpoint."""
+
+
+class RunDirectoryError(ZooError):
+    """A run directory is missing, holds no model, or would be overwritten."""
+
+
+class DataError(ZooError):
+    """A dataset could not be found, read or split."""

@@ -1,0 +1,22 @@
+"""The plugin hooks (pluggy), in the style of llm and datasette.
+
+Every hook is documented here; `tests/test_plugins.py` checks that each hook in
+this module is listed in docs/plugins.md and exercised by a test.
+"""
+
+import pluggy
+
+PROJECT = "vae_zoo"
+ENTRY_POINT_GROUP = "vae_zoo"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_components(register):
+    """Register components by calling `register(kind, name, factory)`.
+
+    `kind` is one of `zoo.KINDS`; `factory` builds the component from the
+    recipe's keyword arguments and the context arguments it names.
+    """

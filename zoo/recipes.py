@@ -1,0 +1,256 @@
+"""Recipes: named variants in registry.yaml, each a set of component specs.
+
+A recipe may inherit from another with `base:`; a user's own recipe file adds
+or overrides variants; `--set key.path=value` overrides one field. Every error
+names the file, the recipe and the key path.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from zoo.config import TrainConfig, TypeMismatch, coerce, type_hints
+from zoo.errors import RecipeError, UnknownComponentError
+from zoo.registry import Registry, closest_match, unknown_name_message
+
+COMPONENT_KEYS = ("dataset", "condition", "encoder", "decoder", "prior", "likelihood", "objective")
+REQUIRED_KEYS = ("dataset", "latent_dim", "encoder", "decoder", "prior", "likelihood", "objective")
+RECIPE_KEYS = ("description", "base", "latent_dim", "train") + COMPONENT_KEYS
+SET_SOURCE = "--set"
+
+
+def default_registry_path() -> Path:
+    """registry.yaml at the repository root (override with $VAE_ZOO_REGISTRY)."""
+    if os.environ.get("VAE_ZOO_REGISTRY"):
+        return Path(os.environ["VAE_ZOO_REGISTRY"])
+    return Path(__file__).resolve().parent.parent / "registry.yaml"
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file's content, or a RecipeError naming the file and line."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read recipe file: {exc.strerror}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RecipeError(f"{path}: invalid YAML{where}: {problem}") from None
+
+
+class RecipeBook:
+    """Every variant from one or more recipe files; later files override earlier ones."""
+
+    def __init__(self, paths: Iterable[Path] = ()) -> None:
+        self._raw: dict[str, dict[str, Any]] = {}
+        self._source: dict[str, str] = {}
+        for path in paths:
+            self.add_file(path)
+
+    def add_file(self, path: Path) -> None:
+        """Read the variants of one recipe file."""
+        content = read_yaml(path)
+        if content is None:
+            return
+        if not isinstance(content, Mapping):
+            raise RecipeError(f"{path}: expected a mapping of variant names to recipes, got {type(content).__name__}")
+        for name, recipe in content.items():
+            if not isinstance(recipe, Mapping):
+                raise RecipeError(f"{path}: {name}: expected a mapping of recipe keys, got {recipe!r}")
+            self._raw[str(name)] = dict(recipe)
+            self._source[str(name)] = str(path)
+
+    def names(self) -> list[str]:
+        """The variant names, sorted."""
+        return sorted(self._raw)
+
+    def source(self, name: str) -> str:
+        """The file a variant was read from."""
+        return self._source[name]
+
+    def raw(self, name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The variant with its `base:` chain merged in, not yet validated."""
+        if name not in self._raw:
+            raise UnknownComponentError(unknown_name_message("variant", name, self.names()))
+        if name in _seen:
+            chain = " -> ".join(_seen + (name,))
+            raise RecipeError(f"{self._source[name]}: {name}.base: circular inheritance {chain}")
+        recipe = copy.deepcopy(self._raw[name])
+        base = recipe.pop("base", None)
+        if base is None:
+            return recipe
+        if not isinstance(base, str) or base not in self._raw:
+            raise RecipeError(
+                f"{self._source[name]}: {name}.base: " + unknown_name_message("variant", str(base), self.names())
+            )
+        return deep_merge(self.raw(base, _seen + (name,)), recipe)
+
+    def resolve(self, name: str, registry: Registry, overrides: Iterable[str] = ()) -> dict[str, Any]:
+        """The validated recipe of variant `name`, with overrides applied and defaults filled."""
+        recipe = self.raw(name)
+        overridden = set()
+        for assignment in overrides:
+            path, value = parse_assignment(assignment)
+            set_path(recipe, path, value, where=f"{SET_SOURCE} {assignment!r}")
+            overridden.add(path)
+        return validate(recipe, registry, name=name, source=self._source[name], overridden=overridden)
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """`override` laid over `base`; nested mappings merge, a new component name replaces the spec."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        old = merged.get(key)
+        replaces_component = isinstance(value, Mapping) and isinstance(old, Mapping) and "name" in value and value.get("name") != old.get("name")
+        if isinstance(value, Mapping) and isinstance(old, Mapping) and not replaces_component:
+            merged[key] = deep_merge(old, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """'train.steps=100' -> ('train.steps', 100); the value is read as YAML."""
+    if "=" not in text:
+        raise RecipeError(f"{SET_SOURCE} {text!r}: expected key.path=value")
+    path, _, value_text = text.partition("=")
+    path = path.strip()
+    if not path or any(not part for part in path.split(".")):
+        raise RecipeError(f"{SET_SOURCE} {text!r}: empty key path")
+    try:
+        value = yaml.safe_load(value_text)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{SET_SOURCE} {text!r}: value is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return path, value
+
+
+def set_path(recipe: dict[str, Any], path: str, value: Any, *, where: str) -> None:
+    """Set `recipe[a][b]... = value` for path 'a.b...', creating mappings on the way."""
+    parts = path.split(".")
+    node = recipe
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise RecipeError(f"{where}: {'.'.join(parts[: depth + 1])} is {child!r}, not a mapping")
+        node = child
+    node[parts[-1]] = value
+
+
+def validate(recipe: Mapping[str, Any], registry: Registry, *, name: str, source: str, overridden: set[str] = frozenset()) -> dict[str, Any]:
+    """Check every key of a merged recipe; returns it with sequences as tuples and defaults filled."""
+
+    def fail(path: str, problem: str) -> RecipeError:
+        origin = SET_SOURCE if any(path == o or path.startswith(o + ".") or o.startswith(path + ".") for o in overridden) else source
+        return RecipeError(f"{origin}: {name}.{path}: {problem}")
+
+    for key in recipe:
+        if key not in RECIPE_KEYS:
+            raise fail(key, unknown_name_message("recipe key", key, RECIPE_KEYS).replace("unknown recipe key", "unknown key"))
+    for key in REQUIRED_KEYS:
+        if key not in recipe:
+            raise fail(key, "missing (every recipe needs " + ", ".join(REQUIRED_KEYS) + ")")
+    resolved: dict[str, Any] = {"variant": name}
+    if "description" in recipe:
+        resolved["description"] = str(recipe["description"])
+    try:
+        resolved["latent_dim"] = coerce(recipe["latent_dim"], int)
+    except TypeMismatch as exc:
+        raise fail("latent_dim", f"expected {exc.expected}, got {recipe['latent_dim']!r}") from None
+    if resolved["latent_dim"] < 1:
+        raise fail("latent_dim", f"expected a positive int, got {resolved['latent_dim']}")
+    for kind in COMPONENT_KEYS:
+        spec = recipe.get(kind)
+        if spec is None and kind == "condition":
+            resolved[kind] = None
+            continue
+        resolved[kind] = validate_component(kind, spec, registry, fail)
+    resolved["train"] = validate_dataclass(TrainConfig, recipe.get("train") or {}, "train", fail)
+    return resolved
+
+
+def validate_component(kind: str, spec: Any, registry: Registry, fail) -> dict[str, Any]:
+    """A component spec `{name, **kwargs}` checked against its factory's signature."""
+    if isinstance(spec, str):  # shorthand: `likelihood: bernoulli`
+        spec = {"name": spec}
+    if not isinstance(spec, Mapping):
+        raise fail(kind, f"expected a mapping with a 'name' key, got {spec!r}")
+    if "name" not in spec:
+        raise fail(kind, f"missing 'name' (known {kind}s: {', '.join(registry.names(kind))})")
+    try:
+        component = registry.get(kind, str(spec["name"]))
+    except UnknownComponentError as exc:
+        raise fail(f"{kind}.name", str(exc)) from None
+    options = component.options()
+    hints = type_hints(component.factory)
+    checked: dict[str, Any] = {"name": component.name}
+    for key, value in spec.items():
+        if key == "name":
+            continue
+        if key not in options:
+            known = ", ".join(options) or "none"
+            raise fail(f"{kind}.{key}", f"unknown option of {kind} {component.name!r}{closest_match(key, options)}; options: {known}")
+        try:
+            checked[key] = coerce(value, hints.get(key, Any))
+        except TypeMismatch as exc:
+            raise fail(f"{kind}.{key}", f"expected {exc.expected}, got {value!r}") from None
+    for key, parameter in options.items():
+        if key in checked:
+            continue
+        if parameter.default is parameter.empty:
+            raise fail(f"{kind}.{key}", f"missing (required by {kind} {component.name!r})")
+        checked[key] = parameter.default
+    return checked
+
+
+def validate_dataclass(cls: type, values: Any, path: str, fail) -> dict[str, Any]:
+    """A settings section (e.g. `train:`) checked against a dataclass's fields."""
+    if not isinstance(values, Mapping):
+        raise fail(path, f"expected a mapping, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = type_hints(cls)
+    for key in values:
+        if key not in fields:
+            raise fail(f"{path}.{key}", f"unknown key{closest_match(key, fields)}; keys: {', '.join(fields)}")
+    result = {}
+    for key, field in fields.items():
+        if key not in values:
+            result[key] = field.default
+            continue
+        try:
+            result[key] = coerce(values[key], hints.get(key, Any))
+        except TypeMismatch as exc:
+            raise fail(f"{path}.{key}", f"expected {exc.expected}, got {values[key]!r}") from None
+        if field.metadata.get("positive") and result[key] <= 0:
+            raise fail(f"{path}.{key}", f"expected a positive number, got {values[key]!r}")
+    return result
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(tuple, lambda dumper, data: dumper.represent_list(list(data)))
+
+
+def dump(recipe: Mapping[str, Any]) -> str:
+    """A resolved recipe as YAML (tuples written as lists)."""
+    return yaml.dump(dict(recipe), Dumper=_Dumper, sort_keys=False, default_flow_style=None)
+
+
+def train_config(recipe: Mapping[str, Any]) -> TrainConfig:
+    """The recipe's `train:` section as a TrainConfig."""
+    return TrainConfig(**recipe["train"])
+
+
+
