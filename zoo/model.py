@@ -1,0 +1,179 @@
+"""The one latent-variable model behind every variant, assembled from components.
+
+p(x, z | c) = p(z | c) p(x | z, c), with recognition model q(z | x, c). For an
+unconditional VAE `c` is None and the prior is N(0, I).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Optional
+
+import distrax
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from zoo.errors import ModelBuildError, ZooError
+from zoo.interfaces import Array, Shape
+from zoo.registry import Registry
+
+
+def kl_divergence(q: distrax.Distribution, p: distrax.Distribution, z: Array) -> Array:
+    """KL(q || p): closed form where distrax has it, else the one-sample estimate at z ~ q."""
+    try:
+        return q.kl_divergence(p)
+    except NotImplementedError:
+        return q.log_prob(z) - p.log_prob(z)
+
+
+def repeat_rows(c: Optional[Array], times: int) -> Optional[Array]:
+    """Tile a condition batch (B, ...) to (times * B, ...), matching z samples (times, B, D)."""
+    if c is None:
+        return None
+    return jnp.broadcast_to(c, (times,) + c.shape).reshape((times * c.shape[0],) + c.shape[1:])
+
+
+class LatentVariableModel(nnx.Module):
+    """A VAE or CVAE: encoder q(z|x,c), prior p(z|c), decoder and likelihood p(x|z,c)."""
+
+    def __init__(self, encoder, prior, decoder, likelihood, *, x_shape: Shape, c_shape: Optional[Shape], latent_dim: int):
+        self.encoder = encoder
+        self.prior = prior
+        self.decoder = decoder
+        self.likelihood = likelihood
+        self.x_shape = tuple(x_shape)
+        self.c_shape = None if c_shape is None else tuple(c_shape)
+        self.latent_dim = latent_dim
+
+    @property
+    def conditional(self) -> bool:
+        """True for a CVAE (the model takes a condition c)."""
+        return self.c_shape is not None
+
+    def encode(self, x: Array, c: Optional[Array] = None) -> distrax.Distribution:
+        """q(z | x, c)."""
+        return self.encoder(x, c)
+
+    def prior_distribution(self, c: Optional[Array] = None, batch_size: int = 1) -> distrax.Distribution:
+        """p(z | c) for each row of c (or `batch_size` rows when unconditional)."""
+        return self.prior(c, c.shape[0] if c is not None else batch_size)
+
+    def decode(self, z: Array, c: Optional[Array] = None) -> distrax.Distribution:
+        """p(x | z, c)."""
+        return self.likelihood(self.decoder(z, c))
+
+    def sample(self, rng: Array, c: Optional[Array] = None, num_samples: int = 1, temperature: float = 1.0) -> Array:
+        """Mean of p(x | z, c) at z drawn from the prior, its spread scaled by `temperature`."""
+        prior = self.prior_distribution(c, num_samples)
+        centre = prior.mean()
+        z = centre + temperature * (prior.sample(seed=rng) - centre)
+        return self.decode(z, c).mean()
+
+    def reconstruct(self, x: Array, c: Optional[Array] = None) -> Array:
+        """Mean of p(x | z, c) at the posterior mean of q(z | x, c)."""
+        return self.decode(self.encode(x, c).mean(), c).mean()
+
+    def forward(self, x: Array, c: Optional[Array], rng: Array) -> tuple[Array, Array, Array]:
+        """(mode of p(x|z,c), log p(x|z,c), KL(q||p)) at one reparameterised z ~ q(z|x,c)."""
+        q = self.encode(x, c)
+        z = q.sample(seed=rng)
+        p_x = self.decode(z, c)
+        kl = kl_divergence(q, self.prior_distribution(c, x.shape[0]), z)
+        return p_x.mode(), p_x.log_prob(x), kl
+
+    def elbo(self, x: Array, c: Optional[Array], rng: Array) -> Array:
+        """Per-example evidence lower bound E_q[log p(x|z,c)] - KL(q || p(z|c))."""
+        _, log_likelihood, kl = self.forward(x, c, rng)
+        return log_likelihood - kl
+
+    def log_importance_weights(self, x: Array, c: Optional[Array], rng: Array, num_samples: int) -> Array:
+        """log p(x, z_k | c) - log q(z_k | x, c) for z_k ~ q, shape (num_samples, B)."""
+        batch = x.shape[0]
+        q = self.encode(x, c)
+        z = q.sample(seed=rng, sample_shape=(num_samples,))
+        log_q = q.log_prob(z)
+        log_prior = self.prior_distribution(c, batch).log_prob(z)
+        flat_z = z.reshape((num_samples * batch, self.latent_dim))
+        p_x = self.decode(flat_z, repeat_rows(c, num_samples))
+        log_px = p_x.log_prob(repeat_rows(x, num_samples)).reshape((num_samples, batch))
+        return log_px + log_prior - log_q
+
+    def log_likelihood(self, x: Array, c: Optional[Array], rng: Array, num_samples: int = 5000, chunk_size: int = 250) -> Array:
+        """Importance-sampled log p(x | c) = log (1/K) sum_k p(x, z_k|c) / q(z_k|x,c), per example.
+
+        The K samples are drawn `chunk_size` at a time (lax.map), so memory
+        holds one chunk of decoder activations whatever K is.
+        """
+        chunk_size = min(chunk_size, num_samples)
+        num_chunks = math.ceil(num_samples / chunk_size)
+        keys = jax.random.split(rng, num_chunks)
+        log_w = jax.lax.map(lambda key: self.log_importance_weights(x, c, key, chunk_size), keys)
+        log_w = log_w.reshape((num_chunks * chunk_size, x.shape[0]))[:num_samples]
+        return jax.nn.logsumexp(log_w, axis=0) - jnp.log(num_samples)
+
+
+def build_model(recipe: Mapping[str, Any], registry: Registry, *, x_shape: Shape, c_shape: Optional[Shape], rngs: nnx.Rngs) -> LatentVariableModel:
+    """Assemble a model from a resolved recipe; components that cannot fit are refused here."""
+    latent_dim = recipe["latent_dim"]
+    likelihood = _build(registry, recipe, "likelihood")
+    params_per_dim = getattr(likelihood, "params_per_dim", None)
+    if not isinstance(params_per_dim, int) or params_per_dim < 1:
+        raise ModelBuildError(f"likelihood {recipe['likelihood']['name']!r} does not declare params_per_dim (a positive int)")
+    output_shape = tuple(x_shape) + (params_per_dim,)
+    encoder = _build(registry, recipe, "encoder", x_shape=tuple(x_shape), c_shape=c_shape, latent_dim=latent_dim, rngs=rngs)
+    prior = _build(registry, recipe, "prior", latent_dim=latent_dim, c_shape=c_shape, rngs=rngs)
+    decoder = _build(registry, recipe, "decoder", latent_dim=latent_dim, c_shape=c_shape, output_shape=output_shape, rngs=rngs)
+    model = LatentVariableModel(encoder, prior, decoder, likelihood, x_shape=x_shape, c_shape=c_shape, latent_dim=latent_dim)
+    check_shapes(model, recipe)
+    return model
+
+
+def _build(registry: Registry, recipe: Mapping[str, Any], kind: str, **context: Any) -> Any:
+    """Build one component; a factory's refusal (a TypeError, ValueError) names the component."""
+    spec = recipe[kind]
+    try:
+        return registry.build(kind, spec, **context)
+    except ZooError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ModelBuildError(f"{kind} {spec['name']!r} could not be built: {exc}") from exc
+
+
+def check_shapes(model: LatentVariableModel, recipe: Mapping[str, Any]) -> None:
+    """Trace the model abstractly (no compute) and refuse shapes that do not fit."""
+    batch = 2
+    x = jax.ShapeDtypeStruct((batch,) + model.x_shape, jnp.float32)
+    c = None if model.c_shape is None else jax.ShapeDtypeStruct((batch,) + model.c_shape, jnp.float32)
+    names = {kind: recipe[kind]["name"] for kind in ("encoder", "decoder", "prior", "likelihood")}
+    expected = (batch,) + model.x_shape + (model.likelihood.params_per_dim,)
+    z = jax.ShapeDtypeStruct((batch, model.latent_dim), jnp.float32)
+    try:
+        params = jax.eval_shape(lambda z, c: model.decoder(z, c), z, c)
+    except Exception as exc:
+        raise ModelBuildError(f"decoder {names['decoder']!r} fails on z of shape {z.shape}: {exc}") from exc
+    if tuple(params.shape) != expected:
+        raise ModelBuildError(
+            f"decoder {names['decoder']!r} outputs shape {tuple(params.shape)} but likelihood "
+            f"{names['likelihood']!r} needs {expected} (batch, data shape {model.x_shape}, "
+            f"{model.likelihood.params_per_dim} parameter(s) per dimension)"
+        )
+    try:
+        log_prob = jax.eval_shape(lambda z, c, x: model.decode(z, c).log_prob(x), z, c, x)
+    except Exception as exc:
+        raise ModelBuildError(f"likelihood {names['likelihood']!r} cannot score data of shape {model.x_shape}: {exc}") from exc
+    if tuple(log_prob.shape) != (batch,):
+        raise ModelBuildError(
+            f"likelihood {names['likelihood']!r} gives log-probabilities of shape {tuple(log_prob.shape)} "
+            f"for a batch of {batch}; its event shape must be the data shape {model.x_shape}"
+        )
+    for kind, call, event in (
+        ("encoder", lambda x, c: model.encode(x, c), (model.latent_dim,)),
+        ("prior", lambda x, c: model.prior_distribution(c, batch), (model.latent_dim,)),
+    ):
+        try:
+            out = jax.eval_shape(lambda x, c: call(x, c).mean(), x, c)
+        except Exception as exc:
+            raise ModelBuildError(f"{kind} {names[kind]!r} fails on data of shape {x.shape}: {exc}") from exc
+        if tuple(out.shape) != (batch,) + event:
+            raise ModelBuildError(f"{kind} {names[kind]!r} returns samples of shape {tuple(out.shape)}, expected {(batch,) + event}")
