@@ -1,0 +1,63 @@
+"""Priors p(z | c): the standard normal, and the conditional prior network of Sohn et al. 2015."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import distrax
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+import zoo
+from plugins.layers import MLP, DiagonalGaussianHead, size
+
+
+class StandardNormalPrior(nnx.Module):
+    """N(0, I) over z; no parameters, ignores c (the prior of the VAE and of the blog's CVAE)."""
+
+    def __init__(self, latent_dim: int):
+        self.latent_dim = latent_dim
+
+    def __call__(self, c: Optional[jax.Array], batch_size: int) -> distrax.MultivariateNormalDiag:
+        shape = (batch_size, self.latent_dim)
+        return distrax.MultivariateNormalDiag(jnp.zeros(shape), jnp.ones(shape))
+
+
+class ConditionalPrior(nnx.Module):
+    """p(z | c) = N(mu(c), diag(sigma(c)^2)), the prior network of Sohn et al. 2015."""
+
+    def __init__(self, c_shape, latent_dim, hidden, activation, *, rngs):
+        self.trunk = MLP(size(c_shape), hidden, activation, rngs=rngs)
+        self.head = DiagonalGaussianHead(hidden[-1] if hidden else size(c_shape), latent_dim, rngs=rngs)
+
+    def __call__(self, c: Optional[jax.Array], batch_size: int) -> distrax.MultivariateNormalDiag:
+        return self.head(self.trunk(c.reshape((c.shape[0], -1))))
+
+
+def make_standard_normal_prior(latent_dim) -> StandardNormalPrior:
+    """The standard normal prior N(0, I).
+
+    >>> prior = make_standard_normal_prior(4)  # doctest: +SKIP
+    """
+    return StandardNormalPrior(latent_dim)
+
+
+def make_conditional_prior(latent_dim, c_shape, rngs, hidden: Sequence[int] = (256,), activation: str = "relu") -> ConditionalPrior:
+    """Conditional prior network p(z | c) of Sohn et al.; needs a condition.
+
+    >>> prior = make_conditional_prior(4, (10,), nnx.Rngs(0))  # doctest: +SKIP
+    """
+    if c_shape is None:
+        raise zoo.ModelBuildError(
+            "prior 'conditional' models p(z | c) and needs a condition; the recipe has none "
+            "(set condition: {name: onehot_label}, or use prior standard_normal)"
+        )
+    return ConditionalPrior(tuple(c_shape), latent_dim, tuple(hidden), activation, rngs=rngs)
+
+
+@zoo.hookimpl
+def register_components(register):
+    """Standard normal and conditional priors."""
+    register("prior", "standard_normal", make_standard_normal_prior)
+    register("prior", "conditional", make_conditional_prior)
