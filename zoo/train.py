@@ -1,0 +1,166 @@
+"""Training: one jitted step on pure state, scanned over a chunk of steps.
+
+The NNX graph is split once; the hot loop is a plain `jax.jit` (with the state
+donated) over `(params, opt_state)`, which is about 20% faster here than
+`nnx.jit`. Checkpoints are written with orbax, metrics as JSON lines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from zoo import runs
+from zoo.data import batch_indices, build_condition, build_dataset
+from zoo.errors import TrainingDivergedError
+from zoo.evaluate import make_bound_metrics, over_batches
+from zoo.interfaces import Batch, Dataset
+from zoo.model import LatentVariableModel, build_model
+from zoo.recipes import train_config
+from zoo.registry import Registry
+
+
+class TrainState(NamedTuple):
+    """Everything that changes during training, as a pytree."""
+
+    params: Any
+    opt_state: Any
+
+
+@dataclasses.dataclass
+class Experiment:
+    """What a recipe builds: data, condition, model and objective."""
+
+    recipe: Mapping[str, Any]
+    dataset: Dataset
+    condition: Any
+    model: LatentVariableModel
+    objective: Any
+
+
+def assemble(recipe: Mapping[str, Any], registry: Registry, data_dir: Optional[str] = None) -> Experiment:
+    """Build every part of a resolved recipe; incompatible parts are refused here."""
+    dataset = build_dataset(recipe, registry, data_dir)
+    condition = build_condition(recipe, registry, dataset)
+    rngs = nnx.Rngs(recipe["train"]["seed"])
+    model = build_model(recipe, registry, x_shape=condition.x_shape, c_shape=condition.c_shape, rngs=rngs)
+    objective = registry.build("objective", recipe["objective"])
+    return Experiment(recipe, dataset, condition, model, objective)
+
+
+def make_optimizer(learning_rate: float) -> optax.GradientTransformation:
+    """Adam, the optimiser of the sources."""
+    return optax.adam(learning_rate)
+
+
+def make_train_steps(graphdef: nnx.GraphDef, objective, condition, optimizer: optax.GradientTransformation):
+    """`(state, images, labels, indices[n, B], keys[n]) -> (state, metrics[n])`, jitted, state donated."""
+
+    def loss_fn(params, batch: Batch, rng):
+        return objective(nnx.merge(graphdef, params), batch, rng)
+
+    def train_step(state: TrainState, step_inputs, images, labels):
+        indices, rng = step_inputs
+        x, c = condition.split(images[indices], labels[indices])
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, Batch(x, c), rng)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        return TrainState(optax.apply_updates(state.params, updates), opt_state), {"loss": loss, **metrics}
+
+    @partial(jax.jit, donate_argnums=0)
+    def train_steps(state: TrainState, images, labels, indices, keys):
+        return jax.lax.scan(lambda s, inputs: train_step(s, inputs, images, labels), state, (indices, keys))
+
+    return train_steps
+
+
+def step_keys(seed: int, start: int, count: int) -> jax.Array:
+    """One PRNG key per step, a function of the seed and the step number alone."""
+    base = jax.random.key(seed)
+    return jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(start, start + count))
+
+
+def chunk_end(step: int, total: int, *periods: int) -> int:
+    """The next step at which to log or checkpoint (or the end)."""
+    return min([total] + [(step // p + 1) * p for p in periods])
+
+
+def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Registry, *, resume: bool = False,
+                       progress: bool = True, data_dir: Optional[str] = None) -> dict[str, Any]:
+    """Train a resolved recipe in `workdir` (resumable), validating at each checkpoint.
+
+    Returns the last logged training metrics, validation ELBO and the step reached.
+    """
+    workdir = Path(workdir)
+    runs.prepare(workdir, recipe, resume=resume)
+    config = train_config(recipe)
+    experiment = assemble(recipe, registry, data_dir)
+    graphdef, params = nnx.split(experiment.model)
+    optimizer = make_optimizer(config.learning_rate)
+    state = TrainState(params, optimizer.init(params))
+    manager = runs.checkpoint_manager(workdir)
+    start = runs.restore_latest(manager, state)
+    if start is not None:
+        start, state = start
+        runs.truncate_metrics(workdir, start)
+    else:
+        start = 0
+    train = experiment.dataset.train
+    images, labels = jnp.asarray(train.images), jnp.asarray(train.labels)
+    train_steps = make_train_steps(graphdef, experiment.objective, experiment.condition, optimizer)
+    validate = make_bound_metrics(graphdef, experiment.condition)
+    summary: dict[str, Any] = {"workdir": str(workdir), "step": start}
+    bar = runs.progress_bar(config.steps, start, enabled=progress)
+    step = start
+    while step < config.steps:
+        end = chunk_end(step, config.steps, config.log_every, config.checkpoint_every)
+        indices = batch_indices(len(train.images), config.batch_size, config.seed, step, end - step)
+        began = time.perf_counter()
+        new_state, metrics = train_steps(state, images, labels, jnp.asarray(indices), step_keys(config.seed, step, end - step))
+        losses = np.asarray(metrics["loss"])
+        seconds = time.perf_counter() - began
+        if not np.all(np.isfinite(losses)):
+            bad = step + int(np.argmax(~np.isfinite(losses))) + 1
+            raise TrainingDivergedError(
+                f"loss became {losses[bad - step - 1]} at step {bad}; {runs.last_good(manager, workdir)} "
+                "(try a lower train.learning_rate, then `zoo train ... --resume`)"
+            )
+        state, step = new_state, end
+        logged = {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}
+        runs.append_metrics(workdir, {"step": step, "split": "train", **logged, "steps_per_second": len(losses) / seconds})
+        bar.update(len(losses))
+        bar.set_postfix(loss=f"{logged['loss']:.2f}", elbo=f"{logged.get('elbo', float('nan')):.2f}")
+        summary.update(step=step, train=logged)
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            validation = experiment.dataset.validation
+            if len(validation.images):
+                bounds = over_batches(validate, state.params, validation, jax.random.key(config.seed + 1), 256)
+                summary["validation_elbo"] = float(np.mean(bounds["elbo"]))
+                runs.append_metrics(workdir, {"step": step, "split": "validation", "elbo": summary["validation_elbo"]})
+            runs.save(manager, step, state)
+    bar.close()
+    manager.wait_until_finished()
+    return summary
+
+
+def load_trained(workdir: Path, registry: Registry, data_dir: Optional[str] = None) -> tuple[Experiment, nnx.GraphDef, Any, int]:
+    """(experiment, graphdef, params, step) of a trained run, from its newest checkpoint."""
+    recipe = runs.resolved_recipe(workdir, registry)
+    experiment = assemble(recipe, registry, data_dir)
+    graphdef, params = nnx.split(experiment.model)
+    state = TrainState(params, make_optimizer(recipe["train"]["learning_rate"]).init(params))
+    restored = runs.restore_latest(runs.checkpoint_manager(Path(workdir)), state)
+    if restored is None:
+        raise runs.RunDirectoryError(f"{workdir} holds no checkpoint yet; train it first (`zoo train ... --workdir {workdir}`)")
+    step, state = restored
+    return experiment, graphdef, state.params, step
