@@ -122,8 +122,9 @@ def make_onehot_label(image_shape, num_classes) -> OneHotLabel:
 
 
 def make_visible_quadrants(image_shape, visible: Sequence[int] = (2,)) -> VisibleQuadrants:
-    """Quadrant completion: the listed quadrants (0 top-left, 1 top-right, 2 bottom-left,
-    3 bottom-right) are visible and form c; the rest is x.
+    """Quadrant completion: the visible quadrants form c, the hidden pixels are x.
+
+    Quadrants are numbered 0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right.
 
     >>> make_visible_quadrants((8, 8, 1), visible=(2,)).split(images, labels)  # doctest: +SKIP
     """

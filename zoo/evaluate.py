@@ -26,10 +26,11 @@ def make_bound_metrics(graphdef: nnx.GraphDef, condition) -> Callable:
         q = model.encode(x, c)
         z = q.sample(seed=rng)
         log_likelihood = model.decode(z, c).log_prob(x)
-        kl = kl_divergence(q, model.prior_distribution(c, x.shape[0]), z)
+        prior = model.prior_distribution(c, x.shape[0])
+        kl = kl_divergence(q, prior, z)
         reconstruction = model.decode(q.mean(), c).mean()
         squared_error = jnp.sum((reconstruction - x).reshape((x.shape[0], -1)) ** 2, axis=-1)
-        return {"elbo": log_likelihood - kl, "kl": kl, "reconstruction_error": squared_error, "posterior_mean": q.mean()}
+        return {"elbo": log_likelihood - kl, "kl": kl, "reconstruction_error": squared_error, "posterior_mean": q.mean() - prior.mean()}
 
     return bound_metrics
 
@@ -57,7 +58,11 @@ def over_batches(function: Callable, params: Any, split: Split, rng: jax.Array, 
 
 
 def active_units(posterior_means: np.ndarray) -> int:
-    """Latent dimensions whose posterior mean varies over the data by more than 0.01."""
+    """Latent dimensions whose posterior mean varies over the data by more than 0.01.
+
+    The means are taken relative to the prior mean: for a conditional prior
+    p(z | c) a unit that only follows c carries no information about x.
+    """
     return int(np.sum(np.var(posterior_means, axis=0) > ACTIVE_UNIT_THRESHOLD))
 
 

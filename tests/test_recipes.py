@@ -1,0 +1,127 @@
+"""Recipe files, inheritance, overrides, and the messages for every kind of mistake."""
+
+import textwrap
+
+import pytest
+
+import zoo
+from zoo.recipes import RecipeBook, dump
+
+GOOD = """
+base_vae:
+  dataset: {name: digits}
+  latent_dim: 4
+  encoder: {name: mlp, hidden: [16]}
+  decoder: {name: mlp, hidden: [16]}
+  prior: {name: standard_normal}
+  likelihood: {name: bernoulli}
+  objective: {name: elbo}
+"""
+
+
+def write(tmp_path, text, name="registry.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def error_of(tmp_path, registry, text, variant, overrides=()):
+    path = write(tmp_path, text)
+    with pytest.raises(zoo.RecipeError) as info:
+        RecipeBook([path]).resolve(variant, registry, overrides)
+    return str(info.value).replace(str(tmp_path) + "/", "")
+
+
+def test_every_shipped_variant_resolves(book, registry):
+    required = {"vae_mlp", "vae_conv", "cvae_mlp", "cvae_sohn", "beta_vae_mlp", "iwae_mlp"}
+    assert required <= set(book.names())
+    for name in book.names():
+        recipe = book.resolve(name, registry)
+        assert recipe["variant"] == name
+
+
+def test_wrong_type_names_file_recipe_and_key_path(tmp_path, registry, book):
+    text = zoo.default_registry_path().read_text()
+    text = text.replace("prior: {name: conditional, hidden: [256], activation: relu}\n  objective: {name: hybrid", "prior: {name: conditional, hidden: big, activation: relu}\n  objective: {name: hybrid")
+    assert "hidden: big" in text
+    message = error_of(tmp_path, registry, text, "cvae_sohn")
+    assert message == "registry.yaml: cvae_sohn.prior.hidden: expected a list of ints, got 'big'"
+
+
+def test_unknown_key_missing_field_and_unknown_component(tmp_path, registry):
+    assert error_of(tmp_path, registry, GOOD + "  optimiser: adam\n", "base_vae") == (
+        "registry.yaml: base_vae.optimiser: unknown key 'optimiser'; known: base, condition, dataset, decoder, "
+        "description, encoder, latent_dim, likelihood, objective, prior, train"
+    )
+    missing = GOOD.replace("  objective: {name: elbo}\n", "")
+    assert error_of(tmp_path, registry, missing, "base_vae").startswith("registry.yaml: base_vae.objective: missing")
+    typo = GOOD.replace("{name: bernoulli}", "{name: bernouli}")
+    assert error_of(tmp_path, registry, typo, "base_vae") == (
+        "registry.yaml: base_vae.likelihood.name: unknown likelihood 'bernouli' (did you mean 'bernoulli'?); "
+        "known: bernoulli, gaussian_diagonal, gaussian_fixed, gaussian_identity"
+    )
+    option = GOOD.replace("hidden: [16]}\n  decoder", "hiden: [16]}\n  decoder")
+    assert error_of(tmp_path, registry, option, "base_vae") == (
+        "registry.yaml: base_vae.encoder.hiden: unknown option of encoder 'mlp' (did you mean 'hidden'?); options: hidden, activation"
+    )
+
+
+def test_bad_yaml_names_file_and_line(tmp_path, registry):
+    message = error_of(tmp_path, registry, GOOD + "  train: {steps: [1, 2}\n", "base_vae")
+    assert message.startswith("registry.yaml: invalid YAML at line 10")
+
+
+def test_train_section_is_checked(tmp_path, registry):
+    assert error_of(tmp_path, registry, GOOD + "  train: {steps: many}\n", "base_vae") == (
+        "registry.yaml: base_vae.train.steps: expected an int, got 'many'"
+    )
+    assert error_of(tmp_path, registry, GOOD + "  train: {batch_size: 0}\n", "base_vae") == (
+        "registry.yaml: base_vae.train.batch_size: expected a positive number, got 0"
+    )
+
+
+def test_base_inherits_and_overrides(tmp_path, registry):
+    path = write(tmp_path, GOOD + "child:\n  base: base_vae\n  encoder: {hidden: [8, 8]}\n  prior: {name: conditional}\n  condition: {name: onehot_label}\n")
+    recipe = RecipeBook([path]).resolve("child", registry)
+    assert recipe["encoder"] == {"name": "mlp", "hidden": (8, 8), "activation": "relu"}
+    assert recipe["prior"] == {"name": "conditional", "hidden": (256,), "activation": "relu"}
+
+
+def test_circular_base_is_refused(tmp_path, registry):
+    text = "a:\n  base: b\nb:\n  base: a\n"
+    assert error_of(tmp_path, registry, text, "a") == "registry.yaml: a.base: circular inheritance a -> b -> a"
+
+
+def test_user_file_adds_and_overrides_variants(tmp_path, registry):
+    shipped = write(tmp_path, GOOD)
+    mine = write(tmp_path, "base_vae:\n  dataset: {name: digits}\n  latent_dim: 2\n  encoder: mlp\n  decoder: mlp\n  prior: standard_normal\n  likelihood: bernoulli\n  objective: elbo\nmine:\n  base: base_vae\n  latent_dim: 3\n", "mine.yaml")
+    book = RecipeBook([shipped, mine])
+    assert book.resolve("base_vae", registry)["latent_dim"] == 2
+    assert book.resolve("mine", registry)["latent_dim"] == 3
+    assert book.source("mine").endswith("mine.yaml")
+
+
+def test_set_overrides_one_field_and_is_blamed_for_its_errors(tmp_path, registry):
+    path = write(tmp_path, GOOD)
+    recipe = RecipeBook([path]).resolve("base_vae", registry, ["train.steps=7", "encoder.hidden=[3, 4]", "train.learning_rate=1e-4"])
+    assert recipe["train"]["steps"] == 7 and recipe["encoder"]["hidden"] == (3, 4)
+    assert recipe["train"]["learning_rate"] == pytest.approx(1e-4)
+    assert error_of(tmp_path, registry, GOOD, "base_vae", ["encoder.hidden=big"]) == (
+        "--set: base_vae.encoder.hidden: expected a list of ints, got 'big'"
+    )
+    assert error_of(tmp_path, registry, GOOD, "base_vae", ["encoder.hidden"]) == "--set 'encoder.hidden': expected key.path=value"
+
+
+def test_unknown_variant_lists_known(tmp_path, registry):
+    path = write(tmp_path, GOOD)
+    with pytest.raises(zoo.UnknownComponentError, match="unknown variant 'base_vea' \\(did you mean 'base_vae'\\?\\); known: base_vae"):
+        RecipeBook([path]).resolve("base_vea", registry)
+
+
+def test_resolved_recipe_round_trips_through_yaml(book, registry, tmp_path):
+    import yaml
+
+    recipe = book.resolve("cvae_sohn", registry)
+    plain = yaml.safe_load(dump(recipe))
+    name = plain.pop("variant")
+    assert zoo.recipes.validate(plain, registry, name=name, source="x") == recipe

@@ -1,0 +1,174 @@
+"""The `zoo` command: list, plugins, show, train, eval, sample.
+
+Errors the user can act on print one line on stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from zoo.errors import UnknownComponentError, ZooError
+
+VARIANT_KIND = "variant"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="zoo", description="A zoo of variational autoencoders in JAX.")
+    parser.add_argument("--recipes", action="append", default=[], metavar="FILE",
+                        help="a recipe file of your own, read after registry.yaml (repeatable)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    listing = commands.add_parser("list", help="list components and variants")
+    listing.add_argument("kind", nargs="?", help="a component kind, or 'variant'")
+    listing.add_argument("pattern", nargs="?", default="*", help="glob on names, e.g. 'cvae*'")
+
+    commands.add_parser("plugins", help="list loaded plugins and what each registers")
+
+    show = commands.add_parser("show", help="print a variant's resolved recipe")
+    show.add_argument("variant")
+    show.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override one field")
+
+    train = commands.add_parser("train", help="train a variant")
+    train.add_argument("variant")
+    train.add_argument("--workdir", help="run directory (default runs/VARIANT)")
+    train.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
+    train.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override one field")
+    train.add_argument("--data-dir", help="where datasets read or cache their files")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    evaluate = commands.add_parser("eval", help="evaluate a trained run (JSON out)")
+    evaluate.add_argument("run", help="run directory")
+    evaluate.add_argument("--num-samples", "-k", type=int, default=5000, help="importance samples K (0 skips; 5000 is the published protocol)")
+    evaluate.add_argument("--split", default="test", choices=("train", "validation", "test"))
+    evaluate.add_argument("--batch-size", type=int, default=100)
+    evaluate.add_argument("--limit", type=int, help="evaluate only the first N examples")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--data-dir")
+
+    sample = commands.add_parser("sample", help="write a PNG grid of samples")
+    sample.add_argument("run", help="run directory")
+    sample.add_argument("--out", help="PNG path (default RUN/samples.png)")
+    sample.add_argument("--condition", help="for CVAEs: classes to write, e.g. '2026' or '3 7'")
+    sample.add_argument("--per-row", type=int, default=8, help="samples per row (per condition)")
+    sample.add_argument("--temperature", type=float, default=1.0, help="scale of z around the prior mean")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--data-dir")
+    return parser
+
+
+def recipe_book(args):
+    """registry.yaml plus the user's recipe files."""
+    from zoo.recipes import RecipeBook, default_registry_path
+
+    return RecipeBook([default_registry_path(), *map(Path, args.recipes)])
+
+
+def cmd_list(args, registry) -> None:
+    from zoo.registry import KINDS, unknown_name_message
+
+    kinds = list(KINDS) + [VARIANT_KIND]
+    if args.kind is not None and args.kind not in kinds and args.kind.rstrip("s") not in kinds:
+        raise UnknownComponentError(unknown_name_message("kind", args.kind, kinds))
+    wanted = None if args.kind is None else args.kind.rstrip("s") if args.kind not in kinds else args.kind
+    for component in registry.list(None if wanted in (None, VARIANT_KIND) else wanted, args.pattern):
+        if wanted != VARIANT_KIND:
+            print(f"{component.kind:<11} {component.name:<20} {component.summary}")
+    if wanted in (None, VARIANT_KIND):
+        import fnmatch
+
+        book = recipe_book(args)
+        for name in book.names():
+            if fnmatch.fnmatchcase(name, args.pattern):
+                description = (book.raw(name).get("description") or "").strip()
+                print(f"{VARIANT_KIND:<11} {name:<20} {description}")
+
+
+def cmd_plugins(args, registry) -> None:
+    from zoo.plugin_manager import plugin_source
+
+    by_plugin: dict[str, list[str]] = {}
+    for component in registry.list():
+        by_plugin.setdefault(component.plugin, []).append(f"{component.kind}:{component.name}")
+    for plugin, names in sorted(by_plugin.items()):
+        print(f"{plugin}  ({plugin_source(plugin)})")
+        print("    " + ", ".join(names))
+
+
+def cmd_show(args, registry) -> None:
+    from zoo.recipes import dump
+
+    print(dump(recipe_book(args).resolve(args.variant, registry, args.set)), end="")
+
+
+def cmd_train(args, registry) -> None:
+    from zoo.train import train_and_evaluate
+
+    recipe = recipe_book(args).resolve(args.variant, registry, args.set)
+    workdir = Path(args.workdir or Path("runs") / args.variant)
+    summary = train_and_evaluate(recipe, workdir, registry, resume=args.resume, progress=not args.quiet, data_dir=args.data_dir)
+    print(json.dumps(summary, indent=2))
+
+
+def cmd_eval(args, registry) -> None:
+    import jax
+
+    from zoo.evaluate import evaluate
+    from zoo.interfaces import Split
+    from zoo.train import load_trained
+
+    if args.num_samples < 0 or args.batch_size < 1:
+        raise ZooError("--num-samples must be >= 0 and --batch-size >= 1")
+    experiment, graphdef, params, step = load_trained(Path(args.run), registry, args.data_dir)
+    split = experiment.dataset.split(args.split)
+    if args.limit:
+        split = Split(split.images[: args.limit], split.labels[: args.limit])
+    metrics = evaluate(graphdef, params, experiment.condition, split, jax.random.key(args.seed),
+                       num_samples=args.num_samples, batch_size=args.batch_size, conditional=experiment.model.conditional)
+    result = {"run": str(args.run), "variant": experiment.recipe["variant"], "step": step, "split": args.split, **metrics}
+    (Path(args.run) / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+def cmd_sample(args, registry) -> None:
+    import jax
+
+    from zoo.images import save_grid
+    from zoo.sampling import sample_images
+    from zoo.train import load_trained
+
+    if args.per_row < 1:
+        raise ZooError("--per-row must be at least 1")
+    experiment, graphdef, params, step = load_trained(Path(args.run), registry, args.data_dir)
+    images, labels, rows = sample_images(experiment, graphdef, params, jax.random.key(args.seed),
+                                         condition_text=args.condition, per_row=args.per_row, temperature=args.temperature)
+    out = Path(args.out or Path(args.run) / "samples.png")
+    save_grid(images, out, rows=rows, row_labels=labels, title=f"{experiment.recipe['variant']} (step {step})")
+    print(out)
+
+
+COMMANDS = {"list": cmd_list, "plugins": cmd_plugins, "show": cmd_show, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the `zoo` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        from zoo.plugin_manager import default_registry
+
+        COMMANDS[args.command](args, default_registry())
+    except ZooError as exc:
+        print(f"zoo: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("zoo: interrupted; a run can continue with --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
