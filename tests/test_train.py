@@ -8,7 +8,7 @@ import pytest
 
 import zoo
 from zoo import runs
-from zoo.train import load_trained, step_keys, train_and_evaluate
+from zoo.train import load_trained, step_key, train_and_evaluate
 
 SMALL = ["encoder.hidden=[32]", "decoder.hidden=[32]", "latent_dim=4", "train.batch_size=32", "train.log_every=5", "train.checkpoint_every=10"]
 
@@ -90,9 +90,8 @@ def test_nan_loss_stops_with_the_step_and_last_good_checkpoint(tmp_path, book):
     plugin = types.ModuleType("nan_plugin")
     plugin.register_components = zoo.hookimpl(lambda register: register("objective", "nan_sometimes", nan_sometimes))
     registry = first_party_registry(plugin)
-    keys = step_keys(0, 0, 200)
-    draws = np.asarray(jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, 99)))(keys))
-    first_bad = int(np.argmax(draws < 0.15)) + 1  # steps are numbered from 1
+    draws = np.array([float(jax.random.uniform(jax.random.fold_in(step_key(0, s), 99))) for s in range(200)])
+    first_bad = int(np.argmax(draws < 0.15)) + 1  # the key of step s trains towards step s + 1
     assert first_bad > 10, "the seed must let a checkpoint be written first"
     with pytest.raises(zoo.TrainingDivergedError) as info:
         train_and_evaluate(recipe(book, registry, "train.steps=200", "objective={name: nan_sometimes}"), tmp_path, registry, progress=False)

@@ -1,4 +1,4 @@
-"""Training: one jitted step on pure state, scanned over a chunk of steps.
+"""Training: one jitted step on pure state, called from a plain Python loop.
 
 The NNX graph is split once; the hot loop is a plain `jax.jit` (with the state
 donated) over `(params, opt_state)`, which is about 20% faster here than
@@ -64,30 +64,47 @@ def make_optimizer(learning_rate: float) -> optax.GradientTransformation:
     return optax.adam(learning_rate)
 
 
-def make_train_steps(graphdef: nnx.GraphDef, objective, condition, optimizer: optax.GradientTransformation):
-    """`(state, images, labels, indices[n, B], keys[n]) -> (state, metrics[n])`, jitted, state donated."""
+def make_train_step(graphdef: nnx.GraphDef, objective, condition, optimizer: optax.GradientTransformation, seed: int):
+    """`(state, images, labels, chunk_indices[n, B], position, step) -> (state, metrics)`,
+    jitted with the state donated.
+
+    One step per call, driven from Python: XLA's CPU backend runs convolutions
+    inside a scanned loop several times slower than in a plain jitted step
+    (measured here: 130 ms against 20 ms per step for the conv VAE).
+    """
+    base_key = jax.random.key(seed)
 
     def loss_fn(params, batch: Batch, rng):
         return objective(nnx.merge(graphdef, params), batch, rng)
 
-    def train_step(state: TrainState, step_inputs, images, labels):
-        indices, rng = step_inputs
+    @partial(jax.jit, donate_argnums=0)
+    def train_step(state: TrainState, images, labels, chunk_indices, position, step):
+        indices = chunk_indices[position]
         x, c = condition.split(images[indices], labels[indices])
+        rng = jax.random.fold_in(base_key, step)
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, Batch(x, c), rng)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         return TrainState(optax.apply_updates(state.params, updates), opt_state), {"loss": loss, **metrics}
 
-    @partial(jax.jit, donate_argnums=0)
-    def train_steps(state: TrainState, images, labels, indices, keys):
-        return jax.lax.scan(lambda s, inputs: train_step(s, inputs, images, labels), state, (indices, keys))
-
-    return train_steps
+    return train_step
 
 
-def step_keys(seed: int, start: int, count: int) -> jax.Array:
-    """One PRNG key per step, a function of the seed and the step number alone."""
-    base = jax.random.key(seed)
-    return jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(start, start + count))
+def run_steps(train_step, state: TrainState, images, labels, indices: np.ndarray, start: int):
+    """Run len(indices) steps from `start`; returns the state and each metric per step (host arrays).
+
+    Steps are dispatched without waiting, so the host stays ahead of the device.
+    """
+    chunk = jnp.asarray(indices)
+    outputs = []
+    for position in range(len(indices)):
+        state, metrics = train_step(state, images, labels, chunk, position, start + position)
+        outputs.append(metrics)
+    return state, jax.tree.map(lambda *steps: np.stack(steps), *jax.device_get(outputs))
+
+
+def step_key(seed: int, step: int) -> jax.Array:
+    """The PRNG key of one training step: a function of the seed and the step number alone."""
+    return jax.random.fold_in(jax.random.key(seed), step)
 
 
 def chunk_end(step: int, total: int, *periods: int) -> int:
@@ -117,7 +134,7 @@ def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Regis
         start = 0
     train = experiment.dataset.train
     images, labels = jnp.asarray(train.images), jnp.asarray(train.labels)
-    train_steps = make_train_steps(graphdef, experiment.objective, experiment.condition, optimizer)
+    train_step = make_train_step(graphdef, experiment.objective, experiment.condition, optimizer, config.seed)
     validate = make_bound_metrics(graphdef, experiment.condition)
     summary: dict[str, Any] = {"workdir": str(workdir), "step": start}
     bar = runs.progress_bar(config.steps, start, enabled=progress)
@@ -126,7 +143,7 @@ def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Regis
         end = chunk_end(step, config.steps, config.log_every, config.checkpoint_every)
         indices = batch_indices(len(train.images), config.batch_size, config.seed, step, end - step)
         began = time.perf_counter()
-        new_state, metrics = train_steps(state, images, labels, jnp.asarray(indices), step_keys(config.seed, step, end - step))
+        new_state, metrics = run_steps(train_step, state, images, labels, indices, step)
         losses = np.asarray(metrics["loss"])
         seconds = time.perf_counter() - began
         if not np.all(np.isfinite(losses)):
@@ -136,7 +153,7 @@ def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Regis
                 "(try a lower train.learning_rate, then `zoo train ... --resume`)"
             )
         state, step = new_state, end
-        logged = {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}
+        logged = {k: float(np.mean(v)) for k, v in metrics.items()}
         runs.append_metrics(workdir, {"step": step, "split": "train", **logged, "steps_per_second": len(losses) / seconds})
         bar.update(len(losses))
         bar.set_postfix(loss=f"{logged['loss']:.2f}", elbo=f"{logged.get('elbo', float('nan')):.2f}")

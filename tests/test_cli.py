@@ -1,0 +1,147 @@
+"""The `zoo` command end to end, in subprocesses, as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ZOO = [sys.executable, "-m", "zoo.cli"]
+
+
+def zoo(*args, cwd=None, env=None, check=True):
+    result = subprocess.run([*ZOO, *args], capture_output=True, text=True, cwd=cwd or REPO, env={**os.environ, **(env or {})}, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"zoo {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+    return result
+
+
+def assert_clean_error(result, message):
+    """Exit status 2, one line on stderr that says what was wrong, no traceback."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("zoo: error: "), result.stderr
+    assert message in lines[0], lines[0]
+
+
+def test_list_show_and_plugins():
+    listing = zoo("list").stdout
+    for expected in ("encoder     mlp", "prior       conditional", "likelihood  gaussian_diagonal", "variant     cvae_sohn"):
+        assert expected in listing
+    assert zoo("list", "variant", "cvae*").stdout.count("variant") == 3
+    assert "hidden: [64]" in zoo("show", "vae_mlp", "--set", "encoder.hidden=[64]").stdout
+    assert "mlp  (vae-zoo" in zoo("plugins").stdout
+
+
+def test_train_eval_sample_a_cvae(tmp_path):
+    run = tmp_path / "run"
+    zoo("train", "cvae_sohn", "--workdir", str(run), "--quiet", "--set", "train.steps=20", "--set", "train.log_every=10")
+    evaluation = json.loads(zoo("eval", str(run), "-k", "50", "--limit", "100").stdout)
+    assert evaluation["step"] == 20 and evaluation["num_examples"] == 100
+    assert evaluation["conditional_log_likelihood"] >= evaluation["elbo"] - 1.0
+    for key in ("elbo", "kl", "reconstruction_error", "active_units", "num_importance_samples"):
+        assert key in evaluation
+    assert json.loads((run / "eval.json").read_text()) == evaluation
+    out = tmp_path / "digits.png"
+    zoo("sample", str(run), "--condition", "2026", "--out", str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_clean_error(zoo("sample", str(run), "--condition", "12a", check=False), "unknown class '12a'")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("train", "vae_mpl"), "unknown variant 'vae_mpl' (did you mean 'vae_mlp'?)"),
+        (("train", "vae_mlp", "--set", "encoder.hidden=big"), "--set: vae_mlp.encoder.hidden: expected a list of ints, got 'big'"),
+        (("eval", "/nonexistent/run"), "/nonexistent/run: no such run directory"),
+        (("list", "encodr"), "unknown kind 'encodr' (did you mean 'encoder'?)"),
+        (("train", "cvae_quadrants", "--set", "decoder={name: conv}"), "decoder 'conv' could not be built"),
+    ],
+)
+def test_bad_input_gets_one_clear_line(args, message, tmp_path):
+    assert_clean_error(zoo(*args, cwd=tmp_path, check=False), message)
+
+
+def test_a_bad_recipe_file_is_named(tmp_path):
+    bad = tmp_path / "mine.yaml"
+    bad.write_text("mine:\n  base: vae_mlp\n  train: {steps: [1\n")
+    assert_clean_error(zoo("--recipes", str(bad), "show", "mine", check=False), f"{bad}: invalid YAML at line 4")
+
+
+PLUGIN_PYPROJECT = """
+[build-system]
+requires = ["setuptools"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "zoo-linear-plugin"
+version = "0.0.1"
+
+[project.entry-points.vae_zoo]
+linear = "zoo_linear_plugin"
+"""
+
+PLUGIN_MODULE = '''
+"""A third-party plugin: a linear Gaussian encoder."""
+import distrax
+import jax.numpy as jnp
+from flax import nnx
+
+import zoo
+
+
+class LinearEncoder(nnx.Module):
+    def __init__(self, x_shape, latent_dim, rngs):
+        size = 1
+        for d in x_shape:
+            size *= d
+        self.loc = nnx.Linear(size, latent_dim, rngs=rngs)
+        self.log_scale = nnx.Param(jnp.zeros(latent_dim))
+
+    def __call__(self, x, c=None):
+        loc = self.loc(x.reshape((x.shape[0], -1)))
+        return distrax.MultivariateNormalDiag(loc, jnp.exp(self.log_scale[...]) * jnp.ones_like(loc))
+
+
+def make_linear_encoder(x_shape, latent_dim, rngs):
+    """A linear encoder from a package of its own."""
+    return LinearEncoder(x_shape, latent_dim, rngs)
+
+
+@zoo.hookimpl
+def register_components(register):
+    register("encoder", "linear", make_linear_encoder)
+'''
+
+
+def test_third_party_plugin_installs_lists_and_trains(tmp_path):
+    source = tmp_path / "src"
+    (source / "zoo_linear_plugin").mkdir(parents=True)
+    (source / "pyproject.toml").write_text(PLUGIN_PYPROJECT)
+    (source / "zoo_linear_plugin" / "__init__.py").write_text(PLUGIN_MODULE)
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index", "--target", str(site), str(source)],
+        check=True, capture_output=True, timeout=300,
+    )
+    env = {"PYTHONPATH": str(site)}
+    listing = zoo("list", "encoder", env=env).stdout
+    assert "linear" in listing and "A linear encoder from a package of its own." in listing
+    assert "linear  (zoo-linear-plugin 0.0.1)" in zoo("plugins", env=env).stdout
+    recipes = tmp_path / "mine.yaml"
+    recipes.write_text(textwrap.dedent("""
+        linear_vae:
+          base: vae_mlp
+          encoder: {name: linear}
+          train: {steps: 10, log_every: 5}
+    """))
+    run = tmp_path / "run"
+    out = zoo("--recipes", str(recipes), "train", "linear_vae", "--workdir", str(run), "--quiet", env=env).stdout
+    assert json.loads(out)["step"] == 10
+    # Without the package the name is unknown, and the message says which encoders exist.
+    assert_clean_error(zoo("--recipes", str(recipes), "show", "linear_vae", check=False), "unknown encoder 'linear'")
