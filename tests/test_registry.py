@@ -108,3 +108,17 @@ def test_default_registry_in_tests_is_the_explicit_one(registry):
     # conftest points default_registry() at the first-party registry: installed
     # entry points of this machine never reach in-process tests.
     assert plugin_manager.default_registry() is registry
+
+
+def test_every_hook_is_documented_and_tested():
+    from zoo import hookspecs
+
+    from tests.conftest import REPO
+
+    hooks = [name for name, value in vars(hookspecs).items() if hasattr(value, f"{hookspecs.PROJECT}_spec")]
+    assert hooks == ["register_components"]
+    docs = (REPO / "docs" / "plugins.md").read_text()
+    tests = "".join(p.read_text() for p in (REPO / "tests").glob("test_*.py") if p.name != "test_registry.py")
+    for hook in hooks:
+        assert f"### `{hook}(" in docs, f"hook {hook} is not documented in docs/plugins.md"
+        assert f"def {hook}(" in tests, f"no test outside this file implements hook {hook}"
