@@ -118,6 +118,8 @@ def make_onehot_label(image_shape, num_classes) -> OneHotLabel:
 
     >>> make_onehot_label((8, 8, 1), 10).split(images, labels)  # doctest: +SKIP
     """
+    if num_classes < 1:
+        raise ValueError("the dataset has no class labels, so it cannot condition on them")
     return OneHotLabel(tuple(image_shape), int(num_classes))
 
 

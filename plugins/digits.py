@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 import zoo
+from zoo.data import image_dataset
+
+PixelMode = Literal["grayscale", "dynamic_binarize", "static_binarize"]
 
 
-def make_digits(validation_size: int = 300, test_size: int = 360, seed: int = 0) -> zoo.Dataset:
+def make_digits(validation_size: int = 300, test_size: int = 360, seed: int = 0, pixels: PixelMode = "grayscale") -> zoo.Dataset:
     """1797 8x8 digits from scikit-learn, pixels scaled to [0, 1], split by a fixed seed.
 
     >>> ds = make_digits(); ds.image_shape  # doctest: +SKIP
@@ -18,19 +23,19 @@ def make_digits(validation_size: int = 300, test_size: int = 360, seed: int = 0)
     bunch = load_digits()
     images = (bunch.images / 16.0).astype(np.float32)[..., None]
     labels = bunch.target.astype(np.int32)
-    if validation_size + test_size >= len(images):
-        raise zoo.DataError(
-            f"digits: validation_size {validation_size} + test_size {test_size} leave no training data "
-            f"out of {len(images)} images"
-        )
+    if not 0 < test_size < len(images) - validation_size:
+        raise zoo.DataError(f"digits: test_size {test_size} with validation_size {validation_size} leaves no training data out of {len(images)} images")
+    # scikit-learn ships no test split: hold one out by a fixed permutation.
     order = np.random.default_rng(seed).permutation(len(images))
-    test, validation, train = np.split(order, [test_size, test_size + validation_size])
-    return zoo.Dataset(
-        name="digits",
-        train=zoo.Split(images[train], labels[train]),
-        validation=zoo.Split(images[validation], labels[validation]),
-        test=zoo.Split(images[test], labels[test]),
-        class_names=[str(d) for d in range(10)],
+    test, rest = np.sort(order[:test_size]), np.sort(order[test_size:])
+    return image_dataset(
+        "digits",
+        zoo.Split(images[rest], labels[rest]),
+        zoo.Split(images[test], labels[test]),
+        [str(d) for d in range(10)],
+        pixels=pixels,
+        validation_size=validation_size,
+        seed=seed,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 
@@ -17,9 +18,10 @@ import plugins.conv  # noqa: E402
 import plugins.digits  # noqa: E402
 import plugins.likelihoods  # noqa: E402
 import plugins.mlp  # noqa: E402
+import plugins.mnist_family  # noqa: E402
 import plugins.priors  # noqa: E402
 
-FIRST_PARTY = [plugins.mlp, plugins.conv, plugins.priors, plugins.likelihoods, plugins.conditions, plugins.digits]
+FIRST_PARTY = [plugins.mlp, plugins.conv, plugins.priors, plugins.likelihoods, plugins.conditions, plugins.digits, plugins.mnist_family]
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -36,6 +38,41 @@ def registry() -> zoo.Registry:
 @pytest.fixture(autouse=True)
 def _no_installed_entry_points(registry, monkeypatch):
     monkeypatch.setattr(plugin_manager, "_DEFAULT", registry)
+
+
+def digits_as_mnist(count):
+    """`count` real 8x8 digits of scikit-learn as 28x28 uint8 images (3x nearest-neighbour, 2-pixel border)."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    small = (bunch.images[:count] * (255 / 16)).astype(np.uint8)
+    large = np.kron(small, np.ones((3, 3), np.uint8))
+    return np.pad(large, ((0, 0), (2, 2), (2, 2))), bunch.target[:count].astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def idx_dir(tmp_path_factory):
+    """Four IDX files of 300 training and 100 test images, written by the test suite."""
+    from plugins import idx
+
+    directory = tmp_path_factory.mktemp("idx")
+    images, labels = digits_as_mnist(400)
+    idx.write(directory / "train-images-idx3-ubyte.gz", images[:300])
+    idx.write(directory / "train-labels-idx1-ubyte.gz", labels[:300])
+    idx.write(directory / "t10k-images-idx3-ubyte.gz", images[300:])
+    idx.write(directory / "t10k-labels-idx1-ubyte.gz", labels[300:])
+    return directory
+
+
+@pytest.fixture(scope="session")
+def amat_dir(tmp_path_factory):
+    """Binarized-MNIST .amat files (real digits, binarized at 0.5), written by the test suite."""
+    directory = tmp_path_factory.mktemp("amat")
+    images, _ = digits_as_mnist(60)
+    bits = (images.reshape(60, 784) > 127).astype(np.uint8)
+    for name, rows in (("train", bits[:40]), ("valid", bits[40:50]), ("test", bits[50:])):
+        np.savetxt(directory / f"binarized_mnist_{name}.amat", rows, fmt="%d")
+    return directory
 
 
 @pytest.fixture(scope="session")

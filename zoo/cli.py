@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 from zoo.errors import UnknownComponentError, ZooError
 
 VARIANT_KIND = "variant"
+UNCONDITIONAL = "unconditional"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--workdir", help="run directory (default runs/VARIANT)")
     train.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     train.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override one field")
-    train.add_argument("--data-dir", help="where datasets read or cache their files")
+    train.add_argument("--task", help="what x and c are: 'unconditional' or a condition name (onehot_label, visible_quadrants)")
+    train.add_argument("--data-dir", help="directory holding the dataset's files (e.g. its IDX files)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run (JSON out)")
@@ -108,7 +110,10 @@ def cmd_show(args, registry) -> None:
 def cmd_train(args, registry) -> None:
     from zoo.train import train_and_evaluate
 
-    recipe = recipe_book(args).resolve(args.variant, registry, args.set)
+    overrides = list(args.set)
+    if args.task:
+        overrides.insert(0, "condition=null" if args.task == UNCONDITIONAL else f"condition={{name: {args.task}}}")
+    recipe = recipe_book(args).resolve(args.variant, registry, overrides)
     workdir = Path(args.workdir or Path("runs") / args.variant)
     summary = train_and_evaluate(recipe, workdir, registry, resume=args.resume, progress=not args.quiet, data_dir=args.data_dir)
     print(json.dumps(summary, indent=2))
@@ -124,7 +129,7 @@ def cmd_eval(args, registry) -> None:
     if args.num_samples < 0 or args.batch_size < 1:
         raise ZooError("--num-samples must be >= 0 and --batch-size >= 1")
     experiment, graphdef, params, step = load_trained(Path(args.run), registry, args.data_dir)
-    split = experiment.dataset.split(args.split)
+    split = experiment.dataset.evaluation_split(args.split, seed=args.seed)
     if args.limit:
         split = Split(split.images[: args.limit], split.labels[: args.limit])
     metrics = evaluate(graphdef, params, experiment.condition, split, jax.random.key(args.seed),

@@ -12,9 +12,11 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from zoo.errors import DataError, ZooError
-from zoo.interfaces import Dataset, Shape
+from zoo.errors import DataError, ModelBuildError, ZooError
+from zoo.interfaces import Dataset, Shape, Split
 from zoo.registry import Registry
+
+PIXEL_MODES = ("grayscale", "dynamic_binarize", "static_binarize")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +42,35 @@ class Unconditional:
 
     def grid(self, dataset: Dataset, per_row: int):
         return None, []
+
+
+def binarize(images: np.ndarray, seed: int) -> np.ndarray:
+    """One Bernoulli draw per pixel with the pixel's intensity as probability, from a fixed seed."""
+    return (np.random.default_rng(seed).uniform(size=images.shape) < images).astype(np.float32)
+
+
+def image_dataset(name: str, train: Split, test: Split, class_names, *, pixels: str = "grayscale",
+                  validation_size: int = 0, seed: int = 0, validation: Optional[Split] = None) -> Dataset:
+    """A Dataset from train and test images in [0, 1]: the validation split held out of train
+    by a seeded permutation (unless the dataset has its own), then the pixel mode applied.
+
+    >>> image_dataset("toy", Split(x, y), Split(xt, yt), ["a", "b"], pixels="dynamic_binarize", validation_size=100)  # doctest: +SKIP
+    """
+    if pixels not in PIXEL_MODES:
+        raise DataError(f"{name}: unknown pixels mode {pixels!r}; modes: {', '.join(PIXEL_MODES)}")
+    if validation is None:
+        if not 0 <= validation_size < len(train.images):
+            raise DataError(f"{name}: validation_size {validation_size} must lie in 0..{len(train.images) - 1} (the training split has {len(train.images)} images)")
+        order = np.random.default_rng(seed).permutation(len(train.images))
+        held, kept = np.sort(order[:validation_size]), np.sort(order[validation_size:])
+        train, validation = Split(train.images[kept], train.labels[kept]), Split(train.images[held], train.labels[held])
+    if pixels != "grayscale":
+        # Validation and test are binarized once, with seeds of their own, so every run scores the same pixels.
+        validation = Split(binarize(validation.images, seed + 1), validation.labels)
+        test = Split(binarize(test.images, seed + 2), test.labels)
+    if pixels == "static_binarize":
+        train = Split(binarize(train.images, seed), train.labels)
+    return Dataset(name, train, validation, test, list(class_names), dynamic_binarization=pixels == "dynamic_binarize")
 
 
 def build_dataset(recipe: Mapping[str, Any], registry: Registry, data_dir: Optional[str] = None) -> Dataset:
@@ -68,7 +99,7 @@ def build_condition(recipe: Mapping[str, Any], registry: Registry, dataset: Data
     except ZooError:
         raise
     except (TypeError, ValueError) as exc:
-        raise ZooError(f"condition {spec['name']!r} could not be built for dataset {dataset.name!r}: {exc}") from exc
+        raise ModelBuildError(f"condition {spec['name']!r} could not be built for dataset {dataset.name!r}: {exc}") from exc
 
 
 def batch_indices(num_examples: int, batch_size: int, seed: int, start_step: int, num_steps: int) -> np.ndarray:

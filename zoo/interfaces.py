@@ -98,13 +98,19 @@ class Split(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """A dataset's three splits; the test split is only for final numbers."""
+    """A dataset's three splits; the test split is only for final numbers.
+
+    With `dynamic_binarization` the training images stay grayscale and every
+    batch is a fresh Bernoulli draw (the IWAE protocol); validation and test
+    are then binarized once with a fixed seed.
+    """
 
     name: str
     train: Split
     validation: Split
     test: Split
     class_names: Sequence[str]
+    dynamic_binarization: bool = False
 
     @property
     def image_shape(self) -> Shape:
@@ -123,3 +129,11 @@ class Dataset:
 
             raise DataError(f"unknown split {name!r}; splits are train, validation, test")
         return getattr(self, name)
+
+    def evaluation_split(self, name: str, seed: int = 0) -> Split:
+        """The split as evaluation sees it: dynamically binarized training data is binarized once."""
+        split = self.split(name)
+        if name == "train" and self.dynamic_binarization:
+            rng = np.random.default_rng(seed)
+            return Split((rng.uniform(size=split.images.shape) < split.images).astype(np.float32), split.labels)
+        return split

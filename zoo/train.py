@@ -64,7 +64,8 @@ def make_optimizer(learning_rate: float) -> optax.GradientTransformation:
     return optax.adam(learning_rate)
 
 
-def make_train_step(graphdef: nnx.GraphDef, objective, condition, optimizer: optax.GradientTransformation, seed: int):
+def make_train_step(graphdef: nnx.GraphDef, objective, condition, optimizer: optax.GradientTransformation, seed: int,
+                    dynamic_binarization: bool = False):
     """`(state, images, labels, chunk_indices[n, B], position, step) -> (state, metrics)`,
     jitted with the state donated.
 
@@ -80,8 +81,11 @@ def make_train_step(graphdef: nnx.GraphDef, objective, condition, optimizer: opt
     @partial(jax.jit, donate_argnums=0)
     def train_step(state: TrainState, images, labels, chunk_indices, position, step):
         indices = chunk_indices[position]
-        x, c = condition.split(images[indices], labels[indices])
-        rng = jax.random.fold_in(base_key, step)
+        rng, pixel_rng = jax.random.split(jax.random.fold_in(base_key, step))
+        batch_images = images[indices]
+        if dynamic_binarization:  # a fresh draw of every pixel each time a batch is drawn
+            batch_images = jax.random.bernoulli(pixel_rng, batch_images).astype(batch_images.dtype)
+        x, c = condition.split(batch_images, labels[indices])
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, Batch(x, c), rng)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         return TrainState(optax.apply_updates(state.params, updates), opt_state), {"loss": loss, **metrics}
@@ -103,8 +107,8 @@ def run_steps(train_step, state: TrainState, images, labels, indices: np.ndarray
 
 
 def step_key(seed: int, step: int) -> jax.Array:
-    """The PRNG key of one training step: a function of the seed and the step number alone."""
-    return jax.random.fold_in(jax.random.key(seed), step)
+    """The PRNG key the objective gets at one training step: a function of the seed and step alone."""
+    return jax.random.split(jax.random.fold_in(jax.random.key(seed), step))[0]
 
 
 def chunk_end(step: int, total: int, *periods: int) -> int:
@@ -134,7 +138,8 @@ def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Regis
         start = 0
     train = experiment.dataset.train
     images, labels = jnp.asarray(train.images), jnp.asarray(train.labels)
-    train_step = make_train_step(graphdef, experiment.objective, experiment.condition, optimizer, config.seed)
+    train_step = make_train_step(graphdef, experiment.objective, experiment.condition, optimizer, config.seed,
+                                 experiment.dataset.dynamic_binarization)
     validate = make_bound_metrics(graphdef, experiment.condition)
     summary: dict[str, Any] = {"workdir": str(workdir), "step": start}
     bar = runs.progress_bar(config.steps, start, enabled=progress)

@@ -1,0 +1,257 @@
+"""MNIST, Fashion-MNIST, KMNIST and binarized MNIST through tensorflow-datasets.
+
+TFDS's own MNIST builders need TensorFlow even with local files, so the zoo
+has small `GeneratorBasedBuilder`s of its own that read the IDX files from
+TFDS's `manual_dir`, are prepared once as array_record under a cache
+directory, and are read back with TFDS's data source: no TensorFlow at all.
+
+Offline, the files come from a directory (`--data-dir` or the recipe's
+`source_dir`; Debian's `dataset-fashion-mnist` installs Fashion-MNIST under
+/usr/share/datasets/fashion-mnist). With none there, the zoo says at once what
+to install or pass; it downloads only when the recipe says `download: true`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import shutil
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+
+import zoo
+from plugins import idx
+from zoo.data import image_dataset
+
+PixelMode = Literal["grayscale", "dynamic_binarize", "static_binarize"]
+CACHE_ENV = "VAE_ZOO_CACHE"
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Where one dataset's files live and what they hold."""
+
+    name: str
+    builder: str
+    class_names: tuple[str, ...]
+    local_dirs: tuple[str, ...]
+    url: str
+    how_to_get: str
+
+
+DIGITS = tuple(str(d) for d in range(10))
+SOURCES = {
+    "mnist": Source("mnist", "zoo_mnist", DIGITS, ("/usr/share/datasets/mnist",),
+                    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+                    "pass --data-dir DIR holding train-images-idx3-ubyte.gz and the other three MNIST IDX files"),
+    "fashion_mnist": Source("fashion_mnist", "zoo_fashion_mnist",
+                            ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+                            ("/usr/share/datasets/fashion-mnist",),
+                            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+                            "install Debian's package (apt-get install dataset-fashion-mnist) or pass --data-dir DIR holding its four IDX files"),
+    "kmnist": Source("kmnist", "zoo_kmnist", ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"), (),
+                     "http://codh.rois.ac.jp/kmnist/dataset/kmnist/",
+                     "pass --data-dir DIR holding the four KMNIST IDX files (train-images-idx3-ubyte.gz, ...)"),
+}
+IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+AMAT_FILES = {"train": "binarized_mnist_train.amat", "validation": "binarized_mnist_valid.amat", "test": "binarized_mnist_test.amat"}
+
+
+def default_cache_dir() -> Path:
+    """Where prepared datasets are kept: $VAE_ZOO_CACHE or ~/.cache/vae-zoo/tfds."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "vae-zoo" / "tfds")
+
+
+@functools.cache
+def builder_classes() -> dict[str, type]:
+    """The zoo's TFDS builders, defined on first use so `zoo list` does not import TFDS."""
+    import tensorflow_datasets as tfds
+
+    class IdxImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+        """28x28 grayscale images and labels from four IDX files in manual_dir (or downloaded)."""
+
+        VERSION = tfds.core.Version("1.0.0")
+        MANUAL_DOWNLOAD_INSTRUCTIONS = "Place the four IDX files (train-images-idx3-ubyte.gz, ...) in manual_dir."
+        SOURCE: Source
+
+        def _info(self):
+            features = tfds.features.FeaturesDict({
+                "image": tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
+                "label": tfds.features.Tensor(shape=(), dtype=np.int64),
+            })
+            # No shuffling: records keep the files' order, so the test set is the published one, in order.
+            return self.dataset_info_from_configs(features=features, supervised_keys=("image", "label"), disable_shuffling=True)
+
+        def _split_generators(self, dl_manager):
+            directory = Path(dl_manager.manual_dir)
+            if not all(_has_idx(directory, stem) for stem in IDX_STEMS):
+                files = dl_manager.download({stem: f"{self.SOURCE.url}{stem}.gz" for stem in IDX_STEMS})
+                directory = Path(next(iter(files.values()))).parent
+            return {"train": self._generate_examples(directory, "train"), "test": self._generate_examples(directory, "t10k")}
+
+        def _generate_examples(self, directory, prefix):
+            images, labels = read_28x28(directory, prefix)
+            for index in range(len(images)):
+                yield index, {"image": images[index], "label": int(labels[index])}
+
+    class BinarizedMnist(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+        """Larochelle's fixed binarisation of MNIST from the three .amat files in manual_dir."""
+
+        VERSION = tfds.core.Version("1.0.0")
+        MANUAL_DOWNLOAD_INSTRUCTIONS = "Place binarized_mnist_{train,valid,test}.amat in manual_dir."
+
+        def _info(self):
+            features = tfds.features.FeaturesDict({"image": tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8)})
+            return self.dataset_info_from_configs(features=features, disable_shuffling=True)
+
+        def _split_generators(self, dl_manager):
+            directory = Path(dl_manager.manual_dir)
+            return {split: self._generate_examples(directory / name) for split, name in AMAT_FILES.items()}
+
+        def _generate_examples(self, path):
+            for index, image in enumerate(read_amat(path)):
+                yield index, {"image": image}
+
+    classes = {}
+    for source in SOURCES.values():
+        name = "".join(part.title() for part in source.builder.split("_"))
+        classes[source.name] = type(name, (IdxImages,), {"SOURCE": source, "name": source.builder, "__module__": __name__})
+    classes["binarized_mnist"] = type("ZooBinarizedMnist", (BinarizedMnist,), {"name": "zoo_binarized_mnist", "__module__": __name__})
+    return classes
+
+
+def _has_idx(directory: Path, stem: str) -> bool:
+    try:
+        idx.find(directory, stem)
+        return True
+    except zoo.DataError:
+        return False
+
+
+def read_amat(path: Path) -> np.ndarray:
+    """Images (N, 28, 28, 1) uint8 from an .amat file of 784 zeros and ones per line."""
+    try:
+        rows = np.loadtxt(path, dtype=np.uint8, ndmin=2)
+    except (OSError, ValueError) as exc:
+        raise zoo.DataError(f"{path}: cannot read as lines of 784 zeros and ones ({exc})") from None
+    if rows.shape[1] != 784 or rows.max(initial=0) > 1:
+        raise zoo.DataError(f"{path}: expected lines of 784 zeros and ones, got {rows.shape[1]} values per line")
+    return rows.reshape(-1, 28, 28, 1)
+
+
+def read_28x28(directory: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    """One split's images and labels, refused unless the images are 28x28."""
+    images, labels = idx.read_split(directory, prefix)
+    if images.shape[1:] != (28, 28, 1):
+        path = idx.find(directory, f"{prefix}-images-idx3-ubyte")
+        raise zoo.DataError(f"{path}: images are {images.shape[1]}x{images.shape[2]}; expected 28x28")
+    return images, labels
+
+
+def locate_idx(source: Source, source_dir: Optional[str]) -> Optional[Path]:
+    """The directory holding the dataset's IDX files: the one given, else a known local one."""
+    if source_dir is not None:
+        directory = Path(source_dir)
+        if not directory.is_dir():
+            raise zoo.DataError(f"{source.name}: {directory} is not a directory; {source.how_to_get}")
+        missing = [stem for stem in IDX_STEMS if not _has_idx(directory, stem)]
+        if missing:
+            raise zoo.DataError(f"{source.name}: {directory} lacks {', '.join(m + '.gz' for m in missing)}; {source.how_to_get}")
+        return directory
+    return next((Path(d) for d in source.local_dirs if all(_has_idx(Path(d), s) for s in IDX_STEMS)), None)
+
+
+def prepared_arrays(name: str, manual_dir: Optional[Path], cache_dir: Path, download: bool) -> dict[str, dict[str, np.ndarray]]:
+    """Every split as arrays, preparing the TFDS dataset first if its cache is missing or damaged."""
+    builder = builder_classes()[name](data_dir=str(cache_dir), file_format="array_record")
+    for attempt in range(2):
+        if _complete(builder):
+            try:
+                return _read_all(builder)
+            except Exception:  # a damaged cache (killed while written, truncated file): rebuild it
+                if attempt:
+                    raise
+        _remove_partial(builder)
+        if manual_dir is None and not download:
+            raise zoo.DataError(f"{name}: no prepared copy under {cache_dir} and no local files; {SOURCES[name].how_to_get if name in SOURCES else ''}")
+        import tensorflow_datasets as tfds
+
+        config = tfds.download.DownloadConfig(manual_dir=str(manual_dir) if manual_dir else None)
+        tfds.disable_progress_bar()
+        builder.download_and_prepare(download_config=config)
+    raise zoo.DataError(f"{name}: the prepared copy under {cache_dir} could not be read after rebuilding it")
+
+
+def _complete(builder) -> bool:
+    """Prepared and whole: TFDS writes dataset_info.json last, then renames the directory."""
+    return (Path(builder.data_dir) / "dataset_info.json").is_file()
+
+
+def _remove_partial(builder) -> None:
+    """Drop a damaged version directory and the `.incomplete` leftovers of a killed preparation."""
+    version_dir = Path(builder.data_dir)
+    if version_dir.exists():
+        shutil.rmtree(version_dir)
+    if version_dir.parent.exists():
+        # TFDS prepares into `incomplete.XXXX_<version>` and renames it when done.
+        for leftover in version_dir.parent.glob(f"*incomplete*{version_dir.name}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _read_all(builder) -> dict[str, dict[str, np.ndarray]]:
+    splits = {}
+    sources = builder.as_data_source()
+    for split, info in builder.info.splits.items():
+        records = sources[split].__getitems__(list(range(len(sources[split]))))
+        if len(records) != info.num_examples:
+            raise ValueError(f"{split}: read {len(records)} of {info.num_examples} records")
+        splits[split] = {key: np.stack([r[key] for r in records]) for key in records[0]}
+    return splits
+
+
+def make_idx_dataset_factory(source: Source):
+    """A dataset factory for one MNIST-family dataset."""
+
+    def factory(data_dir=None, source_dir: Optional[str] = None, cache_dir: Optional[str] = None,
+                pixels: PixelMode = "dynamic_binarize", validation_size: int = 5000, seed: int = 0,
+                download: bool = False) -> zoo.Dataset:
+        manual_dir = locate_idx(source, data_dir or source_dir)
+        arrays = prepared_arrays(source.name, manual_dir, Path(cache_dir) if cache_dir else default_cache_dir(), download)
+        to_split = lambda a: zoo.Split((a["image"] / 255.0).astype(np.float32), a["label"].astype(np.int32))
+        return image_dataset(source.name, to_split(arrays["train"]), to_split(arrays["test"]), source.class_names,
+                             pixels=pixels, validation_size=validation_size, seed=seed)
+
+    factory.__name__ = f"make_{source.name}"
+    factory.__doc__ = (
+        f"{source.name} (28x28, 10 classes) through TFDS, from local IDX files or, with download: true, online.\n\n"
+        f"    >>> make_{source.name}(source_dir='/path/to/idx', pixels='dynamic_binarize')  # doctest: +SKIP\n"
+    )
+    return factory
+
+
+def make_binarized_mnist(data_dir=None, source_dir: Optional[str] = None, cache_dir: Optional[str] = None, seed: int = 0) -> zoo.Dataset:
+    """Binarized MNIST (Larochelle's fixed binarisation, 50k/10k/10k, no labels) from its .amat files.
+
+    >>> make_binarized_mnist(source_dir='/path/to/amat')  # doctest: +SKIP
+    """
+    directory = data_dir or source_dir
+    missing = [n for n in AMAT_FILES.values() if directory is None or not (Path(directory) / n).is_file()]
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    if missing and not _complete(builder_classes()["binarized_mnist"](data_dir=str(cache), file_format="array_record")):
+        where = directory or "no directory given"
+        raise zoo.DataError(f"binarized_mnist: missing {', '.join(missing)} ({where}); pass --data-dir DIR holding binarized_mnist_train.amat, _valid and _test")
+    arrays = prepared_arrays("binarized_mnist", Path(directory) if directory else None, cache, download=False)
+    to_split = lambda a: zoo.Split(a["image"].astype(np.float32), np.zeros(len(a["image"]), np.int32))
+    return image_dataset("binarized_mnist", to_split(arrays["train"]), to_split(arrays["test"]), [],
+                         seed=seed, validation=to_split(arrays["validation"]))
+
+
+@zoo.hookimpl
+def register_components(register):
+    """MNIST-family datasets through TFDS."""
+    for source in SOURCES.values():
+        register("dataset", source.name, make_idx_dataset_factory(source))
+    register("dataset", "binarized_mnist", make_binarized_mnist)

@@ -1,0 +1,176 @@
+"""MNIST-family datasets through TFDS, from IDX files the tests write themselves
+(real handwritten digits: scikit-learn's, scaled up to 28x28), and from Debian's
+real Fashion-MNIST where installed."""
+
+import os
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import zoo
+import zoo.objectives
+import zoo.runs
+from plugins import idx, mnist_family
+from zoo.data import binarize
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+from tests.conftest import digits_as_mnist  # noqa: E402
+
+
+def load(registry, directory, cache, **options):
+    return registry.build("dataset", {"name": "mnist", "cache_dir": str(cache), **options}, data_dir=str(directory))
+
+
+def test_idx_round_trip_through_tfds(registry, idx_dir, tmp_path):
+    images, labels = digits_as_mnist(400)
+    dataset = load(registry, idx_dir, tmp_path, pixels="grayscale", validation_size=50)
+    assert (len(dataset.train.images), len(dataset.validation.images), len(dataset.test.images)) == (250, 50, 100)
+    assert dataset.image_shape == (28, 28, 1) and dataset.class_names[3] == "3"
+    np.testing.assert_array_equal(dataset.test.images[..., 0], images[300:] / np.float32(255))
+    np.testing.assert_array_equal(dataset.test.labels, labels[300:])
+    together = np.concatenate([dataset.train.images, dataset.validation.images])
+    assert sorted(map(bytes, together)) == sorted(map(bytes, (images[:300, ..., None] / np.float32(255))))
+
+
+def test_pixel_modes(registry, idx_dir, tmp_path):
+    dynamic = load(registry, idx_dir, tmp_path, validation_size=50)  # dynamic_binarize is the default
+    assert dynamic.dynamic_binarization
+    assert 0 < len(np.unique(dynamic.train.images)) > 2  # training data stays grayscale
+    for split in (dynamic.validation, dynamic.test):
+        assert set(np.unique(split.images)) <= {0.0, 1.0}
+    again = load(registry, idx_dir, tmp_path, validation_size=50)
+    np.testing.assert_array_equal(again.test.images, dynamic.test.images)  # static draws have a fixed seed
+    static = load(registry, idx_dir, tmp_path, pixels="static_binarize", validation_size=50)
+    assert not static.dynamic_binarization and set(np.unique(static.train.images)) <= {0.0, 1.0}
+    # A binarized pixel is 1 with the pixel's intensity as probability.
+    gray = np.full((200, 28, 28, 1), 0.3, np.float32)
+    assert binarize(gray, 0).mean() == pytest.approx(0.3, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: (d / "t10k-labels-idx1-ubyte.gz").unlink(), "lacks t10k-labels-idx1-ubyte.gz"),
+        (lambda d: (d / "train-images-idx3-ubyte.gz").write_bytes((d / "train-images-idx3-ubyte.gz").read_bytes()[:500]), "train-images-idx3-ubyte.gz: cannot read"),
+        (lambda d: idx.write(d / "train-images-idx3-ubyte.gz", np.zeros((300, 28, 20), np.uint8)), "train-images-idx3-ubyte.gz: images are 28x20; expected 28x28"),
+        (lambda d: (d / "train-labels-idx1-ubyte.gz").write_bytes(__import__("gzip").compress(b"PK\x03\x04 not idx")), "train-labels-idx1-ubyte.gz: not an IDX file"),
+        (lambda d: __import__("shutil").copy(d / "train-labels-idx1-ubyte.gz", d / "train-images-idx3-ubyte.gz"), "IDX header says type 0x08 with 1 dimensions; expected unsigned bytes (0x08) with 3"),
+        (lambda d: idx.write(d / "t10k-labels-idx1-ubyte.gz", np.zeros(99, np.uint8)), "holds 100 images but"),
+    ],
+)
+def test_bad_files_get_one_clear_message(registry, idx_dir, tmp_path, damage, message):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(idx_dir, broken)
+    damage(broken)
+    with pytest.raises(zoo.DataError) as info:
+        load(registry, broken, tmp_path / "cache")
+    assert message in str(info.value)
+    assert str(broken) in str(info.value)
+
+
+def test_truncated_raw_idx_file_is_named(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte"
+    idx.write(path, np.zeros((10, 28, 28), np.uint8))
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(zoo.DataError, match="holds 7756 bytes but its header \\(10, 28, 28\\) needs 7856; the file is truncated"):
+        idx.read(path, 3)
+
+
+def test_no_source_fails_at_once_with_what_to_do(registry, tmp_path):
+    with pytest.raises(zoo.DataError) as info:
+        registry.build("dataset", {"name": "kmnist", "cache_dir": str(tmp_path)}, data_dir=None)
+    assert "kmnist: no prepared copy under" in str(info.value) and "pass --data-dir DIR" in str(info.value)
+    with pytest.raises(zoo.DataError, match="is not a directory"):
+        registry.build("dataset", {"name": "fashion_mnist", "cache_dir": str(tmp_path)}, data_dir=str(tmp_path / "nope"))
+    with pytest.raises(zoo.DataError, match="binarized_mnist: missing binarized_mnist_train.amat"):
+        registry.build("dataset", {"name": "binarized_mnist", "cache_dir": str(tmp_path)}, data_dir=str(tmp_path))
+
+
+def test_unknown_dataset_name_lists_the_known(registry, book):
+    with pytest.raises(zoo.RecipeError, match="unknown dataset 'fashion_mnst' \\(did you mean 'fashion_mnist'\\?\\); known: binarized_mnist, digits, fashion_mnist, kmnist, mnist"):
+        book.resolve("vae_mlp", registry, ["dataset={name: fashion_mnst}"])
+
+
+def test_half_written_cache_is_rebuilt(registry, idx_dir, tmp_path):
+    first = load(registry, idx_dir, tmp_path, validation_size=50)
+    version_dir = tmp_path / "zoo_mnist" / "1.0.0"
+    # Killed mid-preparation: a leftover incomplete directory and a version dir without its info.
+    (tmp_path / "zoo_mnist" / "incomplete.ABC123_1.0.0").mkdir()
+    (version_dir / "dataset_info.json").unlink()
+    rebuilt = load(registry, idx_dir, tmp_path, validation_size=50)
+    np.testing.assert_array_equal(rebuilt.test.images, first.test.images)
+    assert not list((tmp_path / "zoo_mnist").glob("incomplete*"))
+    # A truncated record file in an otherwise complete cache is detected on reading, and rebuilt.
+    record = next(version_dir.glob("*train.array_record*"))
+    record.write_bytes(record.read_bytes()[: record.stat().st_size // 2])
+    again = load(registry, idx_dir, tmp_path, validation_size=50)
+    np.testing.assert_array_equal(again.train.images, first.train.images)
+
+
+def test_binarized_mnist_reads_amat_files(registry, tmp_path):
+    rng = np.random.default_rng(0)
+    for name, count in (("train", 30), ("valid", 10), ("test", 12)):
+        bits = rng.integers(0, 2, size=(count, 784))
+        np.savetxt(tmp_path / f"binarized_mnist_{name}.amat", bits, fmt="%d")
+        if name == "test":
+            expected = bits
+    dataset = registry.build("dataset", {"name": "binarized_mnist", "cache_dir": str(tmp_path / "cache")}, data_dir=str(tmp_path))
+    assert (len(dataset.train.images), len(dataset.validation.images)) == (30, 10)
+    np.testing.assert_array_equal(dataset.test.images.reshape(12, 784), expected)
+    with pytest.raises(ValueError, match="no class labels"):
+        registry.build("condition", {"name": "onehot_label"}, image_shape=(28, 28, 1), num_classes=dataset.num_classes)
+
+
+def test_dynamic_binarization_draws_fresh_bits_every_batch(registry, idx_dir, tmp_path, book):
+    from flax import nnx
+
+    from zoo.train import TrainState, assemble, make_optimizer, make_train_step
+
+    recipe = book.resolve("vae_mlp", registry, ["dataset={name: mnist, cache_dir: " + str(tmp_path) + ", validation_size: 50}"])
+    experiment = assemble(recipe, registry, data_dir=str(idx_dir))
+    seen = []
+
+    def recording_objective(model, batch, rng):
+        loss, metrics = zoo.objectives.elbo()(model, batch, rng)
+        return loss, {**metrics, "x": batch.x}
+
+    graphdef, params = nnx.split(experiment.model)
+    optimizer = make_optimizer(1e-3)
+    step = make_train_step(graphdef, recording_objective, experiment.condition, optimizer, 0, dynamic_binarization=True)
+    state = TrainState(params, optimizer.init(params))
+    images, labels = jnp.asarray(experiment.dataset.train.images), jnp.asarray(experiment.dataset.train.labels)
+    same_batch = jnp.arange(64, dtype=jnp.int32)[None]
+    for number in range(2):
+        state, metrics = step(state, images, labels, same_batch, 0, number)
+        seen.append(np.asarray(metrics["x"]))
+    assert set(np.unique(seen[0])) == {0.0, 1.0}
+    assert np.mean(seen[0] != seen[1]) > 0.01  # the same images, drawn afresh
+    assert abs(seen[0].mean() - float(images[:64].mean())) < 0.02
+
+
+def test_quadrant_task_works_on_28x28_images(registry, idx_dir, tmp_path):
+    dataset = load(registry, idx_dir, tmp_path, validation_size=50)
+    condition = registry.build("condition", {"name": "visible_quadrants", "visible": (0, 1, 2)}, image_shape=dataset.image_shape, num_classes=10)
+    x, c = condition.split(jnp.asarray(dataset.test.images[:4]), None)
+    assert x.shape == (4, 14 * 14) and c.shape == (4, 3 * 14 * 14)
+
+
+@pytest.mark.skipif(not FASHION_DIR.is_dir() and os.environ.get("CI") != "true",
+                    reason="real Fashion-MNIST is not installed: apt-get install dataset-fashion-mnist (Debian)")
+def test_trains_on_real_fashion_mnist(registry, book, tmp_path):
+    assert FASHION_DIR.is_dir(), f"CI must have Debian's dataset-fashion-mnist at {FASHION_DIR}"
+    from zoo.train import train_and_evaluate
+
+    recipe = book.resolve("vae_mlp", registry, ["dataset={name: fashion_mnist, cache_dir: " + str(tmp_path / "cache") + "}",
+                                                "train.steps=20", "train.log_every=10", "train.checkpoint_every=20"])
+    summary = train_and_evaluate(recipe, tmp_path / "run", registry, progress=False)
+    assert summary["step"] == 20 and np.isfinite(summary["validation_elbo"])
+    first_loss = zoo.runs.read_metrics(tmp_path / "run")[0]["loss"]
+    assert summary["train"]["loss"] < first_loss  # it learns: 784-pixel binary images start near 543 nats
