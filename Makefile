@@ -4,7 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup run test clean
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: setup data run test clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,11 +16,19 @@ $(INSTALLED): pyproject.toml constraints.txt
 
 setup: $(INSTALLED)
 
+# Real Fashion-MNIST for the offline tests and benchmarks: Debian's package, when we
+# may install it (root with apt-get); otherwise say how, and the test that needs it is skipped.
+data:
+	@if [ -d $(FASHION_DIR) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	else echo "note: Fashion-MNIST is not installed; run 'sudo apt-get install dataset-fashion-mnist' for the tests that train on it"; fi
+
 # The main job: a short comparison of a few variants on the embedded digits.
 run: setup
 	$(VENV)/bin/python benchmarks/quick.py
 
-test: setup
+test: setup data
 	$(VENV)/bin/python -m pytest
 
 clean:
