@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -31,8 +32,9 @@ def run_variant(variant: str, book: RecipeBook, registry: zoo.Registry, args) ->
     """Train (or resume) one variant, evaluate it on the test split, write its samples."""
     recipe = book.resolve(variant, registry, [f"train.steps={args.steps}", f"train.checkpoint_every={args.steps}"])
     workdir = Path(args.out) / variant
+    shutil.rmtree(workdir, ignore_errors=True)  # this script owns runs/quick: every run starts afresh
     began = time.perf_counter()
-    train_and_evaluate(recipe, workdir, registry, resume=True, progress=False)
+    train_and_evaluate(recipe, workdir, registry, progress=False)
     seconds = time.perf_counter() - began
     experiment, graphdef, params, step = load_trained(workdir, registry)
     metrics = evaluate(graphdef, params, experiment.condition, experiment.dataset.test, jax.random.key(0),
@@ -78,7 +80,7 @@ def main(argv=None) -> int:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
     print()
-    print(f"Digits (scikit-learn, 8x8), test split of {results[0]['num_examples']} images, one seed, nats per image:")
+    print(f"Digits (scikit-learn, 8x8, binarized), test split of {results[0]['num_examples']} images, one seed, nats per image:")
     print(table(results, args.num_samples))
     print(f"\nsample grids: {', '.join(str(Path(args.out) / r['variant'] / 'samples.png') for r in results)}")
     return 0

@@ -8,7 +8,7 @@ import jax
 from flax import nnx
 
 import zoo
-from plugins.layers import ACTIVATIONS, MLP, DiagonalGaussianHead, activation_fn, flatten_with, size
+from plugins.layers import ACTIVATIONS, MLP, DiagonalGaussianHead, activation_fn, check_sizes, flatten_with, size
 
 
 def _downsampled(length: int, times: int) -> int:
@@ -24,6 +24,8 @@ class ConvEncoder(nnx.Module):
         if len(x_shape) != 3:
             raise ValueError(f"needs images of shape (height, width, channels); the data has shape {tuple(x_shape)}")
         height, width, in_channels = x_shape
+        check_sizes("channels", channels, allow_empty=False)
+        check_sizes("hidden", (hidden,), allow_empty=False)
         activation_fn(activation)
         self.activation = activation
         sizes = [in_channels, *channels]
@@ -52,6 +54,7 @@ class ConvDecoder(nnx.Module):
                 f"needs images of shape (height, width, channels); the data has shape {tuple(output_shape[:-1])}"
             )
         height, width, out_channels, params_per_dim = output_shape
+        check_sizes("channels", channels, allow_empty=False)
         factor = 2 ** len(channels)
         if height % factor or width % factor:
             raise ValueError(

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
 import zoo
-from zoo.data import image_dataset
-
-PixelMode = Literal["grayscale", "dynamic_binarize", "static_binarize"]
+from zoo.data import PixelMode, image_dataset
 
 
-def make_digits(validation_size: int = 300, test_size: int = 360, seed: int = 0, pixels: PixelMode = "grayscale") -> zoo.Dataset:
-    """1797 8x8 digits from scikit-learn, pixels scaled to [0, 1], split by a fixed seed.
+def make_digits(validation_size: int = 300, test_size: int = 360, seed: int = 0, pixels: PixelMode = "dynamic_binarize") -> zoo.Dataset:
+    """1797 8x8 digits from scikit-learn, intensities in [0, 1], binarized per batch by default.
 
     >>> ds = make_digits(); ds.image_shape  # doctest: +SKIP
     (8, 8, 1)

@@ -60,10 +60,8 @@ def write(path: Path, array: np.ndarray) -> None:
         stream.write(header + array.tobytes())
 
 
-def read_split(directory: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, H, W, 1) and labels (N,) of one split, e.g. prefix 'train' or 't10k'."""
-    images_path = find(directory, f"{prefix}-images-idx3-ubyte")
-    labels_path = find(directory, f"{prefix}-labels-idx1-ubyte")
+def read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, H, W, 1) and labels (N,) from an images file and its labels file."""
     images, labels = read(images_path, 3), read(labels_path, 1)
     if len(images) != len(labels):
         raise zoo.DataError(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels")

@@ -27,6 +27,14 @@ def activation_fn(name: str):
     return ACTIVATIONS[name]
 
 
+def check_sizes(option: str, sizes: Sequence[int], *, allow_empty: bool) -> None:
+    """Refuse layer sizes that are not positive (and an empty list where layers are needed)."""
+    if not sizes and not allow_empty:
+        raise ValueError(f"{option} must list at least one size")
+    if any(s < 1 for s in sizes):
+        raise ValueError(f"{option} sizes must be positive, got {list(sizes)}")
+
+
 def size(shape: Optional[Sequence[int]]) -> int:
     """Number of elements of one example of `shape` (0 for no condition)."""
     return 0 if shape is None else math.prod(shape)
@@ -44,6 +52,7 @@ class MLP(nnx.Module):
     """Dense layers, each followed by the activation."""
 
     def __init__(self, in_features: int, hidden: Sequence[int], activation: str, *, rngs: nnx.Rngs):
+        check_sizes("hidden", hidden, allow_empty=True)
         sizes = [in_features, *hidden]
         self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
         self.activation = activation

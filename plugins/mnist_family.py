@@ -1,9 +1,10 @@
 """MNIST, Fashion-MNIST, KMNIST and binarized MNIST through tensorflow-datasets.
 
 TFDS's own MNIST builders need TensorFlow even with local files, so the zoo
-has small `GeneratorBasedBuilder`s of its own that read the IDX files from
-TFDS's `manual_dir`, are prepared once as array_record under a cache
-directory, and are read back with TFDS's data source: no TensorFlow at all.
+has small `GeneratorBasedBuilder`s of its own that read the IDX files the zoo
+located (or download them), are prepared once as array_record under a cache
+directory keyed by a hash of the files, and are read back with TFDS's data
+source: no TensorFlow at all.
 
 Offline, the files come from a directory (`--data-dir` or the recipe's
 `source_dir`; Debian's `dataset-fashion-mnist` installs Fashion-MNIST under
@@ -15,18 +16,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import os
 import shutil
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
 import numpy as np
 
 import zoo
 from plugins import idx
-from zoo.data import image_dataset
-
-PixelMode = Literal["grayscale", "dynamic_binarize", "static_binarize"]
+from zoo.data import PixelMode, image_dataset
 CACHE_ENV = "VAE_ZOO_CACHE"
 
 
@@ -71,11 +71,11 @@ def builder_classes() -> dict[str, type]:
     import tensorflow_datasets as tfds
 
     class IdxImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-        """28x28 grayscale images and labels from four IDX files in manual_dir (or downloaded)."""
+        """28x28 grayscale images and labels from four IDX files (local, or downloaded)."""
 
         VERSION = tfds.core.Version("1.0.0")
-        MANUAL_DOWNLOAD_INSTRUCTIONS = "Place the four IDX files (train-images-idx3-ubyte.gz, ...) in manual_dir."
         SOURCE: Source
+        zoo_files = None
 
         def _info(self):
             features = tfds.features.FeaturesDict({
@@ -86,30 +86,27 @@ def builder_classes() -> dict[str, type]:
             return self.dataset_info_from_configs(features=features, supervised_keys=("image", "label"), disable_shuffling=True)
 
         def _split_generators(self, dl_manager):
-            directory = Path(dl_manager.manual_dir)
-            if not all(_has_idx(directory, stem) for stem in IDX_STEMS):
-                files = dl_manager.download({stem: f"{self.SOURCE.url}{stem}.gz" for stem in IDX_STEMS})
-                directory = Path(next(iter(files.values()))).parent
-            return {"train": self._generate_examples(directory, "train"), "test": self._generate_examples(directory, "t10k")}
+            # zoo_files: the local IDX files by stem, set by prepared_arrays; else download them.
+            files = self.zoo_files or dl_manager.download({stem: f"{self.SOURCE.url}{stem}.gz" for stem in IDX_STEMS})
+            return {"train": self._generate_examples(files, "train"), "test": self._generate_examples(files, "t10k")}
 
-        def _generate_examples(self, directory, prefix):
-            images, labels = read_28x28(directory, prefix)
+        def _generate_examples(self, files, prefix):
+            images, labels = read_28x28(Path(files[f"{prefix}-images-idx3-ubyte"]), Path(files[f"{prefix}-labels-idx1-ubyte"]))
             for index in range(len(images)):
                 yield index, {"image": images[index], "label": int(labels[index])}
 
     class BinarizedMnist(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-        """Larochelle's fixed binarisation of MNIST from the three .amat files in manual_dir."""
+        """Larochelle's fixed binarisation of MNIST from its three .amat files."""
 
         VERSION = tfds.core.Version("1.0.0")
-        MANUAL_DOWNLOAD_INSTRUCTIONS = "Place binarized_mnist_{train,valid,test}.amat in manual_dir."
+        zoo_files = None
 
         def _info(self):
             features = tfds.features.FeaturesDict({"image": tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8)})
             return self.dataset_info_from_configs(features=features, disable_shuffling=True)
 
         def _split_generators(self, dl_manager):
-            directory = Path(dl_manager.manual_dir)
-            return {split: self._generate_examples(directory / name) for split, name in AMAT_FILES.items()}
+            return {split: self._generate_examples(self.zoo_files[split]) for split in AMAT_FILES}
 
         def _generate_examples(self, path):
             for index, image in enumerate(read_amat(path)):
@@ -142,17 +139,16 @@ def read_amat(path: Path) -> np.ndarray:
     return rows.reshape(-1, 28, 28, 1)
 
 
-def read_28x28(directory: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+def read_28x28(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One split's images and labels, refused unless the images are 28x28."""
-    images, labels = idx.read_split(directory, prefix)
+    images, labels = idx.read_pair(images_path, labels_path)
     if images.shape[1:] != (28, 28, 1):
-        path = idx.find(directory, f"{prefix}-images-idx3-ubyte")
-        raise zoo.DataError(f"{path}: images are {images.shape[1]}x{images.shape[2]}; expected 28x28")
+        raise zoo.DataError(f"{images_path}: images are {images.shape[1]}x{images.shape[2]}; expected 28x28")
     return images, labels
 
 
-def locate_idx(source: Source, source_dir: Optional[str]) -> Optional[Path]:
-    """The directory holding the dataset's IDX files: the one given, else a known local one."""
+def locate_idx(source: Source, source_dir: Optional[str]) -> Optional[dict[str, Path]]:
+    """The dataset's four IDX files by stem: from the directory given, else a known local one."""
     if source_dir is not None:
         directory = Path(source_dir)
         if not directory.is_dir():
@@ -160,29 +156,56 @@ def locate_idx(source: Source, source_dir: Optional[str]) -> Optional[Path]:
         missing = [stem for stem in IDX_STEMS if not _has_idx(directory, stem)]
         if missing:
             raise zoo.DataError(f"{source.name}: {directory} lacks {', '.join(m + '.gz' for m in missing)}; {source.how_to_get}")
-        return directory
-    return next((Path(d) for d in source.local_dirs if all(_has_idx(Path(d), s) for s in IDX_STEMS)), None)
+        return {stem: idx.find(directory, stem) for stem in IDX_STEMS}
+    for known in map(Path, source.local_dirs):
+        if all(_has_idx(known, stem) for stem in IDX_STEMS):
+            return {stem: idx.find(known, stem) for stem in IDX_STEMS}
+    return None
 
 
-def prepared_arrays(name: str, manual_dir: Optional[Path], cache_dir: Path, download: bool) -> dict[str, dict[str, np.ndarray]]:
-    """Every split as arrays, preparing the TFDS dataset first if its cache is missing or damaged."""
+def fingerprint(files: dict[str, Path]) -> str:
+    """A short hash of the source files' bytes: different files get a different cache."""
+    digest = hashlib.sha1()
+    for key in sorted(files):
+        digest.update(key.encode())
+        digest.update(Path(files[key]).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def prepared_arrays(name: str, files: Optional[dict[str, Path]], cache_root: Path, download: bool,
+                    how_to_get: str) -> dict[str, dict[str, np.ndarray]]:
+    """Every split as arrays, preparing the TFDS dataset first if its cache is missing or damaged.
+
+    The cache lives under cache_root/<hash of the source files> (or /download),
+    so other files never reuse an old preparation.
+    """
+    cache_dir = cache_root / (fingerprint(files) if files else "download")
     builder = builder_classes()[name](data_dir=str(cache_dir), file_format="array_record")
+    builder.zoo_files = files
     for attempt in range(2):
         if _complete(builder):
             try:
                 return _read_all(builder)
-            except Exception:  # a damaged cache (killed while written, truncated file): rebuild it
+            except Exception as exc:  # a damaged cache (killed while written, truncated file): rebuild it
                 if attempt:
-                    raise
+                    raise zoo.DataError(f"{name}: the prepared copy under {cache_dir} cannot be read after rebuilding it: {exc}") from exc
         _remove_partial(builder)
-        if manual_dir is None and not download:
-            raise zoo.DataError(f"{name}: no prepared copy under {cache_dir} and no local files; {SOURCES[name].how_to_get if name in SOURCES else ''}")
-        import tensorflow_datasets as tfds
+        if files is None and not download:
+            raise zoo.DataError(f"{name}: no local files and no downloaded copy under {cache_dir}; {how_to_get}")
+        _prepare(builder, name)
+    raise zoo.DataError(f"{name}: the prepared copy under {cache_dir} could not be read")
 
-        config = tfds.download.DownloadConfig(manual_dir=str(manual_dir) if manual_dir else None)
-        tfds.disable_progress_bar()
-        builder.download_and_prepare(download_config=config)
-    raise zoo.DataError(f"{name}: the prepared copy under {cache_dir} could not be read after rebuilding it")
+
+def _prepare(builder, name: str) -> None:
+    import tensorflow_datasets as tfds
+
+    tfds.disable_progress_bar()
+    try:
+        builder.download_and_prepare()
+    except zoo.ZooError:
+        raise
+    except Exception as exc:  # TFDS's own failures (download refused, disk full, ...)
+        raise zoo.DataError(f"{name}: preparing the TFDS dataset failed: {type(exc).__name__}: {exc}") from exc
 
 
 def _complete(builder) -> bool:
@@ -218,8 +241,9 @@ def make_idx_dataset_factory(source: Source):
     def factory(data_dir=None, source_dir: Optional[str] = None, cache_dir: Optional[str] = None,
                 pixels: PixelMode = "dynamic_binarize", validation_size: int = 5000, seed: int = 0,
                 download: bool = False) -> zoo.Dataset:
-        manual_dir = locate_idx(source, data_dir or source_dir)
-        arrays = prepared_arrays(source.name, manual_dir, Path(cache_dir) if cache_dir else default_cache_dir(), download)
+        files = locate_idx(source, data_dir or source_dir)
+        cache = Path(cache_dir) if cache_dir else default_cache_dir()
+        arrays = prepared_arrays(source.name, files, cache, download, source.how_to_get)
         to_split = lambda a: zoo.Split((a["image"] / 255.0).astype(np.float32), a["label"].astype(np.int32))
         return image_dataset(source.name, to_split(arrays["train"]), to_split(arrays["test"]), source.class_names,
                              pixels=pixels, validation_size=validation_size, seed=seed)
@@ -232,21 +256,22 @@ def make_idx_dataset_factory(source: Source):
     return factory
 
 
-def make_binarized_mnist(data_dir=None, source_dir: Optional[str] = None, cache_dir: Optional[str] = None, seed: int = 0) -> zoo.Dataset:
+def make_binarized_mnist(data_dir=None, source_dir: Optional[str] = None, cache_dir: Optional[str] = None) -> zoo.Dataset:
     """Binarized MNIST (Larochelle's fixed binarisation, 50k/10k/10k, no labels) from its .amat files.
 
     >>> make_binarized_mnist(source_dir='/path/to/amat')  # doctest: +SKIP
     """
     directory = data_dir or source_dir
     missing = [n for n in AMAT_FILES.values() if directory is None or not (Path(directory) / n).is_file()]
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    if missing and not _complete(builder_classes()["binarized_mnist"](data_dir=str(cache), file_format="array_record")):
+    if missing:
         where = directory or "no directory given"
         raise zoo.DataError(f"binarized_mnist: missing {', '.join(missing)} ({where}); pass --data-dir DIR holding binarized_mnist_train.amat, _valid and _test")
-    arrays = prepared_arrays("binarized_mnist", Path(directory) if directory else None, cache, download=False)
+    files = {split: Path(directory) / name for split, name in AMAT_FILES.items()}
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    arrays = prepared_arrays("binarized_mnist", files, cache, download=False, how_to_get="")
     to_split = lambda a: zoo.Split(a["image"].astype(np.float32), np.zeros(len(a["image"]), np.int32))
     return image_dataset("binarized_mnist", to_split(arrays["train"]), to_split(arrays["test"]), [],
-                         seed=seed, validation=to_split(arrays["validation"]))
+                         validation=to_split(arrays["validation"]))
 
 
 @zoo.hookimpl

@@ -124,3 +124,28 @@ def test_model_build_names_both_components_and_shapes(registry):
         "decoder 'wrong' outputs shape (2, 3) but likelihood 'gaussian_diagonal' needs (2, 8, 8, 1, 2) "
         "(batch, data shape (8, 8, 1), 2 parameter(s) per dimension)"
     )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["objective={name: iwae, num_samples: 0}"], "objective 'iwae' could not be built: num_samples must be at least 1, got 0"),
+        (["objective={name: hybrid, alpha: 1.5}"], "objective 'hybrid' could not be built: alpha must lie in [0, 1], got 1.5"),
+        (["encoder.hidden=[0]"], "encoder 'mlp' could not be built: hidden sizes must be positive, got [0]"),
+        (["encoder={name: conv, channels: []}"], "encoder 'conv' could not be built: channels must list at least one size"),
+        (["dataset.validation_size=5000"], "digits: test_size 360 with validation_size 5000 leaves no training data"),
+    ],
+)
+def test_factories_refuse_bad_options_by_name(registry, book, overrides, message):
+    from zoo.train import assemble
+
+    with pytest.raises(zoo.ZooError) as info:
+        assemble(book.resolve("vae_mlp", registry, overrides), registry)
+    assert message in str(info.value)
+
+
+def test_train_section_refuses_negative_seed_and_nan_rate(registry, book):
+    with pytest.raises(zoo.RecipeError, match="vae_mlp.train.seed: expected a number >= 0, got -1"):
+        book.resolve("vae_mlp", registry, ["train.seed=-1"])
+    with pytest.raises(zoo.RecipeError, match="vae_mlp.train.learning_rate: expected a positive number, got 'nan'"):
+        book.resolve("vae_mlp", registry, ["train.learning_rate=nan"])

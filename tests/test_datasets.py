@@ -86,7 +86,7 @@ def test_truncated_raw_idx_file_is_named(tmp_path):
 def test_no_source_fails_at_once_with_what_to_do(registry, tmp_path):
     with pytest.raises(zoo.DataError) as info:
         registry.build("dataset", {"name": "kmnist", "cache_dir": str(tmp_path)}, data_dir=None)
-    assert "kmnist: no prepared copy under" in str(info.value) and "pass --data-dir DIR" in str(info.value)
+    assert "kmnist: no local files and no downloaded copy under" in str(info.value) and "pass --data-dir DIR" in str(info.value)
     with pytest.raises(zoo.DataError, match="is not a directory"):
         registry.build("dataset", {"name": "fashion_mnist", "cache_dir": str(tmp_path)}, data_dir=str(tmp_path / "nope"))
     with pytest.raises(zoo.DataError, match="binarized_mnist: missing binarized_mnist_train.amat"):
@@ -100,13 +100,13 @@ def test_unknown_dataset_name_lists_the_known(registry, book):
 
 def test_half_written_cache_is_rebuilt(registry, idx_dir, tmp_path):
     first = load(registry, idx_dir, tmp_path, validation_size=50)
-    version_dir = tmp_path / "zoo_mnist" / "1.0.0"
+    (version_dir,) = tmp_path.glob("*/zoo_mnist/1.0.0")  # the cache is keyed by a hash of the files
     # Killed mid-preparation: a leftover incomplete directory and a version dir without its info.
-    (tmp_path / "zoo_mnist" / "incomplete.ABC123_1.0.0").mkdir()
+    (version_dir.parent / "incomplete.ABC123_1.0.0").mkdir()
     (version_dir / "dataset_info.json").unlink()
     rebuilt = load(registry, idx_dir, tmp_path, validation_size=50)
     np.testing.assert_array_equal(rebuilt.test.images, first.test.images)
-    assert not list((tmp_path / "zoo_mnist").glob("incomplete*"))
+    assert not list(version_dir.parent.glob("incomplete*"))
     # A truncated record file in an otherwise complete cache is detected on reading, and rebuilt.
     record = next(version_dir.glob("*train.array_record*"))
     record.write_bytes(record.read_bytes()[: record.stat().st_size // 2])
@@ -174,3 +174,15 @@ def test_trains_on_real_fashion_mnist(registry, book, tmp_path):
     assert summary["step"] == 20 and np.isfinite(summary["validation_elbo"])
     first_loss = zoo.runs.read_metrics(tmp_path / "run")[0]["loss"]
     assert summary["train"]["loss"] < first_loss  # it learns: 784-pixel binary images start near 543 nats
+
+
+def test_other_files_never_reuse_an_old_preparation(registry, idx_dir, tmp_path):
+    import shutil
+
+    first = load(registry, idx_dir, tmp_path / "cache", pixels="grayscale", validation_size=50)
+    other = tmp_path / "other"
+    shutil.copytree(idx_dir, other)
+    images, labels = digits_as_mnist(400)
+    idx.write(other / "t10k-images-idx3-ubyte.gz", 255 - images[300:])  # the same digits, inverted
+    second = load(registry, other, tmp_path / "cache", pixels="grayscale", validation_size=50)
+    np.testing.assert_allclose(second.test.images, 1.0 - first.test.images, atol=1e-6)

@@ -122,6 +122,7 @@ def cmd_train(args, registry) -> None:
 def cmd_eval(args, registry) -> None:
     import jax
 
+    from zoo.data import evaluation_split
     from zoo.evaluate import evaluate
     from zoo.interfaces import Split
     from zoo.train import load_trained
@@ -129,7 +130,7 @@ def cmd_eval(args, registry) -> None:
     if args.num_samples < 0 or args.batch_size < 1:
         raise ZooError("--num-samples must be >= 0 and --batch-size >= 1")
     experiment, graphdef, params, step = load_trained(Path(args.run), registry, args.data_dir)
-    split = experiment.dataset.evaluation_split(args.split, seed=args.seed)
+    split = evaluation_split(experiment.dataset, args.split, seed=args.seed)
     if args.limit:
         split = Split(split.images[: args.limit], split.labels[: args.limit])
     metrics = evaluate(graphdef, params, experiment.condition, split, jax.random.key(args.seed),

@@ -17,7 +17,7 @@ class TrainConfig:
     steps: int = dataclasses.field(default=2000, metadata={"positive": True})
     batch_size: int = dataclasses.field(default=128, metadata={"positive": True})
     learning_rate: float = dataclasses.field(default=1e-3, metadata={"positive": True})
-    seed: int = 0
+    seed: int = dataclasses.field(default=0, metadata={"nonnegative": True})
     log_every: int = dataclasses.field(default=100, metadata={"positive": True})
     checkpoint_every: int = dataclasses.field(default=500, metadata={"positive": True})
 

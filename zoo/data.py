@@ -8,15 +8,17 @@ seed and the epoch alone, so a resumed run sees the same batches.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Optional
+import typing
+from typing import Any, Literal, Mapping, Optional
 
 import numpy as np
 
 from zoo.errors import DataError, ModelBuildError, ZooError
 from zoo.interfaces import Dataset, Shape, Split
-from zoo.registry import Registry
+from zoo.registry import Registry, build_component
 
-PIXEL_MODES = ("grayscale", "dynamic_binarize", "static_binarize")
+PixelMode = Literal["grayscale", "dynamic_binarize", "static_binarize"]
+PIXEL_MODES = typing.get_args(PixelMode)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,15 +75,20 @@ def image_dataset(name: str, train: Split, test: Split, class_names, *, pixels: 
     return Dataset(name, train, validation, test, list(class_names), dynamic_binarization=pixels == "dynamic_binarize")
 
 
+def evaluation_split(dataset: Dataset, name: str, seed: int = 0) -> Split:
+    """A split as evaluation sees it: dynamically binarized training data is binarized once."""
+    split = dataset.split(name)
+    if not len(split.images):
+        raise DataError(f"{dataset.name}: the {name} split is empty")
+    if name == "train" and dataset.dynamic_binarization:
+        return Split(binarize(split.images, seed), split.labels)
+    return split
+
+
 def build_dataset(recipe: Mapping[str, Any], registry: Registry, data_dir: Optional[str] = None) -> Dataset:
     """The recipe's dataset, checked to hold images in [0, 1] with labels."""
     spec = recipe["dataset"]
-    try:
-        dataset = registry.build("dataset", spec, data_dir=data_dir)
-    except ZooError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise DataError(f"dataset {spec['name']!r} could not be loaded: {exc}") from exc
+    dataset = build_component(registry, "dataset", spec, DataError, data_dir=data_dir)
     if not isinstance(dataset, Dataset):
         raise DataError(f"dataset {spec['name']!r} returned {type(dataset).__name__}, not a zoo.Dataset")
     if dataset.train.images.ndim != 4:
@@ -93,13 +100,8 @@ def build_condition(recipe: Mapping[str, Any], registry: Registry, dataset: Data
     """The recipe's condition for this dataset, or Unconditional when it names none."""
     if recipe.get("condition") is None:
         return Unconditional(dataset.image_shape)
-    spec = recipe["condition"]
-    try:
-        return registry.build("condition", spec, image_shape=dataset.image_shape, num_classes=dataset.num_classes)
-    except ZooError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ModelBuildError(f"condition {spec['name']!r} could not be built for dataset {dataset.name!r}: {exc}") from exc
+    return build_component(registry, "condition", recipe["condition"], ModelBuildError,
+                           image_shape=dataset.image_shape, num_classes=dataset.num_classes)
 
 
 def batch_indices(num_examples: int, batch_size: int, seed: int, start_step: int, num_steps: int) -> np.ndarray:

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from zoo.errors import DataError
 from zoo.interfaces import Split
 from zoo.model import kl_divergence
 
@@ -49,6 +50,8 @@ def make_importance_sampled(graphdef: nnx.GraphDef, condition, num_samples: int,
 
 def over_batches(function: Callable, params: Any, split: Split, rng: jax.Array, batch_size: int) -> dict[str, np.ndarray]:
     """Apply a per-batch function to a whole split and concatenate its per-example outputs."""
+    if not len(split.images):
+        raise DataError("cannot evaluate an empty split")
     outputs: list[Any] = []
     for index, start in enumerate(range(0, len(split.images), batch_size)):
         images = jnp.asarray(split.images[start : start + batch_size])

@@ -129,11 +129,3 @@ class Dataset:
 
             raise DataError(f"unknown split {name!r}; splits are train, validation, test")
         return getattr(self, name)
-
-    def evaluation_split(self, name: str, seed: int = 0) -> Split:
-        """The split as evaluation sees it: dynamically binarized training data is binarized once."""
-        split = self.split(name)
-        if name == "train" and self.dynamic_binarization:
-            rng = np.random.default_rng(seed)
-            return Split((rng.uniform(size=split.images.shape) < split.images).astype(np.float32), split.labels)
-        return split

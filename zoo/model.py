@@ -14,9 +14,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from zoo.errors import ModelBuildError, ZooError
+from zoo.errors import ModelBuildError
 from zoo.interfaces import Array, Shape
-from zoo.registry import Registry
+from zoo.registry import Registry, build_component
 
 
 def kl_divergence(q: distrax.Distribution, p: distrax.Distribution, z: Array) -> Array:
@@ -130,14 +130,8 @@ def build_model(recipe: Mapping[str, Any], registry: Registry, *, x_shape: Shape
 
 
 def _build(registry: Registry, recipe: Mapping[str, Any], kind: str, **context: Any) -> Any:
-    """Build one component; a factory's refusal (a TypeError, ValueError) names the component."""
-    spec = recipe[kind]
-    try:
-        return registry.build(kind, spec, **context)
-    except ZooError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ModelBuildError(f"{kind} {spec['name']!r} could not be built: {exc}") from exc
+    """Build one component of the model; a factory's refusal names the component."""
+    return build_component(registry, kind, recipe[kind], ModelBuildError, **context)
 
 
 def check_shapes(model: LatentVariableModel, recipe: Mapping[str, Any]) -> None:

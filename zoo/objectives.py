@@ -27,6 +27,8 @@ def beta_elbo(beta: float = 4.0) -> Objective:
 
     >>> loss, metrics = beta_elbo(beta=4.0)(model, Batch(x), rng)  # doctest: +SKIP
     """
+    if not beta >= 0:
+        raise ValueError(f"beta must be >= 0, got {beta}")
 
     def loss_fn(model, batch: Batch, rng):
         _, log_likelihood, kl = model.forward(batch.x, batch.c, rng)
@@ -41,6 +43,8 @@ def iwae(num_samples: int = 5) -> Objective:
 
     >>> loss, metrics = iwae(num_samples=5)(model, Batch(x), rng)  # doctest: +SKIP
     """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be at least 1, got {num_samples}")
 
     def loss_fn(model, batch: Batch, rng):
         log_w = model.log_importance_weights(batch.x, batch.c, rng, num_samples)
@@ -74,6 +78,8 @@ def hybrid(alpha: float = 0.5) -> Objective:
 
     >>> loss, metrics = hybrid(alpha=0.5)(model, Batch(x, c), rng)  # doctest: +SKIP
     """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
 
     def loss_fn(model, batch: Batch, rng):
         cvae_rng, gsnn_rng = jax.random.split(rng)

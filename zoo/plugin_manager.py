@@ -41,9 +41,14 @@ def make_plugin_manager(
 def load_entry_points(manager: pluggy.PluginManager) -> None:
     """Import every `vae_zoo` entry point; a broken one is named with its entry point."""
     for entry_point in importlib.metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP):
-        if manager.get_plugin(entry_point.name) is not None:
-            continue
         dist = entry_point.dist.name if entry_point.dist else "unknown distribution"
+        if manager.get_plugin(entry_point.name) is not None:
+            if _DISTRIBUTIONS.get(entry_point.name, "").split(" ")[0] == dist:
+                continue  # the same distribution seen twice on sys.path
+            raise PluginLoadError(
+                f"two plugins are named {entry_point.name!r}: one from {plugin_source(entry_point.name)} "
+                f"and one from {dist} (entry point '{entry_point.name} = {entry_point.value}')"
+            )
         try:
             module = entry_point.load()
         except Exception as exc:  # any import failure becomes one clear message

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -231,8 +232,10 @@ def validate_dataclass(cls: type, values: Any, path: str, fail) -> dict[str, Any
             result[key] = coerce(values[key], hints.get(key, Any))
         except TypeMismatch as exc:
             raise fail(f"{path}.{key}", f"expected {exc.expected}, got {values[key]!r}") from None
-        if field.metadata.get("positive") and result[key] <= 0:
+        if field.metadata.get("positive") and not (math.isfinite(result[key]) and result[key] > 0):
             raise fail(f"{path}.{key}", f"expected a positive number, got {values[key]!r}")
+        if field.metadata.get("nonnegative") and result[key] < 0:
+            raise fail(f"{path}.{key}", f"expected a number >= 0, got {values[key]!r}")
     return result
 
 

@@ -132,3 +132,17 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._components)
+
+
+# What a factory raises when its arguments cannot work (bad sizes, shapes, files).
+FACTORY_REFUSALS = (TypeError, ValueError, IndexError, ZeroDivisionError, OSError)
+
+
+def build_component(registry: Registry, kind: str, spec: Mapping[str, Any], error: type[ZooError], **context: Any) -> Any:
+    """`registry.build`, with a factory's refusal turned into `error` naming the component."""
+    try:
+        return registry.build(kind, spec, **context)
+    except ZooError:
+        raise
+    except FACTORY_REFUSALS as exc:
+        raise error(f"{kind} {spec['name']!r} could not be built: {exc}") from exc

@@ -66,7 +66,7 @@ def prepare(workdir: Path, recipe: Mapping[str, Any], *, resume: bool) -> None:
             raise RunDirectoryError(
                 f"{workdir} already holds a run; pass --resume to continue it, or choose another --workdir"
             )
-        old = yaml.safe_load(saved.read_text())
+        old = load_recipe(workdir)
         difference = first_difference(comparable(old), comparable(recipe))
         if difference:
             raise RunDirectoryError(f"cannot resume {workdir}: the recipe differs at {difference}")
@@ -139,7 +139,9 @@ def load_recipe(workdir: Path) -> dict[str, Any]:
     saved = workdir / RECIPE_FILE
     if not saved.exists():
         raise RunDirectoryError(f"{workdir} holds no run (no {RECIPE_FILE}); train one with `zoo train VARIANT --workdir {workdir}`")
-    recipe = yaml.safe_load(saved.read_text())
+    recipe = recipes.read_yaml(saved)
+    if not isinstance(recipe, dict):
+        raise RunDirectoryError(f"{saved}: expected a recipe mapping, got {type(recipe).__name__}; the run directory is damaged")
     return recipe
 
 
