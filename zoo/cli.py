@@ -60,6 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--temperature", type=float, default=1.0, help="scale of z around the prior mean")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--data-dir")
+    bench = commands.add_parser("bench", help="run a suite: variants x datasets x tasks x seeds (resumable)")
+    bench.add_argument("suite", help="a suite file, or a name in benchmarks/suites/")
+    bench.add_argument("--out", help="output directory (default runs/bench/SUITE)")
+    bench.add_argument("--data-dir")
+    bench.add_argument("--progress", action="store_true", help="show a progress bar per run")
+
+    compare = commands.add_parser("compare", help="tabulate results over seeds and write a report with plots")
+    compare.add_argument("results", nargs="+", help="results.jsonl files written by zoo bench")
+    compare.add_argument("--report", help="directory for report.md and its plots")
+    compare.add_argument("--no-samples", action="store_true", help="leave the sample grids out of the report")
     return parser
 
 
@@ -157,7 +167,33 @@ def cmd_sample(args, registry) -> None:
     print(out)
 
 
-COMMANDS = {"list": cmd_list, "plugins": cmd_plugins, "show": cmd_show, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample}
+def cmd_bench(args, registry) -> None:
+    from zoo.bench import load_suite, run_suite
+    from zoo.report import table
+
+    book = recipe_book(args)
+    suite = load_suite(args.suite, book)
+    out = Path(args.out or Path("runs") / "bench" / suite.name)
+    results = run_suite(suite, out, book, registry, data_dir=args.data_dir, progress=args.progress,
+                        log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(table(results))
+    print(f"\nresults: {out / 'results.jsonl'}")
+
+
+def cmd_compare(args, registry) -> None:
+    from zoo.report import published_table, read_results, table, write_report
+
+    print(table(read_results(args.results)))
+    suites = [Path(r).parent / "suite.yaml" for r in args.results if (Path(r).parent / "suite.yaml").is_file()]
+    published = published_table(suites)
+    if published:
+        print("\n" + published)
+    if args.report:
+        print(f"\nreport: {write_report(args.results, Path(args.report), registry, samples=not args.no_samples)}")
+
+
+COMMANDS = {"list": cmd_list, "plugins": cmd_plugins, "show": cmd_show, "train": cmd_train, "eval": cmd_eval,
+            "sample": cmd_sample, "bench": cmd_bench, "compare": cmd_compare}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

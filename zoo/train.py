@@ -121,10 +121,13 @@ def chunk_end(step: int, total: int, *periods: int) -> int:
 
 
 def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Registry, *, resume: bool = False,
-                       progress: bool = True, data_dir: Optional[str] = None) -> dict[str, Any]:
+                       progress: bool = True, data_dir: Optional[str] = None,
+                       max_seconds: Optional[float] = None) -> dict[str, Any]:
     """Train a resolved recipe in `workdir` (resumable), validating at each checkpoint.
 
-    Returns the last logged training metrics, validation ELBO and the step reached.
+    With `max_seconds`, training stops (and checkpoints) at the first log
+    boundary past that much training time. Returns the last logged training
+    metrics, validation ELBO and the step reached.
     """
     workdir = Path(workdir)
     config = train_config(recipe)
@@ -147,7 +150,7 @@ def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Regis
     validate = make_bound_metrics(graphdef, experiment.condition)
     summary: dict[str, Any] = {"workdir": str(workdir), "step": start}
     bar = runs.progress_bar(config.steps, start, enabled=progress)
-    step = start
+    step, trained_seconds = start, 0.0
     while step < config.steps:
         end = chunk_end(step, config.steps, config.log_every, config.checkpoint_every)
         indices = batch_indices(len(train.images), config.batch_size, config.seed, step, end - step)
@@ -162,18 +165,23 @@ def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Regis
                 "(try a lower train.learning_rate, then `zoo train ... --resume`)"
             )
         state, step = new_state, end
+        trained_seconds += seconds
+        out_of_time = max_seconds is not None and trained_seconds >= max_seconds
         logged = {k: float(np.mean(v)) for k, v in metrics.items()}
         runs.append_metrics(workdir, {"step": step, "split": "train", **logged, "steps_per_second": len(losses) / seconds})
         bar.update(len(losses))
         bar.set_postfix(loss=f"{logged['loss']:.2f}", elbo=f"{logged.get('elbo', float('nan')):.2f}")
         summary.update(step=step, train=logged)
-        if step % config.checkpoint_every == 0 or step == config.steps:
+        if step % config.checkpoint_every == 0 or step == config.steps or out_of_time:
             validation = experiment.dataset.validation
             if len(validation.images):
                 bounds = over_batches(validate, state.params, validation, jax.random.key(config.seed + 1), 256)
                 summary["validation_elbo"] = float(np.mean(bounds["elbo"]))
                 runs.append_metrics(workdir, {"step": step, "split": "validation", "elbo": summary["validation_elbo"]})
             runs.save(manager, step, state)
+        if out_of_time:
+            summary["stopped_by_time_limit"] = True
+            break
     bar.close()
     manager.wait_until_finished()
     return summary

@@ -1,0 +1,120 @@
+"""The benchmark harness on tiny budgets: suites, resumption, the table, the report."""
+
+import json
+import math
+import textwrap
+
+import numpy as np
+import pytest
+
+import zoo
+from zoo import bench, report
+
+TINY = """
+name: tiny
+variants: [vae_mlp, cvae_mlp]
+seeds: [0, 1, 2]
+budget: {steps: 6}
+set: ["train.log_every=3", "encoder.hidden=[16]", "decoder.hidden=[16]", "latent_dim=2"]
+eval: {num_samples: 5, limit: 20, accuracy_samples: 2}
+"""
+
+
+def write_suite(tmp_path, text=TINY, name="tiny.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_suite_errors_name_the_file_and_key(tmp_path, book):
+    cases = [
+        (TINY.replace("budget: {steps: 6}", "budget: {stepz: 6}"), "budget.stepz: unknown key (did you mean 'steps'?)"),
+        (TINY.replace("[vae_mlp, cvae_mlp]", "[vae_mlp, cvae_mpl]"), "variants[1]: unknown variant 'cvae_mpl' (did you mean 'cvae_mlp'?)"),
+        (TINY.replace("seeds: [0, 1, 2]", "seeds: [0, one]"), "seeds: expected a list of int, got [0, 'one']"),
+        (TINY.replace("budget: {steps: 6}", "budget: {steps: 6, epochs: 1}"), "budget: give exactly one of steps or epochs"),
+        (TINY + "optimiser: adam\n", "optimiser: unknown key"),
+        (TINY.replace("eval: {", "eval: {split: tset, "), "eval.split: expected train, validation or test, got 'tset'"),
+    ]
+    for text, message in cases:
+        path = write_suite(tmp_path, text)
+        with pytest.raises(zoo.RecipeError) as info:
+            bench.load_suite(str(path), book)
+        assert str(info.value).startswith(f"{path}: {message}")
+    with pytest.raises(zoo.UnknownComponentError, match="unknown suite 'quik' \\(did you mean 'quick'\\?\\)"):
+        bench.load_suite("quik", book)
+
+
+def test_expansion_and_overrides(tmp_path, book, registry):
+    text = TINY + "tasks: [unconditional, {name: visible_quadrants, visible: [2]}]\ndatasets: [digits]\n"
+    suite = bench.load_suite(str(write_suite(tmp_path, text)), book)
+    runs = bench.expand(suite)
+    assert len(runs) == 2 * 2 * 3
+    recipe = bench.resolve_run(runs[-1], suite, book, registry, None)
+    assert recipe["condition"] == {"name": "visible_quadrants", "visible": (2,)}
+    assert recipe["train"]["seed"] == 2 and recipe["train"]["steps"] == 6
+    assert bench.task_label(runs[-1].task) == "visible_quadrants visible=[2]"
+
+
+def test_a_killed_suite_continues_with_the_runs_it_had_not_finished(tmp_path, book, registry, monkeypatch):
+    suite = bench.load_suite(str(write_suite(tmp_path)), book)
+    out = tmp_path / "out"
+    calls = []
+    real_evaluate_run = bench.evaluate_run
+
+    def dies_on_third_run(*args, **kwargs):
+        calls.append(args[1].run_id)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # killed while evaluating the third run
+        return real_evaluate_run(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "evaluate_run", dies_on_third_run)
+    with pytest.raises(KeyboardInterrupt):
+        bench.run_suite(suite, out, book, registry, log=lambda _: None)
+    finished = sorted(p.parent.name for p in out.glob("runs/*/result.json"))
+    assert len(finished) == 2
+    calls.clear()
+    monkeypatch.setattr(bench, "evaluate_run", real_evaluate_run)
+    lines = []
+    results = bench.run_suite(suite, out, book, registry, log=lines.append)
+    assert sum("done earlier" in line for line in lines) == 2
+    assert len(results) == 6 and len(set(r["run"] for r in results)) == 6
+    records = report.read_results([out / "results.jsonl"])
+    assert [r["run"] for r in records] == [r.run_id for r in bench.expand(suite)]
+    record = records[-1]
+    for key in ("recipe", "versions", "seed", "train_wall_seconds", "seconds_per_epoch", "elbo", "conditional_log_likelihood", "class_accuracy"):
+        assert key in record
+    assert 0.0 <= record["class_accuracy"] <= 1.0
+    # The report: table, learning curves, one sample grid per variant.
+    path = report.write_report([out / "results.jsonl"], tmp_path / "report", registry)
+    text = path.read_text()
+    assert "| vae_mlp | 3 |" in text and "learning_curves.png" in text
+    assert (tmp_path / "report" / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(list((tmp_path / "report").glob("samples-*.png"))) == 2
+
+
+def test_summary_and_confidence_interval_on_known_values():
+    summary = report.summarize([1.0, 2.0, 3.0, 4.0])
+    assert summary["mean"] == 2.5
+    assert summary["std"] == pytest.approx(math.sqrt(5 / 3))
+    # t(0.975, 3) = 3.182446
+    assert summary["ci95"] == pytest.approx(3.182446 * math.sqrt(5 / 3) / 2, rel=1e-5)
+    assert "ci95" not in report.summarize([1.0, 2.0])
+    assert report.summarize([]) == {"n": 0}
+
+
+def test_table_marks_the_best_per_column():
+    records = []
+    for variant, elbo, accuracy in (("a", -10.0, 0.9), ("b", -12.0, 0.95)):
+        for seed in range(3):
+            records.append({"dataset": "d", "task": "t", "variant": variant, "run": f"{variant}{seed}",
+                            "elbo": elbo + seed, "class_accuracy": accuracy, "kl": 1.0})
+    text = report.table(records)
+    assert "| a | 3 | **9.00 ± 2.48** | 1.00 ± 0.00 | 0.90 ± 0.00 |" in text
+    assert "| b | 3 | 11.00 ± 2.48 | 1.00 ± 0.00 | **0.95 ± 0.00** |" in text
+
+
+def test_bad_results_file_is_named(tmp_path):
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"a": 1}\nnot json\n')
+    with pytest.raises(zoo.RunDirectoryError, match="results.jsonl:2: not a JSON line"):
+        report.read_results([path])

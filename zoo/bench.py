@@ -1,0 +1,270 @@
+"""Suites: variants x datasets x tasks x seeds under one budget and one evaluation.
+
+A suite is a YAML file (benchmarks/suites/NAME.yaml). `run_suite` trains and
+evaluates every run in its own workdir; a run that finished wrote
+`result.json` and is skipped when the suite is run again, a run that was
+killed resumes from its checkpoint. Results go to `results.jsonl`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import jax
+import numpy as np
+import yaml
+from flax import nnx
+
+from zoo import classifier, runs
+from zoo.data import build_dataset, evaluation_split
+from zoo.errors import RecipeError, UnknownComponentError
+from zoo.evaluate import evaluate
+from zoo.recipes import RecipeBook, dump, read_yaml
+from zoo.registry import Registry, closest_match, unknown_name_message
+
+SUITE_KEYS = ("name", "description", "variants", "datasets", "tasks", "seeds", "budget", "set", "eval", "published")
+BUDGET_KEYS = ("steps", "epochs", "max_seconds", "batch_size")
+EVAL_KEYS = ("num_samples", "split", "limit", "accuracy_samples")
+UNCONDITIONAL = "unconditional"
+SUITES_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "suites"
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """A parsed, checked suite file."""
+
+    name: str
+    path: str
+    variants: tuple[str, ...]
+    datasets: tuple[Optional[dict], ...]
+    tasks: tuple[Any, ...]
+    seeds: tuple[int, ...]
+    budget: dict[str, Any]
+    overrides: tuple[str, ...]
+    evaluation: dict[str, Any]
+    published: tuple[dict, ...]
+    description: str = ""
+
+
+def suite_path(name_or_path: str) -> Path:
+    """A suite file: a path, or a name in benchmarks/suites/."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    known = sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+    if name_or_path not in known:
+        raise UnknownComponentError(unknown_name_message("suite", name_or_path, known))
+    return SUITES_DIR / f"{name_or_path}.yaml"
+
+
+def load_suite(name_or_path: str, book: RecipeBook) -> Suite:
+    """Read and check a suite; every error names the file and the key."""
+    path = suite_path(name_or_path)
+    raw = read_yaml(path)
+    where = str(path)
+
+    def fail(key: str, problem: str) -> RecipeError:
+        return RecipeError(f"{where}: {key}: {problem}")
+
+    if not isinstance(raw, Mapping):
+        raise RecipeError(f"{where}: expected a mapping of suite keys, got {type(raw).__name__}")
+    for key in raw:
+        if key not in SUITE_KEYS:
+            raise fail(key, f"unknown key{closest_match(str(key), SUITE_KEYS)}; keys: {', '.join(SUITE_KEYS)}")
+    variants = _list_of(raw, "variants", str, fail, required=True)
+    for index, variant in enumerate(variants):
+        if variant not in book.names():
+            raise fail(f"variants[{index}]", unknown_name_message("variant", variant, book.names()))
+    datasets = tuple(_spec(d, f"datasets[{i}]", fail) for i, d in enumerate(_list_of(raw, "datasets", (str, dict), fail))) or (None,)
+    tasks = tuple(_task(t, f"tasks[{i}]", fail) for i, t in enumerate(_list_of(raw, "tasks", (str, dict), fail))) or (None,)
+    seeds = tuple(_list_of(raw, "seeds", int, fail)) or (0,)
+    budget = _section(raw, "budget", BUDGET_KEYS, fail)
+    if ("steps" in budget) == ("epochs" in budget):
+        raise fail("budget", "give exactly one of steps or epochs")
+    for key, value in budget.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise fail(f"budget.{key}", f"expected a positive number, got {value!r}")
+    evaluation = {"num_samples": 1000, "split": "test", "limit": None, "accuracy_samples": 100, **_section(raw, "eval", EVAL_KEYS, fail)}
+    if evaluation["split"] not in ("train", "validation", "test"):
+        raise fail("eval.split", f"expected train, validation or test, got {evaluation['split']!r}")
+    for key in ("num_samples", "accuracy_samples"):
+        if not isinstance(evaluation[key], int) or evaluation[key] < 0:
+            raise fail(f"eval.{key}", f"expected an int >= 0, got {evaluation[key]!r}")
+    published = tuple(_list_of(raw, "published", dict, fail))
+    for index, entry in enumerate(published):
+        missing = [k for k in ("model", "metric", "value", "source") if k not in entry]
+        if missing:
+            raise fail(f"published[{index}]", f"missing {', '.join(missing)}")
+    return Suite(str(raw.get("name") or path.stem), where, tuple(variants), datasets, tasks, seeds, budget,
+                 tuple(_list_of(raw, "set", str, fail)), evaluation, published, str(raw.get("description") or ""))
+
+
+def _list_of(raw, key, kind, fail, required=False) -> list:
+    value = raw.get(key)
+    if value is None:
+        if required:
+            raise fail(key, "missing")
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise fail(key, f"expected a list of {names}, got {value!r}")
+    return value
+
+
+def _section(raw, key, keys, fail) -> dict:
+    value = raw.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise fail(key, f"expected a mapping, got {value!r}")
+    for sub in value:
+        if sub not in keys:
+            raise fail(f"{key}.{sub}", f"unknown key{closest_match(str(sub), keys)}; keys: {', '.join(keys)}")
+    return dict(value)
+
+
+def _spec(value, where, fail) -> dict:
+    spec = {"name": value} if isinstance(value, str) else dict(value)
+    if "name" not in spec:
+        raise fail(where, "missing 'name'")
+    return spec
+
+
+def _task(value, where, fail):
+    return UNCONDITIONAL if value == UNCONDITIONAL else _spec(value, where, fail)
+
+
+def task_label(task) -> str:
+    """Words for a task: 'unconditional', 'onehot_label', 'visible_quadrants visible=[2]'."""
+    if task is None:
+        return "recipe"
+    if task == UNCONDITIONAL:
+        return task
+    options = " ".join(f"{k}={list(v) if isinstance(v, (list, tuple)) else v}" for k, v in task.items() if k != "name")
+    return f"{task['name']} {options}".strip()
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One cell of a suite: a variant on a dataset and task with one seed."""
+
+    variant: str
+    dataset: Optional[dict]
+    task: Any
+    seed: int
+
+    @property
+    def run_id(self) -> str:
+        dataset = self.dataset["name"] if self.dataset else "recipe"
+        text = f"{self.variant}-{dataset}-{task_label(self.task)}-seed{self.seed}"
+        return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)
+
+    def overrides(self, suite: Suite) -> list[str]:
+        """The --set overrides that turn the variant's recipe into this run's."""
+        sets = [f"train.seed={self.seed}"]
+        if self.dataset is not None:
+            sets.append("dataset=" + json.dumps(self.dataset))
+        if self.task == UNCONDITIONAL:
+            sets.append("condition=null")
+        elif self.task is not None:
+            sets.append("condition=" + json.dumps(self.task))
+        if "batch_size" in suite.budget:
+            sets.append(f"train.batch_size={suite.budget['batch_size']}")
+        return sets + list(suite.overrides)
+
+
+def expand(suite: Suite) -> list[Run]:
+    """Every run of a suite, in a fixed order."""
+    return [Run(v, d, t, s) for d in suite.datasets for t in suite.tasks for v in suite.variants for s in suite.seeds]
+
+
+def resolve_run(run: Run, suite: Suite, book: RecipeBook, registry: Registry, data_dir: Optional[str]) -> dict:
+    """The run's recipe with the suite's budget as a number of steps."""
+    recipe = book.resolve(run.variant, registry, run.overrides(suite))
+    if "epochs" in suite.budget:
+        train_size = len(build_dataset(recipe, registry, data_dir).train.images)
+        steps = max(1, int(suite.budget["epochs"] * (train_size // recipe["train"]["batch_size"])))
+    else:
+        steps = int(suite.budget["steps"])
+    checkpoint_every = min(recipe["train"]["checkpoint_every"], steps)
+    return book.resolve(run.variant, registry, run.overrides(suite) + [f"train.steps={steps}", f"train.checkpoint_every={checkpoint_every}"])
+
+
+def run_suite(suite: Suite, out: Path, book: RecipeBook, registry: Registry, *, data_dir: Optional[str] = None,
+              progress: bool = False, log=print) -> list[dict]:
+    """Run every unfinished run of a suite; returns all results (finished earlier or now)."""
+    from zoo.train import train_and_evaluate
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "suite.yaml").write_text(Path(suite.path).read_text())
+    results = []
+    for number, run in enumerate(expand(suite), 1):
+        workdir = out / "runs" / run.run_id
+        result_file = workdir / "result.json"
+        if result_file.exists():
+            log(f"[{number}] {run.run_id}: done earlier")
+            results.append(json.loads(result_file.read_text()))
+            continue
+        log(f"[{number}] {run.run_id}: training")
+        recipe = resolve_run(run, suite, book, registry, data_dir)
+        began = time.perf_counter()
+        summary = train_and_evaluate(recipe, workdir, registry, resume=True, progress=progress, data_dir=data_dir,
+                                     max_seconds=suite.budget.get("max_seconds"))
+        record = evaluate_run(suite, run, recipe, workdir, registry, data_dir, out)
+        record.update(train_wall_seconds=round(time.perf_counter() - began, 2), steps=summary["step"],
+                      stopped_by_time_limit=bool(summary.get("stopped_by_time_limit")))
+        temporary = result_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(record, indent=1) + "\n")
+        temporary.replace(result_file)  # atomic: a result is there whole or not at all
+        results.append(record)
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
+    return results
+
+
+def evaluate_run(suite: Suite, run: Run, recipe: dict, workdir: Path, registry: Registry,
+                 data_dir: Optional[str], out: Path) -> dict:
+    """Every metric of a trained run, with what it was: recipe, versions, seed."""
+    from zoo.train import load_trained
+
+    experiment, graphdef, params, step = load_trained(workdir, registry, data_dir)
+    settings = suite.evaluation
+    split = evaluation_split(experiment.dataset, settings["split"])
+    if settings["limit"]:
+        split = type(split)(split.images[: settings["limit"]], split.labels[: settings["limit"]])
+    metrics = evaluate(graphdef, params, experiment.condition, split, jax.random.key(run.seed),
+                       num_samples=settings["num_samples"], conditional=experiment.model.conditional)
+    record = {
+        "suite": suite.name, "run": run.run_id, "variant": run.variant, "dataset": experiment.dataset.name,
+        "task": task_label(run.task if run.task is not None else (recipe["condition"] or UNCONDITIONAL)),
+        "seed": run.seed, "split": settings["split"], **metrics,
+        "seconds_per_epoch": seconds_per_epoch(workdir, len(experiment.dataset.train.images), recipe["train"]["batch_size"]),
+        "recipe": yaml.safe_load(dump(recipe)), "versions": runs.versions(),
+    }
+    if recipe["condition"] and recipe["condition"]["name"] == "onehot_label" and settings["accuracy_samples"]:
+        record["class_accuracy"] = sample_accuracy(experiment, graphdef, params, out, settings["accuracy_samples"], run.seed)
+    return record
+
+
+def seconds_per_epoch(workdir: Path, train_size: int, batch_size: int) -> float:
+    """Training time per epoch from the logged step rates (the first chunk includes compilation)."""
+    records = [r for r in runs.read_metrics(workdir) if r.get("split") == "train" and r.get("steps_per_second")]
+    if not records:
+        return float("nan")
+    steps = np.diff([0] + [r["step"] for r in records])
+    seconds = float(np.sum(steps / np.array([r["steps_per_second"] for r in records])))
+    return seconds / float(np.sum(steps)) * (train_size // batch_size)
+
+
+def sample_accuracy(experiment, graphdef, params, out: Path, per_class: int, seed: int) -> float:
+    """How often the harness classifier recognises the requested class in generated samples."""
+    dataset = experiment.dataset
+    weights = classifier.cached(dataset, out / "classifiers" / f"{dataset.name}.npz")
+    model = nnx.merge(graphdef, params)
+    labels = np.repeat(np.arange(dataset.num_classes), per_class)
+    c = jax.nn.one_hot(labels, dataset.num_classes)
+    images = experiment.condition.assemble(model.sample(jax.random.key(seed + 7), c), c)
+    return classifier.accuracy(weights, np.asarray(images), labels)

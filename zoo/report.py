@@ -1,0 +1,203 @@
+"""Comparing results: mean, spread and confidence intervals over seeds, a Markdown
+table with the best per column marked, and a report with plots (matplotlib)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+import yaml
+
+from zoo.errors import RunDirectoryError
+
+# (column, record key, sign, better): sign turns log-likelihoods into positive nats.
+COLUMNS = (
+    ("-ELBO", "elbo", -1, "min"),
+    ("NLL (IS)", "log_likelihood", -1, "min"),
+    ("cond. NLL (IS)", "conditional_log_likelihood", -1, "min"),
+    ("recon. error", "reconstruction_error", 1, "min"),
+    ("KL", "kl", 1, None),
+    ("active units", "active_units", 1, None),
+    ("class accuracy", "class_accuracy", 1, "max"),
+    ("s / epoch", "seconds_per_epoch", 1, "min"),
+)
+
+
+def read_results(paths: Iterable[Path]) -> list[dict]:
+    """Every record of one or more results.jsonl files."""
+    records = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise RunDirectoryError(f"{path}: no such results file (zoo bench writes OUT/results.jsonl)")
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise RunDirectoryError(f"{path}:{number}: not a JSON line ({exc.msg})") from None
+    return records
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    """Mean, sample standard deviation and, from 3 values on, the 95% t-interval half-width."""
+    from scipy import stats
+
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    n = len(values)
+    if n == 0:
+        return {"n": 0}
+    mean = float(np.mean(values))
+    std = float(np.std(values, ddof=1)) if n > 1 else 0.0
+    summary = {"n": n, "mean": mean, "std": std}
+    if n >= 3:
+        summary["ci95"] = float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
+    return summary
+
+
+def group(records: list[dict]) -> dict[tuple[str, str, str], list[dict]]:
+    """Records by (dataset, task, variant), in first-seen order."""
+    groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+    for record in records:
+        groups[(record["dataset"], record["task"], record["variant"])].append(record)
+    return dict(groups)
+
+
+def format_cell(summary: dict) -> str:
+    if not summary.get("n"):
+        return "-"
+    text = f"{summary['mean']:.2f}"
+    if "ci95" in summary:
+        text += f" ± {summary['ci95']:.2f}"
+    elif summary["n"] == 2:
+        text += f" (sd {summary['std']:.2f})"
+    return text
+
+
+def table(records: list[dict]) -> str:
+    """Markdown tables, one per (dataset, task): mean ± 95% CI over seeds, best in bold."""
+    blocks = []
+    by_setting: dict[tuple[str, str], dict[str, list[dict]]] = defaultdict(dict)
+    for (dataset, task, variant), rows in group(records).items():
+        by_setting[(dataset, task)][variant] = rows
+    for (dataset, task), variants in by_setting.items():
+        columns = [c for c in COLUMNS if any(c[1] in r for rows in variants.values() for r in rows)]
+        cells = {v: {c[0]: summarize([c[2] * r[c[1]] for r in rows if c[1] in r]) for c in columns} for v, rows in variants.items()}
+        lines = [f"**{dataset}, {task}** (mean ± 95% CI over seeds where 3 or more; nats per example)", "",
+                 "| variant | seeds | " + " | ".join(c[0] for c in columns) + " |",
+                 "|---|---|" + "---|" * len(columns)]
+        best = {}
+        for name, _, _, better in columns:
+            means = {v: cells[v][name]["mean"] for v in variants if cells[v][name].get("n")}
+            if better and len(means) > 1:
+                best[name] = (min if better == "min" else max)(means, key=means.get)
+        for variant, rows in variants.items():
+            row = []
+            for name, *_ in columns:
+                text = format_cell(cells[variant][name])
+                row.append(f"**{text}**" if best.get(name) == variant else text)
+            lines.append(f"| {variant} | {len(rows)} | " + " | ".join(row) + " |")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def published_table(suite_files: Iterable[Path]) -> str:
+    """The published numbers a suite file lists, to print beside ours."""
+    lines = []
+    for path in suite_files:
+        suite = yaml.safe_load(Path(path).read_text()) or {}
+        for entry in suite.get("published") or []:
+            lines.append(f"| {entry['model']} | {entry['metric']} | {entry['value']} | {entry['source']} | {entry.get('protocol', '')} |")
+    if not lines:
+        return ""
+    return "\n".join(["| published model | metric | value | source | protocol |", "|---|---|---|---|---|", *lines])
+
+
+def learning_curves(records: list[dict], results_dirs: dict[str, Path], path: Path) -> Optional[Path]:
+    """Validation ELBO against step, one line per variant (mean over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from zoo import runs
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    plotted = False
+    for (dataset, task, variant), rows in group(records).items():
+        curves = []
+        for record in rows:
+            workdir = results_dirs.get(record["run"])
+            if workdir is None:
+                continue
+            points = [(r["step"], r["elbo"]) for r in runs.read_metrics(workdir) if r.get("split") == "validation"]
+            if points:
+                curves.append(points)
+        if not curves:
+            continue
+        length = min(len(c) for c in curves)
+        steps = [p[0] for p in curves[0][:length]]
+        values = np.mean([[-p[1] for p in c[:length]] for c in curves], axis=0)
+        axis.plot(steps, values, marker="o", label=f"{variant} ({dataset}, {task})")
+        plotted = True
+    if not plotted:
+        plt.close(figure)
+        return None
+    axis.set_xlabel("training step")
+    axis.set_ylabel("validation -ELBO (nats)")
+    axis.legend(fontsize="small")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def write_report(results: list[Path], out: Path, registry=None, samples: bool = True) -> Path:
+    """A Markdown report: our table, the published numbers, learning curves, sample grids."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    records = read_results(results)
+    run_dirs = {}
+    for path in map(Path, results):
+        for record in read_results([path]):
+            run_dirs[record["run"]] = path.parent / "runs" / record["run"]
+    suites = [p.parent / "suite.yaml" for p in map(Path, results) if (p.parent / "suite.yaml").is_file()]
+    parts = ["# Results", "", table(records)]
+    published = published_table(suites)
+    if published:
+        parts += ["", "## Published numbers", "", published]
+    curve = learning_curves(records, run_dirs, out / "learning_curves.png")
+    if curve:
+        parts += ["", "## Learning curves", "", f"![learning curves]({curve.name})"]
+    if samples and registry is not None:
+        grids = sample_grids(records, run_dirs, out, registry)
+        if grids:
+            parts += ["", "## Samples (first seed of each variant)", ""] + [f"![{name}]({file})" for name, file in grids]
+    report = out / "report.md"
+    report.write_text("\n".join(parts) + "\n")
+    return report
+
+
+def sample_grids(records: list[dict], run_dirs: dict[str, Path], out: Path, registry) -> list[tuple[str, str]]:
+    """One sample grid per (dataset, task, variant) from its first seed; CVAEs get a row per class."""
+    import jax
+
+    from zoo.images import save_grid
+    from zoo.sampling import sample_images
+    from zoo.train import load_trained
+
+    grids = []
+    for (dataset, task, variant), rows in group(records).items():
+        workdir = run_dirs.get(rows[0]["run"])
+        if workdir is None or not workdir.exists():
+            continue
+        experiment, graphdef, params, _ = load_trained(workdir, registry)
+        images, labels, count = sample_images(experiment, graphdef, params, jax.random.key(0), per_row=8)
+        name = f"samples-{rows[0]['run']}.png"
+        save_grid(images, out / name, rows=count, row_labels=labels, title=f"{variant} ({dataset}, {task})")
+        grids.append((variant, name))
+    return grids
