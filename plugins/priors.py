@@ -27,12 +27,18 @@ class StandardNormalPrior(nnx.Module):
 class ConditionalPrior(nnx.Module):
     """p(z | c) = N(mu(c), diag(sigma(c)^2)), the prior network of Sohn et al. 2015."""
 
-    def __init__(self, c_shape, latent_dim, hidden, activation, *, rngs):
+    def __init__(self, c_shape, latent_dim, hidden, activation, fixed_scale, *, rngs):
         self.trunk = MLP(size(c_shape), hidden, activation, rngs=rngs)
         self.head = DiagonalGaussianHead(hidden[-1] if hidden else size(c_shape), latent_dim, rngs=rngs)
+        self.fixed_scale = fixed_scale
 
     def __call__(self, c: Optional[jax.Array], batch_size: int) -> distrax.MultivariateNormalDiag:
-        return self.head(self.trunk(c.reshape((c.shape[0], -1))))
+        distribution = self.head(self.trunk(c.reshape((c.shape[0], -1))))
+        if self.fixed_scale is None:
+            return distribution
+        # A fixed, tiny scale makes z = mu(c): Sohn et al.'s deterministic baseline network.
+        loc = distribution.mean()
+        return distrax.MultivariateNormalDiag(loc, jnp.full(loc.shape, self.fixed_scale, loc.dtype))
 
 
 def make_standard_normal_prior(latent_dim) -> StandardNormalPrior:
@@ -43,8 +49,12 @@ def make_standard_normal_prior(latent_dim) -> StandardNormalPrior:
     return StandardNormalPrior(latent_dim)
 
 
-def make_conditional_prior(latent_dim, c_shape, rngs, hidden: Sequence[int] = (256,), activation: str = "relu") -> ConditionalPrior:
+def make_conditional_prior(latent_dim, c_shape, rngs, hidden: Sequence[int] = (256,), activation: str = "relu",
+                           fixed_scale: Optional[float] = None) -> ConditionalPrior:
     """Conditional prior network p(z | c) of Sohn et al.; needs a condition.
+
+    With `fixed_scale` the network gives only the mean and the scale is that
+    constant (a tiny one turns the prior and decoder into a deterministic network).
 
     >>> prior = make_conditional_prior(4, (10,), nnx.Rngs(0))  # doctest: +SKIP
     """
@@ -53,7 +63,9 @@ def make_conditional_prior(latent_dim, c_shape, rngs, hidden: Sequence[int] = (2
             "prior 'conditional' models p(z | c) and needs a condition; the recipe has none "
             "(set condition: {name: onehot_label}, or use prior standard_normal)"
         )
-    return ConditionalPrior(tuple(c_shape), latent_dim, tuple(hidden), activation, rngs=rngs)
+    if fixed_scale is not None and not fixed_scale > 0:
+        raise ValueError(f"fixed_scale must be positive, got {fixed_scale}")
+    return ConditionalPrior(tuple(c_shape), latent_dim, tuple(hidden), activation, fixed_scale, rngs=rngs)
 
 
 @zoo.hookimpl

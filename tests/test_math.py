@@ -135,3 +135,13 @@ def test_with_the_exact_posterior_every_bound_equals_log_p_x(registry):
     # The ELBO (analytic KL) equals log p(x) in expectation only; its one-sample value varies.
     elbos = jax.vmap(lambda key: model.elbo(x, None, key))(jax.random.split(key, 400))
     np.testing.assert_allclose(jnp.mean(elbos, axis=0), exact, atol=0.15)
+
+
+def test_prior_proposal_estimate_matches_exact_marginal(problem):
+    # With the prior as proposal the weights are p(x | z): the estimator for models trained without an encoder.
+    model, x, weights, bias = problem
+    exact = exact_log_marginal(np.asarray(x), weights, bias)
+    estimate = model.log_likelihood(x, None, jax.random.key(5), num_samples=20000, chunk_size=2000, proposal="prior")
+    assert float(np.mean(np.asarray(estimate) - exact)) == pytest.approx(0.0, abs=0.03)
+    with pytest.raises(ValueError, match="unknown proposal 'prio'"):
+        model.log_likelihood(x, None, jax.random.key(5), num_samples=10, proposal="prio")

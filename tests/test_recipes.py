@@ -84,7 +84,7 @@ def test_base_inherits_and_overrides(tmp_path, registry):
     path = write(tmp_path, GOOD + "child:\n  base: base_vae\n  encoder: {hidden: [8, 8]}\n  prior: {name: conditional}\n  condition: {name: onehot_label}\n")
     recipe = RecipeBook([path]).resolve("child", registry)
     assert recipe["encoder"] == {"name": "mlp", "hidden": (8, 8), "activation": "relu"}
-    assert recipe["prior"] == {"name": "conditional", "hidden": (256,), "activation": "relu"}
+    assert recipe["prior"] == {"name": "conditional", "hidden": (256,), "activation": "relu", "fixed_scale": None}
 
 
 def test_circular_base_is_refused(tmp_path, registry):

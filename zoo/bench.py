@@ -29,7 +29,7 @@ from zoo.registry import Registry, closest_match, unknown_name_message
 
 SUITE_KEYS = ("name", "description", "variants", "datasets", "tasks", "seeds", "budget", "set", "eval", "published")
 BUDGET_KEYS = ("steps", "epochs", "max_seconds", "batch_size")
-EVAL_KEYS = ("num_samples", "split", "limit", "accuracy_samples")
+EVAL_KEYS = ("num_samples", "split", "limit", "accuracy_samples", "proposals")
 UNCONDITIONAL = "unconditional"
 SUITES_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "suites"
 
@@ -89,7 +89,10 @@ def load_suite(name_or_path: str, book: RecipeBook) -> Suite:
     for key, value in budget.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             raise fail(f"budget.{key}", f"expected a positive number, got {value!r}")
-    evaluation = {"num_samples": 1000, "split": "test", "limit": None, "accuracy_samples": 100, **_section(raw, "eval", EVAL_KEYS, fail)}
+    evaluation = {"num_samples": 1000, "split": "test", "limit": None, "accuracy_samples": 100, "proposals": ["posterior"],
+                  **_section(raw, "eval", EVAL_KEYS, fail)}
+    if not isinstance(evaluation["proposals"], list) or not set(evaluation["proposals"]) <= {"posterior", "prior"} or not evaluation["proposals"]:
+        raise fail("eval.proposals", f"expected a list of posterior and/or prior, got {evaluation['proposals']!r}")
     if evaluation["split"] not in ("train", "validation", "test"):
         raise fail("eval.split", f"expected train, validation or test, got {evaluation['split']!r}")
     for key in ("num_samples", "accuracy_samples"):
@@ -236,7 +239,8 @@ def evaluate_run(suite: Suite, run: Run, recipe: dict, workdir: Path, registry: 
     if settings["limit"]:
         split = type(split)(split.images[: settings["limit"]], split.labels[: settings["limit"]])
     metrics = evaluate(graphdef, params, experiment.condition, split, jax.random.key(run.seed),
-                       num_samples=settings["num_samples"], conditional=experiment.model.conditional)
+                       num_samples=settings["num_samples"], conditional=experiment.model.conditional,
+                       proposals=tuple(settings["proposals"]))
     record = {
         "suite": suite.name, "run": run.run_id, "variant": run.variant, "dataset": experiment.dataset.name,
         "task": task_label(run.task if run.task is not None else (recipe["condition"] or UNCONDITIONAL)),

@@ -36,14 +36,15 @@ def make_bound_metrics(graphdef: nnx.GraphDef, condition) -> Callable:
     return bound_metrics
 
 
-def make_importance_sampled(graphdef: nnx.GraphDef, condition, num_samples: int, chunk_size: int) -> Callable:
+def make_importance_sampled(graphdef: nnx.GraphDef, condition, num_samples: int, chunk_size: int,
+                            proposal: str = "posterior") -> Callable:
     """A jitted `(params, images, labels, rng) -> log p(x | c)` estimate per example."""
 
     @jax.jit
     def importance_sampled(params, images, labels, rng):
         model = nnx.merge(graphdef, params)
         x, c = condition.split(images, labels)
-        return model.log_likelihood(x, c, rng, num_samples=num_samples, chunk_size=chunk_size)
+        return model.log_likelihood(x, c, rng, num_samples=num_samples, chunk_size=chunk_size, proposal=proposal)
 
     return importance_sampled
 
@@ -80,8 +81,13 @@ def evaluate(
     batch_size: int = 100,
     chunk_size: int = 250,
     conditional: bool = False,
+    proposals: tuple[str, ...] = ("posterior",),
 ) -> dict[str, float]:
-    """Every metric on one split; `num_samples` = 0 skips the importance-sampled estimate."""
+    """Every metric on one split; `num_samples` = 0 skips the importance-sampled estimate.
+
+    Each proposal gives one estimate: `log_likelihood` (or
+    `conditional_log_likelihood`) with q(z|x,c), `..._prior` with p(z|c).
+    """
     bound_rng, is_rng = jax.random.split(rng)
     bounds = over_batches(make_bound_metrics(graphdef, condition), params, split, bound_rng, batch_size)
     metrics: dict[str, float] = {
@@ -91,10 +97,10 @@ def evaluate(
         "reconstruction_error": float(np.mean(bounds["reconstruction_error"])),
         "active_units": active_units(bounds["posterior_mean"]),
     }
-    if num_samples > 0:
-        estimate = make_importance_sampled(graphdef, condition, num_samples, chunk_size)
+    for proposal in proposals if num_samples > 0 else ():
+        estimate = make_importance_sampled(graphdef, condition, num_samples, chunk_size, proposal)
         log_likelihood = over_batches(estimate, params, split, is_rng, batch_size)
-        key = "conditional_log_likelihood" if conditional else "log_likelihood"
+        key = ("conditional_log_likelihood" if conditional else "log_likelihood") + ("_prior" if proposal == "prior" else "")
         metrics[key] = float(np.mean(log_likelihood))
         metrics["num_importance_samples"] = int(num_samples)
     return metrics

@@ -87,19 +87,32 @@ class LatentVariableModel(nnx.Module):
         _, log_likelihood, kl = self.forward(x, c, rng)
         return log_likelihood - kl
 
-    def log_importance_weights(self, x: Array, c: Optional[Array], rng: Array, num_samples: int) -> Array:
-        """log p(x, z_k | c) - log q(z_k | x, c) for z_k ~ q, shape (num_samples, B)."""
+    def log_importance_weights(self, x: Array, c: Optional[Array], rng: Array, num_samples: int,
+                               proposal: str = "posterior") -> Array:
+        """log p(x, z_k | c) - log r(z_k) for z_k ~ r, shape (num_samples, B).
+
+        The proposal r is q(z | x, c) ("posterior") or p(z | c) ("prior": the
+        weights are then p(x | z_k, c), the estimator for models trained
+        without an encoder, such as a GSNN).
+        """
         batch = x.shape[0]
-        q = self.encode(x, c)
-        z = q.sample(seed=rng, sample_shape=(num_samples,))
-        log_q = q.log_prob(z)
-        log_prior = self.prior_distribution(c, batch).log_prob(z)
+        prior = self.prior_distribution(c, batch)
+        if proposal == "posterior":
+            q = self.encode(x, c)
+            z = q.sample(seed=rng, sample_shape=(num_samples,))
+            log_ratio = prior.log_prob(z) - q.log_prob(z)
+        elif proposal == "prior":
+            z = prior.sample(seed=rng, sample_shape=(num_samples,))
+            log_ratio = jnp.zeros(z.shape[:2])
+        else:
+            raise ValueError(f"unknown proposal {proposal!r}; proposals: posterior, prior")
         flat_z = z.reshape((num_samples * batch, self.latent_dim))
         p_x = self.decode(flat_z, repeat_rows(c, num_samples))
         log_px = p_x.log_prob(repeat_rows(x, num_samples)).reshape((num_samples, batch))
-        return log_px + log_prior - log_q
+        return log_px + log_ratio
 
-    def log_likelihood(self, x: Array, c: Optional[Array], rng: Array, num_samples: int = 5000, chunk_size: int = 250) -> Array:
+    def log_likelihood(self, x: Array, c: Optional[Array], rng: Array, num_samples: int = 5000, chunk_size: int = 250,
+                       proposal: str = "posterior") -> Array:
         """Importance-sampled log p(x | c) = log (1/K) sum_k p(x, z_k|c) / q(z_k|x,c), per example.
 
         The K samples are drawn `chunk_size` at a time (lax.map), so memory
@@ -108,7 +121,7 @@ class LatentVariableModel(nnx.Module):
         chunk_size = min(chunk_size, num_samples)
         num_chunks = math.ceil(num_samples / chunk_size)
         keys = jax.random.split(rng, num_chunks)
-        log_w = jax.lax.map(lambda key: self.log_importance_weights(x, c, key, chunk_size), keys)
+        log_w = jax.lax.map(lambda key: self.log_importance_weights(x, c, key, chunk_size, proposal), keys)
         log_w = log_w.reshape((num_chunks * chunk_size, x.shape[0]))[:num_samples]
         return jax.nn.logsumexp(log_w, axis=0) - jnp.log(num_samples)
 

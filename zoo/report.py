@@ -19,6 +19,7 @@ COLUMNS = (
     ("-ELBO", "elbo", -1, "min"),
     ("NLL (IS)", "log_likelihood", -1, "min"),
     ("cond. NLL (IS)", "conditional_log_likelihood", -1, "min"),
+    ("cond. NLL (prior MC)", "conditional_log_likelihood_prior", -1, "min"),
     ("recon. error", "reconstruction_error", 1, "min"),
     ("KL", "kl", 1, None),
     ("active units", "active_units", 1, None),
