@@ -81,7 +81,7 @@ def test_a_killed_suite_continues_with_the_runs_it_had_not_finished(tmp_path, bo
     records = report.read_results([out / "results.jsonl"])
     assert [r["run"] for r in records] == [r.run_id for r in bench.expand(suite)]
     record = records[-1]
-    for key in ("recipe", "versions", "seed", "train_wall_seconds", "seconds_per_epoch", "elbo", "conditional_log_likelihood", "class_accuracy"):
+    for key in ("recipe", "versions", "seed", "wall_seconds", "seconds_per_epoch", "elbo", "conditional_log_likelihood", "class_accuracy"):
         assert key in record
     assert 0.0 <= record["class_accuracy"] <= 1.0
     # The report: table, learning curves, one sample grid per variant.
@@ -118,3 +118,12 @@ def test_bad_results_file_is_named(tmp_path):
     path.write_text('{"a": 1}\nnot json\n')
     with pytest.raises(zoo.RunDirectoryError, match="results.jsonl:2: not a JSON line"):
         report.read_results([path])
+
+
+def test_every_shipped_suite_loads(book):
+    names = sorted(p.stem for p in bench.SUITES_DIR.glob("*.yaml"))
+    assert {"quick", "fashion_density", "mnist_density", "quadrants"} <= set(names)
+    for name in names:
+        suite = bench.load_suite(name, book)
+        assert bench.expand(suite)
+    assert any(entry["value"] == 228.70 for entry in bench.load_suite("fashion_density", book).published)

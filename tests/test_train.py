@@ -98,3 +98,10 @@ def test_nan_loss_stops_with_the_step_and_last_good_checkpoint(tmp_path, book):
     last_checkpoint = (first_bad - 1) // 10 * 10
     assert f"loss became nan at step {first_bad};" in str(info.value)
     assert f"the last good checkpoint is step {last_checkpoint} in {tmp_path}/checkpoints/{last_checkpoint}" in str(info.value)
+
+
+def test_wall_clock_cap_stops_at_a_log_boundary_with_a_checkpoint(tmp_path, book, registry):
+    summary = train_and_evaluate(recipe(book, registry, "train.steps=1000"), tmp_path, registry, progress=False, max_seconds=1e-9)
+    assert summary["stopped_by_time_limit"] and summary["step"] == 5
+    step, _ = params_of(tmp_path, registry)
+    assert step == 5

@@ -218,7 +218,7 @@ def run_suite(suite: Suite, out: Path, book: RecipeBook, registry: Registry, *, 
         summary = train_and_evaluate(recipe, workdir, registry, resume=True, progress=progress, data_dir=data_dir,
                                      max_seconds=suite.budget.get("max_seconds"))
         record = evaluate_run(suite, run, recipe, workdir, registry, data_dir, out)
-        record.update(train_wall_seconds=round(time.perf_counter() - began, 2), steps=summary["step"],
+        record.update(wall_seconds=round(time.perf_counter() - began, 2), steps=summary["step"],  # training + evaluation
                       stopped_by_time_limit=bool(summary.get("stopped_by_time_limit")))
         temporary = result_file.with_suffix(".tmp")
         temporary.write_text(json.dumps(record, indent=1) + "\n")
