@@ -24,9 +24,11 @@ data:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
 	else echo "note: Fashion-MNIST is not installed; run 'sudo apt-get install dataset-fashion-mnist' for the tests that train on it"; fi
 
-# The main job: a short comparison of a few variants on the embedded digits.
+# The main job: the quick suite, a few variants x 3 seeds on the embedded digits
+# (resumable: a second run reprints the finished results), then its report.
 run: setup
-	$(VENV)/bin/python benchmarks/quick.py
+	$(VENV)/bin/zoo bench quick --out runs/bench/quick
+	$(VENV)/bin/zoo compare runs/bench/quick/results.jsonl --report runs/bench/quick/report
 
 test: setup data
 	$(VENV)/bin/python -m pytest
