@@ -41,7 +41,8 @@ def test_list_show_and_plugins():
 def test_train_eval_sample_a_cvae(tmp_path):
     run = tmp_path / "run"
     zoo("train", "cvae_sohn", "--workdir", str(run), "--quiet", "--set", "train.steps=20", "--set", "train.log_every=10")
-    evaluation = json.loads(zoo("eval", str(run), "-k", "50", "--limit", "100").stdout)
+    evaluation = json.loads(zoo("eval", str(run), "-k", "50", "--limit", "100", "--prior-proposal").stdout)
+    assert evaluation["conditional_log_likelihood_prior"] <= evaluation["conditional_log_likelihood"] + 1.0
     assert evaluation["step"] == 20 and evaluation["num_examples"] == 100
     assert evaluation["conditional_log_likelihood"] >= evaluation["elbo"] - 1.0
     for key in ("elbo", "kl", "reconstruction_error", "active_units", "num_importance_samples"):

@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=100)
     evaluate.add_argument("--limit", type=int, help="evaluate only the first N examples")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--prior-proposal", action="store_true", help="also estimate with p(z|c) as proposal (for GSNNs)")
     evaluate.add_argument("--data-dir")
 
     sample = commands.add_parser("sample", help="write a PNG grid of samples")
@@ -144,7 +145,8 @@ def cmd_eval(args, registry) -> None:
     if args.limit:
         split = Split(split.images[: args.limit], split.labels[: args.limit])
     metrics = evaluate(graphdef, params, experiment.condition, split, jax.random.key(args.seed),
-                       num_samples=args.num_samples, batch_size=args.batch_size, conditional=experiment.model.conditional)
+                       num_samples=args.num_samples, batch_size=args.batch_size, conditional=experiment.model.conditional,
+                       proposals=("posterior", "prior") if args.prior_proposal else ("posterior",))
     result = {"run": str(args.run), "variant": experiment.recipe["variant"], "step": step, "split": args.split, **metrics}
     (Path(args.run) / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
