@@ -161,10 +161,10 @@ def write_report(results: list[Path], out: Path, registry=None, samples: bool = 
     """A Markdown report: our table, the published numbers, learning curves, sample grids."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    records = read_results(results)
-    run_dirs = {}
+    records, run_dirs = [], {}
     for path in map(Path, results):
         for record in read_results([path]):
+            records.append(record)
             run_dirs[record["run"]] = path.parent / "runs" / record["run"]
     suites = [p.parent / "suite.yaml" for p in map(Path, results) if (p.parent / "suite.yaml").is_file()]
     parts = ["# Results", "", table(records)]
