@@ -21,6 +21,7 @@ class OneHotLabel:
 
     image_shape: tuple[int, ...]
     num_classes: int
+    class_conditional = True  # c names a class: the harness scores samples with its classifier
 
     @property
     def x_shape(self):

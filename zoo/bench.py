@@ -248,7 +248,7 @@ def evaluate_run(suite: Suite, run: Run, recipe: dict, workdir: Path, registry: 
         "seconds_per_epoch": seconds_per_epoch(workdir, len(experiment.dataset.train.images), recipe["train"]["batch_size"]),
         "recipe": yaml.safe_load(dump(recipe)), "versions": runs.versions(),
     }
-    if recipe["condition"] and recipe["condition"]["name"] == "onehot_label" and settings["accuracy_samples"]:
+    if getattr(experiment.condition, "class_conditional", False) and settings["accuracy_samples"]:
         record["class_accuracy"] = sample_accuracy(experiment, graphdef, params, out, settings["accuracy_samples"], run.seed)
     return record
 
@@ -268,7 +268,6 @@ def sample_accuracy(experiment, graphdef, params, out: Path, per_class: int, see
     dataset = experiment.dataset
     weights = classifier.cached(dataset, out / "classifiers" / f"{dataset.name}.npz")
     model = nnx.merge(graphdef, params)
-    labels = np.repeat(np.arange(dataset.num_classes), per_class)
-    c = jax.nn.one_hot(labels, dataset.num_classes)
+    c, _ = experiment.condition.grid(dataset, per_class)  # per_class rows of each class's condition
     images = experiment.condition.assemble(model.sample(jax.random.key(seed + 7), c), c)
-    return classifier.accuracy(weights, np.asarray(images), labels)
+    return classifier.accuracy(weights, np.asarray(images), np.argmax(np.asarray(c), axis=-1))

@@ -69,7 +69,12 @@ Objective = Callable[[Any, Batch, Array], tuple[Array, dict[str, Array]]]
 
 @runtime_checkable
 class Condition(Protocol):
-    """What x and c are for a task: a pure split of images and labels."""
+    """What x and c are for a task: a pure split of images and labels.
+
+    A condition whose c is a one-hot class also sets `class_conditional = True`,
+    and its `grid` then gives one-hot rows; the benchmark harness scores such
+    models by how often its classifier sees the requested class.
+    """
 
     x_shape: Shape
     c_shape: Shape
