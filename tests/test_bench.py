@@ -1,10 +1,8 @@
 """The benchmark harness on tiny budgets: suites, resumption, the table, the report."""
 
-import json
 import math
 import textwrap
 
-import numpy as np
 import pytest
 
 import zoo

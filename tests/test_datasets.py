@@ -5,7 +5,6 @@ real Fashion-MNIST where installed."""
 import os
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ import pytest
 import zoo
 import zoo.objectives
 import zoo.runs
-from plugins import idx, mnist_family
+from plugins import idx
 from zoo.data import binarize
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")

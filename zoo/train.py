@@ -8,8 +8,6 @@ donated) over `(params, opt_state)`, which is about 20% faster here than
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import time
 from functools import partial
 from pathlib import Path
@@ -23,12 +21,11 @@ from flax import nnx
 
 from zoo import runs
 from zoo.data import batch_indices, build_condition, build_dataset
-from zoo.errors import TrainingDivergedError
+from zoo.errors import ModelBuildError, TrainingDivergedError
 from zoo.evaluate import make_bound_metrics, over_batches
 from zoo.interfaces import Batch, Dataset
 from zoo.model import LatentVariableModel, build_model
 from zoo.recipes import train_config
-from zoo.errors import ModelBuildError
 from zoo.registry import Registry, build_component
 
 
