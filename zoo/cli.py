@@ -183,11 +183,10 @@ def cmd_bench(args, registry) -> None:
 
 
 def cmd_compare(args, registry) -> None:
-    from zoo.report import published_table, read_results, table, write_report
+    from zoo.report import published_table, read_results, suite_files, table, write_report
 
     print(table(read_results(args.results)))
-    suites = [Path(r).parent / "suite.yaml" for r in args.results if (Path(r).parent / "suite.yaml").is_file()]
-    published = published_table(suites)
+    published = published_table(suite_files(args.results))
     if published:
         print("\n" + published)
     if args.report:

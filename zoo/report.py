@@ -105,6 +105,11 @@ def table(records: list[dict]) -> str:
     return "\n\n".join(blocks)
 
 
+def suite_files(results: Iterable[Path]) -> list[Path]:
+    """The suite.yaml that `zoo bench` copies beside each results.jsonl, where present."""
+    return [p.parent / "suite.yaml" for p in map(Path, results) if (p.parent / "suite.yaml").is_file()]
+
+
 def published_table(suite_files: Iterable[Path]) -> str:
     """The published numbers a suite file lists, to print beside ours."""
     lines = []
@@ -166,7 +171,7 @@ def write_report(results: list[Path], out: Path, registry=None, samples: bool = 
         for record in read_results([path]):
             records.append(record)
             run_dirs[record["run"]] = path.parent / "runs" / record["run"]
-    suites = [p.parent / "suite.yaml" for p in map(Path, results) if (p.parent / "suite.yaml").is_file()]
+    suites = suite_files(results)
     parts = ["# Results", "", table(records)]
     published = published_table(suites)
     if published:
