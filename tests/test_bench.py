@@ -6,7 +6,7 @@ import textwrap
 import pytest
 
 import zoo
-from zoo import bench, report
+from zoo import bench, plots, report
 
 TINY = """
 name: tiny
@@ -82,12 +82,19 @@ def test_a_killed_suite_continues_with_the_runs_it_had_not_finished(tmp_path, bo
     for key in ("recipe", "versions", "seed", "wall_seconds", "seconds_per_epoch", "elbo", "conditional_log_likelihood", "class_accuracy"):
         assert key in record
     assert 0.0 <= record["class_accuracy"] <= 1.0
-    # The report: table, learning curves, one sample grid per variant.
+    # The report: table, learning curves, and the figures of `zoo plot` for each variant's first seed.
     path = report.write_report([out / "results.jsonl"], tmp_path / "report", registry)
     text = path.read_text()
     assert "| vae_mlp | 3 |" in text and "learning_curves.png" in text
     assert (tmp_path / "report" / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
-    assert len(list((tmp_path / "report").glob("samples-*.png"))) == 2
+    first_seeds = [run.run_id for run in bench.expand(suite) if run.seed == 0]
+    assert len(first_seeds) == 2
+    for run_id in first_seeds:
+        for figure in plots.FIGURES:
+            png = tmp_path / "report" / "figures" / run_id / f"{figure}.png"
+            assert png.read_bytes()[:4] == b"\x89PNG"
+            assert f"](figures/{run_id}/{figure}.png)" in text
+    assert sorted(p.name for p in (tmp_path / "report" / "figures").iterdir()) == sorted(first_seeds)
 
 
 def test_summary_and_confidence_interval_on_known_values():

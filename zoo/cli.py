@@ -1,4 +1,4 @@
-"""The `zoo` command: list, plugins, show, train, eval, sample.
+"""The `zoo` command: list, plugins, show, train, eval, sample, plot, bench, compare.
 
 Errors the user can act on print one line on stderr and exit with status 2.
 """
@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--temperature", type=float, default=1.0, help="scale of z around the prior mean")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--data-dir")
+
+    plot = commands.add_parser("plot", help="write a run's figures as PNGs (samples, reconstructions, latent space, ...)")
+    plot.add_argument("run", help="run directory")
+    plot.add_argument("--out", help="directory for the PNGs (default RUN/plots)")
+    plot.add_argument("--seed", type=int, default=0, help="seed of the samples")
+    plot.add_argument("--data-dir")
+
     bench = commands.add_parser("bench", help="run a suite: variants x datasets x tasks x seeds (resumable)")
     bench.add_argument("suite", help="a suite file, or a name in benchmarks/suites/")
     bench.add_argument("--out", help="output directory (default runs/bench/SUITE)")
@@ -70,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="tabulate results over seeds and write a report with plots")
     compare.add_argument("results", nargs="+", help="results.jsonl files written by zoo bench")
     compare.add_argument("--report", help="directory for report.md and its plots")
-    compare.add_argument("--no-samples", action="store_true", help="leave the sample grids out of the report")
+    compare.add_argument("--no-samples", action="store_true", help="leave the figures of each variant's model out of the report")
     return parser
 
 
@@ -169,6 +176,13 @@ def cmd_sample(args, registry) -> None:
     print(out)
 
 
+def cmd_plot(args, registry) -> None:
+    from zoo.plots import plot_run
+
+    for path in plot_run(Path(args.run), Path(args.out or Path(args.run) / "plots"), registry, seed=args.seed, data_dir=args.data_dir):
+        print(path)
+
+
 def cmd_bench(args, registry) -> None:
     from zoo.bench import load_suite, run_suite
     from zoo.report import table
@@ -194,7 +208,7 @@ def cmd_compare(args, registry) -> None:
 
 
 COMMANDS = {"list": cmd_list, "plugins": cmd_plugins, "show": cmd_show, "train": cmd_train, "eval": cmd_eval,
-            "sample": cmd_sample, "bench": cmd_bench, "compare": cmd_compare}
+            "sample": cmd_sample, "plot": cmd_plot, "bench": cmd_bench, "compare": cmd_compare}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -163,7 +163,7 @@ def learning_curves(records: list[dict], results_dirs: dict[str, Path], path: Pa
 
 
 def write_report(results: list[Path], out: Path, registry=None, samples: bool = True) -> Path:
-    """A Markdown report: our table, the published numbers, learning curves, sample grids."""
+    """A Markdown report: our table, the published numbers, learning curves, and each variant's figures (zoo.plots)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records, run_dirs = [], {}
@@ -180,30 +180,27 @@ def write_report(results: list[Path], out: Path, registry=None, samples: bool = 
     if curve:
         parts += ["", "## Learning curves", "", f"![learning curves]({curve.name})"]
     if samples and registry is not None:
-        grids = sample_grids(records, run_dirs, out, registry)
-        if grids:
-            parts += ["", "## Samples (first seed of each variant)", ""] + [f"![{name}]({file})" for name, file in grids]
+        parts += run_figures(records, run_dirs, out, registry)
     report = out / "report.md"
     report.write_text("\n".join(parts) + "\n")
     return report
 
 
-def sample_grids(records: list[dict], run_dirs: dict[str, Path], out: Path, registry) -> list[tuple[str, str]]:
-    """One sample grid per (dataset, task, variant) from its first seed; CVAEs get a row per class."""
-    import jax
+def run_figures(records: list[dict], run_dirs: dict[str, Path], out: Path, registry) -> list[str]:
+    """Report lines with the figures of `zoo plot` for each (dataset, task, variant), from its first seed's run."""
+    from zoo.plots import plot_run
 
-    from zoo.images import save_grid
-    from zoo.sampling import sample_images
-    from zoo.train import load_trained
-
-    grids = []
+    lines = []
     for (dataset, task, variant), rows in group(records).items():
-        workdir = run_dirs.get(rows[0]["run"])
+        run = rows[0]["run"]
+        workdir = run_dirs.get(run)
         if workdir is None or not workdir.exists():
             continue
-        experiment, graphdef, params, _ = load_trained(workdir, registry)
-        images, labels, count = sample_images(experiment, graphdef, params, jax.random.key(0), per_row=8)
-        name = f"samples-{rows[0]['run']}.png"
-        save_grid(images, out / name, rows=count, row_labels=labels, title=f"{variant} ({dataset}, {task})")
-        grids.append((variant, name))
-    return grids
+        lines += ["", f"### {variant} ({dataset}, {task})", ""]
+        for path in plot_run(workdir, out / "figures" / run, registry):
+            lines.append(f"![{variant}: {path.stem.replace('_', ' ')}](figures/{run}/{path.name})")
+    if lines:
+        lines = ["", "## Figures (first seed of each variant)", "",
+                 "Samples (a row per class for CVAEs), test images beside their reconstructions, interpolations, "
+                 "latent traversals, the latent space by class and the learning curves, as `zoo plot RUN` draws them."] + lines
+    return lines

@@ -1,0 +1,373 @@
+"""Figures of a trained run as PNG files (matplotlib, Agg): samples, reconstructions,
+interpolations, latent traversals, the latent space and learning curves.
+
+The numbers behind each figure come from small pure functions (`pca_2d`,
+`interpolation_path`, `traversal_grid`, ...); the `plot_*` functions draw one
+PNG each; `plot_run` writes them all for one run directory. What a condition
+is comes from the condition object alone (`split`, `assemble`, `grid`,
+`class_conditional`), never from its registered name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NamedTuple, Optional, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from zoo.errors import ZooError
+from zoo.images import tile
+
+TRAVERSAL_OFFSETS = np.linspace(-3.0, 3.0, 7)  # in prior standard deviations around the base point
+INTERPOLATION_STEPS = 9
+GAP_COLOUR = (0.69, 0.77, 0.87)  # light steel blue between tiles
+FIGURES = ("samples", "reconstructions", "interpolation", "traversals", "latent_space", "learning_curves")
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# --- The numbers behind the figures ---------------------------------------------------------
+
+
+def pca_2d(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points (N, D) projected on their first two principal axes (numpy SVD), and the fraction of variance each explains."""
+    centred = points - points.mean(axis=0)
+    _, singular_values, axes = np.linalg.svd(centred, full_matrices=False)
+    variance = singular_values**2
+    return centred @ axes[:2].T, variance[:2] / variance.sum()
+
+
+def interpolation_path(start: np.ndarray, end: np.ndarray, steps: int) -> np.ndarray:
+    """`steps` evenly spaced points from start to end, both included: shape (steps, *start.shape)."""
+    weights = np.linspace(0.0, 1.0, steps).reshape((steps,) + (1,) * np.ndim(start))
+    return (1.0 - weights) * np.asarray(start) + weights * np.asarray(end)
+
+
+def traversal_grid(base: np.ndarray, scale: np.ndarray, units: Sequence[int], offsets: np.ndarray) -> np.ndarray:
+    """z of shape (len(units), len(offsets), D): row i is `base` with unit units[i] set to base + offset * scale."""
+    base, scale = np.asarray(base, np.float32), np.asarray(scale, np.float32)
+    grid = np.broadcast_to(base, (len(units), len(offsets), len(base))).copy()
+    for row, unit in enumerate(units):
+        grid[row, :, unit] = base[unit] + np.asarray(offsets) * scale[unit]
+    return grid
+
+
+def most_active_units(deviations: np.ndarray, count: int) -> np.ndarray:
+    """The `count` latent units whose posterior mean varies most over the data, most active first."""
+    return np.argsort(-np.var(deviations, axis=0), kind="stable")[:count]
+
+
+def encode_split(model, condition, images: np.ndarray, labels: np.ndarray, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """(posterior means of q(z | x, c), prior means of p(z | c)) for each image, both (N, latent_dim)."""
+    posterior, prior = [], []
+    for start in range(0, len(images), batch_size):
+        x, c = condition.split(jnp.asarray(images[start : start + batch_size]), jnp.asarray(labels[start : start + batch_size]))
+        posterior.append(np.asarray(model.encode(x, c).mean()))
+        prior.append(np.asarray(model.prior_distribution(c, x.shape[0]).mean()))
+    return np.concatenate(posterior), np.concatenate(prior)
+
+
+def interpolation_pairs(condition, labels: np.ndarray, class_names: Sequence[str], rows: int) -> tuple[list[tuple[int, int]], list[str]]:
+    """Pairs of test indices to interpolate between, and a label per pair.
+
+    A class condition gives the first two test images of each class (one row
+    per class, so c stays the same along the row); otherwise consecutive pairs.
+    """
+    if getattr(condition, "class_conditional", False):
+        found = [(np.flatnonzero(labels == k)[:2], name) for k, name in enumerate(class_names)]
+        return [(int(i[0]), int(i[1])) for i, _ in found if len(i) == 2], [name for i, name in found if len(i) == 2]
+    count = min(rows, len(labels) // 2)
+    return [(2 * i, 2 * i + 1) for i in range(count)], [f"test #{2 * i} → #{2 * i + 1}" for i in range(count)]
+
+
+def interpolation_images(model, condition, images: np.ndarray, labels: np.ndarray, pairs: Sequence[tuple[int, int]],
+                         steps: int = INTERPOLATION_STEPS) -> np.ndarray:
+    """Decoded means along the segment between the posterior means of each pair, (pairs * steps, H, W, C).
+
+    c moves along the same segment (constant within a class pair; for a
+    quadrant condition the visible part blends from one input to the other).
+    """
+    order = np.array([p[0] for p in pairs] + [p[1] for p in pairs])
+    x, c = condition.split(jnp.asarray(images[order]), jnp.asarray(labels[order]))
+    z = np.asarray(model.encode(x, c).mean())
+    count = len(pairs)
+    z_path = interpolation_path(z[:count], z[count:], steps).transpose(1, 0, 2).reshape(count * steps, -1)
+    c_path = None
+    if c is not None:
+        c = np.asarray(c)
+        c_path = jnp.asarray(interpolation_path(c[:count], c[count:], steps).swapaxes(0, 1).reshape((count * steps,) + c.shape[1:]))
+    decoded = model.decode(jnp.asarray(z_path), c_path).mean()
+    return np.asarray(condition.assemble(decoded, c_path))
+
+
+def reconstruction_images(model, condition, images: np.ndarray, labels: np.ndarray, per_row: int) -> tuple[np.ndarray, list[str]]:
+    """Rows of inputs, each followed by a row of their reconstructions (as the condition shows them)."""
+    x, c = condition.split(jnp.asarray(images), jnp.asarray(labels))
+    shown = np.asarray(condition.assemble(x, c))
+    rebuilt = np.asarray(condition.assemble(model.reconstruct(x, c), c))
+    rows, row_labels = [], []
+    for start in range(0, len(images), per_row):
+        rows += [shown[start : start + per_row], rebuilt[start : start + per_row]]
+        row_labels += ["input", "reconstruction"]
+    return np.concatenate(rows), row_labels
+
+
+def traversal_images(model, condition, dataset, units: Sequence[int], offsets: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Decoded traversals, (conditions, units, offsets, H, W, C), and a label per condition.
+
+    Each unit moves by `offsets` prior standard deviations around the prior
+    mean, the other units fixed; a model with a condition gets one traversal
+    per row of the condition's grid (one per class), an unconditional one a single one.
+    """
+    c, labels = condition.grid(dataset, 1)
+    c = None if c is None else jnp.asarray(c)
+    prior = model.prior_distribution(c, 1)
+    base, scale = np.asarray(prior.mean()), np.asarray(prior.stddev())
+    z = np.stack([traversal_grid(b, s, units, offsets) for b, s in zip(base, scale)])
+    per_condition = len(units) * len(offsets)
+    c_rows = None if c is None else jnp.repeat(c, per_condition, axis=0)
+    decoded = model.decode(jnp.asarray(z.reshape(-1, z.shape[-1])), c_rows).mean()
+    images = np.asarray(condition.assemble(decoded, c_rows))
+    return images.reshape((len(base), len(units), len(offsets)) + images.shape[1:]), list(labels) or [""]
+
+
+def learning_curve_series(records: Sequence[dict]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(steps, values) per line of a run's metrics: training -ELBO, the training loss where it differs, validation -ELBO."""
+    def series_of(rows, key, sign):
+        """(steps, sign * values of key) over the records."""
+        return np.array([r["step"] for r in rows]), sign * np.array([r[key] for r in rows], np.float64)
+
+    train = [r for r in records if r.get("split") == "train" and "loss" in r]
+    validation = [r for r in records if r.get("split") == "validation" and "elbo" in r]
+    series = {}
+    if train and all("elbo" in r for r in train):
+        elbo = series_of(train, "elbo", -1)
+        loss_is_elbo = np.allclose(elbo[1], series_of(train, "loss", 1)[1])
+        series["training -ELBO (= the loss)" if loss_is_elbo else "training -ELBO"] = elbo
+    if train and not any(name.startswith("training -ELBO (=") for name in series):
+        series["training loss (the objective)"] = series_of(train, "loss", 1)
+    if validation:
+        series["validation -ELBO"] = series_of(validation, "elbo", -1)
+    return series
+
+
+# --- Drawing ----------------------------------------------------------------------------------
+
+
+def draw_tiles(axis, images: np.ndarray, rows: int, *, row_labels: Sequence[str] = (), column_labels: Sequence[str] = (),
+               xlabel: str = "", ylabel: str = "", title: str = "") -> None:
+    """Images in [0, 1] tiled row-major on one axis, rows and columns labelled."""
+    images = np.asarray(images, np.float32)
+    canvas = np.clip(tile(images, rows), 0.0, 1.0)
+    canvas = np.repeat(canvas, 3, axis=-1) if canvas.shape[-1] == 1 else canvas
+    # tile() leaves 1-pixel gaps of ones; coloured, they stay apart from white strokes and the white page.
+    canvas[tile(np.zeros(images.shape[:3] + (1,), np.float32), rows)[..., 0] > 0.5] = GAP_COLOUR
+    height, width = images.shape[1] + 1, images.shape[2] + 1
+    axis.imshow(canvas, interpolation="nearest")
+    axis.set_yticks([r * height + (height - 2) / 2 for r in range(len(row_labels))], list(row_labels))
+    axis.set_xticks([c * width + (width - 2) / 2 for c in range(len(column_labels))], list(column_labels))
+    axis.tick_params(length=0)
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title, fontsize="medium")
+
+
+def tile_figure(count_rows: int, count_columns: int, panels: int = 1):
+    """A figure with `panels` image axes side by side, sized to the tiles it will hold."""
+    plt = pyplot()
+    inches = 0.42
+    figure, axes = plt.subplots(1, panels, squeeze=False,
+                                figsize=(max(4.0, panels * (count_columns * inches + 1.2)), max(2.5, count_rows * inches + 1.4)))
+    return figure, list(axes[0])
+
+
+def save_figure(figure, path: Path, title: str) -> Path:
+    """Give the figure its title, write it as PNG and free it."""
+    figure.suptitle(title, fontsize="medium")
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    pyplot().close(figure)
+    return Path(path)
+
+
+def plot_images(images: np.ndarray, rows: int, path: Path, title: str, **labels: Any) -> Path:
+    """One panel of tiled images as a PNG."""
+    figure, (axis,) = tile_figure(rows, -(-len(images) // rows))
+    draw_tiles(axis, images, rows, **labels)
+    return save_figure(figure, path, title)
+
+
+def plot_traversals(images: np.ndarray, condition_labels: Sequence[str], units: Sequence[int], offsets: np.ndarray,
+                    path: Path, title: str, ylabel: str = "") -> Path:
+    """Traversals (conditions, units, offsets, H, W, C): one row per unit, or with a condition a panel per unit, a row per condition."""
+    columns = [f"{o:+g}σ" if o else "0" for o in offsets]
+    xlabel = "offset from the prior mean, in prior standard deviations"
+    if len(images) == 1:
+        return plot_images(images[0].reshape((-1,) + images.shape[3:]), len(units), path, title,
+                           row_labels=[f"z[{u}]" for u in units], column_labels=columns, xlabel=xlabel)
+    figure, axes = tile_figure(len(images), len(offsets), panels=len(units))
+    for index, (axis, unit) in enumerate(zip(axes, units)):
+        draw_tiles(axis, images[:, index].reshape((-1,) + images.shape[3:]), len(images),
+                   row_labels=condition_labels if index == 0 else (), column_labels=columns, title=f"unit z[{unit}]",
+                   ylabel=ylabel if index == 0 else "")
+    figure.supxlabel(xlabel, fontsize="small")
+    return save_figure(figure, path, title)
+
+
+def plot_latent_space(means: np.ndarray, labels: np.ndarray, class_names: Sequence[str], path: Path, title: str,
+                      note: str = "") -> Path:
+    """Posterior means in 2-D (PCA when latent_dim > 2), coloured by class, with a legend of the class names."""
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(6.5, 5.5))
+    if means.shape[1] > 2:
+        points, explained = pca_2d(means)
+        axis_names = [f"principal component {i + 1} of the posterior means ({explained[i]:.0%} of variance)" for i in range(2)]
+        title += f"\nposterior means of the test images, PCA of {means.shape[1]} latent dimensions"
+    elif means.shape[1] == 2:
+        points, axis_names = means, ["z[0] (posterior mean)", "z[1] (posterior mean)"]
+        title += "\nposterior means of the test images"
+    else:
+        points, axis_names = np.column_stack([means[:, 0], labels]), ["z[0] (posterior mean)", "class"]
+        title += "\nposterior means of the test images"
+    if note:
+        title += f"\n({note})"
+    colours = plt.get_cmap("tab10" if len(class_names) <= 10 else "tab20")
+    for k, name in enumerate(class_names or [None]):
+        chosen = labels == k if class_names else slice(None)
+        axis.scatter(points[chosen, 0], points[chosen, 1], s=9, alpha=0.75, color=colours(k % colours.N), label=name)
+    if class_names:
+        axis.legend(title="class", fontsize="small", markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    axis.set_xlabel(axis_names[0])
+    axis.set_ylabel(axis_names[1])
+    axis.grid(alpha=0.3)
+    return save_figure(figure, path, title)
+
+
+def plot_learning_curves(records: Sequence[dict], path: Path, title: str) -> Optional[Path]:
+    """Training and validation -ELBO (and the training loss where it differs) against step; None without metrics."""
+    series = learning_curve_series(records)
+    if not series:
+        return None
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for name, (steps, values) in series.items():
+        axis.plot(steps, values, marker="o" if name.startswith("validation") else None, markersize=4, label=name)
+    axis.set_xlabel("training step")
+    axis.set_ylabel("nats per example (lower is better)")
+    axis.legend(fontsize="small")
+    axis.grid(alpha=0.3)
+    return save_figure(figure, path, title)
+
+
+# --- A whole run ------------------------------------------------------------------------------
+
+
+def writable_directory(path: Path) -> Path:
+    """`path`, created if need be and checked writable; one ZooError naming it otherwise."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".zoo-write-probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except (FileExistsError, NotADirectoryError):
+        raise ZooError(f"{path}: cannot write the figures there (it, or a folder above it, is a file)") from None
+    except OSError as exc:
+        raise ZooError(f"{path}: cannot write the figures there ({exc.strerror or exc})") from None
+    return path
+
+
+class TrainedRun(NamedTuple):
+    """What the figures of one run are drawn from: the trained model and the test images it is shown."""
+
+    experiment: Any
+    graphdef: Any
+    params: Any
+    model: Any
+    images: np.ndarray
+    labels: np.ndarray
+    title: str
+
+    @property
+    def row_title(self) -> str:
+        """What a row of a per-condition figure stands for."""
+        return "class" if getattr(self.experiment.condition, "class_conditional", False) else ""
+
+
+def write_samples(run: TrainedRun, out: Path, seed: int, per_row: int) -> Path:
+    """samples.png: a grid of samples; a row per class (or per condition) for a CVAE."""
+    import jax
+
+    from zoo.sampling import sample_images
+
+    samples, labels, rows = sample_images(run.experiment, run.graphdef, run.params, jax.random.key(seed), per_row=per_row)
+    given = "z, c), z ~ p(z | c), a row per condition" if run.model.conditional else "z), z ~ p(z)"
+    return plot_images(samples, rows, out / "samples.png", f"{run.title}\nsamples: mean of p(x | {given}",
+                       row_labels=labels, ylabel=run.row_title if labels else "")
+
+
+def write_reconstructions(run: TrainedRun, out: Path, per_row: int) -> Path:
+    """reconstructions.png: rows of test images, each above a row of their reconstructions."""
+    count = 3 * per_row
+    shown, row_labels = reconstruction_images(run.model, run.experiment.condition, run.images[:count], run.labels[:count], per_row)
+    note = "; c as given, x reconstructed" if run.model.conditional else ""
+    return plot_images(shown, len(row_labels), out / "reconstructions.png",
+                       f"{run.title}\ntest images and their reconstructions (decoder mean at the posterior mean{note})",
+                       row_labels=row_labels)
+
+
+def write_interpolation(run: TrainedRun, out: Path) -> Path:
+    """interpolation.png: decoded points between the posterior means of pairs of test images."""
+    condition, dataset = run.experiment.condition, run.experiment.dataset
+    pairs, labels = interpolation_pairs(condition, run.labels, dataset.class_names, rows=8)
+    images = interpolation_images(run.model, condition, run.images, run.labels, pairs)
+    within = ", within each class" if run.row_title else "; c moves along with z" if run.model.conditional else ""
+    return plot_images(images, len(pairs), out / "interpolation.png",
+                       f"{run.title}\ninterpolation between the posterior means of two test images{within}",
+                       row_labels=labels, column_labels=["first"] + [""] * (INTERPOLATION_STEPS - 2) + ["second"],
+                       xlabel="linear path in z, decoded; its ends are the reconstructions of the two images",
+                       ylabel=run.row_title)
+
+
+def write_latent_figures(run: TrainedRun, out: Path) -> list[Path]:
+    """traversals.png (the most active units) and latent_space.png (posterior means in 2-D by class)."""
+    condition, dataset = run.experiment.condition, run.experiment.dataset
+    posterior, prior = encode_split(run.model, condition, run.images, run.labels)
+    units = most_active_units(posterior - prior, 4 if run.model.conditional else 8)
+    traversals, condition_labels = traversal_images(run.model, condition, dataset, units, TRAVERSAL_OFFSETS)
+    title = f"{run.title}\ntraversals of the units whose posterior mean varies most, the others at the prior mean"
+    written = [plot_traversals(traversals, condition_labels, units, TRAVERSAL_OFFSETS, out / "traversals.png", title, run.row_title)]
+    note = "the encoder also sees c, so z need not separate the classes" if run.model.conditional else ""
+    written.append(plot_latent_space(posterior, run.labels, dataset.class_names, out / "latent_space.png", run.title, note))
+    return written
+
+
+def plot_run(run_dir: Path, out_dir: Path, registry, *, seed: int = 0, data_dir: Optional[str] = None,
+             limit: int = 2000, per_row: int = 8) -> list[Path]:
+    """Write every figure of a trained run (FIGURES, as NAME.png) into `out_dir`; returns the paths written.
+
+    The test split (its first `limit` images) supplies the inputs; `seed` the samples.
+    """
+    from flax import nnx
+
+    from zoo import runs
+    from zoo.data import evaluation_split
+    from zoo.train import load_trained
+
+    experiment, graphdef, params, step = load_trained(Path(run_dir), registry, data_dir)
+    out = writable_directory(out_dir)
+    test = evaluation_split(experiment.dataset, "test")
+    title = f"{experiment.recipe['variant']} on {experiment.dataset.name}, step {step}"
+    run = TrainedRun(experiment, graphdef, params, nnx.merge(graphdef, params), test.images[:limit], test.labels[:limit], title)
+    written = [write_samples(run, out, seed, per_row), write_reconstructions(run, out, per_row), write_interpolation(run, out)]
+    written += write_latent_figures(run, out)
+    curves = plot_learning_curves(runs.read_metrics(run_dir), out / "learning_curves.png", f"{title}\nlearning curves")
+    return written + ([curves] if curves else [])
