@@ -39,6 +39,9 @@ class OneHotLabel:
 
     def parse(self, text: str, dataset: zoo.Dataset):
         """Class indices or names, comma or space separated; '2026' is four digits."""
+        for index, name in sorted(enumerate(dataset.class_names), key=lambda pair: -len(pair[1])):
+            if " " in name:  # a name of several words ("Ankle boot") is one class, not two words
+                text = re.sub(re.escape(name), f" {index} ", text, flags=re.IGNORECASE)
         words = [w for w in re.split(r"[,\s]+", text.strip()) if w]
         if len(words) == 1 and words[0].isdigit() and self.num_classes <= 10:
             words = list(words[0])

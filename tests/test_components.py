@@ -1,5 +1,7 @@
 """Likelihoods against scipy, conditions against the images they split, networks' refusals."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -76,6 +78,17 @@ def test_onehot_label_parses_what_a_user_types(registry):
     for bad, message in (("", "empty condition"), ("12a", "unknown class '12a'")):
         with pytest.raises(zoo.ZooError, match=message):
             condition.parse(bad, dataset)
+
+
+def test_class_names_of_several_words_are_one_class(registry):
+    dataset = registry.build("dataset", {"name": "digits"})
+    fashion = dataclasses.replace(dataset, class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                                       "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"))
+    condition = conditions.make_onehot_label((8, 8, 1), 10)
+    assert condition.parse("Sneaker Ankle boot 0", fashion)[1] == ["Sneaker", "Ankle boot", "T-shirt/top"]
+    assert condition.parse("ankle BOOT", fashion)[1] == ["Ankle boot"]
+    with pytest.raises(zoo.ZooError, match="unknown class 'Ankle'"):
+        condition.parse("Ankle", fashion)
 
 
 def test_conv_decoder_refuses_sizes_it_cannot_reach():
