@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data run test clean
+.PHONY: setup data browser run test clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,13 +24,21 @@ data:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
 	else echo "note: Fashion-MNIST is not installed; run 'sudo apt-get install dataset-fashion-mnist' for the tests that train on it"; fi
 
+# Headless Chromium and its driver for the browser tests of the page (tests/test_web.py):
+# Debian's packages, installed when we may (root with apt-get); otherwise say how.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "note: Chromium is not installed; run 'sudo apt-get install chromium chromium-driver' for the browser tests"; fi
+
 # The main job: the quick suite, a few variants x 3 seeds on the embedded digits
 # (resumable: a second run reprints the finished results), then its report.
 run: setup
 	$(VENV)/bin/zoo bench quick --out runs/bench/quick
 	$(VENV)/bin/zoo compare runs/bench/quick/results.jsonl --report runs/bench/quick/report
 
-test: setup data
+test: setup data browser
 	$(VENV)/bin/python -m pytest
 
 clean:

@@ -1,4 +1,4 @@
-"""The `zoo` command: list, plugins, show, train, eval, sample, plot, bench, compare.
+"""The `zoo` command: list, plugins, show, train, eval, sample, plot, bench, compare, serve, export-web.
 
 Errors the user can act on print one line on stderr and exit with status 2.
 """
@@ -73,6 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", help="output directory (default runs/bench/SUITE)")
     bench.add_argument("--data-dir")
     bench.add_argument("--progress", action="store_true", help="show a progress bar per run")
+
+    serve = commands.add_parser("serve", help="a local page where a trained model writes what you type")
+    serve.add_argument("run", help="run directory")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000, help="0: any free port")
+    serve.add_argument("--data-dir")
+    serve.add_argument("--log-requests", action="store_true", help="log each request on stderr")
+
+    export_web = commands.add_parser("export-web", help="a static page that runs the model in the browser (int8 weights)")
+    export_web.add_argument("run", help="run directory")
+    export_web.add_argument("dir", help="output directory for the page")
+    export_web.add_argument("--per-class", type=int, default=100, help="samples per class to measure quantisation's cost")
+    export_web.add_argument("--seed", type=int, default=0)
+    export_web.add_argument("--data-dir")
 
     compare = commands.add_parser("compare", help="tabulate results over seeds and write a report with plots")
     compare.add_argument("results", nargs="+", help="results.jsonl files written by zoo bench")
@@ -207,8 +221,38 @@ def cmd_compare(args, registry) -> None:
         print(f"\nreport: {write_report(args.results, Path(args.report), registry, samples=not args.no_samples)}")
 
 
+def cmd_serve(args, registry) -> None:
+    from zoo.generation import PageGenerator
+    from zoo.serve import make_server
+    from zoo.train import load_trained
+
+    if not 0 <= args.port <= 65535:
+        raise ZooError(f"--port must be in 0..65535, got {args.port}")
+    generator = PageGenerator(*load_trained(Path(args.run), registry, args.data_dir))
+    generator.warm_up()
+    server = make_server(generator, args.host, args.port, quiet=not args.log_requests)
+    print(f"serving {args.run} at {server.url}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    finally:
+        server.server_close()
+
+
+def cmd_export_web(args, registry) -> None:
+    from zoo.export_web import export_web
+
+    if args.per_class < 1:
+        raise ZooError("--per-class must be at least 1")
+    report = export_web(Path(args.run), Path(args.dir), registry, per_class=args.per_class, seed=args.seed,
+                        data_dir=args.data_dir)
+    print(json.dumps(report, indent=2))
+
+
 COMMANDS = {"list": cmd_list, "plugins": cmd_plugins, "show": cmd_show, "train": cmd_train, "eval": cmd_eval,
-            "sample": cmd_sample, "plot": cmd_plot, "bench": cmd_bench, "compare": cmd_compare}
+            "sample": cmd_sample, "plot": cmd_plot, "bench": cmd_bench, "compare": cmd_compare,
+            "serve": cmd_serve, "export-web": cmd_export_web}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

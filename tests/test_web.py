@@ -1,0 +1,347 @@
+"""`zoo serve` and `zoo export-web`, tested in a real headless Chromium (Debian's, driven by Selenium).
+
+A CVAE trained briefly on the digits writes what the test types; the harness
+classifier (trained on the real training digits) must recognise most of what
+the page drew, read back from its canvases.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import selectors
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from zoo import classifier
+from zoo.browser_model import ExportError, dequantise, extract, quantise
+from zoo.cli import main
+from zoo.export_web import PAGE_FILES, REPORT_FILE
+from zoo.generation import PageGenerator
+from zoo.serve import make_server
+from zoo.train import assemble, load_trained, train_and_evaluate
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+INSTALL_HINT = "apt-get install chromium chromium-driver (Debian) and pip install selenium (the test extra)"
+CVAE_STEPS = 200  # the fewest here whose samples the classifier recognises (98% at 200 steps, 76% at 100)
+UNCONDITIONAL_STEPS = 200
+ALL_DIGITS = "0123456789"
+HEADLESS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1100,900")
+
+
+def train_run(registry, book, variant: str, steps: int, workdir: Path) -> Path:
+    """Train `variant` on the digits for `steps` steps, checkpointing at the end."""
+    recipe = book.resolve(variant, registry, [f"train.steps={steps}", f"train.log_every={steps}",
+                                              f"train.checkpoint_every={steps}"])
+    train_and_evaluate(recipe, workdir, registry, progress=False)
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def cvae_run(registry, book, tmp_path_factory) -> Path:
+    return train_run(registry, book, "cvae_mlp", CVAE_STEPS, tmp_path_factory.mktemp("web") / "cvae")
+
+
+@pytest.fixture(scope="session")
+def digit_classifier(registry, cvae_run):
+    """The harness classifier, kept where export-web looks for it (so it is trained once)."""
+    experiment = load_trained(cvae_run, registry)[0]
+    return classifier.cached(experiment.dataset, cvae_run / "classifiers" / "digits.npz")
+
+
+@pytest.fixture(scope="session")
+def cvae_server(cvae_run, tmp_path_factory, request):
+    """`zoo serve RUN --port 0` in a subprocess; yields the address it printed."""
+    log = tmp_path_factory.mktemp("serve") / "stderr.txt"
+    with open(log, "w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "zoo.cli", "serve", str(cvae_run), "--port", "0"],
+                                   stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=REPO)
+    try:
+        request.getfixturevalue("digit_classifier")  # trained meanwhile: the server spends ~10 s loading
+        line = read_line(process, timeout=120)
+        assert line.startswith(f"serving {cvae_run} at http://127.0.0.1:"), (line, log.read_text()[-2000:])
+        yield line.split(" at ")[1].strip()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def read_line(process: subprocess.Popen, timeout: float) -> str:
+    """The first line the process prints, waiting at most `timeout` seconds."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            raise AssertionError(f"nothing printed within {timeout} s")
+    return process.stdout.readline()
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory):
+    """Headless Chromium; missing: skipped with the install hint, or failed under CI=true."""
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        webdriver = None
+    if webdriver is None or not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must have the browser tests' tools: {INSTALL_HINT}")
+        pytest.skip(f"no headless Chromium: {INSTALL_HINT}")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)  # so Selenium Manager downloads nothing
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    for flag in (*HEADLESS, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.set_script_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def wait_until(condition, timeout: float = 60.0, what: str = "the page"):
+    """Poll `condition` until it returns something true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def page_state(driver) -> dict:
+    """The page's state, newest request number, captions of the drawn samples and the error shown."""
+    return driver.execute_script("""
+        const error = document.getElementById("error");
+        return {state: document.body.dataset.state, latest: window.zooPage ? window.zooPage.latest : -1,
+                labels: Array.from(document.querySelectorAll("#samples canvas")).map(c => c.dataset.label),
+                error: error.hidden ? "" : error.textContent};""")
+
+
+def settled(driver, after: int, state: str = "ready"):
+    """Wait until a request newer than `after` has finished in `state`; returns the page's state."""
+    return wait_until(lambda: (s := page_state(driver))["latest"] > after and s["state"] == state and s, what=state)
+
+
+def type_text(driver, text: str, until) -> dict:
+    """Replace the text box's content by `text`; wait until the page's state satisfies `until`."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    box = driver.find_element(By.ID, "text")
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(Keys.BACKSPACE)
+    box.send_keys(text)
+    return wait_until(lambda: (s := page_state(driver))["state"] in ("ready", "error") and until(s) and s, what=text)
+
+
+def canvas_images(driver, selector: str = "#samples canvas") -> np.ndarray:
+    """The drawn images read back from the canvases, (N, H, W, 1) with 1 = ink."""
+    rows = driver.execute_script("""
+        return Array.from(document.querySelectorAll(arguments[0])).map(c => {
+            const data = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+            return [c.height, c.width, Array.from(data.filter((_, i) => i % 4 === 0))];
+        });""", selector)
+    return np.stack([1.0 - np.asarray(red, np.float64).reshape(h, w, 1) / 255.0 for h, w, red in rows])
+
+
+def write_and_collect(driver, text: str, rounds: int) -> tuple[np.ndarray, np.ndarray]:
+    """Type `text`, press "New samples" rounds - 1 times; every image drawn and the digit asked for."""
+    from selenium.webdriver.common.by import By
+
+    type_text(driver, text, lambda s: s["labels"] == list(text) and s["state"] == "ready")
+    images = [canvas_images(driver)]
+    for _ in range(rounds - 1):
+        before = page_state(driver)["latest"]
+        driver.find_element(By.ID, "resample").click()
+        settled(driver, before)
+        images.append(canvas_images(driver))
+    assert not np.allclose(images[0], images[-1]), "new samples must differ"
+    return np.concatenate(images), np.tile(np.array([int(d) for d in text]), rounds)
+
+
+def check_handwriting(images: np.ndarray, labels: np.ndarray, weights) -> float:
+    """Every image shows something, and the classifier reads most as the digit asked for."""
+    spread = images.reshape(len(images), -1).std(axis=1)
+    assert images.shape[1:] == (8, 8, 1) and spread.min() > 0.1, spread.min()
+    accuracy = classifier.accuracy(weights, images.astype(np.float32), labels)
+    assert accuracy >= 0.7, accuracy
+    return accuracy
+
+
+def test_served_page_writes_the_digits_typed(browser, cvae_server, digit_classifier, tmp_path):
+    browser.get(cvae_server)
+    assert settled(browser, 0)["labels"] == list("2026")  # the page opens with the blog's example
+    images, labels = write_and_collect(browser, ALL_DIGITS, rounds=3)
+    assert browser.save_screenshot(str(tmp_path / "served.png")) and (tmp_path / "served.png").stat().st_size > 5000
+    check_handwriting(images, labels, digit_classifier)
+
+
+def test_page_shows_a_bad_input_and_recovers(browser, cvae_server):
+    browser.get(cvae_server)
+    settled(browser, 0)
+    shown = type_text(browser, "12x4", lambda s: "'12x4'" in s["error"])
+    assert shown["state"] == "error" and shown["error"].startswith("unknown class '12x4'; classes are 0..9")
+    assert browser.find_element("id", "error").is_displayed()
+    type_text(browser, "7", lambda s: s["labels"] == ["7"] and s["state"] == "ready" and s["error"] == "")
+    assert not browser.find_element("id", "error").is_displayed()
+
+
+def post(url: str, body: bytes, method: str = "POST") -> tuple[int, dict]:
+    """(status, JSON answer) of one request."""
+    request = urllib.request.Request(url, data=body if method == "POST" else None, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+BAD_REQUESTS = [
+    ("api/sample", {"text": "3 12"}, 400, "unknown class '12'"),
+    ("api/sample", {"text": "  "}, 400, "empty condition"),
+    ("api/sample", {"text": "1" * 65}, 413, "at most 64"),
+    ("api/sample", {"text": "1 " * 600}, 413, "at most 1000"),
+    ("api/sample", {"text": 2026}, 400, "'text' must be a string"),
+    ("api/sample", {"text": "1", "temperature": "hot"}, 400, "'temperature'"),
+    ("api/sample", {"text": "1", "temperature": -1}, 400, "'temperature'"),
+    ("api/sample", {"text": "1", "seed": 1.5}, 400, "'seed'"),
+    ("api/grid", {}, 400, "writes classes"),
+    ("api/nothing", {}, 404, "no such endpoint"),
+]
+
+
+def test_api_answers_bad_requests_with_json_errors_and_keeps_serving(cvae_server):
+    for path, body, status, phrase in BAD_REQUESTS:
+        answer = post(cvae_server + path, json.dumps(body).encode())
+        assert answer[0] == status and phrase in answer[1]["error"], (path, body, answer)
+    for raw, status, phrase in ((b'{"text": "20', 400, "malformed JSON"), (b"[1, 2]", 400, "must be an object"),
+                                (b"\xff\xfe", 400, "malformed JSON"), (b" " * 20000, 413, "at most 16384")):
+        answer = post(cvae_server + "api/sample", raw)
+        assert answer[0] == status and phrase in answer[1]["error"], (raw[:20], answer)
+    connection = http.client.HTTPConnection(urllib.parse.urlsplit(cvae_server).netloc, timeout=60)
+    connection.putrequest("POST", "/api/sample")  # no Content-Length
+    connection.endheaders()
+    answer = connection.getresponse()
+    assert answer.status == 411 and "Content-Length" in json.loads(answer.read())["error"]
+    connection.close()
+    assert post(cvae_server + "missing.js", b"", "GET") == (404, {"error": "no such page: /missing.js"})
+    assert post(cvae_server + "api/sample", b"", "GET")[0] == 405
+    status, good = post(cvae_server + "api/sample", json.dumps({"text": "2026", "seed": 5}).encode())
+    assert status == 200 and good["labels"] == list("2026") and good["shape"] == [8, 8, 1]
+    assert np.asarray(good["images"]).shape == (4, 64)
+    # each image depends on its own row only: padding to another batch size changes nothing
+    _, longer = post(cvae_server + "api/sample", json.dumps({"text": "2" + "0" * 20, "seed": 5}).encode())
+    np.testing.assert_allclose(longer["images"][0], good["images"][0], atol=2e-3)
+    status, info = post(cvae_server + "api/info", b"", "GET")
+    assert status == 200 and info["kind"] == "conditional" and info["class_names"] == list(ALL_DIGITS)
+
+
+def test_serve_refuses_a_directory_without_a_model(cvae_run, tmp_path, capsys):
+    assert main(["serve", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"zoo: error: {tmp_path} holds no run (no recipe.yaml); train one with `zoo train VARIANT --workdir {tmp_path}`\n"
+    (tmp_path / "recipe.yaml").write_text((cvae_run / "recipe.yaml").read_text())
+    assert main(["serve", str(tmp_path), "--port", "0"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("zoo: error: ") and "holds no checkpoint" in error and error.count("\n") == 1
+
+
+def test_quantisation_keeps_each_weight_within_half_a_step():
+    kernel = np.random.default_rng(0).normal(size=(40, 30)) * 0.3
+    q, scale = quantise(kernel)
+    assert q.dtype == np.int8 and np.abs(q).max() == 127 and scale == pytest.approx(np.abs(kernel).max() / 127)
+    assert np.abs(dequantise(kernel) - kernel).max() <= scale / 2 + 1e-12
+
+
+def test_exported_page_runs_the_model_in_the_browser(browser, registry, cvae_run, digit_classifier, tmp_path, capsys):
+    out = tmp_path / "page"
+    assert main(["export-web", str(cvae_run), str(out)]) == 0
+    report = json.loads((out / REPORT_FILE).read_text())
+    assert json.loads(capsys.readouterr().out) == report
+    assert sorted(p.name for p in out.iterdir()) == sorted([*PAGE_FILES, REPORT_FILE])
+    assert report["files"] == {name: (out / name).stat().st_size for name in PAGE_FILES}
+    assert report["page_bytes"] == sum(report["files"].values())
+    assert report["weights_bytes_int8"] < report["weights_bytes_float32"] / 3
+    assert report["class_accuracy_float"] >= 0.8 and report["class_accuracy_int8"] >= report["class_accuracy_float"] - 0.05
+    assert not any(word in (out / name).read_text() for name in PAGE_FILES for word in ("http://", "https://"))
+
+    browser.get((out / "index.html").as_uri())
+    assert settled(browser, 0)["labels"] == list("2026")
+    images, labels = write_and_collect(browser, ALL_DIGITS, rounds=3)
+    assert browser.save_screenshot(str(tmp_path / "exported.png"))
+    check_handwriting(images, labels, digit_classifier)
+
+    # the page's own decoder against the JAX model, on the same z and c
+    experiment, graphdef, params, _ = load_trained(cvae_run, registry)
+    z = np.random.default_rng(1).standard_normal((5, experiment.model.latent_dim))
+    c = np.eye(10)[[0, 3, 5, 7, 9]]
+    in_browser = np.array([browser.execute_script("return window.zooPage.backend.decode(arguments[0], arguments[1]);",
+                                                  row.tolist(), onehot.tolist()) for row, onehot in zip(z, c)])
+    model = nnx.merge(graphdef, params)
+    expected = np.asarray(model.decode(jnp.asarray(z, jnp.float32), jnp.asarray(c, jnp.float32)).mean()).reshape(5, -1)
+    assert np.abs(in_browser - expected).max() < 0.05
+
+
+def test_export_refuses_a_conv_decoder_naming_it(registry, book):
+    # the model as a run holds it, minus the training: compiling conv training costs ~25 s on 2 cores
+    experiment = assemble(book.resolve("vae_conv", registry), registry)
+    with pytest.raises(ExportError) as refused:
+        extract(experiment, *nnx.split(experiment.model))
+    assert str(refused.value).startswith("decoder 'conv' (ConvDecoder) is not an MLP: export-web runs dense layers")
+
+
+def test_export_refuses_a_directory_without_a_model(tmp_path, capsys):
+    assert main(["export-web", str(tmp_path / "run"), str(tmp_path / "page")]) == 2
+    assert capsys.readouterr().err == f"zoo: error: {tmp_path / 'run'}: no such run directory\n"
+    assert not (tmp_path / "page").exists()
+
+
+@pytest.fixture(scope="module")
+def unconditional_server(registry, book, tmp_path_factory):
+    """A briefly trained vae_mlp served in-process on a free port."""
+    run = train_run(registry, book, "vae_mlp", UNCONDITIONAL_STEPS, tmp_path_factory.mktemp("web") / "vae")
+    generator = PageGenerator(*load_trained(run, registry))
+    server = make_server(generator, port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.url
+    server.shutdown()
+    server.server_close()
+
+
+def test_unconditional_model_gives_a_grid_and_a_smooth_walk(unconditional_server):
+    status, grid = post(unconditional_server + "api/grid", json.dumps({"temperature": 1.0, "seed": 4}).encode())
+    assert status == 200 and grid["shape"] == [8, 8, 1] and np.asarray(grid["images"]).shape == (64, 64)
+    assert post(unconditional_server + "api/grid", json.dumps({"seed": 4}).encode())[1] == grid
+    status, walk = post(unconditional_server + "api/walk", b"{}")
+    walk = np.asarray(walk["images"]).reshape(8, 8, 64)
+    assert status == 200
+    across = np.abs(walk[0, 0] - walk[-1, -1]).mean()  # corner to corner
+    neighbours = np.abs(np.diff(walk, axis=1)).mean()  # one step along the walk
+    assert across > 0.1 and neighbours < across / 3, (across, neighbours)
+    status, answer = post(unconditional_server + "api/sample", json.dumps({"text": "3"}).encode())
+    assert status == 400 and "unconditional" in answer["error"]
+
+
+def test_unconditional_page_draws_grid_and_walk(browser, unconditional_server, tmp_path):
+    browser.get(unconditional_server)
+    settled(browser, 0)
+    assert browser.save_screenshot(str(tmp_path / "unconditional.png"))
+    grid, walk = canvas_images(browser, "#grid canvas"), canvas_images(browser, "#walk canvas")
+    assert grid.shape == walk.shape == (64, 8, 8, 1)
+    assert grid.reshape(64, -1).std(axis=1).mean() > 0.05 and not np.allclose(walk[0], walk[-1])

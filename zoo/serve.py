@@ -1,0 +1,156 @@
+"""`zoo serve RUN`: the handwriting page and its small JSON API, on the standard library's HTTP server.
+
+    GET  /             the page (zoo/web/index.html) and its static assets
+    GET  /api/info     kind, class names, latent size, image shape, limits
+    POST /api/sample   {"text": "2026", "temperature": 1.0, "seed": 3} -> images
+    POST /api/grid     {"temperature": 1.0, "seed": 3} -> an 8 x 8 grid (unconditional models)
+    POST /api/walk     {} -> the 2-D latent walk (unconditional models)
+
+Every bad request gets JSON {"error": "..."} with a 4xx code; an unexpected
+exception in a handler answers 500 and the server goes on serving.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import traceback
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any, Callable
+
+from zoo.errors import ZooError
+from zoo.generation import PageGenerator, RequestError
+
+MAX_BODY_BYTES = 16 * 1024
+BACKEND_MARK = "<!-- backend scripts -->"  # where export-web puts its in-browser model; the server leaves it empty
+STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                ".css": "text/css; charset=utf-8"}
+SERVED_ASSETS = ("app.js", "style.css")
+
+
+def web_asset(name: str) -> str:
+    """The text of one file of the page, shipped as package data in zoo/web/."""
+    return (resources.files("zoo") / "web" / name).read_text(encoding="utf-8")
+
+
+class PageServer(ThreadingHTTPServer):
+    """An HTTP server bound to one PageGenerator; generation is serialised by a lock."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], generator: PageGenerator, *, quiet: bool = True):
+        super().__init__(address, PageHandler)
+        self.generator = generator
+        self.quiet = quiet
+        self.generation_lock = threading.Lock()  # XLA already uses every core; queue requests instead
+        self.routes: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "/api/sample": lambda body: generator.sample(body.get("text"), body.get("temperature", 1.0), body.get("seed", 0)),
+            "/api/grid": lambda body: generator.grid(body.get("temperature", 1.0), body.get("seed", 0)),
+            "/api/walk": lambda body: generator.walk_images(),
+        }
+
+    @property
+    def url(self) -> str:
+        """The address to open, e.g. http://127.0.0.1:8000/."""
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/"
+
+
+class PageHandler(BaseHTTPRequestHandler):
+    """Routes GET and POST requests; every answer is the page, an asset or JSON."""
+
+    server: PageServer
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+        """The page, an asset or /api/info."""
+        self._guarded(self._get)
+
+    def do_POST(self) -> None:  # noqa: N802
+        """One generation request with a JSON body."""
+        self._guarded(self._post)
+
+    def _guarded(self, handle: Callable[[], None]) -> None:
+        try:
+            handle()
+        except RequestError as exc:
+            self.send_json({"error": str(exc)}, exc.status)
+        except Exception as exc:  # a bug must cost one request, not the server
+            traceback.print_exc(file=sys.stderr)
+            self.send_json({"error": f"internal error: {type(exc).__name__}: {exc}"}, HTTPStatus.INTERNAL_SERVER_ERROR)
+
+    def _get(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path in ("/", "/index.html"):
+            self.send_text(web_asset("index.html").replace(BACKEND_MARK, ""), STATIC_TYPES[".html"])
+        elif path.lstrip("/") in SERVED_ASSETS:
+            name = path.lstrip("/")
+            self.send_text(web_asset(name), STATIC_TYPES[name[name.rindex("."):]])
+        elif path == "/api/info":
+            self.send_json(self.server.generator.info())
+        elif path in self.server.routes:
+            raise RequestError(f"{path} takes POST with a JSON body", HTTPStatus.METHOD_NOT_ALLOWED)
+        else:
+            raise RequestError(f"no such page: {path}", HTTPStatus.NOT_FOUND)
+
+    def _post(self) -> None:
+        path = self.path.split("?", 1)[0]
+        route = self.server.routes.get(path)
+        if route is None:
+            self.close_connection = True  # the unread body must not be taken for the next request
+            raise RequestError(f"no such endpoint: POST {path}", HTTPStatus.NOT_FOUND)
+        body = self.read_json_body()
+        with self.server.generation_lock:
+            self.send_json(route(body))
+
+    def read_json_body(self) -> dict[str, Any]:
+        """The request's JSON object, or a RequestError saying what is wrong with it."""
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            raise RequestError("a JSON body with a Content-Length header is required", HTTPStatus.LENGTH_REQUIRED)
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True
+            raise RequestError(f"the body is {length} bytes; at most {MAX_BODY_BYTES}", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+        raw = self.rfile.read(length)
+        try:
+            body = json.loads(raw.decode("utf-8")) if raw.strip() else {}
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RequestError(f"malformed JSON body: {exc}") from None
+        if not isinstance(body, dict):
+            raise RequestError(f"the JSON body must be an object, got {type(body).__name__}")
+        return body
+
+    def send_json(self, payload: dict[str, Any], status: int = HTTPStatus.OK) -> None:
+        """Answer with a JSON document."""
+        self.send_text(json.dumps(payload), "application/json", status)
+
+    def send_text(self, text: str, content_type: str, status: int = HTTPStatus.OK) -> None:
+        """Answer with a text document, never cached (the page changes with the run)."""
+        data = text.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the standard library's signature)
+        if not self.server.quiet:
+            super().log_message(format, *args)
+
+
+def make_server(generator: PageGenerator, host: str = "127.0.0.1", port: int = 8000, *, quiet: bool = True) -> PageServer:
+    """A bound server for `generator` (port 0: any free port); call serve_forever() on it."""
+    try:
+        return PageServer((host, port), generator, quiet=quiet)
+    except OSError as exc:
+        raise ZooError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
