@@ -24,7 +24,7 @@ from zoo import classifier, runs
 from zoo.data import build_dataset, evaluation_split
 from zoo.errors import RecipeError, UnknownComponentError
 from zoo.evaluate import evaluate
-from zoo.recipes import RecipeBook, dump, read_yaml
+from zoo.recipes import RecipeBook, dump, read_yaml, train_config
 from zoo.registry import Registry, closest_match, unknown_name_message
 
 SUITE_KEYS = ("name", "description", "variants", "datasets", "tasks", "seeds", "budget", "set", "eval", "published")
@@ -231,7 +231,7 @@ def run_suite(suite: Suite, out: Path, book: RecipeBook, registry: Registry, *, 
 def evaluate_run(suite: Suite, run: Run, recipe: dict, workdir: Path, registry: Registry,
                  data_dir: Optional[str], out: Path) -> dict:
     """Every metric of a trained run, with what it was: recipe, versions, seed."""
-    from zoo.train import load_trained
+    from zoo.train import load_trained, training_mesh
 
     experiment, graphdef, params, step = load_trained(workdir, registry, data_dir)
     settings = suite.evaluation
@@ -240,7 +240,7 @@ def evaluate_run(suite: Suite, run: Run, recipe: dict, workdir: Path, registry: 
         split = type(split)(split.images[: settings["limit"]], split.labels[: settings["limit"]])
     metrics = evaluate(graphdef, params, experiment.condition, split, jax.random.key(run.seed),
                        num_samples=settings["num_samples"], conditional=experiment.model.conditional,
-                       proposals=tuple(settings["proposals"]))
+                       proposals=tuple(settings["proposals"]), mesh=training_mesh(train_config(recipe)))
     record = {
         "suite": suite.name, "run": run.run_id, "variant": run.variant, "dataset": experiment.dataset.name,
         "task": task_label(run.task if run.task is not None else (recipe["condition"] or UNCONDITIONAL)),

@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--task", help="what x and c are: 'unconditional' or a condition name (onehot_label, visible_quadrants)")
     train.add_argument("--data-dir", help="directory holding the dataset's files (e.g. its IDX files)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_parallel_arguments(train)
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run (JSON out)")
     evaluate.add_argument("run", help="run directory")
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, help="evaluate only the first N examples")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--prior-proposal", action="store_true", help="also estimate with p(z|c) as proposal (for GSNNs)")
+    add_parallel_arguments(evaluate)
     evaluate.add_argument("--data-dir")
 
     sample = commands.add_parser("sample", help="write a PNG grid of samples")
@@ -93,6 +95,30 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--report", help="directory for report.md and its plots")
     compare.add_argument("--no-samples", action="store_true", help="leave the figures of each variant's model out of the report")
     return parser
+
+
+def add_parallel_arguments(command: argparse.ArgumentParser) -> None:
+    """--devices (the data-parallel mesh) and the multi-host options of jax.distributed."""
+    group = command.add_argument_group("devices")
+    group.add_argument("--devices", type=int, metavar="N",
+                       help="split each batch over N devices (0 = all; sets train.devices for training)")
+    group.add_argument("--distributed", action="store_true",
+                       help="join a multi-host job first (jax.distributed.initialize; Slurm and Open MPI are detected)")
+    group.add_argument("--coordinator", metavar="HOST:PORT", help="with --distributed: process 0's address")
+    group.add_argument("--num-processes", type=int, metavar="N", help="with --distributed: how many processes")
+    group.add_argument("--process-id", type=int, metavar="I", help="with --distributed: this process's index")
+
+
+def start_devices(args) -> None:
+    """Join the multi-host job when asked; refuse a bad --devices before anything is built."""
+    if args.devices is not None and args.devices < 0:
+        raise ZooError(f"--devices must be >= 0 (0 = all devices), got {args.devices}")
+    if args.distributed:
+        from zoo.parallel import initialize_distributed
+
+        initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    elif args.coordinator or args.num_processes is not None or args.process_id is not None:
+        raise ZooError("--coordinator, --num-processes and --process-id need --distributed")
 
 
 def recipe_book(args):
@@ -142,7 +168,10 @@ def cmd_show(args, registry) -> None:
 def cmd_train(args, registry) -> None:
     from zoo.train import train_and_evaluate
 
+    start_devices(args)
     overrides = list(args.set)
+    if args.devices is not None:
+        overrides.append(f"train.devices={args.devices}")
     if args.task:
         overrides.insert(0, "condition=null" if args.task == UNCONDITIONAL else f"condition={{name: {args.task}}}")
     recipe = recipe_book(args).resolve(args.variant, registry, overrides)
@@ -161,16 +190,29 @@ def cmd_eval(args, registry) -> None:
 
     if args.num_samples < 0 or args.batch_size < 1:
         raise ZooError("--num-samples must be >= 0 and --batch-size >= 1")
+    start_devices(args)
     experiment, graphdef, params, step = load_trained(Path(args.run), registry, args.data_dir)
+    mesh = evaluation_mesh(args.devices)
     split = evaluation_split(experiment.dataset, args.split, seed=args.seed)
     if args.limit:
         split = Split(split.images[: args.limit], split.labels[: args.limit])
     metrics = evaluate(graphdef, params, experiment.condition, split, jax.random.key(args.seed),
                        num_samples=args.num_samples, batch_size=args.batch_size, conditional=experiment.model.conditional,
-                       proposals=("posterior", "prior") if args.prior_proposal else ("posterior",))
+                       proposals=("posterior", "prior") if args.prior_proposal else ("posterior",), mesh=mesh)
     result = {"run": str(args.run), "variant": experiment.recipe["variant"], "step": step, "split": args.split, **metrics}
     (Path(args.run) / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+
+
+def evaluation_mesh(devices):
+    """The mesh `zoo eval --devices N` splits batches over (None: one device)."""
+    import jax
+
+    from zoo.parallel import data_mesh
+
+    if devices in (None, 1) and jax.process_count() == 1:
+        return None
+    return data_mesh(devices or None)
 
 
 def cmd_sample(args, registry) -> None:

@@ -20,6 +20,8 @@ class TrainConfig:
     seed: int = dataclasses.field(default=0, metadata={"nonnegative": True})
     log_every: int = dataclasses.field(default=100, metadata={"positive": True})
     checkpoint_every: int = dataclasses.field(default=500, metadata={"positive": True})
+    # Data parallelism: the batch is split over this many devices (0 = every device JAX sees).
+    devices: int = dataclasses.field(default=1, metadata={"nonnegative": True})
 
 
 class TypeMismatch(Exception):

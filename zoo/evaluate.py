@@ -3,13 +3,14 @@ reconstruction error, KL and active units over a whole split."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from zoo import parallel
 from zoo.errors import DataError
 from zoo.interfaces import Split
 from zoo.model import kl_divergence
@@ -49,16 +50,32 @@ def make_importance_sampled(graphdef: nnx.GraphDef, condition, num_samples: int,
     return importance_sampled
 
 
-def over_batches(function: Callable, params: Any, split: Split, rng: jax.Array, batch_size: int) -> dict[str, np.ndarray]:
-    """Apply a per-batch function to a whole split and concatenate its per-example outputs."""
+def over_batches(function: Callable, params: Any, split: Split, rng: jax.Array, batch_size: int,
+                 mesh: Optional[parallel.Mesh] = None) -> dict[str, np.ndarray]:
+    """Apply a per-batch function to a whole split and concatenate its per-example outputs.
+
+    With a `mesh`, each batch is split over its devices (a short last batch is
+    padded with copies of its first row, whose outputs are dropped).
+    """
     if not len(split.images):
         raise DataError("cannot evaluate an empty split")
     outputs: list[Any] = []
     for index, start in enumerate(range(0, len(split.images), batch_size)):
-        images = jnp.asarray(split.images[start : start + batch_size])
-        labels = jnp.asarray(split.labels[start : start + batch_size])
-        outputs.append(jax.device_get(function(params, images, labels, jax.random.fold_in(rng, index))))
+        images, labels = split.images[start : start + batch_size], split.labels[start : start + batch_size]
+        count = len(images)
+        images, labels = (place_batch(a, mesh) for a in (images, labels))
+        result = parallel.to_host(function(params, images, labels, jax.random.fold_in(rng, index)))
+        outputs.append(jax.tree.map(lambda a: a[:count], result))
     return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
+
+
+def place_batch(rows: np.ndarray, mesh: Optional[parallel.Mesh]) -> jax.Array:
+    """A batch on the device, or padded to the mesh size and split over its devices."""
+    if mesh is None:
+        return jnp.asarray(rows)
+    padding = parallel.padded_size(len(rows), mesh) - len(rows)
+    padded = np.concatenate([rows, np.repeat(rows[:1], padding, axis=0)]) if padding else rows
+    return parallel.global_array(padded, parallel.batch_sharded(mesh))
 
 
 def active_units(posterior_means: np.ndarray) -> int:
@@ -82,6 +99,7 @@ def evaluate(
     chunk_size: int = 250,
     conditional: bool = False,
     proposals: tuple[str, ...] = ("posterior",),
+    mesh: Optional[parallel.Mesh] = None,
 ) -> dict[str, float]:
     """Every metric on one split; `num_samples` = 0 skips the importance-sampled estimate.
 
@@ -89,7 +107,9 @@ def evaluate(
     `conditional_log_likelihood`) with q(z|x,c), `..._prior` with p(z|c).
     """
     bound_rng, is_rng = jax.random.split(rng)
-    bounds = over_batches(make_bound_metrics(graphdef, condition), params, split, bound_rng, batch_size)
+    if mesh is not None:
+        params = parallel.replicate(params, mesh)
+    bounds = over_batches(make_bound_metrics(graphdef, condition), params, split, bound_rng, batch_size, mesh)
     metrics: dict[str, float] = {
         "num_examples": int(len(split.images)),
         "elbo": float(np.mean(bounds["elbo"])),
@@ -99,7 +119,7 @@ def evaluate(
     }
     for proposal in proposals if num_samples > 0 else ():
         estimate = make_importance_sampled(graphdef, condition, num_samples, chunk_size, proposal)
-        log_likelihood = over_batches(estimate, params, split, is_rng, batch_size)
+        log_likelihood = over_batches(estimate, params, split, is_rng, batch_size, mesh)
         key = ("conditional_log_likelihood" if conditional else "log_likelihood") + ("_prior" if proposal == "prior" else "")
         metrics[key] = float(np.mean(log_likelihood))
         metrics["num_importance_samples"] = int(num_samples)
