@@ -11,7 +11,7 @@ FASHION_DIR := /usr/share/datasets/fashion-mnist
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	$(VENV)/bin/python -m pip install --quiet -c constraints.txt -e ".[test,perf]"
 	touch $(INSTALLED)
 
 setup: $(INSTALLED)
