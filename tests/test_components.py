@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import distrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -162,3 +163,25 @@ def test_train_section_refuses_negative_seed_and_nan_rate(registry, book):
         book.resolve("vae_mlp", registry, ["train.seed=-1"])
     with pytest.raises(zoo.RecipeError, match="vae_mlp.train.learning_rate: expected a positive number, got 'nan'"):
         book.resolve("vae_mlp", registry, ["train.learning_rate=nan"])
+
+
+@pytest.mark.parametrize("make", [lambda p: distrax.Bernoulli(logits=p[..., 0]), lambda p: distrax.Normal(p[..., 0], 0.3)])
+def test_flat_events_are_distrax_independent(make):
+    """The likelihoods' flat scoring is the same distribution as distrax.Independent over the image axes."""
+    params = jax.random.normal(jax.random.key(0), (3, 4, 5, 1, 1))
+    x = (jax.random.uniform(jax.random.key(1), (2, 3, 4, 5, 1)) > 0.5).astype(jnp.float32)  # sample axis, batch, image
+    reference = distrax.Independent(make(params), reinterpreted_batch_ndims=3)
+    flat = likelihoods.FlatEvents(make(params.reshape(3, 20, 1)), (4, 5, 1))
+    assert flat.event_shape == reference.event_shape and flat.batch_shape == reference.batch_shape == (3,)
+    np.testing.assert_allclose(flat.log_prob(x), reference.log_prob(x), rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(lambda v: flat.log_prob(v))(x[0]), reference.log_prob(x[0]), rtol=1e-6)
+    np.testing.assert_allclose(flat.mean(), reference.mean(), rtol=1e-6)
+    np.testing.assert_allclose(flat.mode(), reference.mode(), rtol=1e-6)
+    assert flat.sample(seed=jax.random.key(2), sample_shape=(7,)).shape == (7, 3, 4, 5, 1)
+
+
+def test_logit_bernoulli_is_distraxs_bernoulli():
+    logits = jnp.array([-30.0, -3.0, -0.5, 0.0, 0.7, 4.0, 30.0])
+    for x in (jnp.zeros(7), jnp.ones(7), jnp.full(7, 0.3)):
+        np.testing.assert_allclose(likelihoods.LogitBernoulli(logits=logits).log_prob(x),
+                                   distrax.Bernoulli(logits=logits).log_prob(x), rtol=1e-6, atol=1e-6)

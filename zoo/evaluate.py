@@ -37,7 +37,7 @@ def make_bound_metrics(graphdef: nnx.GraphDef, condition) -> Callable:
     return bound_metrics
 
 
-def make_importance_sampled(graphdef: nnx.GraphDef, condition, num_samples: int, chunk_size: int,
+def make_importance_sampled(graphdef: nnx.GraphDef, condition, num_samples: int, chunk_size: Optional[int] = None,
                             proposal: str = "posterior") -> Callable:
     """A jitted `(params, images, labels, rng) -> log p(x | c)` estimate per example."""
 
@@ -96,7 +96,7 @@ def evaluate(
     *,
     num_samples: int = 5000,
     batch_size: int = 100,
-    chunk_size: int = 250,
+    chunk_size: Optional[int] = None,
     conditional: bool = False,
     proposals: tuple[str, ...] = ("posterior",),
     mesh: Optional[parallel.Mesh] = None,

@@ -53,6 +53,7 @@ def parse_args(argv):
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS, metavar="VARIANT",
                         help=f"architectures to train (default all: {' '.join(VARIANTS)})")
     parser.add_argument("--repeats", type=int, help="repeats of every measurement (default 3, quick 1)")
+    parser.add_argument("--is-chunk", type=int, default=25, help="importance samples per chunk, both sides (default 25)")
     parser.add_argument("--is-images", type=int, help="test images for the IS evaluation (default 500, quick 100)")
     parser.add_argument("--torch-compile", choices=("on", "off"), help="also time torch.compile (default on; quick off)")
     parser.add_argument("--skip-is", action="store_true", help="leave out the IS evaluation")
@@ -62,9 +63,10 @@ def parse_args(argv):
     settings = dict(QUICK if args.quick else FULL)
     settings["repeats"] = args.repeats or settings["repeats"]
     settings["is_images"] = args.is_images or settings["is_images"]
+    settings["is_chunk"] = args.is_chunk
     settings["torch_compile"] = (args.torch_compile or ("off" if args.quick else "on")) == "on"
-    if settings["repeats"] < 1 or settings["is_images"] < 100 or settings["is_images"] % 100:
-        parser.error("--repeats must be at least 1 and --is-images a positive multiple of 100 (the IS batch)")
+    if settings["repeats"] < 1 or settings["is_images"] < 100 or settings["is_images"] % 100 or settings["is_chunk"] < 1:
+        parser.error("--repeats must be at least 1 and --is-images a positive multiple of 100 (the IS batch), --is-chunk at least 1")
     return args, settings
 
 
@@ -127,7 +129,9 @@ def training_runs(recipes: dict, settings: dict, data: Path, timeout: int, peaks
 
 def is_runs(recipe: dict, settings: dict, data: Path, timeout: int) -> dict:
     """IS evaluation at K: zoo and torch alternating per repeat; the zoo once more at the small K."""
-    common = {"variant": IS_VARIANT, "images": settings["is_images"], "chunk_size": 250, "batch_size": 100}
+    # 25 samples x 100 images = 2500 decoder rows per chunk on both sides: the zoo's
+    # default (zoo.model.ROWS_PER_CHUNK), and faster for the torch reference too.
+    common = {"variant": IS_VARIANT, "images": settings["is_images"], "chunk_size": settings["is_chunk"], "batch_size": 100}
     torch_spec = {"task": "torch_is", "recipe": json.dumps(recipe), "data": str(data), **common}
     runs = {"zoo": [], "torch": [], "zoo_small_k": []}
     for repeat in range(settings["repeats"]):
