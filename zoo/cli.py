@@ -186,13 +186,14 @@ def cmd_eval(args, registry) -> None:
     from zoo.data import evaluation_split
     from zoo.evaluate import evaluate
     from zoo.interfaces import Split
+    from zoo.parallel import is_main_process, mesh_for
     from zoo.train import load_trained
 
     if args.num_samples < 0 or args.batch_size < 1:
         raise ZooError("--num-samples must be >= 0 and --batch-size >= 1")
     start_devices(args)
     experiment, graphdef, params, step = load_trained(Path(args.run), registry, args.data_dir)
-    mesh = evaluation_mesh(args.devices)
+    mesh = mesh_for(args.devices, "--devices")
     split = evaluation_split(experiment.dataset, args.split, seed=args.seed)
     if args.limit:
         split = Split(split.images[: args.limit], split.labels[: args.limit])
@@ -200,19 +201,9 @@ def cmd_eval(args, registry) -> None:
                        num_samples=args.num_samples, batch_size=args.batch_size, conditional=experiment.model.conditional,
                        proposals=("posterior", "prior") if args.prior_proposal else ("posterior",), mesh=mesh)
     result = {"run": str(args.run), "variant": experiment.recipe["variant"], "step": step, "split": args.split, **metrics}
-    (Path(args.run) / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-
-
-def evaluation_mesh(devices):
-    """The mesh `zoo eval --devices N` splits batches over (None: one device)."""
-    import jax
-
-    from zoo.parallel import data_mesh
-
-    if devices in (None, 1) and jax.process_count() == 1:
-        return None
-    return data_mesh(devices or None)
+    if is_main_process():
+        (Path(args.run) / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2))
 
 
 def cmd_sample(args, registry) -> None:

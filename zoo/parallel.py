@@ -35,16 +35,35 @@ def initialize_distributed(coordinator: Optional[str] = None, num_processes: Opt
                        "(give --coordinator HOST:PORT --num-processes N --process-id I, or run under Slurm / Open MPI)") from None
 
 
-def data_mesh(devices: Optional[int] = None) -> Mesh:
+def data_mesh(devices: Optional[int] = None, what: str = "train.devices") -> Mesh:
     """A mesh of `devices` devices (all of them when None) along one axis, "data"."""
     available = jax.devices()
     count = len(available) if devices is None else devices
     if count < 1 or count > len(available):
         raise ZooError(
-            f"train.devices is {count} but JAX sees {len(available)} {available[0].platform} device(s)"
+            f"{what} is {count} but JAX sees {len(available)} {available[0].platform} device(s)"
             " (on a CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N makes N)"
         )
+    if jax.process_count() > 1 and count != len(available):
+        # jax.devices() lists the hosts' devices in turn: a shorter mesh would leave hosts out.
+        raise ZooError(f"{what} is {count}, but a job of {jax.process_count()} processes must use all "
+                       f"{len(available)} devices: pass --devices 0")
     return Mesh(np.array(available[:count]), (DATA_AXIS,))
+
+
+def mesh_for(devices: Optional[int], what: str = "train.devices") -> Optional[Mesh]:
+    """The data-parallel mesh of a device count (0 = all); None for one device in one process (no sharding)."""
+    if devices in (None, 1) and jax.process_count() == 1:
+        return None
+    return data_mesh(devices or None, what)
+
+
+def sync_processes(name: str) -> None:
+    """Wait until every process of a multi-host job gets here (nothing to wait for in one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

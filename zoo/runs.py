@@ -58,8 +58,11 @@ def first_difference(old: Any, new: Any, path: str = "") -> Optional[str]:
     return None if old == new else f"{path}: {old!r} in the run, {new!r} now"
 
 
-def prepare(workdir: Path, recipe: Mapping[str, Any], *, resume: bool) -> None:
-    """Create the workdir, or check that resuming continues the same model; never overwrite a run."""
+def prepare(workdir: Path, recipe: Mapping[str, Any], *, resume: bool, write: bool = True) -> None:
+    """Create the workdir, or check that resuming continues the same model; never overwrite a run.
+
+    With `write` False only the checks run (the other processes of a multi-host job).
+    """
     saved = workdir / RECIPE_FILE
     if saved.exists():
         if not resume:
@@ -70,6 +73,8 @@ def prepare(workdir: Path, recipe: Mapping[str, Any], *, resume: bool) -> None:
         difference = first_difference(comparable(old), comparable(recipe))
         if difference:
             raise RunDirectoryError(f"cannot resume {workdir}: the recipe differs at {difference}")
+    if not write:
+        return
     workdir.mkdir(parents=True, exist_ok=True)
     saved.write_text(recipes.dump(recipe))
     (workdir / VERSIONS_FILE).write_text(json.dumps(versions(), indent=2) + "\n")

@@ -136,8 +136,8 @@ def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Regis
     experiment = assemble(recipe, registry, data_dir)  # before touching the workdir: a bad recipe leaves no run behind
     mesh = training_mesh(config)
     main = parallel.is_main_process()
-    if main:
-        runs.prepare(workdir, recipe, resume=resume)
+    runs.prepare(workdir, recipe, resume=resume, write=main)  # every process checks; process 0 writes
+    parallel.sync_processes("run directory prepared")
     graphdef, params = nnx.split(experiment.model)
     optimizer = make_optimizer(config.learning_rate)
     state = TrainState(params, optimizer.init(params))
@@ -199,10 +199,9 @@ def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Regis
 
 def training_mesh(config) -> Optional[parallel.Mesh]:
     """The data-parallel mesh of `train.devices` (None: one device, one process, no sharding)."""
-    if config.devices == 1 and jax.process_count() == 1:
-        return None
-    mesh = parallel.data_mesh(config.devices or None)
-    parallel.check_divisible(config.batch_size, mesh)
+    mesh = parallel.mesh_for(config.devices)
+    if mesh is not None:
+        parallel.check_divisible(config.batch_size, mesh)
     return mesh
 
 
