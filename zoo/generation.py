@@ -84,7 +84,10 @@ def walk_basis(experiment, graphdef, params) -> dict[str, list]:
     centre = means.mean(axis=0)
     _, singular, directions = np.linalg.svd(means - centre, full_matrices=False)
     spread = singular[:2] / math.sqrt(max(len(means) - 1, 1))
-    return {"centre": centre.tolist(), "directions": directions[:2].tolist(), "spread": spread.tolist()}
+    directions = directions[:2]
+    if len(directions) < 2:  # a 1-D latent: the walk is a line, the same in every row
+        directions, spread = np.vstack([directions, np.zeros_like(directions)]), np.append(spread, 0.0)
+    return {"centre": centre.tolist(), "directions": directions.tolist(), "spread": spread.tolist()}
 
 
 def walk_latents(basis: dict[str, list], side: int = WALK_SIDE) -> np.ndarray:

@@ -131,6 +131,8 @@ class LatentVariableModel(nnx.Module):
         chunk is about ROWS_PER_CHUNK decoder rows. The encoder and prior run
         once, outside the loop.
         """
+        if chunk_size is not None and chunk_size < 1 or num_samples < 1:
+            raise ValueError(f"num_samples ({num_samples}) and chunk_size ({chunk_size}) must be at least 1")
         chunk_size = min(chunk_size or max(1, ROWS_PER_CHUNK // x.shape[0]), num_samples)
         num_chunks = math.ceil(num_samples / chunk_size)
         keys = jax.random.split(rng, num_chunks)

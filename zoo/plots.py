@@ -328,6 +328,8 @@ def write_interpolation(run: TrainedRun, out: Path) -> Path:
     """interpolation.png: decoded points between the posterior means of pairs of test images."""
     condition, dataset = run.experiment.condition, run.experiment.dataset
     pairs, labels = interpolation_pairs(condition, run.labels, dataset.class_names, rows=8)
+    if not pairs:
+        raise ZooError(f"the {dataset.name} test split has no two images to interpolate between")
     images = interpolation_images(run.model, condition, run.images, run.labels, pairs)
     within = ", within each class" if run.row_title else "; c moves along with z" if run.model.conditional else ""
     return plot_images(images, len(pairs), out / "interpolation.png",

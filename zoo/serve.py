@@ -25,6 +25,7 @@ from zoo.errors import ZooError
 from zoo.generation import PageGenerator, RequestError
 
 MAX_BODY_BYTES = 16 * 1024
+DISCARD_LIMIT = 1024 * 1024  # a refused body up to this size is read before answering
 BACKEND_MARK = "<!-- backend scripts -->"  # where export-web puts its in-browser model; the server leaves it empty
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                 ".css": "text/css; charset=utf-8"}
@@ -76,6 +77,8 @@ class PageHandler(BaseHTTPRequestHandler):
     def _guarded(self, handle: Callable[[], None]) -> None:
         try:
             handle()
+        except (BrokenPipeError, ConnectionResetError):  # the client left; nothing to answer
+            self.close_connection = True
         except RequestError as exc:
             self.send_json({"error": str(exc)}, exc.status)
         except Exception as exc:  # a bug must cost one request, not the server
@@ -100,7 +103,7 @@ class PageHandler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         route = self.server.routes.get(path)
         if route is None:
-            self.close_connection = True  # the unread body must not be taken for the next request
+            self.discard_body()
             raise RequestError(f"no such endpoint: POST {path}", HTTPStatus.NOT_FOUND)
         body = self.read_json_body()
         with self.server.generation_lock:
@@ -116,7 +119,7 @@ class PageHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise RequestError("a JSON body with a Content-Length header is required", HTTPStatus.LENGTH_REQUIRED)
         if length > MAX_BODY_BYTES:
-            self.close_connection = True
+            self.discard_body()
             raise RequestError(f"the body is {length} bytes; at most {MAX_BODY_BYTES}", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         raw = self.rfile.read(length)
         try:
@@ -126,6 +129,20 @@ class PageHandler(BaseHTTPRequestHandler):
         if not isinstance(body, dict):
             raise RequestError(f"the JSON body must be an object, got {type(body).__name__}")
         return body
+
+    def discard_body(self) -> None:
+        """Read and drop a body we will not answer (up to DISCARD_LIMIT), then close the connection.
+
+        Closing with unread bytes makes the kernel reset the connection, and
+        the client could lose the error answer.
+        """
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            length = 0
+        if 0 < length <= DISCARD_LIMIT:
+            self.rfile.read(length)
+        self.close_connection = True
 
     def send_json(self, payload: dict[str, Any], status: int = HTTPStatus.OK) -> None:
         """Answer with a JSON document."""
