@@ -162,6 +162,8 @@ def markdown(results: dict) -> str:
     if "importance_sampling" in results:
         is_table, evaluation = is_rows(results)
         lines += ["## Importance-sampled log-likelihood (perf_vae_mlp, untrained weights)", "",
-                  f"{settings['is_images']} test images in batches of 100, K samples in chunks of 250; "
-                  "% of peak counts the decoder once per sample and the encoder once per image.", "", *is_table, ""]
+                  f"{settings['is_images']} test images in batches of 100, K samples in chunks of "
+                  f"{settings.get('is_chunk', 250)} on both sides; each side has its own random initial weights, so "
+                  "their log p(x) differ (tests/test_perf_reference.py checks both compute the same estimate on the same "
+                  "weights); % of peak counts the decoder once per sample and the encoder once per image.", "", *is_table, ""]
     return "\n".join(lines + targets(train, evaluation, settings) + failures(results))

@@ -1,0 +1,191 @@
+"""Where the seed VAE's time goes: the profile behind the perf report's "what bounds it".
+
+    .venv/bin/python benchmarks/perf/breakdown.py [--out benchmarks/results/perf/breakdown.md]
+
+Training (batch 128): the dense layers' matmuls alone (forward and backward,
+as jitted matmuls of the same shapes), the objective's loss and gradient, the
+Adam update alone, and the zoo's whole training step. Importance sampling
+(100 images x 25 samples = one chunk of 2500 decoder rows): the decoder
+network alone, decoder plus likelihood, sampling z with its log-densities, and
+the whole chunk. The conv VAE: each convolution's forward, and forward and
+backward, alone. Every figure is the best of five timed blocks; percentages
+are of the jax matmul peak measured in the same process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+PERF = Path(__file__).resolve().parent
+sys.path.insert(0, str(PERF))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
+from flax import nnx  # noqa: E402
+
+import flop_count  # noqa: E402
+from measure import zoo_recipe  # noqa: E402
+
+BATCH, CHUNK, IS_IMAGES = 128, 25, 100
+
+
+def best_ms(call, repeats: int = 20) -> float:
+    """Best of five blocks of `repeats` calls, in milliseconds per call."""
+    jax.block_until_ready(call())
+    best = float("inf")
+    for _ in range(5):
+        began = time.perf_counter()
+        for _ in range(repeats):
+            out = call()
+        jax.block_until_ready(out)
+        best = min(best, (time.perf_counter() - began) / repeats)
+    return best * 1e3
+
+
+def matmul_peak_gflops(n: int = 2048) -> float:
+    """Best float32 GFLOP/s of an n^3 jitted matmul."""
+    a = jax.random.normal(jax.random.key(0), (n, n))
+    matmul = jax.jit(jnp.matmul)
+    return 2 * n**3 / best_ms(lambda: matmul(a, a), repeats=5) / 1e6
+
+
+def dense_matmuls_ms(sizes, x) -> float:
+    """Forward and backward matmuls of a chain of dense layers (weights only: no input gradient of x)."""
+    weights = [jax.random.normal(jax.random.key(i), s) * 0.01 for i, s in enumerate(sizes)]
+
+    def chain(weights, x):
+        h = x
+        for w in weights:
+            h = h @ w if h.shape[1] == w.shape[0] else h[:, : w.shape[0]] @ w  # the decoder starts from z
+        return jnp.sum(h)
+
+    gradient = jax.jit(jax.grad(chain))
+    return best_ms(lambda: gradient(weights, x))
+
+
+def training_rows(experiment, graphdef, params) -> list[tuple[str, float]]:
+    """(part, ms per step) of the training step at batch 128."""
+    from zoo.data import batch_indices
+    from zoo.interfaces import Batch
+    from zoo.train import TrainState, make_optimizer, make_train_step, run_steps
+
+    train = experiment.dataset.train
+    images, labels = jnp.asarray(train.images), jnp.asarray(train.labels)
+    x = (images[:BATCH] > 0.5).astype(jnp.float32).reshape(BATCH, -1)
+    sizes = [(784, 512), (512, 512), (512, 512), (256, 512), (512, 512), (512, 784)]  # loc and log-scale heads as one
+    loss = jax.jit(jax.grad(lambda p, rng: experiment.objective(nnx.merge(graphdef, p), Batch(x.reshape(images[:BATCH].shape), None), rng)[0]))
+    optimizer = make_optimizer(1e-3)
+    grads = loss(params, jax.random.key(1))
+    adam = jax.jit(lambda p, s, g: (lambda u_s: (optax.apply_updates(p, u_s[0]), u_s[1]))(optimizer.update(g, s, p)))
+    opt_state = optimizer.init(params)
+    step = make_train_step(graphdef, experiment.objective, experiment.condition, optimizer, 0, True)
+    state = TrainState(jax.tree.map(jnp.copy, params), optimizer.init(params))
+    indices = batch_indices(len(train.images), BATCH, 0, 0, 50)
+    state, _ = run_steps(step, state, images, labels, indices[:2], 0)
+    whole = float("inf")
+    for _ in range(5):
+        began = time.perf_counter()
+        state, _ = run_steps(step, state, images, labels, indices, 0)
+        whole = min(whole, (time.perf_counter() - began) / len(indices) * 1e3)
+    return [("dense matmuls alone (forward + backward)", dense_matmuls_ms(sizes, x)),
+            ("loss and gradient (zoo objective)", best_ms(lambda: loss(params, jax.random.key(1)))),
+            ("Adam update alone", best_ms(lambda: adam(params, opt_state, grads))),
+            ("whole training step (zoo.train)", whole)]
+
+
+def sampling_rows(experiment, graphdef, params) -> list[tuple[str, float]]:
+    """(part, ms per chunk) of one importance-sampling chunk of 2500 decoder rows."""
+    from zoo.model import repeat_rows
+
+    x = (jnp.asarray(experiment.dataset.test.images[:IS_IMAGES]) > 0.5).astype(jnp.float32)
+    z = jax.random.normal(jax.random.key(0), (CHUNK * IS_IMAGES, experiment.model.latent_dim))
+    model = lambda p: nnx.merge(graphdef, p)  # noqa: E731
+    decoder = jax.jit(lambda p, z: model(p).decoder(z, None))
+    likelihood = jax.jit(lambda p, z: model(p).decode(z, None).log_prob(repeat_rows(x, CHUNK)))
+
+    @jax.jit
+    def proposal(p, key):
+        q = model(p).encode(x, None)
+        z = q.sample(seed=key, sample_shape=(CHUNK,))
+        return model(p).prior_distribution(None, IS_IMAGES).log_prob(z) - q.log_prob(z)
+
+    @jax.jit
+    def chunk(p, key):  # as LatentVariableModel.log_likelihood runs each chunk: q and p(z) computed once, outside
+        m = model(p)
+        q, prior = m.encode(x, None), m.prior_distribution(None, IS_IMAGES)
+        return m._log_weights(x, None, q, prior, key, CHUNK, "posterior")
+
+    key = jax.random.key(1)
+    return [("decoder network alone", best_ms(lambda: decoder(params, z))),
+            ("decoder and Bernoulli log-likelihood", best_ms(lambda: likelihood(params, z))),
+            ("encoder, z ~ q and log q, log p(z)", best_ms(lambda: proposal(params, key))),
+            ("whole chunk (as log_likelihood runs it, plus one encoder pass)", best_ms(lambda: chunk(params, key)))]
+
+
+def conv_rows() -> list[tuple[str, float, float]]:
+    """(layer, forward ms, forward and backward ms) of each convolution of perf_vae_conv at batch 128."""
+    rngs = nnx.Rngs(0)
+    layers = [("conv 1->32, stride 2, 28x28 in", nnx.Conv(1, 32, (3, 3), strides=(2, 2), padding="SAME", rngs=rngs), (28, 28, 1)),
+              ("conv 32->64, stride 2, 14x14 in", nnx.Conv(32, 64, (3, 3), strides=(2, 2), padding="SAME", rngs=rngs), (14, 14, 32)),
+              ("transposed conv 64->64, stride 2, 7x7 in", nnx.ConvTranspose(64, 64, (3, 3), strides=(2, 2), padding="SAME", rngs=rngs), (7, 7, 64)),
+              ("transposed conv 64->32, stride 2, 14x14 in", nnx.ConvTranspose(64, 32, (3, 3), strides=(2, 2), padding="SAME", rngs=rngs), (14, 14, 64)),
+              ("conv 32->1, stride 1, 28x28 in", nnx.Conv(32, 1, (3, 3), padding="SAME", rngs=rngs), (28, 28, 32))]
+    rows = []
+    for name, layer, shape in layers:
+        graphdef, params = nnx.split(layer)
+        x = jax.random.normal(jax.random.key(0), (BATCH, *shape))
+        forward = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x))
+        both = jax.jit(jax.grad(lambda p, x: jnp.sum(nnx.merge(graphdef, p)(x) ** 2), argnums=(0, 1)))
+        rows.append((name, best_ms(lambda: forward(params, x), 5), best_ms(lambda: both(params, x), 5)))
+    return rows
+
+
+def table(title: str, rows, flops: float, peak: float, unit: str) -> str:
+    """A Markdown table of parts: time, share of the whole (the last row), and the whole's FLOP rate."""
+    whole = rows[-1][1]
+    lines = [f"### {title}", "", f"| part | ms {unit} | share of the whole | useful GFLOP/s at this time | % of peak |",
+             "|---|---|---|---|---|"]
+    for name, ms in rows:
+        rate = flops / ms / 1e6
+        lines.append(f"| {name} | {ms:.2f} | {100 * ms / whole:.0f}% | {rate:.0f} | {100 * rate / peak:.0f}% |")
+    lines += ["", "The FLOP rate is meaningful for the matmul rows and the whole; for the other parts it only "
+              "says how fast the whole would be if that part were all of it."]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """Print (and optionally write) the breakdown tables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", help="also write the Markdown here")
+    args = parser.parse_args(argv)
+    recipe, registry = zoo_recipe("perf_vae_mlp")
+    from zoo.train import assemble
+
+    experiment = assemble(recipe, registry)
+    graphdef, params = nnx.split(experiment.model)
+    peak = matmul_peak_gflops()
+    train_flops = flop_count.training_flops(recipe, (28, 28, 1)) * BATCH
+    decoder_flops = flop_count.importance_sampling_flops(recipe, (28, 28, 1), CHUNK) * IS_IMAGES
+    text = "\n\n".join([
+        f"jax matmul peak in this process: {peak:.0f} GFLOP/s (2048^3, float32); {jax.devices()[0].device_kind}",
+        table("Training step, batch 128 (useful FLOPs: the dense layers' forward and backward)",
+              training_rows(experiment, graphdef, params), train_flops, peak, "per step"),
+        table("Importance sampling, one chunk of 25 samples x 100 images (useful FLOPs: the decoder's)",
+              sampling_rows(experiment, graphdef, params), decoder_flops, peak, "per chunk"),
+        "\n".join(["### The conv VAE's convolutions, batch 128 (flax nnx.Conv / nnx.ConvTranspose on XLA's CPU backend)", "",
+                   "| layer | forward ms | forward and backward ms |", "|---|---|---|"]
+                  + [f"| {name} | {forward:.2f} | {both:.2f} |" for name, forward, both in conv_rows()]),
+    ]) + "\n"
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
