@@ -111,19 +111,29 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_two_hosts_follow_one_device(one_and_four, tmp_path):
-    """Two processes of two CPU devices each, joined by jax.distributed over loopback
-    (gloo collectives), train as one 4-device mesh and match one device."""
-    port, run = free_port(), tmp_path / "run"
+def train_on_two_hosts(run: Path) -> list[str]:
+    """`zoo train vae_mlp` as two processes of two CPU devices each; the stderr of those that failed."""
     command = [sys.executable, "-m", "zoo.cli", "train", "vae_mlp", "--quiet", "--workdir", str(run), "--devices", "0",
                "--set", "train.steps=30", "--set", "train.log_every=5", "--set", "train.checkpoint_every=1000",
-               "--distributed", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
+               "--distributed", "--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2"]
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
     hosts = [subprocess.Popen([*command, "--process-id", str(index)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, cwd=REPO, env=env) for index in range(2)]
     outputs = [host.communicate(timeout=600) for host in hosts]
-    for host, (_, stderr) in zip(hosts, outputs):
-        assert host.returncode == 0, stderr[-3000:]
+    return [stderr for host, (_, stderr) in zip(hosts, outputs) if host.returncode != 0]
+
+
+def test_two_hosts_follow_one_device(one_and_four, tmp_path):
+    """Two processes of two CPU devices each, joined by jax.distributed over loopback
+    (gloo collectives), train as one 4-device mesh and match one device."""
+    for attempt in range(2):
+        run = tmp_path / f"run{attempt}"
+        failures = train_on_two_hosts(run)
+        # gloo's rendezvous has a fixed 30 s deadline, which two processes
+        # sharing two loaded cores can miss; that, and only that, is retried once.
+        if not any("DEADLINE_EXCEEDED" in stderr for stderr in failures):
+            break
+    assert not failures, failures[0][-3000:]
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records if r["split"] == "train"]
     assert len(losses) == 6  # written once, by process 0

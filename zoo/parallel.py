@@ -58,14 +58,6 @@ def mesh_for(devices: Optional[int], what: str = "train.devices") -> Optional[Me
     return data_mesh(devices or None, what)
 
 
-def sync_processes(name: str) -> None:
-    """Wait until every process of a multi-host job gets here (nothing to wait for in one process)."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
-
-
 def replicated(mesh: Mesh) -> NamedSharding:
     """Every device holds the whole array."""
     return NamedSharding(mesh, PartitionSpec())

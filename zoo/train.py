@@ -136,8 +136,8 @@ def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Regis
     experiment = assemble(recipe, registry, data_dir)  # before touching the workdir: a bad recipe leaves no run behind
     mesh = training_mesh(config)
     main = parallel.is_main_process()
-    runs.prepare(workdir, recipe, resume=resume, write=main)  # every process checks; process 0 writes
-    parallel.sync_processes("run directory prepared")
+    # Every process checks the run directory (so a refusal stops them all alike); process 0 writes.
+    runs.prepare(workdir, recipe, resume=resume, write=main)
     graphdef, params = nnx.split(experiment.model)
     optimizer = make_optimizer(config.learning_rate)
     state = TrainState(params, optimizer.init(params))
