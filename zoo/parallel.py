@@ -87,9 +87,9 @@ def check_divisible(batch_size: int, mesh: Mesh, what: str = "train.batch_size")
                        f"use a multiple of {mesh.size}")
 
 
-def padded_size(count: int, mesh: Optional[Mesh]) -> int:
+def padded_size(count: int, mesh: Mesh) -> int:
     """`count` rounded up to a multiple of the mesh size (rows added to a last, short batch)."""
-    return count if mesh is None else mesh.size * math.ceil(count / mesh.size)
+    return mesh.size * math.ceil(count / mesh.size)
 
 
 def to_host(tree: Any) -> Any:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Optional
 
