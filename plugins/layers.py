@@ -48,29 +48,81 @@ def flatten_with(first: jax.Array, condition: Optional[jax.Array]) -> jax.Array:
     return jnp.concatenate(parts, axis=-1)
 
 
-class MLP(nnx.Module):
-    """Dense layers, each followed by the activation."""
+INITS = ("lecun", "he")
 
-    def __init__(self, in_features: int, hidden: Sequence[int], activation: str, *, rngs: nnx.Rngs):
+
+def dense(in_features: int, out_features: int, init: str = "lecun", *, rngs: nnx.Rngs, use_bias: bool = True) -> nnx.Linear:
+    """A dense layer. "lecun": flax's default (LeCun-normal kernel, zero bias); "he": He-normal
+    kernel N(0, 2 / fan_in) and PyTorch's default bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+    the initialisation of Tomczak and Welling's VampPrior code."""
+    if init not in INITS:
+        raise ValueError(f"init: unknown initialisation {init!r}; known: {', '.join(INITS)}")
+    if init == "lecun":
+        return nnx.Linear(in_features, out_features, use_bias=use_bias, rngs=rngs)
+    bound = 1.0 / math.sqrt(in_features)
+    return nnx.Linear(in_features, out_features, use_bias=use_bias, rngs=rngs,
+                      kernel_init=jax.nn.initializers.normal(math.sqrt(2.0 / in_features)),
+                      bias_init=lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound))
+
+
+class GatedDense(nnx.Module):
+    """h = (W x + b) * sigmoid(V x + c): the gated layer of Dauphin et al., used by the VampPrior paper."""
+
+    def __init__(self, in_features: int, out_features: int, init: str = "lecun", *, rngs: nnx.Rngs):
+        self.linear = dense(in_features, out_features, init, rngs=rngs)
+        self.gate = dense(in_features, out_features, init, rngs=rngs)
+
+    def __call__(self, h: jax.Array) -> jax.Array:
+        return self.linear(h) * jax.nn.sigmoid(self.gate(h))
+
+
+class MLP(nnx.Module):
+    """Dense layers, each followed by the activation; with `gated`, gated layers (no activation)."""
+
+    def __init__(self, in_features: int, hidden: Sequence[int], activation: str, *, rngs: nnx.Rngs,
+                 gated: bool = False, init: str = "lecun"):
         check_sizes("hidden", hidden, allow_empty=True)
         sizes = [in_features, *hidden]
-        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
+        if gated:
+            self.layers = nnx.List([GatedDense(a, b, init, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
+        else:
+            self.layers = nnx.List([dense(a, b, init, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
+        self.gated = gated
         self.activation = activation
         activation_fn(activation)  # refuse an unknown name at build time
 
     def __call__(self, h: jax.Array) -> jax.Array:
-        act = ACTIVATIONS[self.activation]
+        act = (lambda a: a) if self.gated else ACTIVATIONS[self.activation]
         for layer in self.layers:
             h = act(layer(h))
         return h
 
 
-class DiagonalGaussianHead(nnx.Module):
-    """Features -> N(loc, diag(scale^2)) over z: the reparameterisable posterior of the sources."""
+def check_log_variance_bounds(bounds: Optional[Sequence[float]]) -> Optional[tuple[float, float]]:
+    """(low, high) with low < high, or None."""
+    if bounds is None:
+        return None
+    if len(bounds) != 2 or not bounds[0] < bounds[1]:
+        raise ValueError(f"log_variance_bounds: expected [low, high] with low < high, got {list(bounds)}")
+    return float(bounds[0]), float(bounds[1])
 
-    def __init__(self, in_features: int, latent_dim: int, *, rngs: nnx.Rngs):
-        self.loc = nnx.Linear(in_features, latent_dim, rngs=rngs)
-        self.log_scale = nnx.Linear(in_features, latent_dim, rngs=rngs)
+
+class DiagonalGaussianHead(nnx.Module):
+    """Features -> N(loc, diag(scale^2)) over z: the reparameterisable posterior of the sources.
+
+    With `log_variance_bounds` the log-variance is clipped to [low, high] (the
+    VampPrior code's Hardtanh(-6, 2)), which keeps scales away from 0 and infinity.
+    """
+
+    def __init__(self, in_features: int, latent_dim: int, *, rngs: nnx.Rngs, init: str = "lecun",
+                 log_variance_bounds: Optional[Sequence[float]] = None):
+        self.loc = dense(in_features, latent_dim, init, rngs=rngs)
+        self.log_scale = dense(in_features, latent_dim, init, rngs=rngs)
+        self.log_variance_bounds = check_log_variance_bounds(log_variance_bounds)
 
     def __call__(self, h: jax.Array) -> distrax.MultivariateNormalDiag:
-        return distrax.MultivariateNormalDiag(self.loc(h), jnp.exp(self.log_scale(h)))
+        log_scale = self.log_scale(h)
+        if self.log_variance_bounds is not None:  # the layer outputs a log-variance, as in the paper
+            low, high = self.log_variance_bounds
+            log_scale = 0.5 * jnp.clip(log_scale, low, high)
+        return distrax.MultivariateNormalDiag(self.loc(h), jnp.exp(log_scale))

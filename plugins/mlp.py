@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence
 
 import jax
 from flax import nnx
 
 import zoo
-from plugins.layers import MLP, DiagonalGaussianHead, flatten_with, size
+from plugins.layers import MLP, DiagonalGaussianHead, dense, flatten_with, size
 
 
 class MLPEncoder(nnx.Module):
     """q(z | x, c): flatten x, append c, dense layers, diagonal Gaussian."""
 
-    def __init__(self, x_shape, c_shape, latent_dim, hidden, activation, *, rngs):
-        self.trunk = MLP(size(x_shape) + size(c_shape), hidden, activation, rngs=rngs)
-        self.head = DiagonalGaussianHead(hidden[-1] if hidden else size(x_shape) + size(c_shape), latent_dim, rngs=rngs)
+    def __init__(self, x_shape, c_shape, latent_dim, hidden, activation, *, rngs, gated=False, init="lecun",
+                 log_variance_bounds=None):
+        self.trunk = MLP(size(x_shape) + size(c_shape), hidden, activation, rngs=rngs, gated=gated, init=init)
+        self.head = DiagonalGaussianHead(hidden[-1] if hidden else size(x_shape) + size(c_shape), latent_dim, rngs=rngs,
+                                         init=init, log_variance_bounds=log_variance_bounds)
 
     def __call__(self, x: jax.Array, c: Optional[jax.Array] = None):
         return self.head(self.trunk(flatten_with(x, c)))
@@ -26,30 +28,38 @@ class MLPEncoder(nnx.Module):
 class MLPDecoder(nnx.Module):
     """(z, c) -> raw likelihood parameters of shape output_shape, through dense layers."""
 
-    def __init__(self, latent_dim, c_shape, output_shape, hidden, activation, *, rngs):
+    def __init__(self, latent_dim, c_shape, output_shape, hidden, activation, *, rngs, gated=False, init="lecun"):
         self.output_shape = tuple(output_shape)
-        self.trunk = MLP(latent_dim + size(c_shape), hidden, activation, rngs=rngs)
+        self.trunk = MLP(latent_dim + size(c_shape), hidden, activation, rngs=rngs, gated=gated, init=init)
         last = hidden[-1] if hidden else latent_dim + size(c_shape)
-        self.out = nnx.Linear(last, math.prod(self.output_shape), rngs=rngs)
+        self.out = dense(last, math.prod(self.output_shape), init, rngs=rngs)
 
     def __call__(self, z: jax.Array, c: Optional[jax.Array] = None) -> jax.Array:
         return self.out(self.trunk(flatten_with(z, c))).reshape((z.shape[0],) + self.output_shape)
 
 
-def make_mlp_encoder(x_shape, c_shape, latent_dim, rngs, hidden: Sequence[int] = (512, 512), activation: str = "relu") -> MLPEncoder:
+def make_mlp_encoder(x_shape, c_shape, latent_dim, rngs, hidden: Sequence[int] = (512, 512), activation: str = "relu",
+                     gated: bool = False, init: Literal["lecun", "he"] = "lecun",
+                     log_variance_bounds: Optional[Sequence[float]] = None) -> MLPEncoder:
     """MLP encoder q(z | x, c) with the given hidden sizes.
 
-    >>> enc = make_mlp_encoder((8, 8, 1), None, 4, nnx.Rngs(0), hidden=(32,))  # doctest: +SKIP
+    `gated`: gated layers (W x + b) * sigmoid(V x + c) instead of activations;
+    `init`: "lecun" (flax's default) or "he" (the VampPrior code's);
+    `log_variance_bounds`: [low, high] clip of the posterior's log-variance.
+
+    >>> enc = make_mlp_encoder((8, 8, 1), None, 4, nnx.Rngs(0), hidden=(32,), gated=True)  # doctest: +SKIP
     """
-    return MLPEncoder(x_shape, c_shape, latent_dim, tuple(hidden), activation, rngs=rngs)
+    return MLPEncoder(x_shape, c_shape, latent_dim, tuple(hidden), activation, rngs=rngs, gated=gated, init=init,
+                      log_variance_bounds=log_variance_bounds)
 
 
-def make_mlp_decoder(latent_dim, c_shape, output_shape, rngs, hidden: Sequence[int] = (512, 512), activation: str = "relu") -> MLPDecoder:
-    """MLP decoder (z, c) -> likelihood parameters.
+def make_mlp_decoder(latent_dim, c_shape, output_shape, rngs, hidden: Sequence[int] = (512, 512), activation: str = "relu",
+                     gated: bool = False, init: Literal["lecun", "he"] = "lecun") -> MLPDecoder:
+    """MLP decoder (z, c) -> likelihood parameters (`gated` and `init` as for the encoder).
 
     >>> dec = make_mlp_decoder(4, None, (8, 8, 1, 1), nnx.Rngs(0), hidden=(32,))  # doctest: +SKIP
     """
-    return MLPDecoder(latent_dim, c_shape, output_shape, tuple(hidden), activation, rngs=rngs)
+    return MLPDecoder(latent_dim, c_shape, output_shape, tuple(hidden), activation, rngs=rngs, gated=gated, init=init)
 
 
 @zoo.hookimpl

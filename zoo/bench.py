@@ -27,7 +27,7 @@ from zoo.evaluate import evaluate
 from zoo.recipes import RecipeBook, dump, read_yaml, train_config
 from zoo.registry import Registry, closest_match, unknown_name_message
 
-SUITE_KEYS = ("name", "description", "variants", "datasets", "tasks", "seeds", "budget", "set", "eval", "published")
+SUITE_KEYS = ("name", "description", "variants", "datasets", "tasks", "seeds", "variant_seeds", "budget", "set", "eval", "published")
 BUDGET_KEYS = ("steps", "epochs", "max_seconds", "batch_size")
 EVAL_KEYS = ("num_samples", "split", "limit", "accuracy_samples", "proposals")
 UNCONDITIONAL = "unconditional"
@@ -44,6 +44,7 @@ class Suite:
     datasets: tuple[Optional[dict], ...]
     tasks: tuple[Any, ...]
     seeds: tuple[int, ...]
+    variant_seeds: dict[str, tuple[int, ...]]
     budget: dict[str, Any]
     overrides: tuple[str, ...]
     evaluation: dict[str, Any]
@@ -83,9 +84,13 @@ def load_suite(name_or_path: str, book: RecipeBook) -> Suite:
     datasets = tuple(_spec(d, f"datasets[{i}]", fail) for i, d in enumerate(_list_of(raw, "datasets", (str, dict), fail))) or (None,)
     tasks = tuple(_task(t, f"tasks[{i}]", fail) for i, t in enumerate(_list_of(raw, "tasks", (str, dict), fail))) or (None,)
     seeds = tuple(_list_of(raw, "seeds", int, fail)) or (0,)
+    variant_seeds = _section(raw, "variant_seeds", variants, fail)
+    for variant, values in variant_seeds.items():
+        if not isinstance(values, list) or not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            raise fail(f"variant_seeds.{variant}", f"expected a list of ints, got {values!r}")
     budget = _section(raw, "budget", BUDGET_KEYS, fail)
-    if ("steps" in budget) == ("epochs" in budget):
-        raise fail("budget", "give exactly one of steps or epochs")
+    if "steps" in budget and "epochs" in budget:
+        raise fail("budget", "give one of steps or epochs, not both (neither: each recipe's own train budget)")
     for key, value in budget.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             raise fail(f"budget.{key}", f"expected a positive number, got {value!r}")
@@ -103,7 +108,8 @@ def load_suite(name_or_path: str, book: RecipeBook) -> Suite:
         missing = [k for k in ("model", "metric", "value", "source") if k not in entry]
         if missing:
             raise fail(f"published[{index}]", f"missing {', '.join(missing)}")
-    return Suite(str(raw.get("name") or path.stem), where, tuple(variants), datasets, tasks, seeds, budget,
+    return Suite(str(raw.get("name") or path.stem), where, tuple(variants), datasets, tasks, seeds,
+                 {v: tuple(values) for v, values in variant_seeds.items()}, budget,
                  tuple(_list_of(raw, "set", str, fail)), evaluation, published, str(raw.get("description") or ""))
 
 
@@ -161,9 +167,13 @@ class Run:
 
     @property
     def run_id(self) -> str:
-        dataset = self.dataset["name"] if self.dataset else "recipe"
-        text = f"{self.variant}-{dataset}-{task_label(self.task)}-seed{self.seed}"
-        return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)
+        """variant[-dataset][-task]-seedN; the parts the recipe itself decides are left out."""
+        parts = [self.variant]
+        if self.dataset:
+            parts.append(self.dataset["name"])
+        if self.task is not None:
+            parts.append(task_label(self.task))
+        return re.sub(r"[^A-Za-z0-9_.=-]+", "_", "-".join(parts + [f"seed{self.seed}"]))
 
     def overrides(self, suite: Suite) -> list[str]:
         """The --set overrides that turn the variant's recipe into this run's."""
@@ -180,8 +190,11 @@ class Run:
 
 
 def expand(suite: Suite) -> list[Run]:
-    """Every run of a suite, in a fixed order."""
-    return [Run(v, d, t, s) for d in suite.datasets for t in suite.tasks for v in suite.variants for s in suite.seeds]
+    """Every run of a suite, in a fixed order: every variant's first seed before any second seed."""
+    seeds = {v: suite.variant_seeds.get(v, suite.seeds) for v in suite.variants}
+    depth = max(len(s) for s in seeds.values())
+    return [Run(v, d, t, seeds[v][i]) for i in range(depth) for d in suite.datasets for t in suite.tasks
+            for v in suite.variants if i < len(seeds[v])]
 
 
 def resolve_run(run: Run, suite: Suite, book: RecipeBook, registry: Registry, data_dir: Optional[str]) -> dict:
@@ -190,27 +203,34 @@ def resolve_run(run: Run, suite: Suite, book: RecipeBook, registry: Registry, da
     if "epochs" in suite.budget:
         train_size = len(build_dataset(recipe, registry, data_dir).train.images)
         steps = max(1, int(suite.budget["epochs"] * (train_size // recipe["train"]["batch_size"])))
-    else:
+    elif "steps" in suite.budget:
         steps = int(suite.budget["steps"])
+    else:
+        return recipe  # the recipe's own budget (train.steps or train.epochs, early stopping)
     checkpoint_every = min(recipe["train"]["checkpoint_every"], steps)
-    return book.resolve(run.variant, registry, run.overrides(suite) + [f"train.steps={steps}", f"train.checkpoint_every={checkpoint_every}"])
+    return book.resolve(run.variant, registry, run.overrides(suite) + [f"train.steps={steps}", "train.epochs=null",
+                                                                       f"train.checkpoint_every={checkpoint_every}"])
 
 
 def run_suite(suite: Suite, out: Path, book: RecipeBook, registry: Registry, *, data_dir: Optional[str] = None,
-              progress: bool = False, log=print) -> list[dict]:
-    """Run every unfinished run of a suite; returns all results (finished earlier or now)."""
+              progress: bool = False, log=print, variants: Optional[list[str]] = None) -> list[dict]:
+    """Run every unfinished run of a suite (of `variants` only, when given); returns all
+    results of the suite found in `out` (finished earlier, by another process, or now)."""
     from zoo.train import train_and_evaluate
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "suite.yaml").write_text(Path(suite.path).read_text())
-    results = []
+    for variant in variants or ():
+        if variant not in suite.variants:
+            raise RecipeError(f"{suite.path}: --variants: " + unknown_name_message("variant of this suite", variant, suite.variants))
     for number, run in enumerate(expand(suite), 1):
+        if variants and run.variant not in variants:
+            continue
         workdir = out / "runs" / run.run_id
         result_file = workdir / "result.json"
         if result_file.exists():
             log(f"[{number}] {run.run_id}: done earlier")
-            results.append(json.loads(result_file.read_text()))
             continue
         log(f"[{number}] {run.run_id}: training")
         recipe = resolve_run(run, suite, book, registry, data_dir)
@@ -219,21 +239,35 @@ def run_suite(suite: Suite, out: Path, book: RecipeBook, registry: Registry, *, 
                                      max_seconds=suite.budget.get("max_seconds"))
         record = evaluate_run(suite, run, recipe, workdir, registry, data_dir, out)
         record.update(wall_seconds=round(time.perf_counter() - began, 2), steps=summary["step"],  # training + evaluation
+                      epochs=summary["epochs"], best_step=summary["best_step"], best_epoch=summary["best_epoch"],
+                      stopped_early=bool(summary.get("stopped_early")),
                       stopped_by_time_limit=bool(summary.get("stopped_by_time_limit")))
         temporary = result_file.with_suffix(".tmp")
         temporary.write_text(json.dumps(record, indent=1) + "\n")
         temporary.replace(result_file)  # atomic: a result is there whole or not at all
-        results.append(record)
-    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in results))
+        write_results(suite, out)
+    return write_results(suite, out)
+
+
+def write_results(suite: Suite, out: Path) -> list[dict]:
+    """results.jsonl: every finished run of the suite in `out`, in suite order (rewritten atomically)."""
+    results = []
+    for run in expand(suite):
+        result_file = out / "runs" / run.run_id / "result.json"
+        if result_file.exists():
+            results.append(json.loads(result_file.read_text()))
+    temporary = out / "results.jsonl.tmp"
+    temporary.write_text("".join(json.dumps(r) + "\n" for r in results))
+    temporary.replace(out / "results.jsonl")
     return results
 
 
 def evaluate_run(suite: Suite, run: Run, recipe: dict, workdir: Path, registry: Registry,
                  data_dir: Optional[str], out: Path) -> dict:
     """Every metric of a trained run, with what it was: recipe, versions, seed."""
-    from zoo.train import load_trained, training_mesh
+    from zoo.train import checkpoint_used, load_trained, training_mesh
 
-    experiment, graphdef, params, step = load_trained(workdir, registry, data_dir)
+    experiment, graphdef, params, step = load_trained(workdir, registry, data_dir)  # the best checkpoint
     settings = suite.evaluation
     split = evaluation_split(experiment.dataset, settings["split"])
     if settings["limit"]:
@@ -244,7 +278,8 @@ def evaluate_run(suite: Suite, run: Run, recipe: dict, workdir: Path, registry: 
     record = {
         "suite": suite.name, "run": run.run_id, "variant": run.variant, "dataset": experiment.dataset.name,
         "task": task_label(run.task if run.task is not None else (recipe["condition"] or UNCONDITIONAL)),
-        "seed": run.seed, "split": settings["split"], **metrics,
+        "seed": run.seed, "split": settings["split"], "checkpoint": checkpoint_used(workdir, step), "evaluated_step": step,
+        **metrics,
         "seconds_per_epoch": seconds_per_epoch(workdir, len(experiment.dataset.train.images), recipe["train"]["batch_size"]),
         "recipe": yaml.safe_load(dump(recipe)), "versions": runs.versions(),
     }

@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, help="evaluate only the first N examples")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--prior-proposal", action="store_true", help="also estimate with p(z|c) as proposal (for GSNNs)")
+    evaluate.add_argument("--checkpoint", choices=("best", "newest"), default="best",
+                          help="the checkpoint with the best validation metric (default) or the newest")
     add_parallel_arguments(evaluate)
     evaluate.add_argument("--data-dir")
 
@@ -75,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", help="output directory (default runs/bench/SUITE)")
     bench.add_argument("--data-dir")
     bench.add_argument("--progress", action="store_true", help="show a progress bar per run")
+    bench.add_argument("--variants", help="run only these variants of the suite, comma-separated "
+                                          "(several processes can share one --out, each with its own variants)")
 
     serve = commands.add_parser("serve", help="a local page where a trained model writes what you type")
     serve.add_argument("run", help="run directory")
@@ -187,12 +191,12 @@ def cmd_eval(args, registry) -> None:
     from zoo.evaluate import evaluate
     from zoo.interfaces import Split
     from zoo.parallel import is_main_process, mesh_for
-    from zoo.train import load_trained
+    from zoo.train import checkpoint_used, load_trained
 
     if args.num_samples < 0 or args.batch_size < 1:
         raise ZooError("--num-samples must be >= 0 and --batch-size >= 1")
     start_devices(args)
-    experiment, graphdef, params, step = load_trained(Path(args.run), registry, args.data_dir)
+    experiment, graphdef, params, step = load_trained(Path(args.run), registry, args.data_dir, args.checkpoint)
     mesh = mesh_for(args.devices, "--devices")
     split = evaluation_split(experiment.dataset, args.split, seed=args.seed)
     if args.limit:
@@ -200,7 +204,8 @@ def cmd_eval(args, registry) -> None:
     metrics = evaluate(graphdef, params, experiment.condition, split, jax.random.key(args.seed),
                        num_samples=args.num_samples, batch_size=args.batch_size, conditional=experiment.model.conditional,
                        proposals=("posterior", "prior") if args.prior_proposal else ("posterior",), mesh=mesh)
-    result = {"run": str(args.run), "variant": experiment.recipe["variant"], "step": step, "split": args.split, **metrics}
+    result = {"run": str(args.run), "variant": experiment.recipe["variant"], "step": step,
+              "checkpoint": checkpoint_used(Path(args.run), step), "split": args.split, **metrics}
     if is_main_process():
         (Path(args.run) / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps(result, indent=2))
@@ -237,8 +242,9 @@ def cmd_bench(args, registry) -> None:
     book = recipe_book(args)
     suite = load_suite(args.suite, book)
     out = Path(args.out or Path("runs") / "bench" / suite.name)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
     results = run_suite(suite, out, book, registry, data_dir=args.data_dir, progress=args.progress,
-                        log=lambda line: print(line, file=sys.stderr, flush=True))
+                        log=lambda line: print(line, file=sys.stderr, flush=True), variants=variants)
     print(table(results))
     print(f"\nresults: {out / 'results.jsonl'}")
 

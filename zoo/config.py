@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import math
 import types
 import typing
-from typing import Any, Literal, Union
+from typing import Any, Literal, Optional, Union
 
 
 @dataclasses.dataclass(frozen=True)
@@ -15,13 +16,56 @@ class TrainConfig:
     """The training budget and optimiser settings of a recipe's `train:` section."""
 
     steps: int = dataclasses.field(default=2000, metadata={"positive": True})
+    # A budget in epochs (passes over the training split) replaces `steps` when given.
+    epochs: Optional[float] = dataclasses.field(default=None, metadata={"positive": True})
     batch_size: int = dataclasses.field(default=128, metadata={"positive": True})
     learning_rate: float = dataclasses.field(default=1e-3, metadata={"positive": True})
+    # optax: {name: adam, **options}; a schedule {name: cosine_decay, ...}; clipping by global norm (zoo/optim.py).
+    optimizer: dict = dataclasses.field(default_factory=lambda: {"name": "adam"})
+    schedule: Optional[dict] = None
+    clip_grad_norm: Optional[float] = dataclasses.field(default=None, metadata={"positive": True})
+    normalize_grad: bool = False
     seed: int = dataclasses.field(default=0, metadata={"nonnegative": True})
     log_every: int = dataclasses.field(default=100, metadata={"positive": True})
     checkpoint_every: int = dataclasses.field(default=500, metadata={"positive": True})
+    # Validation every N steps, or "epoch"; null: at every checkpoint.
+    validate_every: Union[int, Literal["epoch"], None] = dataclasses.field(default=None, metadata={"positive": True})
+    # {metric: elbo, patience: 50, grace: 0}: stop after `patience` validations without improvement.
+    early_stopping: Optional[dict] = None
     # Data parallelism: the batch is split over this many devices (0 = every device JAX sees).
     devices: int = dataclasses.field(default=1, metadata={"nonnegative": True})
+
+    def steps_per_epoch(self, train_size: int) -> int:
+        """Steps of one pass over `train_size` examples (the remainder of a pass is dropped)."""
+        return max(1, train_size // self.batch_size)
+
+    def total_steps(self, train_size: int) -> int:
+        """The budget in steps: `steps`, or `epochs` passes over the training split."""
+        if self.epochs is None:
+            return self.steps
+        return max(1, math.ceil(self.epochs * self.steps_per_epoch(train_size)))
+
+    def validation_period(self, train_size: int) -> int:
+        """Steps between validations."""
+        if self.validate_every == "epoch":
+            return self.steps_per_epoch(train_size)
+        return self.validate_every or self.checkpoint_every
+
+
+@dataclasses.dataclass(frozen=True)
+class EarlyStopping:
+    """`train.early_stopping`: watch a validation metric, stop when it stops improving."""
+
+    patience: int = dataclasses.field(default=50, metadata={"positive": True})
+    metric: Literal["elbo", "reconstruction_error", "kl"] = "elbo"
+    # Validations at the start during which the patience counter stays at 0 (the
+    # VampPrior code holds it through the KL warm-up).
+    grace: int = dataclasses.field(default=0, metadata={"nonnegative": True})
+
+    @property
+    def higher_is_better(self) -> bool:
+        """ELBO rises as a model improves; reconstruction error and KL fall."""
+        return self.metric == "elbo"
 
 
 class TypeMismatch(Exception):

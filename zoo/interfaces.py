@@ -7,7 +7,7 @@ the data batch `(B,)`:
 - prior    `(c, batch_size) -> p(z | c)`, event shape `(latent_dim,)`
 - decoder  `(z, c) -> raw parameters` of shape `(B, *x_shape, params_per_dim)`
 - likelihood `(parameters) -> p(x | z, c)`, event shape `x_shape`
-- objective  `(model, batch, rng) -> (loss, metrics)`, a pure function
+- objective  `(model, batch, rng, step=None) -> (loss, metrics)`, a pure function
 - condition  splits a batch of images and labels into `(x, c)`
 - dataset    a `Dataset` of images in [0, 1] with labels
 
@@ -64,7 +64,8 @@ class Likelihood(Protocol):
     def __call__(self, params: Array) -> distrax.Distribution: ...
 
 
-Objective = Callable[[Any, Batch, Array], tuple[Array, dict[str, Array]]]
+# `(model, batch, rng, step=None) -> (loss, metrics)`; step is the training step, for schedules.
+Objective = Callable[..., tuple[Array, dict[str, Array]]]
 
 
 @runtime_checkable

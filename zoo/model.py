@@ -16,6 +16,7 @@ from flax import nnx
 
 from zoo.errors import ModelBuildError
 from zoo.interfaces import Array, Shape
+from zoo.recipes import latent_sizes
 from zoo.registry import Registry, build_component
 
 
@@ -26,12 +27,28 @@ from zoo.registry import Registry, build_component
 ROWS_PER_CHUNK = 2500
 
 
-def kl_divergence(q: distrax.Distribution, p: distrax.Distribution, z: Array) -> Array:
-    """KL(q || p): closed form where distrax has it, else the one-sample estimate at z ~ q."""
+def closed_form_kl(q: distrax.Distribution, p: distrax.Distribution) -> Optional[Array]:
+    """KL(q || p) in closed form where distrax has one, else None."""
     try:
         return q.kl_divergence(p)
     except NotImplementedError:
-        return q.log_prob(z) - p.log_prob(z)
+        return None
+
+
+def kl_divergence(q: distrax.Distribution, p: distrax.Distribution, z: Array) -> Array:
+    """KL(q || p): closed form where distrax has it, else the one-sample estimate at z ~ q."""
+    kl = closed_form_kl(q, p)
+    return q.log_prob(z) - p.log_prob(z) if kl is None else kl
+
+
+def sample_with_kl(q: distrax.Distribution, p: distrax.Distribution, rng: Array) -> tuple[Array, Array]:
+    """(z ~ q, KL(q || p)): the closed form, or the one-sample estimate log q(z) - log p(z)
+    with log q(z) from the sampling pass itself (a hierarchy scores each layer as it draws it)."""
+    kl = closed_form_kl(q, p)
+    if kl is not None:
+        return q.sample(seed=rng), kl
+    z, log_q = q.sample_and_log_prob(seed=rng)
+    return z, log_q - p.log_prob(z)
 
 
 def repeat_rows(c: Optional[Array], times: int) -> Optional[Array]:
@@ -83,10 +100,8 @@ class LatentVariableModel(nnx.Module):
 
     def forward(self, x: Array, c: Optional[Array], rng: Array) -> tuple[Array, Array, Array]:
         """(mode of p(x|z,c), log p(x|z,c), KL(q||p)) at one reparameterised z ~ q(z|x,c)."""
-        q = self.encode(x, c)
-        z = q.sample(seed=rng)
+        z, kl = sample_with_kl(self.encode(x, c), self.prior_distribution(c, x.shape[0]), rng)
         p_x = self.decode(z, c)
-        kl = kl_divergence(q, self.prior_distribution(c, x.shape[0]), z)
         return p_x.mode(), p_x.log_prob(x), kl
 
     def elbo(self, x: Array, c: Optional[Array], rng: Array) -> Array:
@@ -145,15 +160,18 @@ class LatentVariableModel(nnx.Module):
 
 def build_model(recipe: Mapping[str, Any], registry: Registry, *, x_shape: Shape, c_shape: Optional[Shape], rngs: nnx.Rngs) -> LatentVariableModel:
     """Assemble a model from a resolved recipe; components that cannot fit are refused here."""
-    latent_dim = recipe["latent_dim"]
+    sizes = latent_sizes(recipe)
+    latent_dim = sum(sizes)  # a hierarchy's layers are concatenated, bottom first, into one z
     likelihood = _build(registry, recipe, "likelihood")
     params_per_dim = getattr(likelihood, "params_per_dim", None)
     if not isinstance(params_per_dim, int) or params_per_dim < 1:
         raise ModelBuildError(f"likelihood {recipe['likelihood']['name']!r} does not declare params_per_dim (a positive int)")
     output_shape = tuple(x_shape) + (params_per_dim,)
-    encoder = _build(registry, recipe, "encoder", x_shape=tuple(x_shape), c_shape=c_shape, latent_dim=latent_dim, rngs=rngs)
-    prior = _build(registry, recipe, "prior", latent_dim=latent_dim, c_shape=c_shape, rngs=rngs)
-    decoder = _build(registry, recipe, "decoder", latent_dim=latent_dim, c_shape=c_shape, output_shape=output_shape, rngs=rngs)
+    shared = dict(latent_dim=latent_dim, latent_sizes=sizes, c_shape=c_shape, rngs=rngs)
+    encoder = _build(registry, recipe, "encoder", x_shape=tuple(x_shape), **shared)
+    # A prior may use the encoder (the VampPrior's pseudo-inputs go through it).
+    prior = _build(registry, recipe, "prior", encoder=encoder, x_shape=tuple(x_shape), **shared)
+    decoder = _build(registry, recipe, "decoder", output_shape=output_shape, **shared)
     model = LatentVariableModel(encoder, prior, decoder, likelihood, x_shape=x_shape, c_shape=c_shape, latent_dim=latent_dim)
     check_shapes(model, recipe)
     return model

@@ -1,39 +1,79 @@
-"""Training objectives as pure functions `(model, batch, rng) -> (loss, metrics)`.
+"""Training objectives as pure functions `(model, batch, rng, step=None) -> (loss, metrics)`.
 
 Each factory returns such a function; the zoo registers them under kind
 `objective` as its default plugin. Losses are means over the batch of the
-negated per-example bound, in nats.
+negated per-example bound, in nats. `step` is the training step (a traced
+int), for schedules inside the objective such as the KL warm-up; evaluation
+and `step=None` mean the objective after any warm-up.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 
 from zoo.hookspecs import hookimpl
 from zoo.interfaces import Batch, Objective
+from zoo.optim import linear_warmup
 
 
-def elbo() -> Objective:
+def kl_weight_schedule(kl_warmup_steps: int = 0, kl_warmup_epochs: float = 0.0,
+                       steps_per_epoch: Optional[int] = None, total_steps: Optional[int] = None):
+    """The KL term's weight against the step: rising linearly from 0 to 1 over the
+    warm-up (given in steps or in epochs), then 1 (optax.linear_schedule).
+
+    A warm-up as long as the training budget or longer is refused: the model
+    would never be trained on its real objective.
+    """
+    if kl_warmup_steps < 0 or kl_warmup_epochs < 0:
+        raise ValueError(f"kl_warmup: expected a warm-up >= 0, got {kl_warmup_steps if kl_warmup_steps < 0 else kl_warmup_epochs}")
+    if kl_warmup_steps and kl_warmup_epochs:
+        raise ValueError("kl_warmup_steps and kl_warmup_epochs: give one of them, not both")
+    steps, option = kl_warmup_steps, "kl_warmup_steps"
+    if kl_warmup_epochs:
+        if steps_per_epoch is None:
+            raise ValueError("kl_warmup_epochs needs the number of steps per epoch, known only in training; give kl_warmup_steps")
+        steps, option = math.ceil(kl_warmup_epochs * steps_per_epoch), "kl_warmup_epochs"
+    if steps and total_steps is not None and steps >= total_steps:
+        raise ValueError(f"{option}: the warm-up ({steps} steps) is not shorter than the training budget ({total_steps} steps)")
+    return linear_warmup(steps) if steps else None
+
+
+def kl_weight_at(schedule, step) -> jax.Array | float:
+    """The weight of the KL term at `step` (1 without a warm-up or outside training)."""
+    return 1.0 if schedule is None or step is None else schedule(step)
+
+
+def elbo(kl_warmup_steps: int = 0, kl_warmup_epochs: float = 0.0, steps_per_epoch=None, total_steps=None) -> Objective:
     """The evidence lower bound of Kingma and Welling (one reparameterised sample).
 
-    >>> loss, metrics = elbo()(model, Batch(x), rng)  # doctest: +SKIP
+    With a KL warm-up (Bowman et al. 2016; the VampPrior protocol uses 100
+    epochs) the KL term's weight rises linearly from 0 to 1 first.
+
+    >>> loss, metrics = elbo(kl_warmup_steps=1000)(model, Batch(x), rng, step)  # doctest: +SKIP
     """
-    return beta_elbo(beta=1.0)
+    return beta_elbo(1.0, kl_warmup_steps, kl_warmup_epochs, steps_per_epoch, total_steps)
 
 
-def beta_elbo(beta: float = 4.0) -> Objective:
+def beta_elbo(beta: float = 4.0, kl_warmup_steps: int = 0, kl_warmup_epochs: float = 0.0, steps_per_epoch=None,
+              total_steps=None) -> Objective:
     """E_q[log p(x|z,c)] - beta * KL(q || p), Higgins et al.'s beta-VAE objective.
 
     >>> loss, metrics = beta_elbo(beta=4.0)(model, Batch(x), rng)  # doctest: +SKIP
     """
     if not beta >= 0:
         raise ValueError(f"beta must be >= 0, got {beta}")
+    warmup = kl_weight_schedule(kl_warmup_steps, kl_warmup_epochs, steps_per_epoch, total_steps)
 
-    def loss_fn(model, batch: Batch, rng):
+    def loss_fn(model, batch: Batch, rng, step=None):
         _, log_likelihood, kl = model.forward(batch.x, batch.c, rng)
-        loss = -(log_likelihood - beta * kl).mean()
-        return loss, {"elbo": (log_likelihood - kl).mean(), "log_likelihood": log_likelihood.mean(), "kl": kl.mean()}
+        weight = kl_weight_at(warmup, step)
+        loss = -(log_likelihood - beta * weight * kl).mean()
+        metrics = {"elbo": (log_likelihood - kl).mean(), "log_likelihood": log_likelihood.mean(), "kl": kl.mean()}
+        return loss, metrics if warmup is None else {**metrics, "kl_weight": jnp.asarray(weight)}
 
     return loss_fn
 
@@ -46,7 +86,7 @@ def iwae(num_samples: int = 5) -> Objective:
     if num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
 
-    def loss_fn(model, batch: Batch, rng):
+    def loss_fn(model, batch: Batch, rng, step=None):
         log_w = model.log_importance_weights(batch.x, batch.c, rng, num_samples)
         bound = jax.nn.logsumexp(log_w, axis=0) - jnp.log(num_samples)
         return -bound.mean(), {"iwae_bound": bound.mean(), "elbo": log_w.mean()}
@@ -66,27 +106,30 @@ def gsnn() -> Objective:
     >>> loss, metrics = gsnn()(model, Batch(x, c), rng)  # doctest: +SKIP
     """
 
-    def loss_fn(model, batch: Batch, rng):
+    def loss_fn(model, batch: Batch, rng, step=None):
         log_likelihood = gsnn_log_likelihood(model, batch, rng)
         return -log_likelihood.mean(), {"gsnn_log_likelihood": log_likelihood.mean()}
 
     return loss_fn
 
 
-def hybrid(alpha: float = 0.5) -> Objective:
+def hybrid(alpha: float = 0.5, kl_warmup_steps: int = 0, kl_warmup_epochs: float = 0.0, steps_per_epoch=None,
+           total_steps=None) -> Objective:
     """Sohn et al.'s hybrid: alpha * L_CVAE + (1 - alpha) * L_GSNN.
 
     >>> loss, metrics = hybrid(alpha=0.5)(model, Batch(x, c), rng)  # doctest: +SKIP
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    warmup = kl_weight_schedule(kl_warmup_steps, kl_warmup_epochs, steps_per_epoch, total_steps)
 
-    def loss_fn(model, batch: Batch, rng):
+    def loss_fn(model, batch: Batch, rng, step=None):
         cvae_rng, gsnn_rng = jax.random.split(rng)
         _, log_likelihood, kl = model.forward(batch.x, batch.c, cvae_rng)
         elbo_value = log_likelihood - kl
         gsnn_value = gsnn_log_likelihood(model, batch, gsnn_rng)
-        loss = -(alpha * elbo_value + (1.0 - alpha) * gsnn_value).mean()
+        warmed = log_likelihood - kl_weight_at(warmup, step) * kl
+        loss = -(alpha * warmed + (1.0 - alpha) * gsnn_value).mean()
         return loss, {"elbo": elbo_value.mean(), "kl": kl.mean(), "gsnn_log_likelihood": gsnn_value.mean()}
 
     return loss_fn

@@ -12,11 +12,12 @@ import dataclasses
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import yaml
 
-from zoo.config import TrainConfig, TypeMismatch, coerce, type_hints
+from zoo import optim
+from zoo.config import EarlyStopping, TrainConfig, TypeMismatch, coerce, type_hints
 from zoo.errors import RecipeError, UnknownComponentError
 from zoo.registry import Registry, closest_match, unknown_name_message
 
@@ -164,19 +165,21 @@ def validate(recipe: Mapping[str, Any], registry: Registry, *, name: str, source
     resolved: dict[str, Any] = {"variant": name}
     if "description" in recipe:
         resolved["description"] = str(recipe["description"])
+    # One size, or one per stochastic layer, bottom (nearest x) first: [40, 40] is a two-level hierarchy.
     try:
-        resolved["latent_dim"] = coerce(recipe["latent_dim"], int)
-    except TypeMismatch as exc:
-        raise fail("latent_dim", f"expected {exc.expected}, got {recipe['latent_dim']!r}") from None
-    if resolved["latent_dim"] < 1:
-        raise fail("latent_dim", f"expected a positive int, got {resolved['latent_dim']}")
+        resolved["latent_dim"] = coerce(recipe["latent_dim"], Union[int, Sequence[int]])
+    except TypeMismatch:
+        raise fail("latent_dim", f"expected an int or a list of ints (one per stochastic layer), got {recipe['latent_dim']!r}") from None
+    sizes = latent_sizes(resolved)
+    if not sizes or min(sizes) < 1:
+        raise fail("latent_dim", f"expected positive sizes, got {recipe['latent_dim']!r}")
     for kind in COMPONENT_KEYS:
         spec = recipe.get(kind)
         if spec is None and kind == "condition":
             resolved[kind] = None
             continue
         resolved[kind] = validate_component(kind, spec, registry, fail)
-    resolved["train"] = validate_dataclass(TrainConfig, recipe.get("train") or {}, "train", fail)
+    resolved["train"] = validate_train(recipe.get("train"), fail)
     return resolved
 
 
@@ -226,17 +229,35 @@ def validate_dataclass(cls: type, values: Any, path: str, fail) -> dict[str, Any
     result = {}
     for key, field in fields.items():
         if key not in values:
-            result[key] = field.default
+            result[key] = field.default_factory() if field.default is dataclasses.MISSING else field.default
             continue
         try:
-            result[key] = coerce(values[key], hints.get(key, Any))
+            result[key] = value = coerce(values[key], hints.get(key, Any))
         except TypeMismatch as exc:
             raise fail(f"{path}.{key}", f"expected {exc.expected}, got {values[key]!r}") from None
-        if field.metadata.get("positive") and not (math.isfinite(result[key]) and result[key] > 0):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue  # range checks apply to numbers only (not to null or "epoch")
+        if field.metadata.get("positive") and not (math.isfinite(value) and value > 0):
             raise fail(f"{path}.{key}", f"expected a positive number, got {values[key]!r}")
-        if field.metadata.get("nonnegative") and result[key] < 0:
+        if field.metadata.get("nonnegative") and value < 0:
             raise fail(f"{path}.{key}", f"expected a number >= 0, got {values[key]!r}")
     return result
+
+
+def validate_train(values: Any, fail) -> dict[str, Any]:
+    """The `train:` section: the budget, and the optax optimizer, schedule and early stopping it names."""
+    train = validate_dataclass(TrainConfig, values or {}, "train", fail)
+    for key, check in (("optimizer", optim.check_optimizer),
+                       ("schedule", lambda spec: optim.check_schedule(spec, train["learning_rate"]))):
+        if train[key] is None:
+            continue
+        try:
+            train[key] = check(train[key])
+        except optim.OptionError as exc:
+            raise fail(f"train.{key}.{exc.key}", exc.problem) from None
+    if train["early_stopping"] is not None:
+        train["early_stopping"] = validate_dataclass(EarlyStopping, train["early_stopping"], "train.early_stopping", fail)
+    return train
 
 
 class _Dumper(yaml.SafeDumper):
@@ -251,9 +272,21 @@ def dump(recipe: Mapping[str, Any]) -> str:
     return yaml.dump(dict(recipe), Dumper=_Dumper, sort_keys=False, default_flow_style=None)
 
 
+def latent_sizes(recipe: Mapping[str, Any]) -> tuple[int, ...]:
+    """The size of each stochastic layer, bottom first (one entry for a one-level model)."""
+    value = recipe["latent_dim"]
+    return (value,) if isinstance(value, int) else tuple(value)
+
+
 def train_config(recipe: Mapping[str, Any]) -> TrainConfig:
     """The recipe's `train:` section as a TrainConfig."""
     return TrainConfig(**recipe["train"])
+
+
+def early_stopping_config(recipe: Mapping[str, Any]) -> Optional[EarlyStopping]:
+    """The recipe's `train.early_stopping`, or None when it has none."""
+    settings = recipe["train"].get("early_stopping")
+    return None if settings is None else EarlyStopping(**settings)
 
 
 

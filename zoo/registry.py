@@ -20,11 +20,11 @@ KINDS = ("encoder", "decoder", "prior", "likelihood", "objective", "dataset", "c
 # What the zoo hands to a factory of each kind besides the recipe's keys; a
 # factory receives only the context arguments it names in its signature.
 CONTEXT_ARGUMENTS = {
-    "encoder": ("x_shape", "c_shape", "latent_dim", "rngs"),
-    "decoder": ("latent_dim", "c_shape", "output_shape", "rngs"),
-    "prior": ("latent_dim", "c_shape", "rngs"),
+    "encoder": ("x_shape", "c_shape", "latent_dim", "latent_sizes", "rngs"),
+    "decoder": ("latent_dim", "latent_sizes", "c_shape", "output_shape", "rngs"),
+    "prior": ("latent_dim", "latent_sizes", "c_shape", "encoder", "x_shape", "rngs"),
     "likelihood": (),
-    "objective": (),
+    "objective": ("steps_per_epoch", "total_steps"),
     "dataset": ("data_dir",),
     "condition": ("image_shape", "num_classes"),
 }

@@ -3,7 +3,9 @@
     WORKDIR/recipe.yaml      the resolved recipe the run was started with
     WORKDIR/versions.json    package versions and the device
     WORKDIR/metrics.jsonl    one JSON object per log line
-    WORKDIR/checkpoints/N/   orbax checkpoints (written atomically by orbax)
+    WORKDIR/checkpoints/N/   orbax checkpoints, the two newest (written atomically by orbax):
+                             the training state and the run's progress (early stopping)
+    WORKDIR/best/N/          the checkpoint with the best validation metric (orbax's best_fn)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ RECIPE_FILE = "recipe.yaml"
 VERSIONS_FILE = "versions.json"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
+BEST_DIR = "best"
 PACKAGES = ("vae-zoo", "jax", "jaxlib", "flax", "optax", "distrax", "orbax-checkpoint", "numpy", "tensorflow-datasets")
 
 
@@ -86,19 +89,66 @@ def checkpoint_manager(workdir: Path) -> ocp.CheckpointManager:
     return ocp.CheckpointManager((workdir / CHECKPOINT_DIR).resolve(), options=options)
 
 
-def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
-    """Write a checkpoint of `state` at `step` (orbax writes to a temporary dir, then renames)."""
-    manager.save(step, args=ocp.args.StandardSave(state))
+def best_checkpoint_manager(workdir: Path, metric: str = "elbo", higher_is_better: bool = True) -> ocp.CheckpointManager:
+    """Orbax manager keeping one checkpoint: the one whose validation `metric` is best."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, best_fn=lambda metrics: metrics[metric],
+                                           best_mode="max" if higher_is_better else "min",
+                                           keep_checkpoints_without_metrics=False)
+    return ocp.CheckpointManager((workdir / BEST_DIR).resolve(), options=options)
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any, progress: Optional[Mapping[str, Any]] = None) -> None:
+    """Write a checkpoint of `state` and the run's `progress` at `step` (orbax writes to a temporary dir, then renames)."""
+    items = {"state": ocp.args.StandardSave(state), "progress": ocp.args.JsonSave(dict(progress or {}))}
+    manager.save(step, args=ocp.args.Composite(**items))
     manager.wait_until_finished()
 
 
-def restore_latest(manager: ocp.CheckpointManager, like: Any) -> Optional[tuple[int, Any]]:
-    """(step, state) of the newest checkpoint, shaped like `like`; None when there is none."""
+def save_best(manager: ocp.CheckpointManager, step: int, state: Any, metrics: Mapping[str, float]) -> None:
+    """Keep `state` as the best checkpoint (a resumed run that reaches the same step again replaces it)."""
+    if step in manager.all_steps():
+        manager.delete(step)
+    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)), metrics=dict(metrics))
+    manager.wait_until_finished()
+
+
+def restore(manager: ocp.CheckpointManager, step: int, like: Any, *, progress: bool = True) -> tuple[Any, dict[str, Any]]:
+    """(state, progress) of the checkpoint at `step`, the state shaped like `like`."""
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    items = {"state": ocp.args.StandardRestore(abstract)}
+    if progress:
+        items["progress"] = ocp.args.JsonRestore()
+    restored = manager.restore(step, args=ocp.args.Composite(**items))
+    return restored["state"], dict(restored["progress"] or {}) if progress else {}
+
+
+def restore_latest(manager: ocp.CheckpointManager, like: Any) -> Optional[tuple[int, Any, dict[str, Any]]]:
+    """(step, state, progress) of the newest checkpoint, shaped like `like`; None when there is none."""
     step = manager.latest_step()
     if step is None:
         return None
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-    return step, manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    state, progress = restore(manager, step, like)
+    return step, state, progress
+
+
+def _best_reader(workdir: Path) -> Optional[ocp.CheckpointManager]:
+    if not (Path(workdir) / BEST_DIR).is_dir():
+        return None
+    return ocp.CheckpointManager((Path(workdir) / BEST_DIR).resolve(), options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+
+
+def restore_best_step(workdir: Path) -> Optional[int]:
+    """The step of the run's best checkpoint; None when it kept none."""
+    manager = _best_reader(workdir)
+    return None if manager is None else manager.latest_step()
+
+
+def restore_best(workdir: Path, like: Any) -> Optional[tuple[int, Any]]:
+    """(step, state) of the run's best checkpoint; None when it kept none."""
+    step = restore_best_step(workdir)
+    if step is None:
+        return None
+    return step, restore(_best_reader(workdir), step, like, progress=False)[0]
 
 
 def last_good(manager: ocp.CheckpointManager, workdir: Path) -> str:

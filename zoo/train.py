@@ -18,13 +18,15 @@ import numpy as np
 import optax
 from flax import nnx
 
-from zoo import parallel, runs
+from zoo import early_stopping, optim, parallel, runs
+from zoo.config import EarlyStopping
+from zoo.early_stopping import should_stop
 from zoo.data import batch_indices, build_condition, build_dataset
 from zoo.errors import ModelBuildError, TrainingDivergedError
 from zoo.evaluate import make_bound_metrics, over_batches
 from zoo.interfaces import Batch, Dataset
 from zoo.model import LatentVariableModel, build_model
-from zoo.recipes import train_config
+from zoo.recipes import early_stopping_config, train_config
 from zoo.registry import Registry, build_component
 
 
@@ -52,13 +54,19 @@ def assemble(recipe: Mapping[str, Any], registry: Registry, data_dir: Optional[s
     condition = build_condition(recipe, registry, dataset)
     rngs = nnx.Rngs(recipe["train"]["seed"])
     model = build_model(recipe, registry, x_shape=condition.x_shape, c_shape=condition.c_shape, rngs=rngs)
-    objective = build_component(registry, "objective", recipe["objective"], ModelBuildError)
+    config = train_config(recipe)
+    train_size = len(dataset.train.images)
+    # Objectives with schedules (the KL warm-up) learn the budget's length in steps.
+    objective = build_component(registry, "objective", recipe["objective"], ModelBuildError,
+                                steps_per_epoch=config.steps_per_epoch(train_size), total_steps=config.total_steps(train_size))
     return Experiment(recipe, dataset, condition, model, objective)
 
 
-def make_optimizer(learning_rate: float) -> optax.GradientTransformation:
-    """Adam, the optimiser of the sources."""
-    return optax.adam(learning_rate)
+def make_optimizer(config) -> optax.GradientTransformation:
+    """The recipe's optax chain (a TrainConfig), or Adam at a learning rate given as a number."""
+    if isinstance(config, (int, float)):
+        return optax.adam(config)
+    return optim.make_optimizer(config)
 
 
 def make_train_step(graphdef: nnx.GraphDef, objective, condition, optimizer: optax.GradientTransformation, seed: int,
@@ -71,8 +79,8 @@ def make_train_step(graphdef: nnx.GraphDef, objective, condition, optimizer: opt
     (measured here: 130 ms against 20 ms per step for the conv VAE). With a
     `mesh`, the batch is split over its devices and the state stays replicated.
     """
-    def loss_fn(params, batch: Batch, rng):
-        return objective(nnx.merge(graphdef, params), batch, rng)
+    def loss_fn(params, batch: Batch, rng, step):
+        return objective(nnx.merge(graphdef, params), batch, rng, step=step)
 
     def train_step(state: TrainState, images, labels, chunk_indices, position, step):
         indices = chunk_indices[position]
@@ -83,7 +91,7 @@ def make_train_step(graphdef: nnx.GraphDef, objective, condition, optimizer: opt
         if dynamic_binarization:  # a fresh draw of every pixel each time a batch is drawn
             batch_images = jax.random.bernoulli(pixel_rng, batch_images).astype(batch_images.dtype)
         x, c = condition.split(batch_images, labels[indices])
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, Batch(x, c), rng)
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, Batch(x, c), rng, step)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         return TrainState(optax.apply_updates(state.params, updates), opt_state), {"loss": loss, **metrics}
 
@@ -124,42 +132,53 @@ def chunk_end(step: int, total: int, *periods: int) -> int:
 def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Registry, *, resume: bool = False,
                        progress: bool = True, data_dir: Optional[str] = None,
                        max_seconds: Optional[float] = None) -> dict[str, Any]:
-    """Train a resolved recipe in `workdir` (resumable), validating at each checkpoint.
+    """Train a resolved recipe in `workdir` (resumable), validating every `train.validate_every`.
 
-    With `max_seconds`, training stops (and checkpoints) at the first log
-    boundary past that much training time. Returns the last logged training
-    metrics, validation ELBO and the step reached.
+    The budget is `train.steps` or `train.epochs`; with `train.early_stopping`
+    training ends when the validation metric stops improving. The best
+    checkpoint by that metric (ELBO without early stopping) is kept beside the
+    newest. With `max_seconds`, training stops (and checkpoints) at the first
+    log boundary past that much training time. Returns the last logged
+    training metrics, validation ELBO, the step reached and the best step.
     """
     workdir = Path(workdir)
     config = train_config(recipe)
     experiment = assemble(recipe, registry, data_dir)  # before touching the workdir: a bad recipe leaves no run behind
+    train = experiment.dataset.train
+    total = config.total_steps(len(train.images))
+    steps_per_epoch = config.steps_per_epoch(len(train.images))
+    batch_indices(len(train.images), config.batch_size, config.seed, 0, 1)  # refuses a batch larger than the data
     mesh = training_mesh(config)
     main = parallel.is_main_process()
     # Every process checks the run directory (so a refusal stops them all alike); process 0 writes.
     runs.prepare(workdir, recipe, resume=resume, write=main)
     graphdef, params = nnx.split(experiment.model)
-    optimizer = make_optimizer(config.learning_rate)
+    optimizer = make_optimizer(config)
     state = TrainState(params, optimizer.init(params))
     if mesh is not None:
         state = parallel.replicate(state, mesh)
+    stopping = early_stopping_config(recipe)
+    watched = stopping or EarlyStopping()  # without early stopping the best checkpoint is still kept, by ELBO
     manager = runs.checkpoint_manager(workdir)
-    start = runs.restore_latest(manager, state)
-    if start is not None:
-        start, state = start
+    best_manager = runs.best_checkpoint_manager(workdir, watched.metric, watched.higher_is_better)
+    step, watch = 0, early_stopping.Watch()
+    restored = runs.restore_latest(manager, state)
+    if restored is not None:
+        step, state, saved_progress = restored
+        watch = early_stopping.Watch.from_json(saved_progress.get("early_stopping"))
         if main:
-            runs.truncate_metrics(workdir, start)
-    else:
-        start = 0
-    train = experiment.dataset.train
+            runs.truncate_metrics(workdir, step)
     images, labels = device_dataset(train, mesh)
     train_step = make_train_step(graphdef, experiment.objective, experiment.condition, optimizer, config.seed,
                                  experiment.dataset.dynamic_binarization, mesh)
     validate = make_bound_metrics(graphdef, experiment.condition)
-    summary: dict[str, Any] = {"workdir": str(workdir), "step": start}
-    bar = runs.progress_bar(config.steps, start, enabled=progress)
-    step, trained_seconds = start, 0.0
-    while step < config.steps:
-        end = chunk_end(step, config.steps, config.log_every, config.checkpoint_every)
+    validation_every = config.validation_period(len(train.images))
+    summary: dict[str, Any] = {"workdir": str(workdir), "step": step, "total_steps": total, "best_step": watch.best_step}
+    bar = runs.progress_bar(total, step, enabled=progress)
+    trained_seconds = 0.0
+    stopped = should_stop(watch, stopping)
+    while step < total and not stopped:
+        end = chunk_end(step, total, config.log_every, config.checkpoint_every, validation_every)
         indices = batch_indices(len(train.images), config.batch_size, config.seed, step, end - step)
         began = time.perf_counter()
         new_state, metrics = run_steps(train_step, state, images, labels, indices, step, mesh)
@@ -176,23 +195,35 @@ def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Regis
         out_of_time = max_seconds is not None and trained_seconds >= max_seconds
         logged = {k: float(np.mean(v)) for k, v in metrics.items()}
         if main:
-            runs.append_metrics(workdir, {"step": step, "split": "train", **logged, "steps_per_second": len(losses) / seconds})
+            runs.append_metrics(workdir, {"step": step, "epoch": round(step / steps_per_epoch, 3), "split": "train", **logged,
+                                          "steps_per_second": len(losses) / seconds})
         bar.update(len(losses))
         bar.set_postfix(loss=f"{logged['loss']:.2f}", elbo=f"{logged.get('elbo', float('nan')):.2f}")
         summary.update(step=step, train=logged)
-        if step % config.checkpoint_every == 0 or step == config.steps or out_of_time:
+        record = None
+        if step % validation_every == 0 or step == total or out_of_time:
             validation = experiment.dataset.validation
             if len(validation.images):
                 bounds = over_batches(validate, state.params, validation, jax.random.key(config.seed + 1), 256, mesh)
-                summary["validation_elbo"] = float(np.mean(bounds["elbo"]))
-                if main:
-                    runs.append_metrics(workdir, {"step": step, "split": "validation", "elbo": summary["validation_elbo"]})
-            runs.save(manager, step, state)
+                values = {k: float(np.mean(bounds[k])) for k in ("elbo", "kl", "reconstruction_error")}
+                watch, improved = early_stopping.update(watch, values[watched.metric], step, watched)
+                if improved:
+                    runs.save_best(best_manager, step, state, values)
+                stopped = should_stop(watch, stopping)
+                summary["validation_elbo"] = values["elbo"]
+                record = {"step": step, "epoch": round(step / steps_per_epoch, 3), "split": "validation", **values,
+                          "best_step": watch.best_step, "waited": watch.waited}
+        if step % config.checkpoint_every == 0 or step == total or out_of_time or stopped:
+            runs.save(manager, step, state, {"early_stopping": watch.as_json(), "stopped_early": stopped})
+        if main and record is not None:  # after the checkpoint: a resume never finds a validation it must redo
+            runs.append_metrics(workdir, record)
         if out_of_time:
             summary["stopped_by_time_limit"] = True
             break
     bar.close()
     manager.wait_until_finished()
+    summary.update(best_step=watch.best_step, stopped_early=stopped, epochs=round(step / steps_per_epoch, 3),
+                   best_epoch=None if watch.best_step is None else round(watch.best_step / steps_per_epoch, 3))
     return summary
 
 
@@ -211,14 +242,35 @@ def device_dataset(split, mesh: Optional[parallel.Mesh]):
     return tuple(parallel.global_array(a, parallel.replicated(mesh)) for a in (split.images, split.labels))
 
 
-def load_trained(workdir: Path, registry: Registry, data_dir: Optional[str] = None) -> tuple[Experiment, nnx.GraphDef, Any, int]:
-    """(experiment, graphdef, params, step) of a trained run, from its newest checkpoint."""
+CHECKPOINTS = ("best", "newest")
+
+
+def load_trained(workdir: Path, registry: Registry, data_dir: Optional[str] = None,
+                 checkpoint: str = "best") -> tuple[Experiment, nnx.GraphDef, Any, int]:
+    """(experiment, graphdef, params, step) of a trained run.
+
+    `checkpoint` "best" is the checkpoint with the best validation metric (the
+    newest when the run kept none, e.g. it had no validation split); "newest"
+    the last one written. `checkpoint_used(workdir, step)` says which it was.
+    """
+    if checkpoint not in CHECKPOINTS:
+        raise ValueError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {checkpoint!r}")
     recipe = runs.resolved_recipe(workdir, registry)
     experiment = assemble(recipe, registry, data_dir)
     graphdef, params = nnx.split(experiment.model)
-    state = TrainState(params, make_optimizer(recipe["train"]["learning_rate"]).init(params))
+    state = TrainState(params, make_optimizer(train_config(recipe)).init(params))
+    best = runs.restore_best(Path(workdir), state) if checkpoint == "best" else None
+    if best is not None:
+        step, state = best
+        return experiment, graphdef, state.params, step
     restored = runs.restore_latest(runs.checkpoint_manager(Path(workdir)), state)
     if restored is None:
         raise runs.RunDirectoryError(f"{workdir} holds no checkpoint yet; train it first (`zoo train ... --workdir {workdir}`)")
-    step, state = restored
+    step, state, _ = restored
     return experiment, graphdef, state.params, step
+
+
+def checkpoint_used(workdir: Path, step: int) -> str:
+    """"best" when `step` is the run's best checkpoint, else "newest"."""
+    best = runs.restore_best_step(Path(workdir))
+    return "best" if best == step else "newest"
