@@ -160,6 +160,14 @@ def learning_curve_series(records: Sequence[dict]) -> dict[str, tuple[np.ndarray
     return series
 
 
+def best_validation(records: Sequence[dict]) -> Optional[dict]:
+    """The validation record at which the run took its best checkpoint (the last record's `best_step`)."""
+    validation = [r for r in records if r.get("split") == "validation" and "elbo" in r]
+    if not validation or validation[-1].get("best_step") is None:
+        return None
+    return next((r for r in validation if r["step"] == validation[-1]["best_step"]), None)
+
+
 # --- Drawing ----------------------------------------------------------------------------------
 
 
@@ -260,6 +268,11 @@ def plot_learning_curves(records: Sequence[dict], path: Path, title: str) -> Opt
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for name, (steps, values) in series.items():
         axis.plot(steps, values, marker="o" if name.startswith("validation") else None, markersize=4, label=name)
+    best = best_validation(records)
+    if best is not None:
+        epoch = f", epoch {best['epoch']:g}" if "epoch" in best else ""
+        axis.plot([best["step"]], [-best["elbo"]], marker="*", markersize=14, color="black", linestyle="none",
+                  label=f"best checkpoint (step {best['step']}{epoch})")
     axis.set_xlabel("training step")
     axis.set_ylabel("nats per example (lower is better)")
     axis.legend(fontsize="small")

@@ -130,6 +130,7 @@ def learning_curves(records: list[dict], results_dirs: dict[str, Path], path: Pa
     import matplotlib.pyplot as plt
 
     from zoo import runs
+    from zoo.plots import best_validation
 
     figure, axis = plt.subplots(figsize=(7, 4.5))
     plotted = False
@@ -147,12 +148,17 @@ def learning_curves(records: list[dict], results_dirs: dict[str, Path], path: Pa
         length = min(len(c) for c in curves)
         steps = [p[0] for p in curves[0][:length]]
         values = np.mean([[-p[1] for p in c[:length]] for c in curves], axis=0)
-        axis.plot(steps, values, marker="o", label=f"{variant} ({dataset}, {task})")
+        line, = axis.plot(steps, values, marker="o" if length < 60 else None, markersize=3,
+                          label=f"{variant} ({dataset}, {task}), mean of {len(curves)}")
+        for record in rows:  # each seed's best checkpoint, a star on the curve
+            best = best_validation(runs.read_metrics(results_dirs[record["run"]])) if record["run"] in results_dirs else None
+            if best is not None:
+                axis.plot([best["step"]], [-best["elbo"]], marker="*", markersize=12, color=line.get_color(), linestyle="none")
         plotted = True
     if not plotted:
         plt.close(figure)
         return None
-    axis.set_xlabel("training step")
+    axis.set_xlabel("training step (stars: the best checkpoint of each run)")
     axis.set_ylabel("validation -ELBO (nats)")
     axis.legend(fontsize="small")
     axis.grid(alpha=0.3)
@@ -176,6 +182,8 @@ def write_report(results: list[Path], out: Path, registry=None, samples: bool = 
     published = published_table(suites)
     if published:
         parts += ["", "## Published numbers", "", published]
+    if any("epochs" in r for r in records):
+        parts += ["", "## Runs", "", run_table(records)]
     curve = learning_curves(records, run_dirs, out / "learning_curves.png")
     if curve:
         parts += ["", "## Learning curves", "", f"![learning curves]({curve.name})"]
@@ -184,6 +192,18 @@ def write_report(results: list[Path], out: Path, registry=None, samples: bool = 
     report = out / "report.md"
     report.write_text("\n".join(parts) + "\n")
     return report
+
+
+def run_table(records: list[dict]) -> str:
+    """One row per run: how long it trained, where its best checkpoint was, which checkpoint was evaluated."""
+    lines = ["| run | epochs trained | best epoch | ended by | evaluated | s / epoch | wall time |", "|---|---|---|---|---|---|---|"]
+    for r in records:
+        ended = "early stopping" if r.get("stopped_early") else "time limit (not a result)" if r.get("stopped_by_time_limit") else "budget"
+        wall = f"{r['wall_seconds'] / 3600:.2f} h" if r.get("wall_seconds") else ""
+        lines.append(f"| {r['run']} | {r.get('epochs', '')} | {r.get('best_epoch', '')} | {ended} | "
+                     f"{r.get('checkpoint', 'newest')} (step {r.get('evaluated_step', r.get('steps', ''))}) | "
+                     f"{r.get('seconds_per_epoch', float('nan')):.2f} | {wall} |")
+    return "\n".join(lines)
 
 
 def run_figures(records: list[dict], run_dirs: dict[str, Path], out: Path, registry) -> list[str]:
