@@ -62,7 +62,7 @@ def test_unknown_key_missing_field_and_unknown_component(tmp_path, registry):
     )
     option = GOOD.replace("hidden: [16]}\n  decoder", "hiden: [16]}\n  decoder")
     assert error_of(tmp_path, registry, option, "base_vae") == (
-        "registry.yaml: base_vae.encoder.hiden: unknown option of encoder 'mlp' (did you mean 'hidden'?); options: hidden, activation"
+        "registry.yaml: base_vae.encoder.hiden: unknown option of encoder 'mlp' (did you mean 'hidden'?); options: hidden, activation, gated, init, log_variance_bounds"
     )
 
 
@@ -83,7 +83,8 @@ def test_train_section_is_checked(tmp_path, registry):
 def test_base_inherits_and_overrides(tmp_path, registry):
     path = write(tmp_path, GOOD + "child:\n  base: base_vae\n  encoder: {hidden: [8, 8]}\n  prior: {name: conditional}\n  condition: {name: onehot_label}\n")
     recipe = RecipeBook([path]).resolve("child", registry)
-    assert recipe["encoder"] == {"name": "mlp", "hidden": (8, 8), "activation": "relu"}
+    assert recipe["encoder"] == {"name": "mlp", "hidden": (8, 8), "activation": "relu", "gated": False, "init": "lecun",
+                                 "log_variance_bounds": None}
     assert recipe["prior"] == {"name": "conditional", "hidden": (256,), "activation": "relu", "fixed_scale": None}
 
 

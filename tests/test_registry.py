@@ -24,9 +24,9 @@ def make_plugin(name, registrations):
 
 
 def test_first_party_components_are_registered(registry):
-    assert registry.names("encoder") == ["conv", "mlp"]
-    assert registry.names("decoder") == ["conv", "mlp"]
-    assert registry.names("prior") == ["conditional", "standard_normal"]
+    assert registry.names("encoder") == ["conv", "hierarchical_mlp", "mlp"]
+    assert registry.names("decoder") == ["conv", "hierarchical_mlp", "mlp"]
+    assert registry.names("prior") == ["conditional", "hierarchical", "mixture", "standard_normal", "vampprior"]
     assert registry.names("likelihood") == ["bernoulli", "gaussian_diagonal", "gaussian_fixed", "gaussian_identity"]
     assert registry.names("objective") == ["beta_elbo", "elbo", "gsnn", "hybrid", "iwae"]
     assert registry.names("condition") == ["onehot_label", "visible_quadrants"]
@@ -49,7 +49,7 @@ def test_duplicate_of_a_first_party_name_fails_at_start_up():
 def test_unknown_name_lists_known_names_and_closest(registry):
     with pytest.raises(zoo.UnknownComponentError) as info:
         registry.get("encoder", "mpl")
-    assert str(info.value) == "unknown encoder 'mpl' (did you mean 'mlp'?); known: conv, mlp"
+    assert str(info.value) == "unknown encoder 'mpl' (did you mean 'mlp'?); known: conv, hierarchical_mlp, mlp"
 
 
 def test_unknown_kind_is_refused(registry):
@@ -74,7 +74,7 @@ def test_component_summary_and_options(registry):
     component = registry.get("encoder", "mlp")
     assert component.plugin == "plugins.mlp"  # the module name when registered directly
     assert component.summary.startswith("MLP encoder")
-    assert list(component.options()) == ["hidden", "activation"]
+    assert list(component.options()) == ["hidden", "activation", "gated", "init", "log_variance_bounds"]
 
 
 def test_broken_plugin_names_plugin_and_entry_point(monkeypatch):

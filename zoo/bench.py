@@ -90,7 +90,7 @@ def load_suite(name_or_path: str, book: RecipeBook) -> Suite:
             raise fail(f"variant_seeds.{variant}", f"expected a list of ints, got {values!r}")
     budget = _section(raw, "budget", BUDGET_KEYS, fail)
     if "steps" in budget and "epochs" in budget:
-        raise fail("budget", "give one of steps or epochs, not both (neither: each recipe's own train budget)")
+        raise fail("budget", "give exactly one of steps or epochs (or neither: each recipe's own train budget)")
     for key, value in budget.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             raise fail(f"budget.{key}", f"expected a positive number, got {value!r}")
