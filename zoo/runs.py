@@ -134,7 +134,7 @@ def restore_latest(manager: ocp.CheckpointManager, like: Any) -> Optional[tuple[
 def _best_reader(workdir: Path) -> Optional[ocp.CheckpointManager]:
     if not (Path(workdir) / BEST_DIR).is_dir():
         return None
-    return ocp.CheckpointManager((Path(workdir) / BEST_DIR).resolve(), options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+    return ocp.CheckpointManager((Path(workdir) / BEST_DIR).resolve(), options=ocp.CheckpointManagerOptions(create=False))
 
 
 def restore_best_step(workdir: Path) -> Optional[int]:
