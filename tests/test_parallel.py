@@ -1,7 +1,10 @@
 """Data parallelism: four CPU devices follow one device's loss trajectory.
 
 XLA_FLAGS must be set before JAX starts, so each check runs in a fresh
-process with `--xla_force_host_platform_device_count=4`.
+process with `--xla_force_host_platform_device_count=4`. The runs use the
+recipes' own logging and checkpoint intervals and last hundreds of steps:
+with a short log interval the host never ran far enough ahead to starve
+XLA's CPU collectives (the abort that MAX_STEPS_IN_FLIGHT_ON_A_MESH prevents).
 """
 
 import json
@@ -32,13 +35,16 @@ TRAIN_BOTH = textwrap.dedent("""
     registry = default_registry()
     book = zoo.RecipeBook([zoo.default_registry_path()])
     result = {"device_count": jax.device_count()}
+    one_device_params = {}
     for variant, devices in [(v, d) for v in sys.argv[3:] for d in (1, 4)]:
-        recipe = book.resolve(variant, registry, [f"train.steps={steps}", "train.log_every=5", "train.checkpoint_every=1000",
-                                                  f"train.devices={devices}"])
+        recipe = book.resolve(variant, registry, [f"train.steps={steps}", f"train.devices={devices}"])
         workdir = out / variant / f"devices{devices}"
         summary = train_and_evaluate(recipe, workdir, registry, progress=False)
         losses = [r["loss"] for r in runs.read_metrics(workdir) if r["split"] == "train"]
         experiment, graphdef, params, _ = load_trained(workdir, registry)
+        # The evaluation is compared on the same weights (those trained on one device): after
+        # 600 steps two trainings differ by float rounding in every weight.
+        params = one_device_params.setdefault(variant, params)
         split = experiment.dataset.test
         mesh = None if devices == 1 else data_mesh(devices)
         evaluations = [evaluate(graphdef, params, experiment.condition, split._replace(images=split.images[:count], labels=split.labels[:count]),
@@ -56,25 +62,30 @@ def run_python(code: str, *args, env=None):
 
 
 VARIANTS = ("vae_mlp", "cvae_sohn")  # unconditional, and a condition through encoder, prior and decoder
+STEPS = 600
 
 
 @pytest.fixture(scope="module")
 def one_and_four(tmp_path_factory):
-    """Each variant trained 30 steps and evaluated on one device and on four, in one fresh process."""
-    result = run_python(TRAIN_BOTH, 30, tmp_path_factory.mktemp("parallel"), *VARIANTS)
+    """Each variant trained 600 steps (logged every 100, the recipes' default) and evaluated on one
+    device and on four, in one fresh process."""
+    result = run_python(TRAIN_BOTH, STEPS, tmp_path_factory.mktemp("parallel"), *VARIANTS)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.splitlines()[-1])
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_four_devices_follow_one(variant, one_and_four):
-    steps = 30
     assert one_and_four["device_count"] == 4
     one, four = one_and_four[f"{variant} 1"], one_and_four[f"{variant} 4"]
-    assert len(one["losses"]) == len(four["losses"]) == steps // 5
+    assert len(one["losses"]) == len(four["losses"]) == STEPS // 100
     # Same batches, same noise (partitionable threefry), same updates: only the
-    # order of the all-reduce's float additions differs.
+    # order of the all-reduce's float additions differs. Over 600 steps the VAE's
+    # logged losses agree to 4 decimals; the Sohn CVAE's (prior network, hybrid
+    # objective) drift further, to 5e-4 nats here, inside the relative tolerance.
     np.testing.assert_allclose(four["losses"], one["losses"], rtol=2e-4)
+    if variant == "vae_mlp":
+        np.testing.assert_array_almost_equal(four["losses"], one["losses"], decimal=4)
     assert four["losses"][-1] < four["losses"][0]  # it trained
     np.testing.assert_allclose(four["validation_elbo"], one["validation_elbo"], rtol=2e-4)
     for key in ("elbo", "kl", "reconstruction_error"):
@@ -86,6 +97,48 @@ def test_four_devices_follow_one(variant, one_and_four):
     # the estimate agrees only to Monte Carlo error.
     assert four["eval_padded"]["num_examples"] == 50
     np.testing.assert_allclose(four["eval_padded"][likelihood], one["eval_padded"][likelihood], atol=0.2)
+
+
+def test_the_readme_multi_device_command_finishes(tmp_path):
+    """The README's example, exactly (3000 steps at the recipe's intervals), in an empty directory."""
+    result = subprocess.run([sys.executable, "-m", "zoo.cli", "train", "vae_mlp", "--devices", "4"], capture_output=True,
+                            text=True, cwd=tmp_path, env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout)["step"] == 3000
+    assert sorted(int(p.name) for p in (tmp_path / "runs" / "vae_mlp" / "checkpoints").iterdir()) == [2500, 3000]
+
+
+RESUME_ELSEWHERE = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    import zoo
+    from zoo.plugin_manager import default_registry
+    from zoo.train import train_and_evaluate
+
+    out, steps, devices, resume = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "resume"
+    registry = default_registry()
+    recipe = zoo.RecipeBook([zoo.default_registry_path()]).resolve("vae_mlp", registry, [f"train.steps={steps}", f"train.devices={devices}"])
+    print(json.dumps(train_and_evaluate(recipe, out, registry, resume=resume, progress=False)))
+""")
+
+
+def test_a_run_trained_on_four_devices_resumes_on_two(tmp_path):
+    """Checkpoints hold whole arrays: a run stopped at step 300 on four devices continues on two,
+    and ends where the uninterrupted four-device run ends."""
+    def train(workdir, steps, devices, resume):
+        result = run_python(RESUME_ELSEWHERE, workdir, steps, devices, "resume" if resume else "new")
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout.splitlines()[-1])
+
+    whole = train(tmp_path / "whole", 600, 4, False)
+    train(tmp_path / "moved", 300, 4, False)
+    moved = train(tmp_path / "moved", 600, 2, True)
+    assert moved["step"] == whole["step"] == 600
+    # The last 100 steps' mean loss within 0.001 nat; the validation ELBO to float rounding of 300
+    # steps reduced over 2 devices instead of 4 (the tolerance of the tests above).
+    assert abs(moved["train"]["loss"] - whole["train"]["loss"]) < 1e-3
+    np.testing.assert_allclose(moved["validation_elbo"], whole["validation_elbo"], rtol=2e-4)
 
 
 def test_mesh_errors_name_the_setting(tmp_path):
@@ -114,7 +167,7 @@ def free_port() -> int:
 def train_on_two_hosts(run: Path) -> list[str]:
     """`zoo train vae_mlp` as two processes of two CPU devices each; the stderr of those that failed."""
     command = [sys.executable, "-m", "zoo.cli", "train", "vae_mlp", "--quiet", "--workdir", str(run), "--devices", "0",
-               "--set", "train.steps=30", "--set", "train.log_every=5", "--set", "train.checkpoint_every=1000",
+               "--set", "train.steps=300",
                "--distributed", "--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2"]
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
     hosts = [subprocess.Popen([*command, "--process-id", str(index)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -136,6 +189,6 @@ def test_two_hosts_follow_one_device(one_and_four, tmp_path):
     assert not failures, failures[0][-3000:]
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records if r["split"] == "train"]
-    assert len(losses) == 6  # written once, by process 0
-    np.testing.assert_allclose(losses, one_and_four["vae_mlp 1"]["losses"], rtol=2e-4)
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["30"]
+    assert len(losses) == 3  # written once, by process 0, at the recipe's interval of 100 steps
+    np.testing.assert_allclose(losses, one_and_four["vae_mlp 1"]["losses"][:3], rtol=2e-4)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["300"]

@@ -113,17 +113,30 @@ def takes_step(objective) -> bool:
     return any(p.name == "step" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
+# Steps a mesh may have in flight. XLA's CPU client runs each device's share of a step
+# on a shared thread pool, and a collective waits until every device's share has
+# joined it. With hundreds of steps dispatched ahead, shares of later steps hold the
+# pool's threads while they wait in their all-reduce, the share of an earlier step
+# that would release them never gets a thread, and the rendezvous times out (abort
+# after 40 s: "Expected 4 threads to join the rendezvous"). Two steps in flight keep
+# the host ahead of the devices and never starve them.
+MAX_STEPS_IN_FLIGHT_ON_A_MESH = 2
+
+
 def run_steps(train_step, state: TrainState, images, labels, indices: np.ndarray, start: int,
               mesh: Optional[parallel.Mesh] = None):
     """Run len(indices) steps from `start`; returns the state and each metric per step (host arrays).
 
-    Steps are dispatched without waiting, so the host stays ahead of the device.
+    Steps are dispatched without waiting, so the host stays ahead of the device;
+    on a mesh at most MAX_STEPS_IN_FLIGHT_ON_A_MESH at a time.
     """
     chunk = jnp.asarray(indices) if mesh is None else parallel.global_array(indices, parallel.batch_sharded(mesh, 1))
     outputs = []
     for position in range(len(indices)):
         state, metrics = train_step(state, images, labels, chunk, position, start + position)
         outputs.append(metrics)
+        if mesh is not None and position >= MAX_STEPS_IN_FLIGHT_ON_A_MESH:
+            jax.block_until_ready(outputs[position - MAX_STEPS_IN_FLIGHT_ON_A_MESH])
     return state, jax.tree.map(lambda *steps: np.stack(steps), *parallel.to_host(outputs))
 
 
