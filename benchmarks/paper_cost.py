@@ -22,7 +22,8 @@ import zoo
 from zoo.data import batch_indices
 from zoo.plugin_manager import default_registry
 from zoo.recipes import train_config
-from zoo.train import TrainState, assemble, make_optimizer, make_train_step, run_steps
+from zoo.inputs import run_steps
+from zoo.train import TrainState, assemble, make_optimizer, make_train_step
 
 VARIANTS = ("vae_paper", "vampprior_paper", "mog_paper", "hvae_paper", "hvae_vampprior_paper")
 

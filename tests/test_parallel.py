@@ -164,10 +164,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def train_on_two_hosts(run: Path) -> list[str]:
+def train_on_two_hosts(run: Path, *settings: str) -> list[str]:
     """`zoo train vae_mlp` as two processes of two CPU devices each; the stderr of those that failed."""
     command = [sys.executable, "-m", "zoo.cli", "train", "vae_mlp", "--quiet", "--workdir", str(run), "--devices", "0",
-               "--set", "train.steps=300",
+               "--set", "train.steps=300", *settings,
                "--distributed", "--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2"]
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
     hosts = [subprocess.Popen([*command, "--process-id", str(index)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -176,12 +176,14 @@ def train_on_two_hosts(run: Path) -> list[str]:
     return [stderr for host, (_, stderr) in zip(hosts, outputs) if host.returncode != 0]
 
 
-def test_two_hosts_follow_one_device(one_and_four, tmp_path):
+@pytest.mark.parametrize("input_path", ["memory", "stream"])
+def test_two_hosts_follow_one_device(one_and_four, tmp_path, input_path):
     """Two processes of two CPU devices each, joined by jax.distributed over loopback
-    (gloo collectives), train as one 4-device mesh and match one device."""
+    (gloo collectives), train as one 4-device mesh and match one device; streamed,
+    each process reads only its own devices' rows of each batch."""
     for attempt in range(2):
         run = tmp_path / f"run{attempt}"
-        failures = train_on_two_hosts(run)
+        failures = train_on_two_hosts(run, "--set", f"train.input={input_path}")
         # gloo's rendezvous has a fixed 30 s deadline, which two processes
         # sharing two loaded cores can miss; that, and only that, is retried once.
         if not any("DEADLINE_EXCEEDED" in stderr for stderr in failures):

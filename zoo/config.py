@@ -34,6 +34,10 @@ class TrainConfig:
     early_stopping: Optional[dict] = None
     # Data parallelism: the batch is split over this many devices (0 = every device JAX sees).
     devices: int = dataclasses.field(default=1, metadata={"nonnegative": True})
+    # How batches reach the device: "memory" (the split on the device), "stream" (grain,
+    # zoo/inputs.py), or "auto": stream when the training split exceeds memory_budget_mb.
+    input: Literal["auto", "memory", "stream"] = "auto"
+    memory_budget_mb: float = dataclasses.field(default=2048.0, metadata={"positive": True})
 
     def steps_per_epoch(self, train_size: int) -> int:
         """Steps of one pass over `train_size` examples (the remainder of a pass is dropped)."""

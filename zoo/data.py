@@ -8,6 +8,7 @@ seed and the epoch alone, so a resumed run sees the same batches.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from typing import Any, Literal, Mapping, Optional
 
@@ -110,10 +111,14 @@ def batch_indices(num_examples: int, batch_size: int, seed: int, start_step: int
         raise DataError(f"batch_size {batch_size} is larger than the {num_examples} training examples")
     steps_per_epoch = num_examples // batch_size
     rows = []
-    permutations: dict[int, np.ndarray] = {}
     for step in range(start_step, start_step + num_steps):
         epoch, position = divmod(step, steps_per_epoch)
-        if epoch not in permutations:
-            permutations[epoch] = np.random.default_rng([seed, epoch]).permutation(num_examples)
-        rows.append(permutations[epoch][position * batch_size : (position + 1) * batch_size])
+        rows.append(epoch_order(num_examples, seed, epoch)[position * batch_size : (position + 1) * batch_size])
     return np.stack(rows).astype(np.int32)
+
+
+@functools.lru_cache(maxsize=4)
+def epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
+    """The shuffle of one epoch, a function of the seed and epoch alone (cached: a streamed
+    input asks for it once per step)."""
+    return np.random.default_rng([seed, epoch]).permutation(num_examples)

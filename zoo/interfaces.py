@@ -17,7 +17,7 @@ The condition `c` is optional everywhere: `None` for unconditional models.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple, Optional, Protocol, Sequence, runtime_checkable
+from typing import Callable, NamedTuple, Optional, Protocol, Sequence, runtime_checkable
 
 import distrax
 import jax

@@ -71,7 +71,8 @@ def training_rows(experiment, graphdef, params) -> list[tuple[str, float]]:
     """(part, ms per step) of the training step at batch 128."""
     from zoo.data import batch_indices
     from zoo.interfaces import Batch
-    from zoo.train import TrainState, make_optimizer, make_train_step, run_steps
+    from zoo.inputs import run_steps
+    from zoo.train import TrainState, make_optimizer, make_train_step
 
     train = experiment.dataset.train
     images, labels = jnp.asarray(train.images), jnp.asarray(train.labels)

@@ -31,7 +31,8 @@ def zoo_training_path(recipe, registry):
     import jax.numpy as jnp
     from flax import nnx
     from zoo.data import batch_indices
-    from zoo.train import TrainState, assemble, make_optimizer, make_train_step, run_steps
+    from zoo.inputs import run_steps
+    from zoo.train import TrainState, assemble, make_optimizer, make_train_step
 
     experiment = assemble(recipe, registry)
     config = recipe["train"]

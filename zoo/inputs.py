@@ -1,0 +1,147 @@
+"""How training batches reach the device: the whole split in device memory, or streamed.
+
+In memory (the default for datasets that fit): the training split lives on
+the device and each step receives the indices of its batch. Streamed (for a
+split larger than `train.memory_budget_mb`, or `train.input: stream`): grain
+reads each step's rows from the host-side split, in the same epoch-wise order
+(`zoo.data.batch_indices`), on background threads, and the batch is put on the
+devices two steps ahead; in a multi-process job each process reads only the
+rows of its own devices. The jitted step is the same function either way, so
+both paths train on the same batches with the same binarization draws.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any, Iterator, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from zoo import parallel
+from zoo.data import batch_indices
+from zoo.interfaces import Split
+
+# Steps a mesh may have in flight. XLA's CPU client runs each device's share of a step
+# on a shared thread pool, and a collective waits until every device's share has
+# joined it. With hundreds of steps dispatched ahead, shares of later steps hold the
+# pool's threads while they wait in their all-reduce, the share of an earlier step
+# that would release them never gets a thread, and the rendezvous times out (abort
+# after 40 s: "Expected 4 threads to join the rendezvous"). Two steps in flight keep
+# the host ahead of the devices and never starve them.
+MAX_STEPS_IN_FLIGHT_ON_A_MESH = 2
+STREAM_THREADS = 2
+STREAM_PREFETCH = 4  # batches read ahead on the host
+DEVICE_PREFETCH = 2  # batches put on the devices ahead of their step
+
+
+def bound_in_flight(outputs: list, mesh: Optional[parallel.Mesh]) -> None:
+    """On a mesh, wait for the step MAX_STEPS_IN_FLIGHT_ON_A_MESH before the newest."""
+    if mesh is not None and len(outputs) > MAX_STEPS_IN_FLIGHT_ON_A_MESH:
+        jax.block_until_ready(outputs[-1 - MAX_STEPS_IN_FLIGHT_ON_A_MESH])
+
+
+def stacked_metrics(outputs: list) -> dict[str, np.ndarray]:
+    """Each metric per step, as host arrays."""
+    return jax.tree.map(lambda *steps: np.stack(steps), *parallel.to_host(outputs))
+
+
+def run_steps(train_step, state, images, labels, indices: np.ndarray, start: int,
+              mesh: Optional[parallel.Mesh] = None):
+    """Run len(indices) in-memory steps from `start`; returns the state and each metric per step (host arrays).
+
+    Steps are dispatched without waiting, so the host stays ahead of the device;
+    on a mesh at most MAX_STEPS_IN_FLIGHT_ON_A_MESH at a time.
+    """
+    chunk = jnp.asarray(indices) if mesh is None else parallel.global_array(indices, parallel.batch_sharded(mesh, 1))
+    outputs = []
+    for position in range(len(indices)):
+        state, metrics = train_step(state, images, labels, chunk, position, start + position)
+        outputs.append(metrics)
+        bound_in_flight(outputs, mesh)
+    return state, stacked_metrics(outputs)
+
+
+def split_bytes(split: Split) -> int:
+    """Bytes the split takes on the device."""
+    return int(split.images.nbytes + split.labels.nbytes)
+
+
+def choose_input(config, split: Split) -> str:
+    """"memory" or "stream": `train.input`, or with "auto" whether the split fits `train.memory_budget_mb`."""
+    if config.input != "auto":
+        return config.input
+    return "stream" if split_bytes(split) > config.memory_budget_mb * 2 ** 20 else "memory"
+
+
+def process_rows(rows: np.ndarray, mesh: Optional[parallel.Mesh]) -> np.ndarray:
+    """The rows of a batch this process feeds: all of them, or its devices' share across processes."""
+    if mesh is None or jax.process_count() == 1:
+        return rows
+    share = len(rows) // jax.process_count()
+    return rows[jax.process_index() * share:(jax.process_index() + 1) * share]
+
+
+def host_batches(split: Split, batch_size: int, seed: int, start: int, stop: int,
+                 mesh: Optional[parallel.Mesh]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(images, labels) of steps start..stop-1 on the host, read by grain on background threads."""
+    import grain
+
+    def read(step: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = process_rows(batch_indices(len(split.images), batch_size, seed, step, 1)[0], mesh)
+        return split.images[rows], split.labels[rows]
+
+    batches = grain.MapDataset.range(start, stop).map(read)
+    return iter(batches.to_iter_dataset(grain.ReadOptions(num_threads=STREAM_THREADS, prefetch_buffer_size=STREAM_PREFETCH)))
+
+
+def place(batch: tuple[np.ndarray, np.ndarray], batch_size: int, mesh: Optional[parallel.Mesh]) -> tuple[jax.Array, jax.Array]:
+    """A host batch on the device, or split over the mesh from each process's own rows."""
+    if mesh is None:
+        return jax.device_put(batch[0]), jax.device_put(batch[1])
+    sharding = parallel.batch_sharded(mesh)
+    return tuple(jax.make_array_from_process_local_data(sharding, part, (batch_size,) + part.shape[1:]) for part in batch)
+
+
+class StreamedInput:
+    """Training batches streamed by grain and put on the devices DEVICE_PREFETCH steps ahead."""
+
+    def __init__(self, train_step, split: Split, batch_size: int, seed: int, start: int, stop: int,
+                 mesh: Optional[parallel.Mesh] = None):
+        self.train_step, self.batch_size, self.mesh = train_step, batch_size, mesh
+        self.host = host_batches(split, batch_size, seed, start, stop, mesh)
+        self.ready: collections.deque = collections.deque()
+        self.remaining = stop - start
+
+    def _fill(self) -> None:
+        while len(self.ready) < DEVICE_PREFETCH and self.remaining > len(self.ready):
+            self.ready.append(place(next(self.host), self.batch_size, self.mesh))
+
+    def run(self, state: Any, start: int, stop: int):
+        """Run steps start..stop-1; returns the state and each metric per step (host arrays)."""
+        outputs = []
+        for step in range(start, stop):
+            self._fill()
+            images, labels = self.ready.popleft()
+            self.remaining -= 1
+            state, metrics = self.train_step(state, images, labels, step)
+            outputs.append(metrics)
+            bound_in_flight(outputs, self.mesh)
+        return state, stacked_metrics(outputs)
+
+
+class InMemoryInput:
+    """The training split on the device; each step gathers its batch by index."""
+
+    def __init__(self, train_step, split: Split, batch_size: int, seed: int, mesh: Optional[parallel.Mesh] = None):
+        self.train_step, self.split, self.batch_size, self.seed, self.mesh = train_step, split, batch_size, seed, mesh
+        if mesh is None:
+            self.images, self.labels = jnp.asarray(split.images), jnp.asarray(split.labels)
+        else:
+            self.images, self.labels = (parallel.global_array(a, parallel.replicated(mesh)) for a in (split.images, split.labels))
+
+    def run(self, state: Any, start: int, stop: int):
+        """Run steps start..stop-1; returns the state and each metric per step (host arrays)."""
+        indices = batch_indices(len(self.split.images), self.batch_size, self.seed, start, stop - start)
+        return run_steps(self.train_step, state, self.images, self.labels, indices, start, self.mesh)
