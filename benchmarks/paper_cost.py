@@ -14,42 +14,33 @@ import statistics
 import time
 from pathlib import Path
 
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 import zoo
-from zoo.data import batch_indices
 from zoo.plugin_manager import default_registry
 from zoo.recipes import train_config
-from zoo.inputs import run_steps
-from zoo.train import TrainState, assemble, make_optimizer, make_train_step
+from zoo.train import assemble, initial_state, training_input
 
 VARIANTS = ("vae_paper", "vampprior_paper", "mog_paper", "hvae_paper", "hvae_vampprior_paper")
 
 
 def stepper(variant: str, registry, book):
-    """A function running `n` training steps of the variant from its current state; returns steps per epoch too."""
+    """A function running `n` more training steps of the variant; returns steps per epoch too."""
     recipe = book.resolve(variant, registry)
     config = train_config(recipe)
     experiment = assemble(recipe, registry)
-    graphdef, params = nnx.split(experiment.model)
-    optimizer = make_optimizer(config)
-    state = {"train": TrainState(params, optimizer.init(params)), "step": 0}
-    step = make_train_step(graphdef, experiment.objective, experiment.condition, optimizer, config.seed,
-                           experiment.dataset.dynamic_binarization)
-    train = experiment.dataset.train
-    images, labels = jnp.asarray(train.images), jnp.asarray(train.labels)
+    graphdef, optimizer, state = initial_state(experiment.model, config)
+    batches = training_input(experiment, config, graphdef, optimizer, "memory", 0, config.total_steps(len(experiment.dataset.train.images)))
+    progress = {"state": state, "step": 0}
 
     def run(n: int) -> float:
-        indices = batch_indices(len(train.images), config.batch_size, config.seed, state["step"], n)
         began = time.perf_counter()
-        state["train"], metrics = run_steps(step, state["train"], images, labels, indices, state["step"])
+        progress["state"], metrics = batches.run(progress["state"], progress["step"], progress["step"] + n)
         np.asarray(metrics["loss"])
-        state["step"] += n
+        progress["step"] += n
         return time.perf_counter() - began
 
-    return run, config.steps_per_epoch(len(train.images))
+    return run, config.steps_per_epoch(len(experiment.dataset.train.images))
 
 
 def main() -> None:

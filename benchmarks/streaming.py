@@ -15,13 +15,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from flax import nnx
 
 import zoo
-from zoo import inputs
 from zoo.plugin_manager import default_registry
 from zoo.recipes import train_config
-from zoo.train import TrainState, assemble, make_optimizer, make_train_step
+from zoo.train import assemble, initial_state, training_input
 
 OVERRIDES = ["dataset={name: fashion_mnist, pixels: dynamic_binarize}"]
 
@@ -31,27 +29,19 @@ def epoch_runner(kind: str, registry, book):
     recipe = book.resolve("vae_mlp", registry, OVERRIDES)
     config = train_config(recipe)
     experiment = assemble(recipe, registry)
-    graphdef, params = nnx.split(experiment.model)
-    optimizer = make_optimizer(config)
-    state = {"train": TrainState(params, optimizer.init(params)), "step": 0}
-    step = make_train_step(graphdef, experiment.objective, experiment.condition, optimizer, config.seed,
-                           experiment.dataset.dynamic_binarization, streaming=kind == "stream")
-    train = experiment.dataset.train
-    per_epoch = config.steps_per_epoch(len(train.images))
-    rounds = 10
-    if kind == "stream":
-        source = inputs.StreamedInput(step, train, config.batch_size, config.seed, 0, per_epoch * rounds)
-    else:
-        source = inputs.InMemoryInput(step, train, config.batch_size, config.seed)
+    graphdef, optimizer, state = initial_state(experiment.model, config)
+    per_epoch = config.steps_per_epoch(len(experiment.dataset.train.images))
+    batches = training_input(experiment, config, graphdef, optimizer, kind, 0, per_epoch * 10)
+    progress = {"state": state, "step": 0}
 
     def run_epoch(steps: int = per_epoch) -> float:
         began = time.perf_counter()
-        state["train"], metrics = source.run(state["train"], state["step"], state["step"] + steps)
+        progress["state"], metrics = batches.run(progress["state"], progress["step"], progress["step"] + steps)
         np.asarray(metrics["loss"])
-        state["step"] += steps
+        progress["step"] += steps
         return time.perf_counter() - began
 
-    return run_epoch, per_epoch, len(train.images)
+    return run_epoch, per_epoch, len(experiment.dataset.train.images)
 
 
 def main() -> None:

@@ -159,9 +159,7 @@ def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Regis
     main = parallel.is_main_process()
     # Every process checks the run directory (so a refusal stops them all alike); process 0 writes.
     runs.prepare(workdir, recipe, resume=resume, write=main)
-    graphdef, params = nnx.split(experiment.model)
-    optimizer = make_optimizer(config)
-    state = TrainState(params, optimizer.init(params))
+    graphdef, optimizer, state = initial_state(experiment.model, config)
     if mesh is not None:
         state = parallel.replicate(state, mesh)
     stopping = early_stopping_config(recipe)
@@ -176,12 +174,7 @@ def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Regis
         if main:
             runs.truncate_metrics(workdir, step)
     input_kind = inputs.choose_input(config, train)
-    train_step = make_train_step(graphdef, experiment.objective, experiment.condition, optimizer, config.seed,
-                                 experiment.dataset.dynamic_binarization, mesh, streaming=input_kind == "stream")
-    if input_kind == "stream":
-        batches = inputs.StreamedInput(train_step, train, config.batch_size, config.seed, step, total, mesh)
-    else:
-        batches = inputs.InMemoryInput(train_step, train, config.batch_size, config.seed, mesh)
+    batches = training_input(experiment, config, graphdef, optimizer, input_kind, step, total, mesh)
     validate = make_bound_metrics(graphdef, experiment.condition)
     validation_every = config.validation_period(len(train.images))
     summary: dict[str, Any] = {"workdir": str(workdir), "step": step, "total_steps": total, "best_step": watch.best_step,
@@ -238,6 +231,24 @@ def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Regis
     return summary
 
 
+def initial_state(model: LatentVariableModel, config) -> tuple[nnx.GraphDef, optax.GradientTransformation, TrainState]:
+    """(graphdef, optimizer, state) of an untrained model under the recipe's optimiser."""
+    graphdef, params = nnx.split(model)
+    optimizer = make_optimizer(config)
+    return graphdef, optimizer, TrainState(params, optimizer.init(params))
+
+
+def training_input(experiment: Experiment, config, graphdef: nnx.GraphDef, optimizer, kind: str, start: int, stop: int,
+                   mesh: Optional[parallel.Mesh] = None):
+    """The jitted step with its input path, in memory or streamed, for steps start..stop-1: `.run(state, a, b)`."""
+    train_step = make_train_step(graphdef, experiment.objective, experiment.condition, optimizer, config.seed,
+                                 experiment.dataset.dynamic_binarization, mesh, streaming=kind == "stream")
+    split = experiment.dataset.train
+    if kind == "stream":
+        return inputs.StreamedInput(train_step, split, config.batch_size, config.seed, start, stop, mesh)
+    return inputs.InMemoryInput(train_step, split, config.batch_size, config.seed, mesh)
+
+
 def training_mesh(config) -> Optional[parallel.Mesh]:
     """The data-parallel mesh of `train.devices` (None: one device, one process, no sharding)."""
     mesh = parallel.mesh_for(config.devices)
@@ -261,8 +272,7 @@ def load_trained(workdir: Path, registry: Registry, data_dir: Optional[str] = No
         raise ValueError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {checkpoint!r}")
     recipe = runs.resolved_recipe(workdir, registry)
     experiment = assemble(recipe, registry, data_dir)
-    graphdef, params = nnx.split(experiment.model)
-    state = TrainState(params, make_optimizer(train_config(recipe)).init(params))
+    graphdef, _, state = initial_state(experiment.model, train_config(recipe))
     best = runs.restore_best(Path(workdir), state) if checkpoint == "best" else None
     if best is not None:
         step, state = best
