@@ -217,10 +217,10 @@ def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Regis
                 summary["validation_elbo"] = values["elbo"]
                 record = {"step": step, "epoch": round(step / steps_per_epoch, 3), "split": "validation", **values,
                           "best_step": watch.best_step, "waited": watch.waited}
+        if main and record is not None:  # before the checkpoint: a kill between the two leaves a record that
+            runs.append_metrics(workdir, record)  # resume truncates and redoes, never a checkpoint without its record
         if step % config.checkpoint_every == 0 or step == total or out_of_time or stopped:
             runs.save(manager, step, state, {"early_stopping": watch.as_json(), "stopped_early": stopped})
-        if main and record is not None:  # after the checkpoint: a resume never finds a validation it must redo
-            runs.append_metrics(workdir, record)
         if out_of_time:
             summary["stopped_by_time_limit"] = True
             break
