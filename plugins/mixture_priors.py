@@ -86,6 +86,12 @@ class VampPriorDistribution(distrax.Distribution):
         centre = jnp.mean(self.components.mean(), axis=0)
         return jnp.broadcast_to(centre, (self.batch_size,) + centre.shape)
 
+    def variance(self) -> jax.Array:
+        """Per unit: the mean of the components' variances plus the variance of their means."""
+        means = self.components.mean()
+        spread = jnp.mean(self.components.variance(), axis=0) + jnp.var(means, axis=0)
+        return jnp.broadcast_to(spread, (self.batch_size,) + spread.shape)
+
 
 class VampPrior(nnx.Module):
     """p(z) = 1/K sum_k q(z | u_k) with learned pseudo-inputs u_k in [0, 1] (clipped, as the

@@ -198,3 +198,23 @@ def test_hvae_components_build_a_two_level_model(book, registry):
     assert p.top.components.loc.shape == (5, 40)
     assert model.prior.top.encoder is model.encoder
     assert np.isfinite(np.asarray(model.log_likelihood(x, None, jax.random.key(0), num_samples=8))).all()
+
+
+def test_vampprior_variance_is_the_mixture_variance():
+    prior = make_vampprior(small_encoder(), X_SHAPE, None, nnx.Rngs(8), num_pseudo_inputs=4, init_mean=0.5, init_std=0.4)
+    distribution = prior(None, 2)
+    samples = distribution.sample(seed=jax.random.key(9), sample_shape=(100000,))
+    np.testing.assert_allclose(np.asarray(distribution.variance()), np.asarray(jnp.var(samples, axis=0)), rtol=0.03)
+
+
+def test_traversals_of_a_hierarchy_step_in_its_sampled_spread(book, registry):
+    """A LayeredLatent has no closed-form spread; plots estimate it from samples (here: z2 ~ N(0, I))."""
+    from zoo.plots import prior_spread, traversal_images
+    from zoo.train import assemble
+
+    experiment = assemble(book.resolve("hvae_paper", registry, ["dataset={name: digits}", "train.epochs=null"]), registry)
+    spread = prior_spread(experiment.model.prior_distribution(None, 1))
+    assert spread.shape == (1, 80)
+    np.testing.assert_allclose(spread[0, 40:], 1.0, atol=0.06)  # the top layer is N(0, I)
+    images, labels = traversal_images(experiment.model, experiment.condition, experiment.dataset, [0, 45], np.array([-2.0, 0.0, 2.0]))
+    assert images.shape == (1, 2, 3, 8, 8, 1) and np.isfinite(images).all()

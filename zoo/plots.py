@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NamedTuple, Optional, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -121,6 +122,19 @@ def reconstruction_images(model, condition, images: np.ndarray, labels: np.ndarr
     return np.concatenate(rows), row_labels
 
 
+SPREAD_SAMPLES = 4000
+
+
+def prior_spread(prior) -> np.ndarray:
+    """The prior's standard deviation per unit: its own where the distribution has one, else
+    estimated from SPREAD_SAMPLES draws (a hierarchy of layers has no closed form)."""
+    try:
+        return np.asarray(prior.stddev())
+    except NotImplementedError:
+        draws = prior.sample(seed=jax.random.key(0), sample_shape=(SPREAD_SAMPLES,))
+        return np.asarray(jnp.std(draws, axis=0))
+
+
 def traversal_images(model, condition, dataset, units: Sequence[int], offsets: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Decoded traversals, (conditions, units, offsets, H, W, C), and a label per condition.
 
@@ -131,7 +145,7 @@ def traversal_images(model, condition, dataset, units: Sequence[int], offsets: n
     c, labels = condition.grid(dataset, 1)
     c = None if c is None else jnp.asarray(c)
     prior = model.prior_distribution(c, 1)
-    base, scale = np.asarray(prior.mean()), np.asarray(prior.stddev())
+    base, scale = np.asarray(prior.mean()), prior_spread(prior)
     z = np.stack([traversal_grid(b, s, units, offsets) for b, s in zip(base, scale)])
     per_condition = len(units) * len(offsets)
     c_rows = None if c is None else jnp.repeat(c, per_condition, axis=0)
