@@ -74,6 +74,22 @@ def test_warmup_weights_the_kl_in_the_loss(book, registry):
     assert float(loss_after) == pytest.approx(-float(metrics["elbo"]), rel=1e-5)
 
 
+def test_free_bits_hold_the_kl_term(book, registry):
+    from zoo.interfaces import Batch
+    from zoo.train import assemble
+
+    plain = assemble(book.resolve("vae_mlp", registry), registry)
+    x = jnp.asarray(plain.dataset.train.images[:8])
+    rng = zoo.model.jax.random.key(0)
+    loss, metrics = plain.objective(plain.model, Batch(x), rng)
+    kl = float(metrics["kl"])
+    for free_bits, expected_kl_term in ((kl / 2, kl), (kl + 5.0, kl + 5.0)):
+        held = assemble(book.resolve("vae_mlp", registry, [f"objective.free_bits={free_bits}"]), registry).objective
+        assert float(held(plain.model, Batch(x), rng)[0]) == pytest.approx(-float(metrics["log_likelihood"]) + expected_kl_term, rel=1e-5)
+    with pytest.raises(zoo.ModelBuildError, match="free_bits: expected nats >= 0, got -1.0"):
+        assemble(book.resolve("vae_mlp", registry, ["objective.free_bits=-1"]), registry)
+
+
 @pytest.mark.parametrize(("override", "message"), [
     ("train.optimizer={name: adamx}", "train.optimizer.name: unknown optimizer 'adamx' (did you mean 'adamax'?); known: adabelief,"),
     ("train.optimizer={name: adam, beta1: 0.9}", "train.optimizer.beta1: unknown option of optimizer 'adam'"),

@@ -47,31 +47,46 @@ def kl_weight_at(schedule, step) -> jax.Array | float:
     return 1.0 if schedule is None or step is None else schedule(step)
 
 
-def elbo(kl_warmup_steps: int = 0, kl_warmup_epochs: float = 0.0, steps_per_epoch=None, total_steps=None) -> Objective:
+def kl_term(kl: jax.Array, free_bits: float) -> jax.Array:
+    """The batch's mean KL as the loss sees it: with free bits, no less than `free_bits` nats
+    (Kingma et al. 2016, with the whole latent as one group): below it the KL gets no gradient."""
+    mean = kl.mean()
+    return mean if not free_bits else jnp.maximum(mean, free_bits)
+
+
+def check_free_bits(free_bits: float) -> None:
+    if not free_bits >= 0:
+        raise ValueError(f"free_bits: expected nats >= 0, got {free_bits}")
+
+
+def elbo(kl_warmup_steps: int = 0, kl_warmup_epochs: float = 0.0, free_bits: float = 0.0, steps_per_epoch=None,
+         total_steps=None) -> Objective:
     """The evidence lower bound of Kingma and Welling (one reparameterised sample).
 
     With a KL warm-up (Bowman et al. 2016; the VampPrior protocol uses 100
-    epochs) the KL term's weight rises linearly from 0 to 1 first.
+    epochs) the KL term's weight rises linearly from 0 to 1 first; with
+    `free_bits` the KL term is held at no less than that many nats.
 
     >>> loss, metrics = elbo(kl_warmup_steps=1000)(model, Batch(x), rng, step)  # doctest: +SKIP
     """
-    return beta_elbo(1.0, kl_warmup_steps, kl_warmup_epochs, steps_per_epoch, total_steps)
+    return beta_elbo(1.0, kl_warmup_steps, kl_warmup_epochs, free_bits, steps_per_epoch, total_steps)
 
 
-def beta_elbo(beta: float = 4.0, kl_warmup_steps: int = 0, kl_warmup_epochs: float = 0.0, steps_per_epoch=None,
-              total_steps=None) -> Objective:
+def beta_elbo(beta: float = 4.0, kl_warmup_steps: int = 0, kl_warmup_epochs: float = 0.0, free_bits: float = 0.0,
+              steps_per_epoch=None, total_steps=None) -> Objective:
     """E_q[log p(x|z,c)] - beta * KL(q || p), Higgins et al.'s beta-VAE objective.
 
     >>> loss, metrics = beta_elbo(beta=4.0)(model, Batch(x), rng)  # doctest: +SKIP
     """
     if not beta >= 0:
         raise ValueError(f"beta must be >= 0, got {beta}")
+    check_free_bits(free_bits)
     warmup = kl_weight_schedule(kl_warmup_steps, kl_warmup_epochs, steps_per_epoch, total_steps)
 
     def loss_fn(model, batch: Batch, rng, step=None):
         _, log_likelihood, kl = model.forward(batch.x, batch.c, rng)
         weight = kl_weight_at(warmup, step)
-        loss = -(log_likelihood - beta * weight * kl).mean()
+        loss = -log_likelihood.mean() + beta * weight * kl_term(kl, free_bits)
         metrics = {"elbo": (log_likelihood - kl).mean(), "log_likelihood": log_likelihood.mean(), "kl": kl.mean()}
         return loss, metrics if warmup is None else {**metrics, "kl_weight": jnp.asarray(weight)}
 
@@ -113,14 +128,15 @@ def gsnn() -> Objective:
     return loss_fn
 
 
-def hybrid(alpha: float = 0.5, kl_warmup_steps: int = 0, kl_warmup_epochs: float = 0.0, steps_per_epoch=None,
-           total_steps=None) -> Objective:
+def hybrid(alpha: float = 0.5, kl_warmup_steps: int = 0, kl_warmup_epochs: float = 0.0, free_bits: float = 0.0,
+           steps_per_epoch=None, total_steps=None) -> Objective:
     """Sohn et al.'s hybrid: alpha * L_CVAE + (1 - alpha) * L_GSNN.
 
     >>> loss, metrics = hybrid(alpha=0.5)(model, Batch(x, c), rng)  # doctest: +SKIP
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    check_free_bits(free_bits)
     warmup = kl_weight_schedule(kl_warmup_steps, kl_warmup_epochs, steps_per_epoch, total_steps)
 
     def loss_fn(model, batch: Batch, rng, step=None):
@@ -128,8 +144,8 @@ def hybrid(alpha: float = 0.5, kl_warmup_steps: int = 0, kl_warmup_epochs: float
         _, log_likelihood, kl = model.forward(batch.x, batch.c, cvae_rng)
         elbo_value = log_likelihood - kl
         gsnn_value = gsnn_log_likelihood(model, batch, gsnn_rng)
-        warmed = log_likelihood - kl_weight_at(warmup, step) * kl
-        loss = -(alpha * warmed + (1.0 - alpha) * gsnn_value).mean()
+        warmed = log_likelihood.mean() - kl_weight_at(warmup, step) * kl_term(kl, free_bits)
+        loss = -(alpha * warmed + (1.0 - alpha) * gsnn_value.mean())
         return loss, {"elbo": elbo_value.mean(), "kl": kl.mean(), "gsnn_log_likelihood": gsnn_value.mean()}
 
     return loss_fn
