@@ -24,14 +24,14 @@ from zoo.train import assemble, initial_state, training_input
 OVERRIDES = ["dataset={name: fashion_mnist, pixels: dynamic_binarize}"]
 
 
-def epoch_runner(kind: str, registry, book):
+def epoch_runner(kind: str, registry, book, rounds: int):
     """A function that trains one more epoch through the `kind` input path and returns its seconds."""
     recipe = book.resolve("vae_mlp", registry, OVERRIDES)
     config = train_config(recipe)
     experiment = assemble(recipe, registry)
     graphdef, optimizer, state = initial_state(experiment.model, config)
     per_epoch = config.steps_per_epoch(len(experiment.dataset.train.images))
-    batches = training_input(experiment, config, graphdef, optimizer, kind, 0, per_epoch * 10)
+    batches = training_input(experiment, config, graphdef, optimizer, kind, 0, per_epoch * (rounds + 1))
     progress = {"state": state, "step": 0}
 
     def run_epoch(steps: int = per_epoch) -> float:
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     registry, book = default_registry(), zoo.RecipeBook([zoo.default_registry_path()])
-    runners = {kind: epoch_runner(kind, registry, book) for kind in ("memory", "stream")}
+    runners = {kind: epoch_runner(kind, registry, book, args.rounds) for kind in ("memory", "stream")}
     for run_epoch, *_ in runners.values():
         run_epoch(5)  # compile
     seconds: dict[str, list[float]] = {kind: [] for kind in runners}

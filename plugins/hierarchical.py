@@ -55,7 +55,7 @@ class LowerPosterior(nnx.Module):
         self.x_branch = net.mlp(in_x, net.hidden[:1], rngs)
         self.z_branch = net.mlp(size_above, net.hidden[:1], rngs)
         self.joint = net.mlp(2 * net.hidden[0], net.hidden[1:], rngs)
-        self.head = net.head(net.hidden[-1], size, rngs)
+        self.head = net.head(net.hidden[-1] if len(net.hidden) > 1 else 2 * net.hidden[0], size, rngs)
 
     def __call__(self, x_features: jax.Array, z_above: jax.Array) -> distrax.Distribution:
         return self.head(self.joint(broadcast_join(x_features, self.z_branch(z_above))))
@@ -115,8 +115,9 @@ class HierarchicalDecoder(nnx.Module):
         self.sizes = tuple(latent_sizes)
         self.output_shape = tuple(output_shape)
         self.branches = nnx.List([net.mlp(s, net.hidden[:1], rngs) for s in self.sizes])
-        self.joint = net.mlp(len(self.sizes) * net.hidden[0] + size(c_shape), net.hidden[1:], rngs)
-        self.out = dense(net.hidden[-1], math.prod(self.output_shape), net.init, rngs=rngs)
+        joined = len(self.sizes) * net.hidden[0] + size(c_shape)
+        self.joint = net.mlp(joined, net.hidden[1:], rngs)
+        self.out = dense(net.hidden[-1] if len(net.hidden) > 1 else joined, math.prod(self.output_shape), net.init, rngs=rngs)
 
     def __call__(self, z: jax.Array, c: Optional[jax.Array] = None) -> jax.Array:
         features = [branch(layer) for branch, layer in zip(self.branches, split_layers(z, self.sizes))]

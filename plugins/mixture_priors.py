@@ -18,16 +18,31 @@ from flax import nnx
 import zoo
 
 
+# Below this scale the matmul form's float32 cancellation grows (measured against the
+# broadcast form, latent 40, 500 components: 0.007 nats at scale 0.05, 0.3 at 0.01).
+MATMUL_MIN_SCALE = 0.05
+
+
+def _expanded_squared_distances(z: jax.Array, locs: jax.Array, scales: jax.Array) -> jax.Array:
+    precision = scales ** -2.0
+    return (z * z) @ precision.T - 2.0 * z @ (locs * precision).T + jnp.sum(locs * locs * precision, axis=-1)
+
+
+def _broadcast_squared_distances(z: jax.Array, locs: jax.Array, scales: jax.Array) -> jax.Array:
+    return jnp.sum(jnp.square((z[..., None, :] - locs) / scales), axis=-1)
+
+
 def diagonal_gaussian_log_densities(z: jax.Array, locs: jax.Array, scales: jax.Array) -> jax.Array:
     """log N(z; loc_k, diag(scale_k^2)) for every component k: z (..., D), locs and scales (K, D) -> (..., K).
 
     The squared distance is expanded into matmuls, sum z^2 / s^2 - 2 z mu / s^2 + mu^2 / s^2,
     instead of broadcasting to (..., K, D): on XLA's CPU backend the broadcast form made a
-    500-component prior's training step 2.6x a VAE step. With scales >= e^-3 (the paper's
-    clipped log-variance) float32 rounding stays below 1e-3 nats.
+    500-component prior's training step 2.6x a VAE step. The expansion cancels in float32 when
+    a scale is small, so below MATMUL_MIN_SCALE the broadcast form is used (lax.cond: only the
+    branch taken runs).
     """
-    precision = scales ** -2.0
-    squared = (z * z) @ precision.T - 2.0 * z @ (locs * precision).T + jnp.sum(locs * locs * precision, axis=-1)
+    squared = jax.lax.cond(jnp.min(scales) >= MATMUL_MIN_SCALE, _expanded_squared_distances,
+                           _broadcast_squared_distances, z, locs, scales)
     normaliser = jnp.sum(jnp.log(scales), axis=-1) + 0.5 * z.shape[-1] * math.log(2.0 * math.pi)
     return -0.5 * squared - normaliser
 

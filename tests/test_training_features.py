@@ -26,7 +26,7 @@ def test_optimizer_and_schedule_are_optax_own(book, registry):
                            "train.learning_rate=0.1", "train.clip_grad_norm=1.0")
     config = TrainConfig(**train)
     schedule = optim.learning_rate_schedule(config)
-    reference = optax.warmup_cosine_decay_schedule(0.1, 0.1, 10, 100, 1e-5)
+    reference = optax.warmup_cosine_decay_schedule(0.0, 0.1, 10, 100, 1e-5)  # the warm-up rises from 0
     for step in (0, 5, 10, 50, 100, 150):
         assert float(schedule(step)) == pytest.approx(float(reference(step)))
     # The chain: clipping, then SGD with momentum at that schedule: one update equals optax's own.
@@ -135,8 +135,9 @@ def scripted_validation(monkeypatch, interrupt_at=None):
     """Validation returns the ELBO of SCRIPTED at each step (and can stop the process at one step)."""
     import zoo.train as train_module
 
+    from zoo.evaluate import over_batches as real  # not train_module's, which an earlier patch may have replaced
+
     calls = {"step": 0}
-    real = train_module.over_batches
 
     def fake(function, params, split, rng, batch_size, mesh=None):
         calls["step"] += 2
@@ -210,3 +211,36 @@ def test_bad_protocol_settings_are_one_line_and_leave_no_run(tmp_path, variant, 
     sets = [arg for override in overrides for arg in ("--set", override)]
     assert_clean_error(run_zoo("train", variant, "--workdir", str(workdir), *sets, check=False), message)
     assert not workdir.exists()
+
+
+def test_a_checkpoint_of_the_earlier_format_is_still_read(book, registry, tmp_path):
+    """Checkpoints written before they held the run's progress (the state alone) restore, progress empty."""
+    import orbax.checkpoint as ocp
+
+    from zoo.train import assemble, initial_state
+
+    recipe = book.resolve("vae_mlp", registry, ["encoder.hidden=[8]", "decoder.hidden=[8]"])
+    _, _, state = initial_state(assemble(recipe, registry).model, zoo.recipes.train_config(recipe))
+    manager = runs.checkpoint_manager(tmp_path)
+    manager.save(7, args=ocp.args.StandardSave(state))
+    manager.wait_until_finished()
+    step, restored, progress = runs.restore_latest(runs.checkpoint_manager(tmp_path), state)
+    assert step == 7 and progress == {}
+    np.testing.assert_array_equal(restored.params["decoder"]["out"]["bias"][...], state.params["decoder"]["out"]["bias"][...])
+
+
+def test_resume_forgets_best_checkpoints_the_resume_redoes(book, registry, tmp_path, monkeypatch):
+    recipe = scripted_recipe(book, registry)
+    scripted_validation(monkeypatch, interrupt_at=12)  # best at 10 saved; checkpoints at 4 and 8 only
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(recipe, tmp_path / "run", registry, progress=False)
+    assert runs.restore_best_step(tmp_path / "run") == 10
+    calls = scripted_validation(monkeypatch)
+    calls["step"] = 8
+    summary = train_and_evaluate(recipe, tmp_path / "run", registry, resume=True, progress=False)
+    assert (summary["step"], summary["best_step"]) == (16, 10) and runs.restore_best_step(tmp_path / "run") == 10
+
+
+def test_clipping_with_normalized_gradients_is_refused(book, registry):
+    with pytest.raises(zoo.RecipeError, match="vae_mlp.train.clip_grad_norm: has no effect with train.normalize_grad"):
+        book.resolve("vae_mlp", registry, ["train.clip_grad_norm=1.0", "train.normalize_grad=true"])

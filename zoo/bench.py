@@ -21,7 +21,7 @@ import yaml
 from flax import nnx
 
 from zoo import classifier, runs
-from zoo.data import build_dataset, evaluation_split
+from zoo.data import evaluation_split
 from zoo.errors import RecipeError, UnknownComponentError
 from zoo.evaluate import evaluate
 from zoo.recipes import RecipeBook, dump, read_yaml, train_config
@@ -199,14 +199,12 @@ def expand(suite: Suite) -> list[Run]:
 
 def resolve_run(run: Run, suite: Suite, book: RecipeBook, registry: Registry, data_dir: Optional[str]) -> dict:
     """The run's recipe with the suite's budget as a number of steps."""
+    if "epochs" in suite.budget:  # passes over the training split, as a recipe's train.epochs
+        return book.resolve(run.variant, registry, run.overrides(suite) + [f"train.epochs={suite.budget['epochs']}"])
     recipe = book.resolve(run.variant, registry, run.overrides(suite))
-    if "epochs" in suite.budget:
-        train_size = len(build_dataset(recipe, registry, data_dir).train.images)
-        steps = max(1, int(suite.budget["epochs"] * (train_size // recipe["train"]["batch_size"])))
-    elif "steps" in suite.budget:
-        steps = int(suite.budget["steps"])
-    else:
+    if "steps" not in suite.budget:
         return recipe  # the recipe's own budget (train.steps or train.epochs, early stopping)
+    steps = int(suite.budget["steps"])
     checkpoint_every = min(recipe["train"]["checkpoint_every"], steps)
     return book.resolve(run.variant, registry, run.overrides(suite) + [f"train.steps={steps}", "train.epochs=null",
                                                                        f"train.checkpoint_every={checkpoint_every}"])

@@ -205,7 +205,8 @@ def cmd_eval(args, registry) -> None:
                        num_samples=args.num_samples, batch_size=args.batch_size, conditional=experiment.model.conditional,
                        proposals=("posterior", "prior") if args.prior_proposal else ("posterior",), mesh=mesh)
     result = {"run": str(args.run), "variant": experiment.recipe["variant"], "step": step,
-              "checkpoint": checkpoint_used(Path(args.run), step), "split": args.split, **metrics}
+              "checkpoint": "newest" if args.checkpoint == "newest" else checkpoint_used(Path(args.run), step),
+              "split": args.split, **metrics}
     if is_main_process():
         (Path(args.run) / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps(result, indent=2))

@@ -13,7 +13,7 @@ from flax import nnx
 from zoo import parallel
 from zoo.errors import DataError
 from zoo.interfaces import Split
-from zoo.model import kl_divergence
+from zoo.model import sample_with_kl
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015: Cov_x(E_q[z]) above 0.01
 
@@ -26,10 +26,9 @@ def make_bound_metrics(graphdef: nnx.GraphDef, condition) -> Callable:
         model = nnx.merge(graphdef, params)
         x, c = condition.split(images, labels)
         q = model.encode(x, c)
-        z = q.sample(seed=rng)
-        log_likelihood = model.decode(z, c).log_prob(x)
         prior = model.prior_distribution(c, x.shape[0])
-        kl = kl_divergence(q, prior, z)
+        z, kl = sample_with_kl(q, prior, rng)  # a hierarchy scores q(z) while drawing z
+        log_likelihood = model.decode(z, c).log_prob(x)
         reconstruction = model.decode(q.mean(), c).mean()
         squared_error = jnp.sum((reconstruction - x).reshape((x.shape[0], -1)) ** 2, axis=-1)
         return {"elbo": log_likelihood - kl, "kl": kl, "reconstruction_error": squared_error, "posterior_mean": q.mean() - prior.mean()}

@@ -130,6 +130,7 @@ class StreamedInput:
         self.host = host_blocks(split, batch_size, seed, start, stop, mesh)
         self.ready: collections.deque = collections.deque()
         self.position = 0
+        self.next_step, self.stop = start, stop
 
     def _block(self) -> tuple[jax.Array, jax.Array]:
         """The block holding the next step's batch, the next one already on its way to the devices."""
@@ -146,6 +147,9 @@ class StreamedInput:
 
     def run(self, state: Any, start: int, stop: int):
         """Run steps start..stop-1 (following the previous call); returns the state and each metric per step."""
+        if start != self.next_step or stop > self.stop:
+            raise ValueError(f"this stream feeds steps {self.next_step}..{self.stop - 1} in order; asked for {start}..{stop - 1}")
+        self.next_step = stop
         outputs = []
         for step in range(start, stop):
             images, labels = self._block()

@@ -8,8 +8,9 @@ learning-rate schedule) built from `train.optimizer`, `train.schedule` and
       clip_grad_norm: 1.0
 
 Names are optax's functions (`schedule` names without their `_schedule`
-suffix); the learning rate fills a schedule's starting value
-(`init_value`/`value`) and `peak_value` unless the schedule gives them.
+suffix); the learning rate fills a schedule's `peak_value` (a warm-up then
+starts from `init_value`, 0 unless given), or else its `init_value`/`value`,
+unless the schedule gives them.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ SCHEDULES = {
     "piecewise_constant": "piecewise_constant_schedule",
     "polynomial": "polynomial_schedule",
 }
-LEARNING_RATE_KEYS = ("init_value", "value", "peak_value")  # filled from train.learning_rate when absent
+LEARNING_RATE_KEYS = ("peak_value", "init_value", "value")  # the first the schedule has is train.learning_rate
 
 
 class OptionError(ValueError):
@@ -56,10 +57,13 @@ def _signature(function: Callable) -> dict[str, inspect.Parameter]:
 
 
 def _hints(function: Callable) -> dict[str, Any]:
+    """The annotations of an optax function; where optax's own cannot be resolved (names it does
+    not export), the type of each option's default, so a number is still checked as one."""
     try:
         return typing.get_type_hints(function)
-    except Exception:  # optax annotates some options with names it does not export
-        return {}
+    except Exception:
+        defaults = {k: p.default for k, p in _signature(function).items() if p.default is not p.empty}
+        return {k: (float if isinstance(v, float) else type(v)) for k, v in defaults.items() if isinstance(v, (bool, int, float))}
 
 
 def _accepts_number(hint: Any) -> bool:
@@ -126,7 +130,12 @@ def check_optimizer(spec: Any) -> dict[str, Any]:
     name, options = _spec(spec, "optimizer")
     if name not in OPTIMIZERS:
         raise OptionError("name", f"unknown optimizer {name!r}{closest_match(name, OPTIMIZERS)}; known: {', '.join(OPTIMIZERS)}")
-    return {"name": name, **_check_options("optimizer", name, getattr(optax, name), options, ("learning_rate",))}
+    checked = _check_options("optimizer", name, getattr(optax, name), options, ("learning_rate",))
+    try:  # built once, so optax's own checks run before any training
+        getattr(optax, name)(1e-3, **checked)
+    except (TypeError, ValueError) as exc:
+        raise OptionError("name", f"optax refuses optimizer {name!r}: {exc}") from None
+    return {"name": name, **checked}
 
 
 def check_schedule(spec: Any, learning_rate: float) -> dict[str, Any]:
@@ -154,9 +163,12 @@ def schedule_arguments(spec: Mapping[str, Any], learning_rate: float) -> dict[st
     """The keyword arguments of a schedule, its learning-rate values filled from train.learning_rate."""
     function = getattr(optax, SCHEDULES[spec["name"]])
     arguments = {k: v for k, v in spec.items() if k != "name"}
-    for key in LEARNING_RATE_KEYS:
-        if key in _signature(function) and key not in arguments:
-            arguments[key] = learning_rate
+    parameters = _signature(function)
+    main = next(key for key in LEARNING_RATE_KEYS + (None,) if key is None or key in parameters)
+    if main is not None and main not in arguments:
+        arguments[main] = learning_rate
+    if main == "peak_value" and "init_value" not in arguments:
+        arguments["init_value"] = 0.0  # a warm-up rises from 0 to the learning rate
     return arguments
 
 

@@ -255,6 +255,9 @@ def validate_train(values: Any, fail) -> dict[str, Any]:
             train[key] = check(train[key])
         except optim.OptionError as exc:
             raise fail(f"train.{key}.{exc.key}", exc.problem) from None
+    if train["clip_grad_norm"] is not None and train["normalize_grad"]:
+        raise fail("train.clip_grad_norm", "has no effect with train.normalize_grad: true (each gradient is then "
+                                          "scaled to norm 1 after clipping); drop one of them")
     if train["early_stopping"] is not None:
         train["early_stopping"] = validate_dataclass(EarlyStopping, train["early_stopping"], "train.early_stopping", fail)
     return train

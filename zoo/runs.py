@@ -90,8 +90,13 @@ def checkpoint_manager(workdir: Path) -> ocp.CheckpointManager:
 
 
 def best_checkpoint_manager(workdir: Path, metric: str = "elbo", higher_is_better: bool = True) -> ocp.CheckpointManager:
-    """Orbax manager keeping one checkpoint: the one whose validation `metric` is best."""
-    options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, best_fn=lambda metrics: metrics[metric],
+    """Orbax manager keeping the two checkpoints whose validation `metric` is best.
+
+    A checkpoint is saved here only when it improves on the best, so the newest
+    kept is the best; the one before it survives a resume that drops the newest
+    (`drop_best_after`).
+    """
+    options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True, best_fn=lambda metrics: metrics[metric],
                                            best_mode="max" if higher_is_better else "min",
                                            keep_checkpoints_without_metrics=False)
     return ocp.CheckpointManager((workdir / BEST_DIR).resolve(), options=options)
@@ -105,11 +110,16 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, progress: Option
 
 
 def save_best(manager: ocp.CheckpointManager, step: int, state: Any, metrics: Mapping[str, float]) -> None:
-    """Keep `state` as the best checkpoint (a resumed run that reaches the same step again replaces it)."""
-    if step in manager.all_steps():
-        manager.delete(step)
-    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)), metrics=dict(metrics))
+    """Keep `state` as the best checkpoint."""
+    if not manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)), metrics=dict(metrics)):
+        raise RunDirectoryError(f"orbax did not save the best checkpoint of step {step} in {manager.directory}")
     manager.wait_until_finished()
+
+
+def drop_best_after(manager: ocp.CheckpointManager, step: int) -> None:
+    """Forget best checkpoints taken after `step`: a resume from `step` redoes that training."""
+    for later in [s for s in manager.all_steps() if s > step]:
+        manager.delete(later)
 
 
 def restore(manager: ocp.CheckpointManager, step: int, like: Any, *, progress: bool = True) -> tuple[Any, dict[str, Any]]:
@@ -118,7 +128,14 @@ def restore(manager: ocp.CheckpointManager, step: int, like: Any, *, progress: b
     items = {"state": ocp.args.StandardRestore(abstract)}
     if progress:
         items["progress"] = ocp.args.JsonRestore()
-    restored = manager.restore(step, args=ocp.args.Composite(**items))
+    try:
+        restored = manager.restore(step, args=ocp.args.Composite(**items))
+    except Exception as composite_error:
+        try:  # a checkpoint written before checkpoints held the run's progress: the state alone
+            return manager.restore(step, args=ocp.args.StandardRestore(abstract)), {}
+        except Exception:
+            raise RunDirectoryError(f"cannot read the checkpoint of step {step} in {manager.directory}: "
+                                    f"{type(composite_error).__name__}: {str(composite_error).splitlines()[0][:200]}") from composite_error
     return restored["state"], dict(restored["progress"] or {}) if progress else {}
 
 

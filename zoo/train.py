@@ -171,6 +171,7 @@ def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Regis
     if restored is not None:
         step, state, saved_progress = restored
         watch = early_stopping.Watch.from_json(saved_progress.get("early_stopping"))
+        runs.drop_best_after(best_manager, step)  # taken by training that the resume redoes
         if main:
             runs.truncate_metrics(workdir, step)
     input_kind = inputs.choose_input(config, train)
@@ -205,22 +206,22 @@ def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Regis
         bar.set_postfix(loss=f"{logged['loss']:.2f}", elbo=f"{logged.get('elbo', float('nan')):.2f}")
         summary.update(step=step, train=logged)
         record = None
-        if step % validation_every == 0 or step == total or out_of_time:
-            validation = experiment.dataset.validation
-            if len(validation.images):
-                bounds = over_batches(validate, state.params, validation, jax.random.key(config.seed + 1), 256, mesh)
-                values = {k: float(np.mean(bounds[k])) for k in ("elbo", "kl", "reconstruction_error")}
+        scheduled = step % validation_every == 0 or step == total
+        if (scheduled or out_of_time) and len(experiment.dataset.validation.images):
+            bounds = over_batches(validate, state.params, experiment.dataset.validation, jax.random.key(config.seed + 1), 256, mesh)
+            values = {k: float(np.mean(bounds[k])) for k in ("elbo", "kl", "reconstruction_error")}
+            if scheduled:  # a stop by the time limit validates off schedule: early stopping does not count it
                 watch, improved = early_stopping.update(watch, values[watched.metric], step, watched)
                 if improved:
                     runs.save_best(best_manager, step, state, values)
                 stopped = should_stop(watch, stopping)
-                summary["validation_elbo"] = values["elbo"]
-                record = {"step": step, "epoch": round(step / steps_per_epoch, 3), "split": "validation", **values,
-                          "best_step": watch.best_step, "waited": watch.waited}
+            summary["validation_elbo"] = values["elbo"]
+            record = {"step": step, "epoch": round(step / steps_per_epoch, 3), "split": "validation", **values,
+                      "best_step": watch.best_step, "waited": watch.waited}
         if main and record is not None:  # before the checkpoint: a kill between the two leaves a record that
             runs.append_metrics(workdir, record)  # resume truncates and redoes, never a checkpoint without its record
         if step % config.checkpoint_every == 0 or step == total or out_of_time or stopped:
-            runs.save(manager, step, state, {"early_stopping": watch.as_json(), "stopped_early": stopped})
+            runs.save(manager, step, state, {"early_stopping": watch.as_json()})
         if out_of_time:
             summary["stopped_by_time_limit"] = True
             break
