@@ -14,7 +14,8 @@ from zoo.train import train_and_evaluate
 def test_streamed_batches_are_the_in_memory_batches():
     images = np.arange(50 * 4, dtype=np.float32).reshape(50, 2, 2, 1)
     split = Split(images, np.arange(50, dtype=np.int32))
-    streamed = list(inputs.host_batches(split, 8, seed=3, start=4, stop=15, mesh=None))  # crosses an epoch boundary (6 steps an epoch)
+    blocks = inputs.host_blocks(split, 8, seed=3, start=4, stop=15, mesh=None)  # crosses an epoch boundary (6 steps an epoch)
+    streamed = [batch for images, labels in blocks for batch in zip(images, labels)]
     expected = batch_indices(50, 8, 3, 4, 11)
     assert len(streamed) == 11
     for (batch_images, batch_labels), rows in zip(streamed, expected):

@@ -100,13 +100,6 @@ def host_blocks(split: Split, batch_size: int, seed: int, start: int, stop: int,
     return iter(blocks.to_iter_dataset(grain.ReadOptions(num_threads=STREAM_THREADS, prefetch_buffer_size=STREAM_PREFETCH)))
 
 
-def host_batches(split: Split, batch_size: int, seed: int, start: int, stop: int,
-                 mesh: Optional[parallel.Mesh]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(images, labels) of each step start..stop-1 on the host, in order."""
-    for images, labels in host_blocks(split, batch_size, seed, start, stop, mesh):
-        yield from zip(images, labels)
-
-
 def place(block: tuple[np.ndarray, np.ndarray], batch_size: int, mesh: Optional[parallel.Mesh]) -> tuple[jax.Array, jax.Array]:
     """A host block of batches on the device, or split over the mesh (batch axis 1) from each process's own rows."""
     if mesh is None:
