@@ -5,6 +5,7 @@ import json
 import jax
 import numpy as np
 import pytest
+import yaml
 
 import zoo
 from zoo import runs
@@ -56,6 +57,20 @@ def test_an_existing_run_is_never_overwritten(tmp_path, book, registry):
         train_and_evaluate(recipe(book, registry, "train.steps=5"), tmp_path, registry, progress=False)
     with pytest.raises(zoo.RunDirectoryError, match="the recipe differs at latent_dim: 4 in the run, 5 now"):
         train_and_evaluate(recipe(book, registry, "train.steps=5", "latent_dim=5"), tmp_path, registry, resume=True, progress=False)
+
+
+def test_a_run_saved_before_an_option_existed_resumes_at_its_default(tmp_path, book, registry):
+    train_and_evaluate(recipe(book, registry, "train.steps=10"), tmp_path, registry, progress=False)
+    saved = tmp_path / "recipe.yaml"
+    # As a zoo without objective.free_bits wrote it: the option's absence meant what its default means now.
+    old = yaml.safe_load(saved.read_text())
+    del old["objective"]["free_bits"]
+    saved.write_text(yaml.safe_dump(old))
+    summary = train_and_evaluate(recipe(book, registry, "train.steps=20"), tmp_path, registry, resume=True, progress=False)
+    assert summary["step"] == 20
+    with pytest.raises(zoo.RunDirectoryError, match="differs at objective.free_bits: 0.0 in the run, 1.0 now"):
+        train_and_evaluate(recipe(book, registry, "train.steps=30", "objective.free_bits=1.0"), tmp_path, registry,
+                           resume=True, progress=False)
 
 
 def test_workdir_holds_recipe_versions_metrics_and_checkpoints(tmp_path, book, registry):

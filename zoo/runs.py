@@ -61,10 +61,13 @@ def first_difference(old: Any, new: Any, path: str = "") -> Optional[str]:
     return None if old == new else f"{path}: {old!r} in the run, {new!r} now"
 
 
-def prepare(workdir: Path, recipe: Mapping[str, Any], *, resume: bool, write: bool = True) -> None:
+def prepare(workdir: Path, recipe: Mapping[str, Any], *, resume: bool, write: bool = True, registry=None) -> None:
     """Create the workdir, or check that resuming continues the same model; never overwrite a run.
 
     With `write` False only the checks run (the other processes of a multi-host job).
+    With `registry`, the saved recipe is validated again before the comparison, so
+    an option added to a component since the run began counts at its default
+    (a run saved without `free_bits` resumes under a zoo whose default is 0).
     """
     saved = workdir / RECIPE_FILE
     if saved.exists():
@@ -72,7 +75,7 @@ def prepare(workdir: Path, recipe: Mapping[str, Any], *, resume: bool, write: bo
             raise RunDirectoryError(
                 f"{workdir} already holds a run; pass --resume to continue it, or choose another --workdir"
             )
-        old = load_recipe(workdir)
+        old = resolved_recipe(workdir, registry) if registry is not None else load_recipe(workdir)
         difference = first_difference(comparable(old), comparable(recipe))
         if difference:
             raise RunDirectoryError(f"cannot resume {workdir}: the recipe differs at {difference}")

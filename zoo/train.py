@@ -158,7 +158,7 @@ def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Regis
     mesh = training_mesh(config)
     main = parallel.is_main_process()
     # Every process checks the run directory (so a refusal stops them all alike); process 0 writes.
-    runs.prepare(workdir, recipe, resume=resume, write=main)
+    runs.prepare(workdir, recipe, resume=resume, write=main, registry=registry)
     graphdef, optimizer, state = initial_state(experiment.model, config)
     if mesh is not None:
         state = parallel.replicate(state, mesh)
