@@ -43,7 +43,7 @@ class OneHotLabel:
             if " " in name:  # a name of several words ("Ankle boot") is one class, not two words
                 text = re.sub(re.escape(name), f" {index} ", text, flags=re.IGNORECASE)
         words = [w for w in re.split(r"[,\s]+", text.strip()) if w]
-        if len(words) == 1 and words[0].isdigit() and self.num_classes <= 10:
+        if len(words) == 1 and is_number(words[0]) and self.num_classes <= 10:
             words = list(words[0])
         if not words:
             raise zoo.ZooError("empty condition: give class numbers such as '3' or '2 0 2 6'")
@@ -51,7 +51,7 @@ class OneHotLabel:
         return jax.nn.one_hot(jnp.array(labels), self.num_classes), [dataset.class_names[i] for i in labels]
 
     def _label(self, word: str, dataset: zoo.Dataset) -> int:
-        if word.isdigit() and int(word) < self.num_classes:
+        if is_number(word) and int(word) < self.num_classes:
             return int(word)
         if word in dataset.class_names:
             return list(dataset.class_names).index(word)
@@ -62,6 +62,11 @@ class OneHotLabel:
     def grid(self, dataset: zoo.Dataset, per_row: int):
         labels = np.repeat(np.arange(self.num_classes), per_row)
         return jax.nn.one_hot(labels, self.num_classes), [dataset.class_names[i] for i in range(self.num_classes)]
+
+
+def is_number(word: str) -> bool:
+    """Digits 0-9 only: str.isdigit() also accepts '²', which int() refuses."""
+    return re.fullmatch(r"[0-9]+", word) is not None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,10 +105,10 @@ class VisibleQuadrants:
 
     def parse(self, text: str, dataset: zoo.Dataset):
         """Indices of test images whose visible quadrants become the condition."""
-        try:
-            indices = [int(w) for w in re.split(r"[,\s]+", text.strip()) if w]
-        except ValueError:
-            raise zoo.ZooError(f"condition {text!r}: give indices of test images, such as '0 1 2'") from None
+        words = [w for w in re.split(r"[,\s]+", text.strip()) if w]
+        if not all(is_number(w) for w in words):
+            raise zoo.ZooError(f"condition {text!r}: give indices of test images, such as '0 1 2'")
+        indices = [int(w) for w in words]
         count = len(dataset.test.images)
         bad = [i for i in indices if not 0 <= i < count]
         if not indices or bad:

@@ -7,19 +7,67 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
 from zoo.errors import UnknownComponentError, ZooError
+from zoo.signals import TrainingInterrupted
 
 VARIANT_KIND = "variant"
 UNCONDITIONAL = "unconditional"
 
 
+MAX_SEED = 2**31 - 1
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors as the zoo's one line (and exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"zoo: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def integer(low: int, high: Optional[int] = None):
+    """An argparse type: an integer in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text) if re.fullmatch(r"\s*[+-]?[0-9]+\s*", text) else None
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            span = f">= {low}" if high is None else f"in {low}..{high}"
+            raise argparse.ArgumentTypeError(f"expected an integer {span}, got {text!r}")
+        return value
+
+    return parse
+
+
+def number(low: float, high: float = math.inf):
+    """An argparse type: a finite number in [low, high]."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and low <= value <= high):
+            span = f">= {low}" if high == math.inf else f"in [{low}, {high}]"
+            raise argparse.ArgumentTypeError(f"expected a finite number {span}, got {text!r}")
+        return value
+
+    return parse
+
+
+SEED = integer(0, MAX_SEED)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="zoo", description="A zoo of variational autoencoders in JAX.")
+    parser = Parser(prog="zoo", description="A zoo of variational autoencoders in JAX.")
     parser.add_argument("--recipes", action="append", default=[], metavar="FILE",
                         help="a recipe file of your own, read after registry.yaml (repeatable)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -46,11 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run (JSON out)")
     evaluate.add_argument("run", help="run directory")
-    evaluate.add_argument("--num-samples", "-k", type=int, default=5000, help="importance samples K (0 skips; 5000 is the published protocol)")
+    evaluate.add_argument("--num-samples", "-k", type=integer(0), default=5000, help="importance samples K (0 skips; 5000 is the published protocol)")
     evaluate.add_argument("--split", default="test", choices=("train", "validation", "test"))
-    evaluate.add_argument("--batch-size", type=int, default=100)
-    evaluate.add_argument("--limit", type=int, help="evaluate only the first N examples")
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--batch-size", type=integer(1), default=100)
+    evaluate.add_argument("--limit", type=integer(1), help="evaluate only the first N examples")
+    evaluate.add_argument("--seed", type=SEED, default=0)
     evaluate.add_argument("--prior-proposal", action="store_true", help="also estimate with p(z|c) as proposal (for GSNNs)")
     evaluate.add_argument("--checkpoint", choices=("best", "newest"), default="best",
                           help="the checkpoint with the best validation metric (default) or the newest")
@@ -61,15 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("run", help="run directory")
     sample.add_argument("--out", help="PNG path (default RUN/samples.png)")
     sample.add_argument("--condition", help="for CVAEs: classes to write, e.g. '2026' or '3 7'")
-    sample.add_argument("--per-row", type=int, default=8, help="samples per row (per condition)")
-    sample.add_argument("--temperature", type=float, default=1.0, help="scale of z around the prior mean")
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--per-row", type=integer(1, 100), default=8, help="samples per row (per condition)")
+    sample.add_argument("--temperature", type=number(0.0), default=1.0, help="scale of z around the prior mean")
+    sample.add_argument("--seed", type=SEED, default=0)
     sample.add_argument("--data-dir")
 
     plot = commands.add_parser("plot", help="write a run's figures as PNGs (samples, reconstructions, latent space, ...)")
     plot.add_argument("run", help="run directory")
     plot.add_argument("--out", help="directory for the PNGs (default RUN/plots)")
-    plot.add_argument("--seed", type=int, default=0, help="seed of the samples")
+    plot.add_argument("--seed", type=SEED, default=0, help="seed of the samples")
     plot.add_argument("--data-dir")
 
     bench = commands.add_parser("bench", help="run a suite: variants x datasets x tasks x seeds (resumable)")
@@ -83,15 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="a local page where a trained model writes what you type")
     serve.add_argument("run", help="run directory")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000, help="0: any free port")
+    serve.add_argument("--port", type=integer(0, 65535), default=8000, help="0: any free port")
     serve.add_argument("--data-dir")
     serve.add_argument("--log-requests", action="store_true", help="log each request on stderr")
 
     export_web = commands.add_parser("export-web", help="a static page that runs the model in the browser (int8 weights)")
     export_web.add_argument("run", help="run directory")
     export_web.add_argument("dir", help="output directory for the page")
-    export_web.add_argument("--per-class", type=int, default=100, help="samples per class to measure quantisation's cost")
-    export_web.add_argument("--seed", type=int, default=0)
+    export_web.add_argument("--per-class", type=integer(1, 10000), default=100, help="samples per class to measure quantisation's cost")
+    export_web.add_argument("--seed", type=SEED, default=0)
     export_web.add_argument("--data-dir")
 
     compare = commands.add_parser("compare", help="tabulate results over seeds and write a report with plots")
@@ -104,25 +152,45 @@ def build_parser() -> argparse.ArgumentParser:
 def add_parallel_arguments(command: argparse.ArgumentParser) -> None:
     """--devices (the data-parallel mesh) and the multi-host options of jax.distributed."""
     group = command.add_argument_group("devices")
-    group.add_argument("--devices", type=int, metavar="N",
+    group.add_argument("--devices", type=integer(0), metavar="N",
                        help="split each batch over N devices (0 = all; sets train.devices for training)")
     group.add_argument("--distributed", action="store_true",
                        help="join a multi-host job first (jax.distributed.initialize; Slurm and Open MPI are detected)")
     group.add_argument("--coordinator", metavar="HOST:PORT", help="with --distributed: process 0's address")
-    group.add_argument("--num-processes", type=int, metavar="N", help="with --distributed: how many processes")
-    group.add_argument("--process-id", type=int, metavar="I", help="with --distributed: this process's index")
+    group.add_argument("--num-processes", type=integer(1), metavar="N", help="with --distributed: how many processes")
+    group.add_argument("--process-id", type=integer(0), metavar="I", help="with --distributed: this process's index")
 
 
 def start_devices(args) -> None:
     """Join the multi-host job when asked; refuse a bad --devices before anything is built."""
-    if args.devices is not None and args.devices < 0:
-        raise ZooError(f"--devices must be >= 0 (0 = all devices), got {args.devices}")
     if args.distributed:
         from zoo.parallel import initialize_distributed
 
         initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     elif args.coordinator or args.num_processes is not None or args.process_id is not None:
         raise ZooError("--coordinator, --num-processes and --process-id need --distributed")
+
+
+def output_dir(path: Path, option: str) -> Path:
+    """A directory the command may create or write into: refused when a file is in the way."""
+    for place in [path, *path.parents]:
+        if place.exists() and not place.is_dir():
+            raise ZooError(f"{option} {path}: {place} exists and is not a directory")
+    return path
+
+
+def image_file(path: Path, option: str) -> Path:
+    """A path an image can be saved to, by its extension (matplotlib's formats)."""
+    from matplotlib.figure import Figure
+
+    if path.is_dir():
+        raise ZooError(f"{option} {path}: is a directory; give a file name, e.g. {path / 'samples.png'}")
+    formats = sorted(Figure().canvas.get_supported_filetypes())
+    if path.suffix.lower().lstrip(".") not in formats:
+        raise ZooError(f"{option} {path}: cannot write an image of type {path.suffix or '(no extension)'!r}; "
+                       f"use one of {', '.join('.' + f for f in formats)}")
+    output_dir(path.parent, option)
+    return path
 
 
 def recipe_book(args):
@@ -179,7 +247,7 @@ def cmd_train(args, registry) -> None:
     if args.task:
         overrides.insert(0, "condition=null" if args.task == UNCONDITIONAL else f"condition={{name: {args.task}}}")
     recipe = recipe_book(args).resolve(args.variant, registry, overrides)
-    workdir = Path(args.workdir or Path("runs") / args.variant)
+    workdir = output_dir(Path(args.workdir or Path("runs") / args.variant), "--workdir")
     summary = train_and_evaluate(recipe, workdir, registry, resume=args.resume, progress=not args.quiet, data_dir=args.data_dir)
     print(json.dumps(summary, indent=2))
 
@@ -193,8 +261,6 @@ def cmd_eval(args, registry) -> None:
     from zoo.parallel import is_main_process, mesh_for
     from zoo.train import checkpoint_used, load_trained
 
-    if args.num_samples < 0 or args.batch_size < 1:
-        raise ZooError("--num-samples must be >= 0 and --batch-size >= 1")
     start_devices(args)
     experiment, graphdef, params, step = load_trained(Path(args.run), registry, args.data_dir, args.checkpoint)
     mesh = mesh_for(args.devices, "--devices")
@@ -219,12 +285,10 @@ def cmd_sample(args, registry) -> None:
     from zoo.sampling import sample_images
     from zoo.train import load_trained
 
-    if args.per_row < 1:
-        raise ZooError("--per-row must be at least 1")
+    out = image_file(Path(args.out or Path(args.run) / "samples.png"), "--out")
     experiment, graphdef, params, step = load_trained(Path(args.run), registry, args.data_dir)
     images, labels, rows = sample_images(experiment, graphdef, params, jax.random.key(args.seed),
                                          condition_text=args.condition, per_row=args.per_row, temperature=args.temperature)
-    out = Path(args.out or Path(args.run) / "samples.png")
     save_grid(images, out, rows=rows, row_labels=labels, title=f"{experiment.recipe['variant']} (step {step})")
     print(out)
 
@@ -232,7 +296,8 @@ def cmd_sample(args, registry) -> None:
 def cmd_plot(args, registry) -> None:
     from zoo.plots import plot_run
 
-    for path in plot_run(Path(args.run), Path(args.out or Path(args.run) / "plots"), registry, seed=args.seed, data_dir=args.data_dir):
+    out = output_dir(Path(args.out or Path(args.run) / "plots"), "--out")
+    for path in plot_run(Path(args.run), out, registry, seed=args.seed, data_dir=args.data_dir):
         print(path)
 
 
@@ -242,7 +307,7 @@ def cmd_bench(args, registry) -> None:
 
     book = recipe_book(args)
     suite = load_suite(args.suite, book)
-    out = Path(args.out or Path("runs") / "bench" / suite.name)
+    out = output_dir(Path(args.out or Path("runs") / "bench" / suite.name), "--out")
     variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
     results = run_suite(suite, out, book, registry, data_dir=args.data_dir, progress=args.progress,
                         log=lambda line: print(line, file=sys.stderr, flush=True), variants=variants)
@@ -258,6 +323,7 @@ def cmd_compare(args, registry) -> None:
     if published:
         print("\n" + published)
     if args.report:
+        output_dir(Path(args.report), "--report")
         print(f"\nreport: {write_report(args.results, Path(args.report), registry, samples=not args.no_samples)}")
 
 
@@ -266,8 +332,6 @@ def cmd_serve(args, registry) -> None:
     from zoo.serve import make_server
     from zoo.train import load_trained
 
-    if not 0 <= args.port <= 65535:
-        raise ZooError(f"--port must be in 0..65535, got {args.port}")
     generator = PageGenerator(*load_trained(Path(args.run), registry, args.data_dir))
     generator.warm_up()
     server = make_server(generator, args.host, args.port, quiet=not args.log_requests)
@@ -283,11 +347,29 @@ def cmd_serve(args, registry) -> None:
 def cmd_export_web(args, registry) -> None:
     from zoo.export_web import export_web
 
-    if args.per_class < 1:
-        raise ZooError("--per-class must be at least 1")
-    report = export_web(Path(args.run), Path(args.dir), registry, per_class=args.per_class, seed=args.seed,
+    report = export_web(Path(args.run), output_dir(Path(args.dir), "DIR"), registry, per_class=args.per_class, seed=args.seed,
                         data_dir=args.data_dir)
     print(json.dumps(report, indent=2))
+
+
+def quiet_dependencies() -> None:
+    """Leave out warnings of dependencies that are known to be harmless here (orbax's absl
+    notes about metadata it does not need); the zoo says itself what a user must know."""
+    import logging
+    import warnings
+
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="orbax")
+
+
+def resume_command(argv: Sequence[str], command: str) -> str:
+    """The command line that continues an interrupted `zoo train` or `zoo bench`."""
+    import shlex
+
+    words = ["zoo", *argv]
+    if command == "train" and "--resume" not in words:
+        words.append("--resume")  # a bench resumes its unfinished runs by itself
+    return shlex.join(words)
 
 
 COMMANDS = {"list": cmd_list, "plugins": cmd_plugins, "show": cmd_show, "train": cmd_train, "eval": cmd_eval,
@@ -297,11 +379,16 @@ COMMANDS = {"list": cmd_list, "plugins": cmd_plugins, "show": cmd_show, "train":
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the `zoo` command; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    quiet_dependencies()
     try:
         from zoo.plugin_manager import default_registry
 
         COMMANDS[args.command](args, default_registry())
+    except TrainingInterrupted as exc:
+        print(f"zoo: {exc}\nzoo: continue with: {resume_command(argv, args.command)}", file=sys.stderr)
+        return exc.exit_status
     except ZooError as exc:
         print(f"zoo: error: {exc}", file=sys.stderr)
         return 2

@@ -49,15 +49,18 @@ def stacked_metrics(outputs: list) -> dict[str, np.ndarray]:
 
 
 def run_steps(train_step, state, images, labels, indices: np.ndarray, start: int,
-              mesh: Optional[parallel.Mesh] = None):
+              mesh: Optional[parallel.Mesh] = None, halt=None):
     """Run len(indices) in-memory steps from `start`; returns the state and each metric per step (host arrays).
 
     Steps are dispatched without waiting, so the host stays ahead of the device;
-    on a mesh at most MAX_STEPS_IN_FLIGHT_ON_A_MESH at a time.
+    on a mesh at most MAX_STEPS_IN_FLIGHT_ON_A_MESH at a time. When `halt` turns
+    true (a stop signal), no further step is dispatched: fewer steps come back.
     """
     chunk = jnp.asarray(indices) if mesh is None else parallel.global_array(indices, parallel.batch_sharded(mesh, 1))
     outputs = []
     for position in range(len(indices)):
+        if outputs and halt:
+            break
         state, metrics = train_step(state, images, labels, chunk, position, start + position)
         outputs.append(metrics)
         bound_in_flight(outputs, mesh)
@@ -138,13 +141,18 @@ class StreamedInput:
             return self._block()
         return self.ready[0]
 
-    def run(self, state: Any, start: int, stop: int):
-        """Run steps start..stop-1 (following the previous call); returns the state and each metric per step."""
+    def run(self, state: Any, start: int, stop: int, halt=None):
+        """Run steps start..stop-1 (following the previous call); returns the state and each metric per step.
+
+        When `halt` turns true no further step is dispatched, as in `run_steps`.
+        """
         if start != self.next_step or stop > self.stop:
             raise ValueError(f"this stream feeds steps {self.next_step}..{self.stop - 1} in order; asked for {start}..{stop - 1}")
-        self.next_step = stop
         outputs = []
         for step in range(start, stop):
+            if outputs and halt:
+                break
+            self.next_step = step + 1
             images, labels = self._block()
             state, metrics = self.train_step(state, images, labels, self.position, step)
             self.position += 1
@@ -163,7 +171,7 @@ class InMemoryInput:
         else:
             self.images, self.labels = (parallel.global_array(a, parallel.replicated(mesh)) for a in (split.images, split.labels))
 
-    def run(self, state: Any, start: int, stop: int):
-        """Run steps start..stop-1; returns the state and each metric per step (host arrays)."""
+    def run(self, state: Any, start: int, stop: int, halt=None):
+        """Run steps start..stop-1; returns the state and each metric per step (host arrays); `halt` as in `run_steps`."""
         indices = batch_indices(len(self.split.images), self.batch_size, self.seed, start, stop - start)
-        return run_steps(self.train_step, state, self.images, self.labels, indices, start, self.mesh)
+        return run_steps(self.train_step, state, self.images, self.labels, indices, start, self.mesh, halt)

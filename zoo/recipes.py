@@ -37,9 +37,12 @@ def default_registry_path() -> Path:
 def read_yaml(path: Path) -> Any:
     """A YAML file's content, or a RecipeError naming the file and line."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise RecipeError(f"{path}: cannot read recipe file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        line = Path(path).read_bytes()[: exc.start].count(b"\n") + 1
+        raise RecipeError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at line {line}); save it as UTF-8") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

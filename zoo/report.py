@@ -13,6 +13,7 @@ import numpy as np
 import yaml
 
 from zoo.errors import RunDirectoryError
+from zoo.files import read_json_lines
 
 # (column, record key, sign, better): sign turns log-likelihoods into positive nats.
 COLUMNS = (
@@ -34,12 +35,7 @@ def read_results(paths: Iterable[Path]) -> list[dict]:
     for path in map(Path, paths):
         if not path.is_file():
             raise RunDirectoryError(f"{path}: no such results file (zoo bench writes OUT/results.jsonl)")
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise RunDirectoryError(f"{path}:{number}: not a JSON line ({exc.msg})") from None
+        records.extend(read_json_lines(path))
     return records
 
 

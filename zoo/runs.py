@@ -6,29 +6,41 @@
     WORKDIR/checkpoints/N/   orbax checkpoints, the two newest (written atomically by orbax):
                              the training state and the run's progress (early stopping)
     WORKDIR/best/N/          the checkpoint with the best validation metric (orbax's best_fn)
+    WORKDIR/trainer.lock     held by the process training in WORKDIR (its PID and host inside)
+    WORKDIR/damaged/         checkpoints a resume found unreadable, moved aside (never deleted)
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib.metadata
 import json
+import os
 import platform
+import socket
 import sys
+import time
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 import yaml
 
 from zoo import recipes
 from zoo.errors import RunDirectoryError
+from zoo.files import read_json_lines, write_atomically
 
 RECIPE_FILE = "recipe.yaml"
 VERSIONS_FILE = "versions.json"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "best"
+LOCK_FILE = "trainer.lock"
+DAMAGED_DIR = "damaged"
 PACKAGES = ("vae-zoo", "jax", "jaxlib", "flax", "optax", "distrax", "orbax-checkpoint", "numpy", "tensorflow-datasets")
 
 
@@ -86,6 +98,61 @@ def prepare(workdir: Path, recipe: Mapping[str, Any], *, resume: bool, write: bo
     (workdir / VERSIONS_FILE).write_text(json.dumps(versions(), indent=2) + "\n")
 
 
+def tell(line: str) -> None:
+    """Say something the user should know on stderr (a damaged checkpoint passed over, a lock taken over)."""
+    print(f"zoo: {line}", file=sys.stderr, flush=True)
+
+
+class WorkdirBusyError(RunDirectoryError):
+    """Another process is training in this run directory."""
+
+
+@contextlib.contextmanager
+def trainer_lock(workdir: Path, note=None) -> Iterator[None]:
+    """Hold WORKDIR/trainer.lock while training: a second trainer is refused, naming the holder.
+
+    The lock is the kernel's (flock), so a holder that dies, even by kill -9,
+    releases it; the PID and host it left in the file are then reported as
+    taken over through `note` (a function taking one line).
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / LOCK_FILE
+    stream = open(path, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        stream.seek(0)
+        holder = describe_holder(stream.read())
+        stream.close()
+        raise WorkdirBusyError(f"{workdir} is being trained by {holder}; wait for it to finish or stop it "
+                               f"(Ctrl-C or kill -TERM checkpoints it) before training here") from None
+    try:
+        stream.seek(0)
+        left = stream.read().strip()
+        if left and note is not None:
+            note(f"{path}: taking over the lock of {describe_holder(left)}, which no longer runs")
+        stream.seek(0)
+        stream.truncate()
+        stream.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
+        stream.flush()
+        yield
+    finally:
+        stream.seek(0)
+        stream.truncate()  # an empty lock file: nobody to take over from
+        stream.flush()
+        fcntl.flock(stream, fcntl.LOCK_UN)
+        stream.close()
+
+
+def describe_holder(text: str) -> str:
+    """'PID 123 on host h (since ...)' from a lock file's content."""
+    try:
+        holder = json.loads(text)
+        return f"PID {holder['pid']} on host {holder['host']} (since {holder['since']})"
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return "another process"
+
+
 def checkpoint_manager(workdir: Path) -> ocp.CheckpointManager:
     """Orbax manager keeping the two newest checkpoints."""
     options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True)
@@ -125,8 +192,59 @@ def drop_best_after(manager: ocp.CheckpointManager, step: int) -> None:
         manager.delete(later)
 
 
+class CheckpointDamaged(Exception):
+    """One checkpoint cannot be read (truncated, emptied, garbled); an earlier one may still be good."""
+
+
+def stored_shapes(directory: Path) -> dict[str, tuple[int, ...]]:
+    """{leaf path: shape} of the state saved in one checkpoint directory, from orbax's metadata."""
+    item = directory / "state" if (directory / "state").is_dir() else directory / "default"  # "default": the earlier format
+    try:
+        metadata = ocp.StandardCheckpointer().metadata(item.resolve())
+        tree = getattr(metadata, "item_metadata", metadata)
+        return {leaf_name(path): tuple(leaf.shape) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+    except Exception as exc:
+        raise CheckpointDamaged(short(exc)) from exc
+
+
+def leaf_name(path) -> str:
+    """'params.encoder.layers.0.kernel': a pytree path with dict keys, attributes and indices alike."""
+    return ".".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def short(exc: BaseException) -> str:
+    """One line naming an exception."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:200] if lines else ''}".rstrip(": ")
+
+
+def check_matches(directory: Path, like: Any) -> None:
+    """Refuse a checkpoint whose arrays are not the model's: recipe.yaml no longer describes it."""
+    stored = stored_shapes(directory)
+    wanted = {leaf_name(path): tuple(np.shape(leaf)) for path, leaf in jax.tree_util.tree_leaves_with_path(like)}
+    if not stored:
+        raise CheckpointDamaged("it holds no arrays")
+    for name in wanted:
+        if name in stored and stored[name] != wanted[name]:
+            raise RunDirectoryError(f"the checkpoint {directory} does not match the run's recipe.yaml: {name} is "
+                                    f"{stored[name]} in the checkpoint, {wanted[name]} in the model recipe.yaml describes "
+                                    "(was recipe.yaml edited?)")
+    missing, extra = sorted(set(wanted) - set(stored)), sorted(set(stored) - set(wanted))
+    if missing or extra:
+        raise RunDirectoryError(f"the checkpoint {directory} does not match the run's recipe.yaml: "
+                                + "; ".join(filter(None, [missing and f"the model has {', '.join(missing[:3])} that the checkpoint lacks",
+                                                          extra and f"the checkpoint has {', '.join(extra[:3])} that the model lacks"]))
+                                + " (was recipe.yaml edited?)")
+
+
 def restore(manager: ocp.CheckpointManager, step: int, like: Any, *, progress: bool = True) -> tuple[Any, dict[str, Any]]:
-    """(state, progress) of the checkpoint at `step`, the state shaped like `like`."""
+    """(state, progress) of the checkpoint at `step`, the state shaped like `like`.
+
+    CheckpointDamaged when it cannot be read; RunDirectoryError when it can
+    but holds another model's arrays.
+    """
+    directory = Path(manager.directory) / str(step)
+    check_matches(directory, like)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     items = {"state": ocp.args.StandardRestore(abstract)}
     if progress:
@@ -137,18 +255,49 @@ def restore(manager: ocp.CheckpointManager, step: int, like: Any, *, progress: b
         try:  # a checkpoint written before checkpoints held the run's progress: the state alone
             return manager.restore(step, args=ocp.args.StandardRestore(abstract)), {}
         except Exception:
-            raise RunDirectoryError(f"cannot read the checkpoint of step {step} in {manager.directory}: "
-                                    f"{type(composite_error).__name__}: {str(composite_error).splitlines()[0][:200]}") from composite_error
-    return restored["state"], dict(restored["progress"] or {}) if progress else {}
+            raise CheckpointDamaged(short(composite_error)) from composite_error
+    state = restored["state"]
+    if not all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state) if jnp.issubdtype(leaf.dtype, jnp.inexact)):
+        raise CheckpointDamaged("it holds non-finite numbers")
+    return state, dict(restored["progress"] or {}) if progress else {}
 
 
-def restore_latest(manager: ocp.CheckpointManager, like: Any) -> Optional[tuple[int, Any, dict[str, Any]]]:
-    """(step, state, progress) of the newest checkpoint, shaped like `like`; None when there is none."""
-    step = manager.latest_step()
-    if step is None:
-        return None
-    state, progress = restore(manager, step, like)
-    return step, state, progress
+def restore_newest_good(manager: ocp.CheckpointManager, like: Any, *, progress: bool = True, note=None,
+                        set_aside: Optional[Path] = None) -> Optional[tuple[int, Any, dict[str, Any]]]:
+    """(step, state, progress) of the newest checkpoint that reads; None when there is none.
+
+    A damaged checkpoint is named through `note` and passed over for the one
+    before it; with `set_aside` (resuming training, which will write that step
+    again) it is moved there rather than deleted. When every checkpoint is
+    damaged, RunDirectoryError lists them.
+    """
+    damaged = []
+    for step in sorted(manager.all_steps(), reverse=True):
+        directory = Path(manager.directory) / str(step)
+        try:
+            state, saved = restore(manager, step, like, progress=progress)
+        except CheckpointDamaged as exc:
+            damaged.append(f"{directory} ({exc})")
+            if note is not None:
+                note(f"the checkpoint {directory} is damaged ({exc}); trying the one before it")
+            if set_aside is not None:
+                set_aside.mkdir(parents=True, exist_ok=True)
+                os.replace(directory, set_aside / f"{directory.parent.name}-{step}")
+                manager.reload()
+            continue
+        if damaged and note is not None:
+            note(f"using the checkpoint of step {step} in {manager.directory}")
+        return step, state, saved
+    if damaged:
+        raise RunDirectoryError("no readable checkpoint: " + "; ".join(damaged)
+                                + (f" (moved to {set_aside})" if set_aside is not None else ""))
+    return None
+
+
+def restore_latest(manager: ocp.CheckpointManager, like: Any, *, note=None,
+                   set_aside: Optional[Path] = None) -> Optional[tuple[int, Any, dict[str, Any]]]:
+    """(step, state, progress) of the newest good checkpoint, shaped like `like`; None when there is none."""
+    return restore_newest_good(manager, like, note=note, set_aside=set_aside)
 
 
 def _best_reader(workdir: Path) -> Optional[ocp.CheckpointManager]:
@@ -163,12 +312,19 @@ def restore_best_step(workdir: Path) -> Optional[int]:
     return None if manager is None else manager.latest_step()
 
 
-def restore_best(workdir: Path, like: Any) -> Optional[tuple[int, Any]]:
-    """(step, state) of the run's best checkpoint; None when it kept none."""
-    step = restore_best_step(workdir)
-    if step is None:
+def restore_best(workdir: Path, like: Any, *, note=None) -> Optional[tuple[int, Any]]:
+    """(step, state) of the run's best checkpoint that reads; None when it kept none, or every one is
+    damaged (said through `note`: the caller falls back to the newest checkpoint)."""
+    manager = _best_reader(workdir)
+    if manager is None:
         return None
-    return step, restore(_best_reader(workdir), step, like, progress=False)[0]
+    try:
+        found = restore_newest_good(manager, like, progress=False, note=note)
+    except RunDirectoryError as exc:
+        if note is not None:
+            note(f"{exc}; using the newest checkpoint instead")
+        return None
+    return None if found is None else (found[0], found[1])
 
 
 def last_good(manager: ocp.CheckpointManager, workdir: Path) -> str:
@@ -186,17 +342,18 @@ def append_metrics(workdir: Path, record: Mapping[str, Any]) -> None:
 
 
 def read_metrics(workdir: Path) -> list[dict[str, Any]]:
-    """Every metrics record of a run."""
+    """Every metrics record of a run (a torn last line left out)."""
     path = Path(workdir) / METRICS_FILE
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_json_lines(path)
 
 
 def truncate_metrics(workdir: Path, step: int) -> None:
-    """Drop records logged after `step` (a killed run logged them, then lost their state)."""
+    """Keep only the records up to `step`: what a killed run logged after its checkpoint, and a torn
+    last line, go. Written to a temporary file and renamed, so a kill meanwhile loses nothing."""
     kept = [r for r in read_metrics(workdir) if r.get("step", 0) <= step]
-    (workdir / METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in kept))
+    write_atomically(Path(workdir) / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def progress_bar(total: int, initial: int, *, enabled: bool):

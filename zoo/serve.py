@@ -37,10 +37,16 @@ def web_asset(name: str) -> str:
     return (resources.files("zoo") / "web" / name).read_text(encoding="utf-8")
 
 
+LISTEN_BACKLOG = 512  # connections the kernel queues before accept(); the standard library's 5 resets bursts
+IDLE_TIMEOUT_SECONDS = 30  # a connection that sends nothing this long is closed (frees its thread)
+ALLOWED_METHODS = ("GET", "POST")
+
+
 class PageServer(ThreadingHTTPServer):
     """An HTTP server bound to one PageGenerator; generation is serialised by a lock."""
 
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, address: tuple[str, int], generator: PageGenerator, *, quiet: bool = True):
         super().__init__(address, PageHandler)
@@ -52,6 +58,13 @@ class PageServer(ThreadingHTTPServer):
             "/api/grid": lambda body: generator.grid(body.get("temperature", 1.0), body.get("seed", 0)),
             "/api/walk": lambda body: generator.walk_images(),
         }
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that left or timed out is routine; anything else is one line, not a traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            return
+        print(f"zoo serve: request from {client_address[0]} failed: {type(error).__name__}: {error}", file=sys.stderr)
 
     @property
     def url(self) -> str:
@@ -65,6 +78,19 @@ class PageHandler(BaseHTTPRequestHandler):
 
     server: PageServer
     protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT_SECONDS
+
+    def send_error(self, code: int, message: Any = None, explain: Any = None) -> None:
+        """The standard library's own refusals (bad request line, unknown method, ...) as JSON too;
+        a method the page does not take is 405 with the methods it does."""
+        if code == HTTPStatus.NOT_IMPLEMENTED:
+            code, message = HTTPStatus.METHOD_NOT_ALLOWED, f"method {self.command} is not allowed; use {' or '.join(ALLOWED_METHODS)}"
+            self.discard_body()  # unread, its bytes would make the kernel reset the connection before our answer
+        self.close_connection = True
+        try:
+            self.send_json({"error": message or HTTPStatus(code).phrase}, code)
+        except OSError:  # the client is gone
+            pass
 
     def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
         """The page, an asset or /api/info."""
@@ -155,6 +181,8 @@ class PageHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
+        if status == HTTPStatus.METHOD_NOT_ALLOWED:
+            self.send_header("Allow", ", ".join(ALLOWED_METHODS))
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()

@@ -7,6 +7,7 @@ donated) over `(params, opt_state)`, which is about 20% faster here than
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import time
@@ -28,6 +29,7 @@ from zoo.interfaces import Batch, Dataset
 from zoo.model import LatentVariableModel, build_model
 from zoo.recipes import early_stopping_config, train_config
 from zoo.registry import Registry, build_component
+from zoo.signals import StopRequest, TrainingInterrupted, stop_requested_by_signals
 
 
 class TrainState(NamedTuple):
@@ -145,35 +147,46 @@ def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Regis
     training ends when the validation metric stops improving. The best
     checkpoint by that metric (ELBO without early stopping) is kept beside the
     newest. With `max_seconds`, training stops (and checkpoints) at the first
-    log boundary past that much training time. Returns the last logged
+    log boundary past that much training time. One process trains in a
+    workdir at a time (WORKDIR/trainer.lock); SIGINT or SIGTERM checkpoints
+    the step reached and raises `TrainingInterrupted`. Returns the last logged
     training metrics, validation ELBO, the step reached and the best step.
     """
     workdir = Path(workdir)
     config = train_config(recipe)
     experiment = assemble(recipe, registry, data_dir)  # before touching the workdir: a bad recipe leaves no run behind
+    batch_indices(len(experiment.dataset.train.images), config.batch_size, config.seed, 0, 1)  # refuses a batch larger than the data
+    mesh = training_mesh(config)
+    main = parallel.is_main_process()
+    lock = runs.trainer_lock(workdir, note=runs.tell) if main else contextlib.nullcontext()
+    with lock, stop_requested_by_signals() as stop_request:
+        # Every process checks the run directory (so a refusal stops them all alike); process 0 writes.
+        runs.prepare(workdir, recipe, resume=resume, write=main, registry=registry)
+        return train_loop(experiment, config, workdir, mesh, stop_request, progress=progress, max_seconds=max_seconds)
+
+
+def train_loop(experiment: Experiment, config, workdir: Path, mesh: Optional[parallel.Mesh], stop_request: StopRequest, *,
+               progress: bool, max_seconds: Optional[float]) -> dict[str, Any]:
+    """The training loop of `train_and_evaluate`, in a prepared (and locked) workdir."""
+    main = parallel.is_main_process()
     train = experiment.dataset.train
     total = config.total_steps(len(train.images))
     steps_per_epoch = config.steps_per_epoch(len(train.images))
-    batch_indices(len(train.images), config.batch_size, config.seed, 0, 1)  # refuses a batch larger than the data
-    mesh = training_mesh(config)
-    main = parallel.is_main_process()
-    # Every process checks the run directory (so a refusal stops them all alike); process 0 writes.
-    runs.prepare(workdir, recipe, resume=resume, write=main, registry=registry)
     graphdef, optimizer, state = initial_state(experiment.model, config)
     if mesh is not None:
         state = parallel.replicate(state, mesh)
-    stopping = early_stopping_config(recipe)
+    stopping = early_stopping_config(experiment.recipe)
     watched = stopping or EarlyStopping()  # without early stopping the best checkpoint is still kept, by ELBO
     manager = runs.checkpoint_manager(workdir)
     best_manager = runs.best_checkpoint_manager(workdir, watched.metric, watched.higher_is_better)
     step, watch = 0, early_stopping.Watch()
-    restored = runs.restore_latest(manager, state)
+    restored = runs.restore_latest(manager, state, note=runs.tell, set_aside=workdir / runs.DAMAGED_DIR if main else None)
     if restored is not None:
         step, state, saved_progress = restored
         watch = early_stopping.Watch.from_json(saved_progress.get("early_stopping"))
         runs.drop_best_after(best_manager, step)  # taken by training that the resume redoes
-        if main:
-            runs.truncate_metrics(workdir, step)
+    if main:  # the log of one run: nothing after the restored step (all of it when no checkpoint was restored)
+        runs.truncate_metrics(workdir, step)
     input_kind = inputs.choose_input(config, train)
     batches = training_input(experiment, config, graphdef, optimizer, input_kind, step, total, mesh)
     validate = make_bound_metrics(graphdef, experiment.condition)
@@ -183,12 +196,13 @@ def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Regis
     bar = runs.progress_bar(total, step, enabled=progress)
     trained_seconds = 0.0
     stopped = should_stop(watch, stopping)
-    while step < total and not stopped:
+    while step < total and not stopped and not stop_request:
         end = chunk_end(step, total, config.log_every, config.checkpoint_every, validation_every)
         began = time.perf_counter()
-        new_state, metrics = batches.run(state, step, end)
+        new_state, metrics = batches.run(state, step, end, halt=stop_request)
         losses = np.asarray(metrics["loss"])
         seconds = time.perf_counter() - began
+        end = step + len(losses)  # fewer steps than asked when a stop signal came
         if not np.all(np.isfinite(losses)):
             bad = step + int(np.argmax(~np.isfinite(losses))) + 1
             raise TrainingDivergedError(
@@ -220,13 +234,19 @@ def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Regis
                       "best_step": watch.best_step, "waited": watch.waited}
         if main and record is not None:  # before the checkpoint: a kill between the two leaves a record that
             runs.append_metrics(workdir, record)  # resume truncates and redoes, never a checkpoint without its record
-        if step % config.checkpoint_every == 0 or step == total or out_of_time or stopped:
+        if step % config.checkpoint_every == 0 or step == total or out_of_time or stopped or stop_request:
             runs.save(manager, step, state, {"early_stopping": watch.as_json()})
         if out_of_time:
             summary["stopped_by_time_limit"] = True
             break
     bar.close()
     manager.wait_until_finished()
+    if stop_request:
+        if manager.latest_step() != step:  # the signal came before any step of this session ran
+            runs.save(manager, step, state, {"early_stopping": watch.as_json()})
+        raise TrainingInterrupted(f"stopped by {stop_request.name} at step {step} of {total}; "
+                                  f"checkpoint written in {workdir / runs.CHECKPOINT_DIR / str(step)}",
+                                  stop_request.signum, step)
     summary.update(best_step=watch.best_step, stopped_early=stopped, epochs=round(step / steps_per_epoch, 3),
                    best_epoch=None if watch.best_step is None else round(watch.best_step / steps_per_epoch, 3))
     return summary
@@ -274,11 +294,11 @@ def load_trained(workdir: Path, registry: Registry, data_dir: Optional[str] = No
     recipe = runs.resolved_recipe(workdir, registry)
     experiment = assemble(recipe, registry, data_dir)
     graphdef, _, state = initial_state(experiment.model, train_config(recipe))
-    best = runs.restore_best(Path(workdir), state) if checkpoint == "best" else None
+    best = runs.restore_best(Path(workdir), state, note=runs.tell) if checkpoint == "best" else None
     if best is not None:
         step, state = best
         return experiment, graphdef, state.params, step
-    restored = runs.restore_latest(runs.checkpoint_manager(Path(workdir)), state)
+    restored = runs.restore_latest(runs.checkpoint_manager(Path(workdir)), state, note=runs.tell)
     if restored is None:
         raise runs.RunDirectoryError(f"{workdir} holds no checkpoint yet; train it first (`zoo train ... --workdir {workdir}`)")
     step, state, _ = restored

@@ -1,0 +1,45 @@
+"""Files a run keeps, read and written so that a kill at any moment loses nothing already written.
+
+Light on purpose (no JAX): `zoo compare` reads results through it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import RunDirectoryError
+
+
+def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file.
+
+    A last line without its newline that does not parse is a write a kill
+    interrupted: it is left out (resume drops it from the file). A bad line
+    anywhere else is damage, named with its line number.
+    """
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if number == len(lines):  # no newline after it: torn by a kill mid-write
+                break
+            raise RunDirectoryError(f"{path}:{number}: not a JSON line ({exc.msg}); the file is damaged") from None
+        if not isinstance(record, dict):
+            raise RunDirectoryError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+        records.append(record)
+    return records
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text` all at once: the old content or the new, never half of either."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
