@@ -217,11 +217,11 @@ def run_suite(suite: Suite, out: Path, book: RecipeBook, registry: Registry, *, 
     from zoo.train import train_and_evaluate
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "suite.yaml").write_text(Path(suite.path).read_text())
     for variant in variants or ():
         if variant not in suite.variants:
             raise RecipeError(f"{suite.path}: --variants: " + unknown_name_message("variant of this suite", variant, suite.variants))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "suite.yaml").write_text(Path(suite.path).read_text(encoding="utf-8"), encoding="utf-8")
     for number, run in enumerate(expand(suite), 1):
         if variants and run.variant not in variants:
             continue

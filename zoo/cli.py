@@ -352,6 +352,12 @@ def cmd_export_web(args, registry) -> None:
     print(json.dumps(report, indent=2))
 
 
+def one_line(message: str) -> str:
+    """A message as one printable line: a name from a file may hold newlines, control
+    characters or lone surrogates, which are shown escaped."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message)
+
+
 def quiet_dependencies() -> None:
     """Leave out warnings of dependencies that are known to be harmless here (orbax's absl
     notes about metadata it does not need); the zoo says itself what a user must know."""
@@ -390,7 +396,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"zoo: {exc}\nzoo: continue with: {resume_command(argv, args.command)}", file=sys.stderr)
         return exc.exit_status
     except ZooError as exc:
-        print(f"zoo: error: {exc}", file=sys.stderr)
+        print(f"zoo: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("zoo: interrupted; a run can continue with --resume", file=sys.stderr)

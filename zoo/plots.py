@@ -392,11 +392,12 @@ def plot_run(run_dir: Path, out_dir: Path, registry, *, seed: int = 0, data_dir:
     from zoo.train import load_trained
 
     experiment, graphdef, params, step = load_trained(Path(run_dir), registry, data_dir)
+    metrics = runs.read_metrics(run_dir)  # a damaged log is refused before any figure is written
     out = writable_directory(out_dir)
     test = evaluation_split(experiment.dataset, "test")
     title = f"{experiment.recipe['variant']} on {experiment.dataset.name}, step {step}"
     run = TrainedRun(experiment, graphdef, params, nnx.merge(graphdef, params), test.images[:limit], test.labels[:limit], title)
     written = [write_samples(run, out, seed, per_row), write_reconstructions(run, out, per_row), write_interpolation(run, out)]
     written += write_latent_figures(run, out)
-    curves = plot_learning_curves(runs.read_metrics(run_dir), out / "learning_curves.png", f"{title}\nlearning curves")
+    curves = plot_learning_curves(metrics, out / "learning_curves.png", f"{title}\nlearning curves")
     return written + ([curves] if curves else [])

@@ -134,7 +134,8 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     try:
         value = yaml.safe_load(value_text)
     except yaml.YAMLError as exc:
-        raise RecipeError(f"{SET_SOURCE} {text!r}: value is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
+        raise RecipeError(f"{SET_SOURCE} {text!r}: value is not valid YAML: {problem}") from None
     return path, value
 
 

@@ -29,13 +29,21 @@ COLUMNS = (
 )
 
 
+RESULT_KEYS = ("suite", "run", "variant", "dataset", "task", "seed")
+
+
 def read_results(paths: Iterable[Path]) -> list[dict]:
     """Every record of one or more results.jsonl files."""
     records = []
     for path in map(Path, paths):
         if not path.is_file():
             raise RunDirectoryError(f"{path}: no such results file (zoo bench writes OUT/results.jsonl)")
-        records.extend(read_json_lines(path))
+        for number, record in enumerate(read_json_lines(path), 1):
+            missing = [key for key in RESULT_KEYS if key not in record]
+            if missing:
+                raise RunDirectoryError(f"{path}: record {number} has no {', '.join(missing)}: expected the results.jsonl "
+                                        "that zoo bench writes (one JSON line per evaluated run), not a run's training log")
+            records.append(record)
     return records
 
 

@@ -196,6 +196,10 @@ class CheckpointDamaged(Exception):
     """One checkpoint cannot be read (truncated, emptied, garbled); an earlier one may still be good."""
 
 
+class NoGoodCheckpointError(RunDirectoryError):
+    """Every checkpoint of a directory is damaged."""
+
+
 def stored_shapes(directory: Path) -> dict[str, tuple[int, ...]]:
     """{leaf path: shape} of the state saved in one checkpoint directory, from orbax's metadata."""
     item = directory / "state" if (directory / "state").is_dir() else directory / "default"  # "default": the earlier format
@@ -223,7 +227,7 @@ def check_matches(directory: Path, like: Any) -> None:
     stored = stored_shapes(directory)
     wanted = {leaf_name(path): tuple(np.shape(leaf)) for path, leaf in jax.tree_util.tree_leaves_with_path(like)}
     if not stored:
-        raise CheckpointDamaged("it holds no arrays")
+        raise CheckpointDamaged("orbax finds no arrays in it")
     for name in wanted:
         if name in stored and stored[name] != wanted[name]:
             raise RunDirectoryError(f"the checkpoint {directory} does not match the run's recipe.yaml: {name} is "
@@ -266,31 +270,32 @@ def restore_newest_good(manager: ocp.CheckpointManager, like: Any, *, progress: 
                         set_aside: Optional[Path] = None) -> Optional[tuple[int, Any, dict[str, Any]]]:
     """(step, state, progress) of the newest checkpoint that reads; None when there is none.
 
-    A damaged checkpoint is named through `note` and passed over for the one
-    before it; with `set_aside` (resuming training, which will write that step
-    again) it is moved there rather than deleted. When every checkpoint is
-    damaged, RunDirectoryError lists them.
+    A damaged checkpoint is passed over for the one before it, and named
+    through `note` once a good one is found; with `set_aside` (resuming
+    training, which will write that step again) it is then moved there rather
+    than deleted. When every checkpoint is damaged, NoGoodCheckpointError
+    lists them and nothing is moved.
     """
-    damaged = []
+    damaged: list[tuple[Path, str]] = []
     for step in sorted(manager.all_steps(), reverse=True):
         directory = Path(manager.directory) / str(step)
         try:
             state, saved = restore(manager, step, like, progress=progress)
         except CheckpointDamaged as exc:
-            damaged.append(f"{directory} ({exc})")
+            damaged.append((directory, str(exc)))
+            continue
+        for bad, reason in damaged:
             if note is not None:
-                note(f"the checkpoint {directory} is damaged ({exc}); trying the one before it")
+                note(f"the checkpoint {bad} is damaged ({reason}); using step {step} of {manager.directory} instead"
+                     + (f", and moving the damaged one to {set_aside}" if set_aside is not None else ""))
             if set_aside is not None:
                 set_aside.mkdir(parents=True, exist_ok=True)
-                os.replace(directory, set_aside / f"{directory.parent.name}-{step}")
-                manager.reload()
-            continue
-        if damaged and note is not None:
-            note(f"using the checkpoint of step {step} in {manager.directory}")
+                os.replace(bad, set_aside / f"{bad.parent.name}-{bad.name}")
+        if damaged and set_aside is not None:
+            manager.reload()
         return step, state, saved
     if damaged:
-        raise RunDirectoryError("no readable checkpoint: " + "; ".join(damaged)
-                                + (f" (moved to {set_aside})" if set_aside is not None else ""))
+        raise NoGoodCheckpointError("no readable checkpoint: " + "; ".join(f"{bad} ({reason})" for bad, reason in damaged))
     return None
 
 
@@ -320,7 +325,7 @@ def restore_best(workdir: Path, like: Any, *, note=None) -> Optional[tuple[int, 
         return None
     try:
         found = restore_newest_good(manager, like, progress=False, note=note)
-    except RunDirectoryError as exc:
+    except NoGoodCheckpointError as exc:
         if note is not None:
             note(f"{exc}; using the newest checkpoint instead")
         return None

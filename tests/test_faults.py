@@ -1,0 +1,241 @@
+"""Faults during training: signals, kill -9, two trainers, damaged files; then resume.
+
+Each interrupted run is resumed to the same step as an uninterrupted one, and
+must end with the same parameters and a log that holds every step once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import zoo
+from zoo import runs
+from zoo.train import load_trained, train_and_evaluate
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = ["encoder.hidden=[16]", "decoder.hidden=[16]", "latent_dim=2", "train.batch_size=32", "train.log_every=20"]
+LONG = 200_000  # more steps than any test waits for: the run is stopped from outside
+
+
+def tiny(book, registry, *extra):
+    return book.resolve("vae_mlp", registry, [*TINY, *extra])
+
+
+def start_training(workdir: Path, *extra: str) -> subprocess.Popen:
+    args = [sys.executable, "-m", "zoo.cli", "train", "vae_mlp", "--workdir", str(workdir), "--quiet",
+            *[word for setting in [*TINY, f"train.steps={LONG}", *extra] for word in ("--set", setting)]]
+    return subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_step(workdir: Path, process: subprocess.Popen, step: int, timeout: float = 240) -> None:
+    """Until the run has logged a training record at `step` or later."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        logged = [r["step"] for r in runs.read_metrics(workdir) if r["split"] == "train"] if (workdir / "metrics.jsonl").exists() else []
+        if logged and logged[-1] >= step:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no step {step} within {timeout} s")
+
+
+def params_at(workdir, registry):
+    _, _, params, step = load_trained(workdir, registry, checkpoint="newest")
+    return step, jax.tree.leaves(params)
+
+
+def assert_same_run(resumed: Path, straight: Path, registry) -> None:
+    """Same final parameters, and a log with each step once and the same losses at the common steps."""
+    step_a, leaves_a = params_at(resumed, registry)
+    step_b, leaves_b = params_at(straight, registry)
+    assert step_a == step_b
+    for a, b in zip(leaves_a, leaves_b):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    logged = [r["step"] for r in runs.read_metrics(resumed) if r["split"] == "train"]
+    assert logged == sorted(set(logged)), "a step is logged twice"
+
+
+def finish_and_compare(workdir: Path, stopped_at: int, book, registry, tmp_path: Path) -> None:
+    """Resume the stopped run to a common step and compare it with one that was never stopped."""
+    target = (stopped_at // 20 + 2) * 20
+    straight = tmp_path / "straight"
+    train_and_evaluate(tiny(book, registry, f"train.steps={target}"), straight, registry, progress=False)
+    summary = train_and_evaluate(tiny(book, registry, f"train.steps={target}"), workdir, registry, resume=True, progress=False)
+    assert summary["step"] == target
+    assert_same_run(workdir, straight, registry)
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_checkpoints_the_step_reached_and_says_how_to_resume(signum, status, tmp_path, book, registry):
+    workdir = tmp_path / "run"
+    process = start_training(workdir, "train.checkpoint_every=100000")  # no scheduled checkpoint before the signal
+    wait_for_step(workdir, process, 200)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == status, stderr
+    assert "Traceback" not in stderr
+    stopped_at = int(stderr.split(" at step ")[1].split()[0])
+    assert f"checkpoint written in {workdir / 'checkpoints' / str(stopped_at)}" in stderr
+    assert "zoo: continue with: zoo train vae_mlp --workdir" in stderr and stderr.rstrip().endswith("--resume")
+    assert runs.checkpoint_manager(workdir).latest_step() == stopped_at >= 200
+    assert max(r["step"] for r in runs.read_metrics(workdir)) == stopped_at
+    assert json.loads((workdir / runs.LOCK_FILE).read_text() or "null") is None  # released
+    finish_and_compare(workdir, stopped_at, book, registry, tmp_path)
+
+
+def test_kill_9_while_checkpoints_are_written_loses_at_most_one_interval(tmp_path, book, registry):
+    """A checkpoint every 5 steps: most of the time goes to writing them, so the kill lands in or near a write."""
+    workdir = tmp_path / "run"
+    process = start_training(workdir, "train.checkpoint_every=5", "train.log_every=5")
+    wait_for_step(workdir, process, 100)
+    time.sleep(0.37)
+    process.kill()
+    process.communicate(timeout=60)
+    newest = runs.checkpoint_manager(workdir).latest_step()
+    logged = max(r["step"] for r in runs.read_metrics(workdir))
+    assert newest is not None and logged - newest <= 5
+    finish_and_compare(workdir, logged, book, registry, tmp_path)
+
+
+def test_a_second_trainer_is_refused_naming_the_first(tmp_path, book, registry):
+    workdir = tmp_path / "run"
+    train_and_evaluate(tiny(book, registry, "train.steps=20"), workdir, registry, progress=False)
+    with runs.trainer_lock(workdir):
+        with pytest.raises(runs.WorkdirBusyError, match=rf"is being trained by PID {os.getpid()} on host "):
+            train_and_evaluate(tiny(book, registry, "train.steps=40"), workdir, registry, resume=True, progress=False)
+    assert max(r["step"] for r in runs.read_metrics(workdir)) == 20  # the refused one wrote nothing
+
+
+def test_the_lock_of_a_dead_trainer_is_taken_over(tmp_path, book, registry, capsys):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / runs.LOCK_FILE).write_text(json.dumps({"pid": 999999, "host": "elsewhere", "since": "yesterday"}))
+    train_and_evaluate(tiny(book, registry, "train.steps=20"), workdir, registry, progress=False)
+    assert "taking over the lock of PID 999999 on host elsewhere (since yesterday), which no longer runs" in capsys.readouterr().err
+    assert (workdir / runs.LOCK_FILE).read_text() == ""
+
+
+def test_a_torn_last_log_line_is_tolerated_and_dropped_on_resume(tmp_path, book, registry):
+    workdir = tmp_path / "run"
+    train_and_evaluate(tiny(book, registry, "train.steps=40", "train.checkpoint_every=20"), workdir, registry, progress=False)
+    with open(workdir / "metrics.jsonl", "a") as log:
+        log.write('{"step": 60, "split": "tr')  # a kill mid-write
+    assert [r["step"] for r in runs.read_metrics(workdir)][-1] == 40
+    train_and_evaluate(tiny(book, registry, "train.steps=60", "train.checkpoint_every=20"), workdir, registry, resume=True,
+                       progress=False)
+    text = (workdir / "metrics.jsonl").read_text()
+    assert text.endswith("\n") and '"tr\n' not in text and '"split": "tr{' not in text
+    assert [r["step"] for r in runs.read_metrics(workdir) if r["split"] == "train"] == [20, 40, 60]
+
+
+def test_a_damaged_line_inside_the_log_is_named(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n{"step": \n{"step": 3}\n')
+    with pytest.raises(zoo.RunDirectoryError, match=r"metrics.jsonl:2: not a JSON line .*the file is damaged"):
+        runs.read_metrics(tmp_path)
+
+
+def test_a_resume_without_a_checkpoint_starts_a_clean_log(tmp_path, book, registry):
+    workdir = tmp_path / "run"
+    train_and_evaluate(tiny(book, registry, "train.steps=20"), workdir, registry, progress=False)
+    for directory in ("checkpoints", "best"):
+        for child in (workdir / directory).iterdir():
+            os.system(f"rm -rf '{child}'")
+    runs.append_metrics(workdir, {"step": 30, "split": "train", "loss": 1.0})
+    train_and_evaluate(tiny(book, registry, "train.steps=20"), workdir, registry, resume=True, progress=False)
+    assert [r["step"] for r in runs.read_metrics(workdir) if r["split"] == "train"] == [20]
+
+
+def damage(checkpoint: Path, how: str) -> None:
+    """Damage one checkpoint as a full disk, a kill or a bad copy would."""
+    files = sorted(p for p in checkpoint.rglob("*") if p.is_file())
+    if how == "emptied":
+        for path in files:
+            path.unlink()
+    elif how == "truncated":
+        for path in files:
+            if path.stat().st_size > 64:
+                with open(path, "r+b") as stream:
+                    stream.truncate(path.stat().st_size // 2)
+    elif how == "garbled":
+        for path in files:
+            path.write_bytes(b"\x00garbage" * 8)
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(book, registry, tmp_path_factory):
+    """A run with checkpoints at steps 20 and 40 (newest and best at 40)."""
+    workdir = tmp_path_factory.mktemp("faults") / "run"
+    train_and_evaluate(book.resolve("vae_mlp", registry, [*TINY, "train.steps=40", "train.checkpoint_every=20"]), workdir, registry,
+                       progress=False)
+    return workdir
+
+
+@pytest.mark.parametrize("how", ["emptied", "truncated", "garbled"])
+def test_a_damaged_newest_checkpoint_is_named_and_the_one_before_used(how, two_checkpoints, registry, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    os.system(f"cp -r '{two_checkpoints}' '{workdir}'")
+    damage(workdir / "checkpoints" / "40", how)
+    _, _, _, step = load_trained(workdir, registry, checkpoint="newest")
+    err = capsys.readouterr().err
+    assert step == 20
+    assert f"the checkpoint {(workdir / 'checkpoints' / '40').resolve()} is damaged" in err or \
+        f"the checkpoint {workdir / 'checkpoints' / '40'} is damaged" in err, err
+    assert "using step 20 of" in err and err.count("\n") == 1
+
+
+def test_a_damaged_best_checkpoint_falls_back_to_the_newest(two_checkpoints, registry, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    os.system(f"cp -r '{two_checkpoints}' '{workdir}'")
+    for best in (workdir / "best").iterdir():
+        damage(best, "emptied")
+    _, _, _, step = load_trained(workdir, registry)
+    assert step == 40 and "using the newest checkpoint instead" in capsys.readouterr().err
+
+
+def test_no_good_checkpoint_stops_with_one_line(two_checkpoints, registry, tmp_path):
+    workdir = tmp_path / "run"
+    os.system(f"cp -r '{two_checkpoints}' '{workdir}'")
+    for checkpoint in (workdir / "checkpoints").iterdir():
+        damage(checkpoint, "garbled")
+    with pytest.raises(zoo.RunDirectoryError, match="no readable checkpoint: .*checkpoints/40 .*checkpoints/20"):
+        load_trained(workdir, registry, checkpoint="newest")
+
+
+def test_a_resume_moves_a_damaged_checkpoint_aside_and_trains_on(two_checkpoints, book, registry, tmp_path):
+    workdir = tmp_path / "run"
+    os.system(f"cp -r '{two_checkpoints}' '{workdir}'")
+    damage(workdir / "checkpoints" / "40", "truncated")
+    recipe = book.resolve("vae_mlp", registry, [*TINY, "train.steps=60", "train.checkpoint_every=20"])
+    train_and_evaluate(recipe, workdir, registry, resume=True, progress=False)
+    assert (workdir / "damaged" / "checkpoints-40").is_dir()  # kept, not deleted
+    straight = tmp_path / "straight"
+    train_and_evaluate(recipe, straight, registry, progress=False)
+    assert_same_run(workdir, straight, registry)
+
+
+def test_a_recipe_edited_to_another_model_is_named(two_checkpoints, registry, tmp_path):
+    workdir = tmp_path / "run"
+    os.system(f"cp -r '{two_checkpoints}' '{workdir}'")
+    recipe = workdir / "recipe.yaml"
+    recipe.write_text(recipe.read_text().replace("latent_dim: 2", "latent_dim: 3"))
+    with pytest.raises(zoo.RunDirectoryError, match=r"best/40 does not match the run's recipe.yaml: .* is \(2, 16\) in the "
+                                                    r"checkpoint, \(3, 16\) in the model recipe.yaml describes \(was recipe.yaml edited\?\)"):
+        load_trained(workdir, registry)
+
+
+def test_a_refused_recipe_writes_nothing(tmp_path, book, registry):
+    workdir = tmp_path / "run"
+    with pytest.raises(zoo.ZooError, match="batch"):
+        train_and_evaluate(tiny(book, registry, "train.batch_size=5000", "train.steps=5"), workdir, registry, progress=False)
+    assert not workdir.exists()
+    train_and_evaluate(tiny(book, registry, "train.steps=5", "train.log_every=5"), workdir, registry, progress=False)  # the retry
