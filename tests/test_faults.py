@@ -239,3 +239,47 @@ def test_a_refused_recipe_writes_nothing(tmp_path, book, registry):
         train_and_evaluate(tiny(book, registry, "train.batch_size=5000", "train.steps=5"), workdir, registry, progress=False)
     assert not workdir.exists()
     train_and_evaluate(tiny(book, registry, "train.steps=5", "train.log_every=5"), workdir, registry, progress=False)  # the retry
+
+
+def test_a_full_disk_is_one_line_and_the_resume_continues(tmp_path, book, registry, monkeypatch):
+    import errno
+
+    import orbax.checkpoint as ocp
+
+    workdir = tmp_path / "run"
+    recipe = tiny(book, registry, "train.steps=60", "train.checkpoint_every=20")
+    real_save = ocp.CheckpointManager.save
+
+    def full_at_40(self, step, *args, **kwargs):
+        if step == 40:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", full_at_40)
+    with pytest.raises(zoo.RunDirectoryError, match=r"cannot write the (best )?checkpoint of step 40 in .*: No space left on device; "
+                                                    "what was written before is intact"):
+        train_and_evaluate(recipe, workdir, registry, progress=False)
+    monkeypatch.setattr(ocp.CheckpointManager, "save", real_save)
+    assert runs.checkpoint_manager(workdir).latest_step() == 20
+    train_and_evaluate(recipe, workdir, registry, resume=True, progress=False)
+    straight = tmp_path / "straight"
+    train_and_evaluate(recipe, straight, registry, progress=False)
+    assert_same_run(workdir, straight, registry)
+
+
+def test_a_log_rewrite_that_fails_leaves_the_log_as_it_was(tmp_path, monkeypatch):
+    import errno
+    from pathlib import Path as _Path
+
+    runs.append_metrics(tmp_path, {"step": 10, "split": "train"})
+    runs.append_metrics(tmp_path, {"step": 20, "split": "train"})
+    before = (tmp_path / "metrics.jsonl").read_text()
+
+    def no_space(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_Path, "write_text", no_space)
+    with pytest.raises(zoo.RunDirectoryError, match="cannot write .*metrics.jsonl: No space left on device"):
+        runs.truncate_metrics(tmp_path, 10)
+    monkeypatch.undo()
+    assert (tmp_path / "metrics.jsonl").read_text() == before

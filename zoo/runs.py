@@ -175,15 +175,18 @@ def best_checkpoint_manager(workdir: Path, metric: str = "elbo", higher_is_bette
 def save(manager: ocp.CheckpointManager, step: int, state: Any, progress: Optional[Mapping[str, Any]] = None) -> None:
     """Write a checkpoint of `state` and the run's `progress` at `step` (orbax writes to a temporary dir, then renames)."""
     items = {"state": ocp.args.StandardSave(state), "progress": ocp.args.JsonSave(dict(progress or {}))}
-    manager.save(step, args=ocp.args.Composite(**items))
-    manager.wait_until_finished()
+    with naming_write_errors(f"the checkpoint of step {step} in {manager.directory}"):
+        manager.save(step, args=ocp.args.Composite(**items))
+        manager.wait_until_finished()
 
 
 def save_best(manager: ocp.CheckpointManager, step: int, state: Any, metrics: Mapping[str, float]) -> None:
     """Keep `state` as the best checkpoint."""
-    if not manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)), metrics=dict(metrics)):
+    with naming_write_errors(f"the best checkpoint of step {step} in {manager.directory}"):
+        saved = manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)), metrics=dict(metrics))
+        manager.wait_until_finished()
+    if not saved:
         raise RunDirectoryError(f"orbax did not save the best checkpoint of step {step} in {manager.directory}")
-    manager.wait_until_finished()
 
 
 def drop_best_after(manager: ocp.CheckpointManager, step: int) -> None:
@@ -342,8 +345,18 @@ def last_good(manager: ocp.CheckpointManager, workdir: Path) -> str:
 
 def append_metrics(workdir: Path, record: Mapping[str, Any]) -> None:
     """Append one JSON line to the run's metrics."""
-    with open(workdir / METRICS_FILE, "a") as stream:
+    with naming_write_errors(f"{workdir / METRICS_FILE}"), open(workdir / METRICS_FILE, "a") as stream:
         stream.write(json.dumps(record) + "\n")
+
+
+@contextlib.contextmanager
+def naming_write_errors(what: str) -> Iterator[None]:
+    """A failed write (a full disk, a lost mount) as one line naming what was being written."""
+    try:
+        yield
+    except OSError as exc:
+        raise RunDirectoryError(f"cannot write {what}: {exc.strerror or exc}; what was written before is intact, "
+                                "free the space and continue with --resume") from None
 
 
 def read_metrics(workdir: Path) -> list[dict[str, Any]]:
@@ -358,7 +371,8 @@ def truncate_metrics(workdir: Path, step: int) -> None:
     """Keep only the records up to `step`: what a killed run logged after its checkpoint, and a torn
     last line, go. Written to a temporary file and renamed, so a kill meanwhile loses nothing."""
     kept = [r for r in read_metrics(workdir) if r.get("step", 0) <= step]
-    write_atomically(Path(workdir) / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in kept))
+    with naming_write_errors(f"{Path(workdir) / METRICS_FILE}"):
+        write_atomically(Path(workdir) / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def progress_bar(total: int, initial: int, *, enabled: bool):
