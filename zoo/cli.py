@@ -23,6 +23,18 @@ UNCONDITIONAL = "unconditional"
 MAX_SEED = 2**31 - 1
 
 
+class VersionAction(argparse.Action):
+    """--version, asking git for the commit only when it is given."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from zoo.version import describe
+
+        parser.exit(0, describe() + "\n")
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with its errors as the zoo's one line (and exit status 2)."""
 
@@ -68,6 +80,7 @@ SEED = integer(0, MAX_SEED)
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = Parser(prog="zoo", description="A zoo of variational autoencoders in JAX.")
+    parser.add_argument("--version", action=VersionAction, help="print the version (and the git commit of a checkout)")
     parser.add_argument("--recipes", action="append", default=[], metavar="FILE",
                         help="a recipe file of your own, read after registry.yaml (repeatable)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

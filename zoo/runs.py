@@ -46,7 +46,10 @@ PACKAGES = ("vae-zoo", "jax", "jaxlib", "flax", "optax", "distrax", "orbax-check
 
 def versions() -> dict[str, str]:
     """Versions of Python, the packages the numbers depend on, and the device."""
-    found = {"python": sys.version.split()[0], "platform": platform.platform(), "device": str(jax.devices()[0].device_kind)}
+    from zoo.version import git_commit
+
+    found = {"python": sys.version.split()[0], "platform": platform.platform(), "device": str(jax.devices()[0].device_kind),
+             "vae-zoo-commit": git_commit() or "not a checkout"}
     for package in PACKAGES:
         try:
             found[package] = importlib.metadata.version(package)
