@@ -24,8 +24,9 @@ import plugins.mlp  # noqa: E402
 import plugins.mixture_priors  # noqa: E402
 import plugins.mnist_family  # noqa: E402
 import plugins.priors  # noqa: E402
+import plugins.vq  # noqa: E402
 
-FIRST_PARTY = [plugins.mlp, plugins.conv, plugins.priors, plugins.mixture_priors, plugins.hierarchical, plugins.flows, plugins.ladder, plugins.likelihoods, plugins.conditions, plugins.digits, plugins.mnist_family]
+FIRST_PARTY = [plugins.mlp, plugins.conv, plugins.priors, plugins.mixture_priors, plugins.hierarchical, plugins.flows, plugins.ladder, plugins.vq, plugins.likelihoods, plugins.conditions, plugins.digits, plugins.mnist_family]
 REPO = Path(__file__).resolve().parent.parent
 
 
