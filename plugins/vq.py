@@ -161,8 +161,10 @@ class CodebookPrior(nnx.Module):
 def make_vq_encoder(x_shape, c_shape, latent_dim, rngs, hidden: Sequence[int] = (256, 256), activation: str = "relu",
                     codebook_size: Annotated[int, AtLeast(1)] = 64,
                     code_dim: Annotated[int, AtLeast(1)] = 4) -> VQEncoder:
-    """VQ-VAE encoder: dense layers to z_e, then `latent_dim / code_dim` positions each quantised to
-    the nearest of `codebook_size` learned codes; pair it with prior `uniform_codebook`.
+    """VQ-VAE encoder: dense layers to z_e, each of its positions quantised to the nearest learned code.
+
+    z_e has `latent_dim / code_dim` positions of `code_dim` units, each replaced by the nearest
+    of `codebook_size` codes; pair it with prior `uniform_codebook`.
 
     >>> enc = make_vq_encoder((8, 8, 1), None, 16, nnx.Rngs(0), hidden=(64,), codebook_size=32, code_dim=4)  # doctest: +SKIP
     """
