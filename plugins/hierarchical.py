@@ -96,13 +96,22 @@ class LowerPrior(nnx.Module):
         return self.head(self.trunk(z_above))
 
 
-class HierarchicalPrior(nnx.Module):
-    """p(z_L) prod_l p(z_l | z_{l+1}) as one distribution over [z_1, ..., z_L]."""
+def lower_priors(latent_sizes: Sequence[int], net: Network, rngs: nnx.Rngs) -> nnx.List:
+    """p(z_l | z_{l+1}) for l = 1 .. L-1, bottom first."""
+    return nnx.List([LowerPrior(latent_sizes[i + 1], latent_sizes[i], net, rngs=rngs) for i in range(len(latent_sizes) - 1)])
 
-    def __init__(self, latent_sizes, top, net: Network, *, rngs: nnx.Rngs):
+
+class HierarchicalPrior(nnx.Module):
+    """p(z_L) prod_l p(z_l | z_{l+1}) as one distribution over [z_1, ..., z_L].
+
+    `lower` are the p(z_l | z_{l+1}) networks (`lower_priors`); a ladder VAE passes its
+    encoder's top-down networks, shared with the posterior, not copied.
+    """
+
+    def __init__(self, latent_sizes, top, lower: nnx.List):
         self.sizes = tuple(latent_sizes)
         self.top = top
-        self.lower = nnx.List([LowerPrior(self.sizes[i + 1], self.sizes[i], net, rngs=rngs) for i in range(len(self.sizes) - 1)])
+        self.lower = lower
 
     def __call__(self, c: Optional[jax.Array], batch_size: int) -> LayeredLatent:
         return LayeredLatent(self.sizes, self.top(c, batch_size), list(self.lower))
@@ -161,7 +170,7 @@ def make_hierarchical_prior(latent_sizes, c_shape, encoder, x_shape, rngs, top: 
             )
         top_prior = VampPrior(encoder, x_shape, num_pseudo_inputs, init_mean, init_std, rngs=rngs,
                               level="top" if len(latent_sizes) > 1 else "whole")
-    return HierarchicalPrior(latent_sizes, top_prior, net, rngs=rngs)
+    return HierarchicalPrior(latent_sizes, top_prior, lower_priors(latent_sizes, net, rngs))
 
 
 def make_hierarchical_decoder(latent_sizes, c_shape, output_shape, rngs, hidden: Sequence[int] = (300, 300),

@@ -16,14 +16,19 @@ from zoo import plugin_manager  # noqa: E402
 import plugins.conditions  # noqa: E402
 import plugins.conv  # noqa: E402
 import plugins.digits  # noqa: E402
+import plugins.flows  # noqa: E402
 import plugins.hierarchical  # noqa: E402
+import plugins.ladder  # noqa: E402
 import plugins.likelihoods  # noqa: E402
 import plugins.mlp  # noqa: E402
+import plugins.mmd  # noqa: E402
 import plugins.mixture_priors  # noqa: E402
 import plugins.mnist_family  # noqa: E402
 import plugins.priors  # noqa: E402
+import plugins.total_correlation  # noqa: E402
+import plugins.vq  # noqa: E402
 
-FIRST_PARTY = [plugins.mlp, plugins.conv, plugins.priors, plugins.mixture_priors, plugins.hierarchical, plugins.likelihoods, plugins.conditions, plugins.digits, plugins.mnist_family]
+FIRST_PARTY = [plugins.mlp, plugins.conv, plugins.priors, plugins.mixture_priors, plugins.hierarchical, plugins.flows, plugins.ladder, plugins.vq, plugins.total_correlation, plugins.mmd, plugins.likelihoods, plugins.conditions, plugins.digits, plugins.mnist_family]
 REPO = Path(__file__).resolve().parent.parent
 
 

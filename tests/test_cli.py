@@ -62,10 +62,30 @@ def test_train_eval_sample_a_cvae(tmp_path):
         (("eval", "/nonexistent/run"), "/nonexistent/run: no such run directory"),
         (("list", "encodr"), "unknown kind 'encodr' (did you mean 'encoder'?)"),
         (("train", "cvae_quadrants", "--set", "decoder={name: conv}"), "decoder 'conv' could not be built"),
+        (("train", "iaf_vae", "--set", "encoder.steps=0"), "--set: iaf_vae.encoder.steps: expected an int >= 1, got 0"),
+        (("train", "planar_vae", "--set", "encoder.steps=-2"), "--set: planar_vae.encoder.steps: expected an int >= 1, got -2"),
+        (("train", "vq_vae", "--set", "encoder.codebook_size=0"), "--set: vq_vae.encoder.codebook_size: expected an int >= 1, got 0"),
+        (("train", "info_vae", "--set", "objective.kernel=gauss"), "--set: info_vae.objective.kernel: expected one of 'imq', 'rbf', got 'gauss'"),
+        (("train", "wae_mmd", "--set", "objective.kernel=laplace"), "--set: wae_mmd.objective.kernel: expected one of 'imq', 'rbf', got 'laplace'"),
     ],
 )
 def test_bad_input_gets_one_clear_line(args, message, tmp_path):
     assert_clean_error(zoo(*args, cwd=tmp_path, check=False), message)
+
+
+def test_a_bad_option_in_a_recipe_file_is_named_with_its_file(tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("flow:\n  base: iaf_vae\n  encoder: {steps: 0}\n")
+    assert_clean_error(zoo("--recipes", str(mine), "show", "flow", check=False), f"{mine}: flow.encoder.steps: expected an int >= 1, got 0")
+
+
+def test_a_vq_vae_reports_its_log_likelihood_as_not_defined(tmp_path):
+    run = tmp_path / "vq"
+    zoo("train", "vq_vae", "--workdir", str(run), "--quiet", "--set", "train.steps=20", "--set", "train.log_every=10",
+        "--set", "encoder.hidden=[32]", "--set", "decoder.hidden=[32]")
+    evaluation = json.loads(zoo("eval", str(run), "-k", "10", "--limit", "50").stdout)
+    assert evaluation["log_likelihood"] is None and "point mass" in evaluation["log_likelihood_undefined"]
+    assert 1.0 <= evaluation["codebook_perplexity"] <= 64 and "elbo" in evaluation
 
 
 def test_a_bad_recipe_file_is_named(tmp_path):

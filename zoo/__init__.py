@@ -15,6 +15,7 @@ from zoo.errors import (
     UnknownComponentError,
     ZooError,
 )
+from zoo.config import AtLeast
 from zoo.hookspecs import hookimpl
 from zoo.interfaces import Batch, Condition, Dataset, Decoder, Encoder, Likelihood, Objective, Prior, Split
 from zoo.registry import KINDS, Component, Registry
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "KINDS",
+    "AtLeast",
     "Batch",
     "Component",
     "Condition",

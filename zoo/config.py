@@ -72,6 +72,14 @@ class EarlyStopping:
         return self.metric == "elbo"
 
 
+@dataclasses.dataclass(frozen=True)
+class AtLeast:
+    """A bound on a factory option, as `Annotated[int, AtLeast(1)]`: recipe validation refuses a
+    smaller value and names the key (`zoo: error: registry.yaml: iaf_vae.encoder.steps: expected an int >= 1, got 0`)."""
+
+    bound: float
+
+
 class TypeMismatch(Exception):
     """A value does not fit an annotation; carries what was expected."""
 
@@ -83,6 +91,9 @@ class TypeMismatch(Exception):
 def describe(annotation: Any) -> str:
     """Words for what an annotation accepts: 'an int', 'a list of ints', ..."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        bounds = [f" >= {m.bound:g}" for m in annotation.__metadata__ if isinstance(m, AtLeast)]
+        return describe(args[0]) + "".join(bounds)
     if annotation is int:
         return "an int"
     if annotation is float:
@@ -118,6 +129,12 @@ def coerce(value: Any, annotation: Any) -> Any:
     """`value` checked against `annotation` (sequences become tuples); raises TypeMismatch."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if annotation is Any or annotation is None:
+        return value
+    if origin is typing.Annotated:
+        value = coerce(value, args[0])
+        for bound in (m for m in annotation.__metadata__ if isinstance(m, AtLeast)):
+            if isinstance(value, (int, float)) and not value >= bound.bound:
+                raise TypeMismatch(describe(annotation))
         return value
     if annotation is bool:
         if isinstance(value, bool):
@@ -174,7 +191,7 @@ def type_hints(function: Any) -> dict[str, Any]:
     """Resolved annotations of a callable (strings evaluated); {} when they cannot be."""
     target = function.__init__ if isinstance(function, type) else function
     try:
-        return typing.get_type_hints(target)
+        return typing.get_type_hints(target, include_extras=True)  # keep Annotated bounds (AtLeast)
     except Exception:  # unresolvable annotations: skip type checks rather than fail
         return {}
 

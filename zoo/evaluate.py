@@ -12,7 +12,7 @@ from flax import nnx
 
 from zoo import parallel
 from zoo.errors import DataError
-from zoo.interfaces import Split
+from zoo.interfaces import DiscretePosterior, Split
 from zoo.model import sample_with_kl
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015: Cov_x(E_q[z]) above 0.01
@@ -31,9 +31,19 @@ def make_bound_metrics(graphdef: nnx.GraphDef, condition) -> Callable:
         log_likelihood = model.decode(z, c).log_prob(x)
         reconstruction = model.decode(q.mean(), c).mean()
         squared_error = jnp.sum((reconstruction - x).reshape((x.shape[0], -1)) ** 2, axis=-1)
-        return {"elbo": log_likelihood - kl, "kl": kl, "reconstruction_error": squared_error, "posterior_mean": q.mean() - prior.mean()}
+        metrics = {"elbo": log_likelihood - kl, "kl": kl, "reconstruction_error": squared_error, "posterior_mean": q.mean() - prior.mean()}
+        if isinstance(q, DiscretePosterior):  # how often each code is chosen, summed over positions
+            metrics["code_counts"] = jnp.sum(jax.nn.one_hot(q.codes, q.num_codes), axis=-2)
+        return metrics
 
     return bound_metrics
+
+
+def perplexity(counts: np.ndarray) -> float:
+    """exp(entropy) of the empirical code distribution: K when K codes are used equally, 1 for one code."""
+    probabilities = np.asarray(counts, np.float64) / np.sum(counts)
+    used = probabilities[probabilities > 0]
+    return float(np.exp(-np.sum(used * np.log(used))))
 
 
 def make_importance_sampled(graphdef: nnx.GraphDef, condition, num_samples: int, chunk_size: Optional[int] = None,
@@ -102,6 +112,10 @@ def evaluate(
 ) -> dict[str, float]:
     """Every metric on one split; `num_samples` = 0 skips the importance-sampled estimate.
 
+    A model whose log-likelihood is not defined (`model.log_likelihood_undefined`)
+    gets None for it and the reason under `log_likelihood_undefined`; a discrete
+    latent adds `codebook_perplexity` (exp of the entropy of the split's code usage).
+
     Each proposal gives one estimate: `log_likelihood` (or
     `conditional_log_likelihood`) with q(z|x,c), `..._prior` with p(z|c).
     """
@@ -116,10 +130,16 @@ def evaluate(
         "reconstruction_error": float(np.mean(bounds["reconstruction_error"])),
         "active_units": active_units(bounds["posterior_mean"]),
     }
+    if "code_counts" in bounds:
+        metrics["codebook_perplexity"] = perplexity(np.sum(bounds["code_counts"], axis=0))
+    undefined = nnx.merge(graphdef, params).log_likelihood_undefined
     for proposal in proposals if num_samples > 0 else ():
+        key = ("conditional_log_likelihood" if conditional else "log_likelihood") + ("_prior" if proposal == "prior" else "")
+        if undefined is not None:  # reported as not defined, never as a number
+            metrics[key], metrics["log_likelihood_undefined"] = None, undefined
+            continue
         estimate = make_importance_sampled(graphdef, condition, num_samples, chunk_size, proposal)
         log_likelihood = over_batches(estimate, params, split, is_rng, batch_size, mesh)
-        key = ("conditional_log_likelihood" if conditional else "log_likelihood") + ("_prior" if proposal == "prior" else "")
         metrics[key] = float(np.mean(log_likelihood))
         metrics["num_importance_samples"] = int(num_samples)
     return metrics

@@ -12,6 +12,13 @@ the data batch `(B,)`:
 - dataset    a `Dataset` of images in [0, 1] with labels
 
 The condition `c` is optional everywhere: `None` for unconditional models.
+
+The latent is "continuous" (densities over R^D) unless the encoder and prior
+declare `latent_kind = "discrete"` (a VQ-VAE's codes); the two must agree, and
+an objective lists the kinds it works with in `latent_kinds` (default:
+continuous only). An encoder whose posterior is no importance-sampling
+proposal sets `log_likelihood_undefined` to the reason; evaluation then
+reports that log-likelihood as not defined (None), never a number.
 """
 
 from __future__ import annotations
@@ -66,6 +73,27 @@ class Likelihood(Protocol):
 
 # `(model, batch, rng, step=None) -> (loss, metrics)`; step is the training step, for schedules.
 Objective = Callable[..., tuple[Array, dict[str, Array]]]
+
+LATENT_KINDS = ("continuous", "discrete")
+
+
+def latent_kind(component) -> str:
+    """The kind of latent an encoder or prior works with: its `latent_kind`, "continuous" by default."""
+    return getattr(component, "latent_kind", "continuous")
+
+
+def objective_latent_kinds(objective) -> tuple[str, ...]:
+    """The latent kinds an objective works with: its `latent_kinds`, ("continuous",) by default."""
+    return tuple(getattr(objective, "latent_kinds", ("continuous",)))
+
+
+@runtime_checkable
+class DiscretePosterior(Protocol):
+    """What the posterior of a discrete latent offers besides a distrax distribution's methods:
+    the chosen codes `(B, positions)` out of `num_codes`, for code-usage metrics."""
+
+    codes: Array
+    num_codes: int
 
 
 @runtime_checkable

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from zoo.errors import ModelBuildError
-from zoo.interfaces import Array, Shape
+from zoo.interfaces import Array, Shape, latent_kind
 from zoo.recipes import latent_sizes
 from zoo.registry import Registry, build_component
 
@@ -75,6 +75,20 @@ class LatentVariableModel(nnx.Module):
         """True for a CVAE (the model takes a condition c)."""
         return self.c_shape is not None
 
+    @property
+    def latent_kind(self) -> str:
+        """"continuous" or "discrete", as the encoder declares it (see `zoo.interfaces.latent_kind`)."""
+        return latent_kind(self.encoder)
+
+    @property
+    def log_likelihood_undefined(self) -> Optional[str]:
+        """Why the importance-sampled log p(x | c) is not defined for this model, or None when it is.
+
+        The encoder declares it (`log_likelihood_undefined = "reason"`), e.g. a VQ-VAE's
+        point-mass posterior, which is no importance-sampling proposal.
+        """
+        return getattr(self.encoder, "log_likelihood_undefined", None)
+
     def encode(self, x: Array, c: Optional[Array] = None) -> distrax.Distribution:
         """q(z | x, c)."""
         return self.encoder(x, c)
@@ -117,16 +131,22 @@ class LatentVariableModel(nnx.Module):
         weights are then p(x | z_k, c), the estimator for models trained
         without an encoder, such as a GSNN).
         """
+        self._check_log_likelihood_defined()
         q = self.encode(x, c) if proposal == "posterior" else None
         return self._log_weights(x, c, q, self.prior_distribution(c, x.shape[0]), rng, num_samples, proposal)
+
+    def _check_log_likelihood_defined(self) -> None:
+        if self.log_likelihood_undefined is not None:
+            raise ModelBuildError(f"the importance-sampled log-likelihood is not defined for this model: {self.log_likelihood_undefined}")
 
     def _log_weights(self, x: Array, c: Optional[Array], q: Optional[distrax.Distribution], prior: distrax.Distribution,
                      rng: Array, num_samples: int, proposal: str) -> Array:
         """`log_importance_weights` with q(z | x, c) and p(z | c) already computed."""
         batch = x.shape[0]
         if proposal == "posterior":
-            z = q.sample(seed=rng, sample_shape=(num_samples,))
-            log_ratio = prior.log_prob(z) - q.log_prob(z)
+            # log q(z) from the sampling pass: a flow needs no inverse, a hierarchy scores each layer as drawn.
+            z, log_q = q.sample_and_log_prob(seed=rng, sample_shape=(num_samples,))
+            log_ratio = prior.log_prob(z) - log_q
         elif proposal == "prior":
             z = prior.sample(seed=rng, sample_shape=(num_samples,))
             log_ratio = jnp.zeros(z.shape[:2])
@@ -146,6 +166,7 @@ class LatentVariableModel(nnx.Module):
         chunk is about ROWS_PER_CHUNK decoder rows. The encoder and prior run
         once, outside the loop.
         """
+        self._check_log_likelihood_defined()
         if chunk_size is not None and chunk_size < 1 or num_samples < 1:
             raise ValueError(f"num_samples ({num_samples}) and chunk_size ({chunk_size}) must be at least 1")
         chunk_size = min(chunk_size or max(1, ROWS_PER_CHUNK // x.shape[0]), num_samples)
@@ -172,6 +193,11 @@ def build_model(recipe: Mapping[str, Any], registry: Registry, *, x_shape: Shape
     # A prior may use the encoder (the VampPrior's pseudo-inputs go through it).
     prior = _build(registry, recipe, "prior", encoder=encoder, x_shape=tuple(x_shape), **shared)
     decoder = _build(registry, recipe, "decoder", output_shape=output_shape, **shared)
+    if latent_kind(encoder) != latent_kind(prior):
+        raise ModelBuildError(
+            f"encoder {recipe['encoder']['name']!r} gives a {latent_kind(encoder)} latent but prior "
+            f"{recipe['prior']['name']!r} is over a {latent_kind(prior)} one"
+        )
     model = LatentVariableModel(encoder, prior, decoder, likelihood, x_shape=x_shape, c_shape=c_shape, latent_dim=latent_dim)
     check_shapes(model, recipe)
     return model

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from zoo.hookspecs import hookimpl
-from zoo.interfaces import Batch, Objective
+from zoo.interfaces import LATENT_KINDS, Batch, Objective
 from zoo.optim import linear_warmup
 
 
@@ -90,6 +90,7 @@ def beta_elbo(beta: float = 4.0, kl_warmup_steps: int = 0, kl_warmup_epochs: flo
         metrics = {"elbo": (log_likelihood - kl).mean(), "log_likelihood": log_likelihood.mean(), "kl": kl.mean()}
         return loss, metrics if warmup is None else {**metrics, "kl_weight": jnp.asarray(weight)}
 
+    loss_fn.latent_kinds = LATENT_KINDS  # a sample and a KL: any latent that has them
     return loss_fn
 
 

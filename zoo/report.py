@@ -25,6 +25,7 @@ COLUMNS = (
     ("KL", "kl", 1, None),
     ("active units", "active_units", 1, None),
     ("class accuracy", "class_accuracy", 1, "max"),
+    ("codebook perplexity", "codebook_perplexity", 1, None),
     ("s / epoch", "seconds_per_epoch", 1, "min"),
 )
 
@@ -71,7 +72,18 @@ def group(records: list[dict]) -> dict[tuple[str, str, str], list[dict]]:
     return dict(groups)
 
 
+def cell_summary(rows: list[dict], key: str, sign: int) -> dict:
+    """The summary of one column over a variant's seeds; "undefined" when every run reported
+    the metric as not defined (None, e.g. the IS log-likelihood of a VQ-VAE)."""
+    values = [sign * r[key] for r in rows if r.get(key) is not None]
+    if not values and any(key in r for r in rows):
+        return {"n": 0, "undefined": True}
+    return summarize(values)
+
+
 def format_cell(summary: dict) -> str:
+    if summary.get("undefined"):
+        return "not defined"
     if not summary.get("n"):
         return "-"
     text = f"{summary['mean']:.2f}"
@@ -90,7 +102,7 @@ def table(records: list[dict]) -> str:
         by_setting[(dataset, task)][variant] = rows
     for (dataset, task), variants in by_setting.items():
         columns = [c for c in COLUMNS if any(c[1] in r for rows in variants.values() for r in rows)]
-        cells = {v: {c[0]: summarize([c[2] * r[c[1]] for r in rows if c[1] in r]) for c in columns} for v, rows in variants.items()}
+        cells = {v: {c[0]: cell_summary(rows, c[1], c[2]) for c in columns} for v, rows in variants.items()}
         lines = [f"**{dataset}, {task}** (mean ± 95% CI over seeds where 3 or more; nats per example)", "",
                  "| variant | seeds | " + " | ".join(c[0] for c in columns) + " |",
                  "|---|---|" + "---|" * len(columns)]

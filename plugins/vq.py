@@ -1,0 +1,219 @@
+"""The VQ-VAE (van den Oord et al. 2017): a discrete latent of codes from a learned codebook.
+
+The encoder's output z_e (B, latent_dim) is cut into `latent_dim / code_dim` positions, each
+replaced by its nearest of `codebook_size` code vectors. The posterior is a point mass on those
+codes (`QuantisedPosterior`, latent kind "discrete"), its sample the straight-through estimate
+z_e + stop_gradient(z_q - z_e): the decoder's gradient reaches the encoder unchanged. The prior
+is uniform over the codes at every position, independently (`uniform_codebook`, no prior is
+fitted after training): KL(q || p) = positions * log K, a constant, and samples decode uniformly
+drawn codes. Objective `vq`: -log p(x | z_q) + |sg(z_e) - z_q|^2 + commitment |z_e - sg(z_q)|^2.
+
+A point mass is no importance-sampling proposal, so the encoder declares the importance-sampled
+log-likelihood undefined; evaluation reports it as None and adds the codebook's perplexity.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Optional, Sequence
+
+import distrax
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+import zoo
+from zoo import AtLeast
+from plugins.layers import MLP, activation_fn, check_sizes, dense, flatten_with, size
+
+UNDEFINED = ("a VQ-VAE's posterior is a point mass on codes, no importance-sampling proposal, and its decoder "
+             "was trained at the codes alone; the ELBO against the uniform prior over codes is reported instead")
+
+
+def nearest_codes(groups: jax.Array, codebook: jax.Array) -> jax.Array:
+    """The index of the nearest code vector (Euclidean) for each group: (..., P, d), (K, d) -> (..., P)."""
+    return jnp.argmin(jnp.sum(jnp.square(groups[..., None, :] - codebook), axis=-1), axis=-1)
+
+
+def code_perplexity(codes: jax.Array, num_codes: int) -> jax.Array:
+    """exp(entropy) of how often each code is chosen in `codes`: K for equal use of K codes, 1 for one."""
+    counts = jnp.sum(jax.nn.one_hot(codes.reshape(-1), num_codes), axis=0)
+    probabilities = counts / jnp.sum(counts)
+    return jnp.exp(-jnp.sum(jnp.where(probabilities > 0, probabilities * jnp.log(jnp.where(probabilities > 0, probabilities, 1.0)), 0.0)))
+
+
+class QuantisedPosterior(distrax.Distribution):
+    """q(z | x): a point mass on the nearest codes of z_e, sampled with the straight-through gradient."""
+
+    def __init__(self, z_e: jax.Array, codebook: jax.Array):
+        self.z_e, self.codebook = z_e, codebook
+        self.num_codes, code_dim = codebook.shape
+        groups = z_e.reshape(z_e.shape[:-1] + (-1, code_dim))
+        self.codes = nearest_codes(groups, codebook)  # (B, positions)
+        self.quantised = codebook[self.codes].reshape(z_e.shape)
+        self.straight_through = z_e + jax.lax.stop_gradient(self.quantised - z_e)
+
+    @property
+    def event_shape(self):
+        return self.z_e.shape[-1:]
+
+    @property
+    def batch_shape(self):
+        return self.z_e.shape[:-1]
+
+    def _sample_n(self, key: jax.Array, n: int) -> jax.Array:
+        return jnp.broadcast_to(self.straight_through, (n,) + self.straight_through.shape)
+
+    def log_prob(self, value: jax.Array) -> jax.Array:
+        """0 at the chosen codes, -inf elsewhere (a point mass, against counting measure on codes)."""
+        return jnp.where(jnp.all(value == self.quantised, axis=-1), 0.0, -jnp.inf)
+
+    def mean(self) -> jax.Array:
+        """The chosen codes (with the straight-through gradient)."""
+        return self.straight_through
+
+    def mode(self) -> jax.Array:
+        return self.straight_through
+
+    def kl_divergence(self, other_dist, **kwargs) -> jax.Array:
+        """KL(point mass || p) = -log p(codes), for a prior over codes (`code_log_prob`)."""
+        if not hasattr(other_dist, "code_log_prob"):
+            raise NotImplementedError("a quantised posterior has a KL only against a prior over codes")
+        return -other_dist.code_log_prob(self.codes)
+
+    def codebook_loss(self) -> jax.Array:
+        """|sg(z_e) - z_q|^2 per example: moves the chosen codes towards the encoder's outputs."""
+        return jnp.sum(jnp.square(jax.lax.stop_gradient(self.z_e) - self.quantised), axis=-1)
+
+    def commitment_loss(self) -> jax.Array:
+        """|z_e - sg(z_q)|^2 per example: keeps the encoder's outputs near their codes."""
+        return jnp.sum(jnp.square(self.z_e - jax.lax.stop_gradient(self.quantised)), axis=-1)
+
+
+class UniformCodes(distrax.Distribution):
+    """p(z): every position's code drawn uniformly from the codebook, independently; batch (B,)."""
+
+    def __init__(self, codebook: jax.Array, positions: int, batch_size: int):
+        self.codebook, self.positions, self.batch_size = codebook, positions, batch_size
+        self.num_codes, self.code_dim = codebook.shape
+
+    @property
+    def event_shape(self):
+        return (self.positions * self.code_dim,)
+
+    @property
+    def batch_shape(self):
+        return (self.batch_size,)
+
+    def code_log_prob(self, codes: jax.Array) -> jax.Array:
+        """log p(codes) for codes (..., positions): -positions * log K."""
+        return jnp.full(codes.shape[:-1], -codes.shape[-1] * math.log(self.num_codes))
+
+    def _sample_n(self, key: jax.Array, n: int) -> jax.Array:
+        codes = jax.random.randint(key, (n, self.batch_size, self.positions), 0, self.num_codes)
+        return self.codebook[codes].reshape((n, self.batch_size) + self.event_shape)
+
+    def log_prob(self, value: jax.Array) -> jax.Array:
+        """-positions * log K where every position of `value` is a code vector, -inf elsewhere."""
+        groups = value.reshape(value.shape[:-1] + (self.positions, self.code_dim))
+        exact = jnp.all(self.codebook[nearest_codes(groups, self.codebook)] == groups, axis=(-2, -1))
+        return jnp.where(exact, -self.positions * math.log(self.num_codes), -jnp.inf)
+
+    def mean(self) -> jax.Array:
+        centre = jnp.tile(jnp.mean(self.codebook, axis=0), self.positions)
+        return jnp.broadcast_to(centre, self.batch_shape + self.event_shape)
+
+    def stddev(self) -> jax.Array:
+        spread = jnp.tile(jnp.std(self.codebook, axis=0), self.positions)
+        return jnp.broadcast_to(spread, self.batch_shape + self.event_shape)
+
+
+class VQEncoder(nnx.Module):
+    """x -> z_e by dense layers, then each position's nearest code of a learned codebook."""
+
+    latent_kind = "discrete"
+    log_likelihood_undefined = UNDEFINED
+
+    def __init__(self, x_shape, c_shape, latent_dim: int, hidden, activation: str, codebook_size: int, code_dim: int, *,
+                 rngs: nnx.Rngs):
+        self.trunk = MLP(size(x_shape) + size(c_shape), hidden, activation, rngs=rngs)
+        self.out = dense(hidden[-1] if hidden else size(x_shape) + size(c_shape), latent_dim, rngs=rngs)
+        bound = 1.0 / codebook_size  # as the reference implementations: U(-1/K, 1/K)
+        self.codebook = nnx.Param(jax.random.uniform(rngs.params(), (codebook_size, code_dim), minval=-bound, maxval=bound))
+        self.positions = latent_dim // code_dim
+
+    def __call__(self, x: jax.Array, c: Optional[jax.Array] = None) -> QuantisedPosterior:
+        return QuantisedPosterior(self.out(self.trunk(flatten_with(x, c))), self.codebook[...])
+
+
+class CodebookPrior(nnx.Module):
+    """The uniform prior over the encoder's codebook (shared with the encoder, not copied)."""
+
+    latent_kind = "discrete"
+
+    def __init__(self, encoder: VQEncoder):
+        self.encoder = encoder
+
+    def __call__(self, c: Optional[jax.Array], batch_size: int) -> UniformCodes:
+        return UniformCodes(self.encoder.codebook[...], self.encoder.positions, batch_size)
+
+
+def make_vq_encoder(x_shape, c_shape, latent_dim, rngs, hidden: Sequence[int] = (256, 256), activation: str = "relu",
+                    codebook_size: Annotated[int, AtLeast(1)] = 64,
+                    code_dim: Annotated[int, AtLeast(1)] = 4) -> VQEncoder:
+    """VQ-VAE encoder: dense layers to z_e, each of its positions quantised to the nearest learned code.
+
+    z_e has `latent_dim / code_dim` positions of `code_dim` units, each replaced by the nearest
+    of `codebook_size` codes; pair it with prior `uniform_codebook`.
+
+    >>> enc = make_vq_encoder((8, 8, 1), None, 16, nnx.Rngs(0), hidden=(64,), codebook_size=32, code_dim=4)  # doctest: +SKIP
+    """
+    if codebook_size < 1 or code_dim < 1:
+        raise ValueError(f"codebook_size and code_dim: expected at least 1, got {codebook_size} and {code_dim}")
+    if latent_dim % code_dim:
+        raise ValueError(f"code_dim: latent_dim ({latent_dim}) must be a multiple of code_dim ({code_dim})")
+    check_sizes("hidden", hidden, allow_empty=True)
+    activation_fn(activation)
+    return VQEncoder(x_shape, c_shape, latent_dim, tuple(hidden), activation, codebook_size, code_dim, rngs=rngs)
+
+
+def make_uniform_codebook_prior(encoder) -> CodebookPrior:
+    """Uniform prior over the VQ encoder's codes, each position independent (no prior fitted after training).
+
+    >>> prior = make_uniform_codebook_prior(make_vq_encoder((8, 8, 1), None, 16, nnx.Rngs(0)))  # doctest: +SKIP
+    """
+    if not isinstance(encoder, VQEncoder):
+        raise zoo.ModelBuildError(f"prior 'uniform_codebook' draws the codes of encoder 'vq_mlp'; the recipe's encoder is "
+                                  f"{type(encoder).__name__}")
+    return CodebookPrior(encoder)
+
+
+def vq(commitment: float = 0.25) -> zoo.Objective:
+    """The VQ-VAE loss: -log p(x | z_q) + codebook loss + commitment * commitment loss (van den Oord et al.).
+
+    Metrics: the ELBO against the prior over codes, both losses and the batch's code perplexity.
+
+    >>> loss, metrics = vq(commitment=0.25)(model, Batch(x), rng)  # doctest: +SKIP
+    """
+    if not commitment >= 0:
+        raise ValueError(f"commitment: expected a weight >= 0, got {commitment}")
+
+    def loss_fn(model, batch: zoo.Batch, rng, step=None):
+        q = model.encode(batch.x, batch.c)
+        log_likelihood = model.decode(q.sample(seed=rng), batch.c).log_prob(batch.x)
+        kl = q.kl_divergence(model.prior_distribution(batch.c, batch.x.shape[0]))
+        codebook, committed = q.codebook_loss().mean(), q.commitment_loss().mean()
+        loss = -log_likelihood.mean() + codebook + commitment * committed
+        return loss, {"elbo": (log_likelihood - kl).mean(), "log_likelihood": log_likelihood.mean(), "kl": kl.mean(),
+                      "codebook_loss": codebook, "commitment_loss": committed, "perplexity": code_perplexity(q.codes, q.num_codes)}
+
+    loss_fn.latent_kinds = ("discrete",)
+    return loss_fn
+
+
+@zoo.hookimpl
+def register_components(register):
+    """The VQ-VAE's encoder, prior over codes and loss."""
+    register("encoder", "vq_mlp", make_vq_encoder)
+    register("prior", "uniform_codebook", make_uniform_codebook_prior)
+    register("objective", "vq", vq)

@@ -1,0 +1,107 @@
+"""The VQ-VAE: the quantiser picks the nearest code, the straight-through sample passes the
+decoder's gradient to the encoder unchanged, perplexity counts codes in use, and evaluation
+reports the importance-sampled log-likelihood as not defined."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import zoo
+from plugins.vq import QuantisedPosterior, UniformCodes, code_perplexity
+from zoo.evaluate import perplexity
+
+
+def test_quantiser_picks_the_nearest_code_at_every_position():
+    rng = np.random.default_rng(0)
+    codebook, z_e = rng.normal(size=(7, 3)), rng.normal(size=(5, 6)) * 1.5
+    q = QuantisedPosterior(jnp.asarray(z_e, jnp.float32), jnp.asarray(codebook, jnp.float32))
+    groups = z_e.reshape(5, 2, 3)
+    expected = np.argmin(((groups[:, :, None, :] - codebook) ** 2).sum(-1), axis=-1)
+    np.testing.assert_array_equal(np.asarray(q.codes), expected)
+    np.testing.assert_allclose(np.asarray(q.quantised), codebook[expected].reshape(5, 6), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(q.sample(seed=jax.random.key(0))), codebook[expected].reshape(5, 6), rtol=1e-5, atol=1e-6)
+    assert q.batch_shape == (5,) and q.event_shape == (6,)
+    # The point mass and the uniform prior: KL = positions * log K, log q = 0 at the codes.
+    prior = UniformCodes(jnp.asarray(codebook, jnp.float32), 2, 5)
+    np.testing.assert_allclose(np.asarray(q.kl_divergence(prior)), 2 * math.log(7), rtol=1e-6)
+    assert np.all(np.asarray(q.log_prob(q.quantised)) == 0) and np.all(np.isinf(np.asarray(q.log_prob(q.quantised + 0.1))))
+    draws = prior.sample(seed=jax.random.key(1), sample_shape=(3,))
+    np.testing.assert_allclose(np.asarray(prior.log_prob(draws)), -2 * math.log(7), rtol=1e-6)
+
+
+def test_straight_through_passes_the_gradient_unchanged_and_the_losses_move_their_side():
+    rng = np.random.default_rng(1)
+    codebook, z_e = jnp.asarray(rng.normal(size=(6, 2)), jnp.float32), jnp.asarray(rng.normal(size=(4, 4)), jnp.float32)
+    weights = jnp.asarray(rng.normal(size=(4, 4)), jnp.float32)
+
+    def through_sample(z_e, codebook):
+        return jnp.sum(weights * QuantisedPosterior(z_e, codebook).sample(seed=jax.random.key(0)))
+
+    to_encoder, to_codebook = jax.grad(through_sample, argnums=(0, 1))(z_e, codebook)
+    np.testing.assert_allclose(to_encoder, weights, rtol=1e-6)  # d/dz_e of z_e + sg(z_q - z_e) is the identity
+    assert np.all(np.asarray(to_codebook) == 0)
+    q = QuantisedPosterior(z_e, codebook)
+    codebook_to_encoder, codebook_to_codes = jax.grad(lambda a, b: QuantisedPosterior(a, b).codebook_loss().sum(), argnums=(0, 1))(z_e, codebook)
+    commit_to_encoder, commit_to_codes = jax.grad(lambda a, b: QuantisedPosterior(a, b).commitment_loss().sum(), argnums=(0, 1))(z_e, codebook)
+    assert np.all(np.asarray(codebook_to_encoder) == 0) and np.all(np.asarray(commit_to_codes) == 0)
+    np.testing.assert_allclose(commit_to_encoder, 2 * (z_e - q.quantised), rtol=1e-5)
+    groups = np.asarray(z_e).reshape(-1, 2)
+    expected = np.zeros((6, 2))
+    for code, group in zip(np.asarray(q.codes).reshape(-1), groups):
+        expected[code] += 2 * (np.asarray(codebook)[code] - group)
+    np.testing.assert_allclose(codebook_to_codes, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_perplexity_of_uniform_usage_is_the_number_of_codes():
+    uniform = jnp.tile(jnp.arange(16), 5).reshape(10, 8)
+    np.testing.assert_allclose(float(code_perplexity(uniform, 32)), 16.0, rtol=1e-5)  # 16 of 32 codes used equally
+    np.testing.assert_allclose(float(code_perplexity(jnp.tile(jnp.arange(32), 2).reshape(8, 8), 32)), 32.0, rtol=1e-5)
+    np.testing.assert_allclose(float(code_perplexity(jnp.zeros((4, 2), jnp.int32), 32)), 1.0)
+    np.testing.assert_allclose(perplexity(np.full(32, 7)), 32.0, rtol=1e-12)
+    np.testing.assert_allclose(perplexity(np.array([3, 1, 0])), np.exp(-(0.75 * np.log(0.75) + 0.25 * np.log(0.25))))
+
+
+def small_vq(book, registry, *overrides):
+    from zoo.train import assemble
+
+    return assemble(book.resolve("vq_vae", registry, ["encoder.hidden=[16]", "decoder.hidden=[16]", *overrides]), registry)
+
+
+def test_evaluation_reports_the_log_likelihood_as_not_defined(book, registry):
+    from flax import nnx
+
+    from zoo.evaluate import evaluate
+    from zoo.interfaces import Split
+
+    experiment = small_vq(book, registry)
+    graphdef, params = nnx.split(experiment.model)
+    test = experiment.dataset.test
+    metrics = evaluate(graphdef, params, experiment.condition, Split(test.images[:40], test.labels[:40]), jax.random.key(0),
+                       num_samples=10, proposals=("posterior", "prior"))
+    assert metrics["log_likelihood"] is None and metrics["log_likelihood_prior"] is None
+    assert "point mass" in metrics["log_likelihood_undefined"]
+    assert 1.0 <= metrics["codebook_perplexity"] <= 64
+    np.testing.assert_allclose(metrics["kl"], 4 * math.log(64), rtol=1e-5)  # 4 positions, uniform over 64 codes
+    with pytest.raises(zoo.ModelBuildError, match="not defined for this model"):
+        experiment.model.log_likelihood(jnp.asarray(test.images[:2]), None, jax.random.key(0), num_samples=4)
+
+
+def test_report_prints_not_defined_for_a_metric_every_run_left_undefined():
+    from zoo.report import table
+
+    records = [{"dataset": "digits", "task": "unconditional", "variant": "vq_vae", "elbo": -30.0, "log_likelihood": None},
+               {"dataset": "digits", "task": "unconditional", "variant": "vae_mlp", "elbo": -25.0, "log_likelihood": -24.0}]
+    rows = {line.split("|")[1].strip(): line for line in table(records).splitlines() if line.startswith("| vq") or line.startswith("| vae")}
+    assert "not defined" in rows["vq_vae"] and "not defined" not in rows["vae_mlp"]
+
+
+def test_discrete_and_continuous_parts_are_not_mixed(book, registry):
+    with pytest.raises(zoo.ModelBuildError, match="encoder 'vq_mlp' gives a discrete latent but prior 'standard_normal'"):
+        small_vq(book, registry, "prior={name: standard_normal}")
+    with pytest.raises(zoo.ModelBuildError, match="objective 'iwae' works with a continuous latent"):
+        small_vq(book, registry, "objective={name: iwae}")
+    with pytest.raises(zoo.ModelBuildError, match="objective 'vq' works with a discrete latent"):
+        small_vq(book, registry, "encoder={name: mlp, hidden: [16]}", "prior={name: standard_normal}")
