@@ -38,6 +38,8 @@ class TrainConfig:
     # zoo/inputs.py), or "auto": stream when the training split exceeds memory_budget_mb.
     input: Literal["auto", "memory", "stream"] = "auto"
     memory_budget_mb: float = dataclasses.field(default=2048.0, metadata={"positive": True})
+    # TensorBoard event files in WORKDIR/tensorboard/ (scalars each log line, samples each checkpoint).
+    tensorboard: bool = True
 
     def steps_per_epoch(self, train_size: int) -> int:
         """Steps of one pass over `train_size` examples (the remainder of a pass is dropped)."""

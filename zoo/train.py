@@ -30,6 +30,7 @@ from zoo.model import LatentVariableModel, build_model
 from zoo.recipes import early_stopping_config, train_config
 from zoo.registry import Registry, build_component
 from zoo.signals import StopRequest, TrainingInterrupted, stop_requested_by_signals
+from zoo.tensorboard import TensorBoardLog
 
 
 class TrainState(NamedTuple):
@@ -200,51 +201,54 @@ def train_loop(experiment: Experiment, config, workdir: Path, mesh: Optional[par
     summary: dict[str, Any] = {"workdir": str(workdir), "step": step, "total_steps": total, "best_step": watch.best_step,
                                "input": input_kind}
     bar = runs.progress_bar(total, step, enabled=progress)
+    board = TensorBoardLog(workdir, step + 1, enabled=main and config.tensorboard)  # purges what a killed run logged after `step`
     trained_seconds = 0.0
     stopped = should_stop(watch, stopping)
-    while step < total and not stopped and not stop_request:
-        end = chunk_end(step, total, config.log_every, config.checkpoint_every, validation_every)
-        began = time.perf_counter()
-        new_state, metrics = batches.run(state, step, end, halt=stop_request)
-        losses = np.asarray(metrics["loss"])
-        seconds = time.perf_counter() - began
-        end = step + len(losses)  # fewer steps than asked when a stop signal came
-        if not np.all(np.isfinite(losses)):
-            bad = step + int(np.argmax(~np.isfinite(losses))) + 1
-            raise TrainingDivergedError(
-                f"loss became {losses[bad - step - 1]} at step {bad}; {runs.last_good(manager, workdir)} "
-                "(try a lower train.learning_rate, then `zoo train ... --resume`)"
-            )
-        state, step = new_state, end
-        trained_seconds += seconds
-        out_of_time = max_seconds is not None and trained_seconds >= max_seconds
-        logged = {k: float(np.mean(v)) for k, v in metrics.items()}
-        if main:
-            runs.append_metrics(workdir, {"step": step, "epoch": round(step / steps_per_epoch, 3), "split": "train", **logged,
-                                          "steps_per_second": len(losses) / seconds})
-        bar.update(len(losses))
-        bar.set_postfix(loss=f"{logged['loss']:.2f}", elbo=f"{logged.get('elbo', float('nan')):.2f}")
-        summary.update(step=step, train=logged)
-        record = None
-        scheduled = step % validation_every == 0 or step == total
-        if (scheduled or out_of_time) and len(experiment.dataset.validation.images):
-            bounds = over_batches(validate, state.params, experiment.dataset.validation, jax.random.key(config.seed + 1), 256, mesh)
-            values = {k: float(np.mean(bounds[k])) for k in ("elbo", "kl", "reconstruction_error")}
-            if scheduled:  # a stop by the time limit validates off schedule: early stopping does not count it
-                watch, improved = early_stopping.update(watch, values[watched.metric], step, watched)
-                if improved:
-                    runs.save_best(best_manager, step, state, values)
-                stopped = should_stop(watch, stopping)
-            summary["validation_elbo"] = values["elbo"]
-            record = {"step": step, "epoch": round(step / steps_per_epoch, 3), "split": "validation", **values,
-                      "best_step": watch.best_step, "waited": watch.waited}
-        if main and record is not None:  # before the checkpoint: a kill between the two leaves a record that
-            runs.append_metrics(workdir, record)  # resume truncates and redoes, never a checkpoint without its record
-        if step % config.checkpoint_every == 0 or step == total or out_of_time or stopped or stop_request:
-            runs.save(manager, step, state, {"early_stopping": watch.as_json()})
-        if out_of_time:
-            summary["stopped_by_time_limit"] = True
-            break
+    with contextlib.closing(board):
+        while step < total and not stopped and not stop_request:
+            end = chunk_end(step, total, config.log_every, config.checkpoint_every, validation_every)
+            began = time.perf_counter()
+            new_state, metrics = batches.run(state, step, end, halt=stop_request)
+            losses = np.asarray(metrics["loss"])
+            seconds = time.perf_counter() - began
+            end = step + len(losses)  # fewer steps than asked when a stop signal came
+            if not np.all(np.isfinite(losses)):
+                bad = step + int(np.argmax(~np.isfinite(losses))) + 1
+                raise TrainingDivergedError(
+                    f"loss became {losses[bad - step - 1]} at step {bad}; {runs.last_good(manager, workdir)} "
+                    "(try a lower train.learning_rate, then `zoo train ... --resume`)"
+                )
+            state, step = new_state, end
+            trained_seconds += seconds
+            out_of_time = max_seconds is not None and trained_seconds >= max_seconds
+            logged = {k: float(np.mean(v)) for k, v in metrics.items()}
+            if main:
+                write_record(workdir, board, {"step": step, "epoch": round(step / steps_per_epoch, 3), "split": "train", **logged,
+                                              "steps_per_second": len(losses) / seconds})
+            bar.update(len(losses))
+            bar.set_postfix(loss=f"{logged['loss']:.2f}", elbo=f"{logged.get('elbo', float('nan')):.2f}")
+            summary.update(step=step, train=logged)
+            record = None
+            scheduled = step % validation_every == 0 or step == total
+            if (scheduled or out_of_time) and len(experiment.dataset.validation.images):
+                bounds = over_batches(validate, state.params, experiment.dataset.validation, jax.random.key(config.seed + 1), 256, mesh)
+                values = {k: float(np.mean(bounds[k])) for k in ("elbo", "kl", "reconstruction_error")}
+                if scheduled:  # a stop by the time limit validates off schedule: early stopping does not count it
+                    watch, improved = early_stopping.update(watch, values[watched.metric], step, watched)
+                    if improved:
+                        runs.save_best(best_manager, step, state, values)
+                    stopped = should_stop(watch, stopping)
+                summary["validation_elbo"] = values["elbo"]
+                record = {"step": step, "epoch": round(step / steps_per_epoch, 3), "split": "validation", **values,
+                          "best_step": watch.best_step, "waited": watch.waited}
+            if main and record is not None:  # before the checkpoint: a kill between the two leaves a record that
+                write_record(workdir, board, record)  # resume truncates and redoes, never a checkpoint without its record
+            if step % config.checkpoint_every == 0 or step == total or out_of_time or stopped or stop_request:
+                runs.save(manager, step, state, {"early_stopping": watch.as_json()})
+                board.samples(experiment, graphdef, state.params, config.seed, step)
+            if out_of_time:
+                summary["stopped_by_time_limit"] = True
+                break
     bar.close()
     manager.wait_until_finished()
     if stop_request:
@@ -256,6 +260,12 @@ def train_loop(experiment: Experiment, config, workdir: Path, mesh: Optional[par
     summary.update(best_step=watch.best_step, stopped_early=stopped, epochs=round(step / steps_per_epoch, 3),
                    best_epoch=None if watch.best_step is None else round(watch.best_step / steps_per_epoch, 3))
     return summary
+
+
+def write_record(workdir: Path, board: TensorBoardLog, record: Mapping[str, Any]) -> None:
+    """One line of metrics.jsonl, and the same values as TensorBoard scalars."""
+    runs.append_metrics(workdir, record)
+    board.scalars(record["split"], record, record["step"])
 
 
 def initial_state(model: LatentVariableModel, config) -> tuple[nnx.GraphDef, optax.GradientTransformation, TrainState]:
