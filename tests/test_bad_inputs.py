@@ -132,7 +132,7 @@ CASES = [
     (["sample", "{run}", "--out", "{file}/x.png"], "is not a directory"),
     (["sample", "/nonexistent"], "no such run directory"),
     # plot
-    (["plot", "{run}", "--out", "{file}"], "is not a directory"),
+    (["plot", "{run}", "--out", "{file}"], "cannot write the figures there"),
     (["plot", "/nonexistent"], "no such run directory"),
     (["plot", "{run}", "--seed", "-3"], "--seed"),
     (["plot", "{damaged_log}"], "metrics.jsonl:2: not a JSON line"),

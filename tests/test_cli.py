@@ -47,7 +47,9 @@ def test_train_eval_sample_a_cvae(tmp_path):
     assert evaluation["conditional_log_likelihood"] >= evaluation["elbo"] - 1.0
     for key in ("elbo", "kl", "reconstruction_error", "active_units", "num_importance_samples"):
         assert key in evaluation
-    assert json.loads((run / "eval.json").read_text()) == evaluation
+    assert json.loads((run / "eval.json").read_text()) == {"test": {"50": evaluation}}
+    other = json.loads(zoo("eval", str(run), "-k", "10", "--limit", "100").stdout)
+    assert json.loads((run / "eval.json").read_text()) == {"test": {"50": evaluation, "10": other}}  # kept, not erased
     out = tmp_path / "digits.png"
     zoo("sample", str(run), "--condition", "2026", "--out", str(out))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -287,7 +287,9 @@ def cmd_eval(args, registry) -> None:
               "checkpoint": "newest" if args.checkpoint == "newest" else checkpoint_used(Path(args.run), step),
               "split": args.split, **metrics}
     if is_main_process():
-        (Path(args.run) / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+        from zoo.runs import record_evaluation
+
+        record_evaluation(Path(args.run), result)
         print(json.dumps(result, indent=2))
 
 
@@ -309,8 +311,7 @@ def cmd_sample(args, registry) -> None:
 def cmd_plot(args, registry) -> None:
     from zoo.plots import plot_run
 
-    out = output_dir(Path(args.out or Path(args.run) / "plots"), "--out")
-    for path in plot_run(Path(args.run), out, registry, seed=args.seed, data_dir=args.data_dir):
+    for path in plot_run(Path(args.run), Path(args.out or Path(args.run) / "plots"), registry, seed=args.seed, data_dir=args.data_dir):
         print(path)
 
 

@@ -126,6 +126,7 @@ def evaluate(
     metrics: dict[str, float] = {
         "num_examples": int(len(split.images)),
         "elbo": float(np.mean(bounds["elbo"])),
+        "elbo_samples_per_example": 1,  # one z per example: the mean over the split is what is stable
         "kl": float(np.mean(bounds["kl"])),
         "reconstruction_error": float(np.mean(bounds["reconstruction_error"])),
         "active_units": active_units(bounds["posterior_mean"]),

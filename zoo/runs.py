@@ -40,6 +40,7 @@ METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "best"
 LOCK_FILE = "trainer.lock"
+EVAL_FILE = "eval.json"
 DAMAGED_DIR = "damaged"
 PACKAGES = ("vae-zoo", "jax", "jaxlib", "flax", "optax", "distrax", "orbax-checkpoint", "numpy", "tensorflow-datasets")
 
@@ -376,6 +377,25 @@ def truncate_metrics(workdir: Path, step: int) -> None:
     kept = [r for r in read_metrics(workdir) if r.get("step", 0) <= step]
     with naming_write_errors(f"{Path(workdir) / METRICS_FILE}"):
         write_atomically(Path(workdir) / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def record_evaluation(workdir: Path, result: Mapping[str, Any]) -> dict[str, Any]:
+    """Add one evaluation to WORKDIR/eval.json, keyed by split and number of importance samples K:
+    {"test": {"5000": {...}, "100": {...}}}. An evaluation with another split or K keeps the others;
+    the same split and K replace the earlier one. Returns the whole file's content."""
+    path = Path(workdir) / EVAL_FILE
+    kept: dict[str, Any] = {}
+    if path.exists():
+        try:
+            kept = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            kept = {}  # a torn file: the evaluations in it are redone by asking again
+        if "split" in kept:  # one evaluation, as eval.json was before it was keyed
+            kept = {kept["split"]: {str(kept.get("num_importance_samples", 0)): kept}}
+    kept.setdefault(result["split"], {})[str(result.get("num_importance_samples", 0))] = dict(result)
+    with naming_write_errors(str(path)):
+        write_atomically(path, json.dumps(kept, indent=2) + "\n")
+    return kept
 
 
 def progress_bar(total: int, initial: int, *, enabled: bool):
