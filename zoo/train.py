@@ -20,6 +20,7 @@ from flax import nnx
 
 from zoo import early_stopping, inputs, optim, parallel, runs
 from zoo.config import EarlyStopping
+from zoo.contract import example_batch
 from zoo.early_stopping import should_stop
 from zoo.data import batch_indices, build_condition, build_dataset
 from zoo.errors import ModelBuildError, TrainingDivergedError
@@ -53,7 +54,8 @@ def assemble(recipe: Mapping[str, Any], registry: Registry, data_dir: Optional[s
     dataset = build_dataset(recipe, registry, data_dir)
     condition = build_condition(recipe, registry, dataset)
     rngs = nnx.Rngs(recipe["train"]["seed"])
-    model = build_model(recipe, registry, x_shape=condition.x_shape, c_shape=condition.c_shape, rngs=rngs)
+    model = build_model(recipe, registry, x_shape=condition.x_shape, c_shape=condition.c_shape, rngs=rngs,
+                        example=example_batch(dataset, condition))  # finite values on real examples, before training
     config = train_config(recipe)
     train_size = len(dataset.train.images)
     # Objectives with schedules (the KL warm-up) learn the budget's length in steps.
