@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import types
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,20 @@ FIRST_PARTY = first_party_modules()
 def first_party_registry(*extra) -> zoo.Registry:
     """A registry of the zoo's own plugins (and `extra` test plugins), no entry points."""
     return zoo.fill_registry(zoo.make_plugin_manager(entry_points=False, plugins=[*FIRST_PARTY, *extra]))
+
+
+def plugin_of(name: str, *registrations) -> types.ModuleType:
+    """A plugin module whose hook registers `registrations`, (kind, name, factory) each,
+    for `first_party_registry(plugin_of(...))`."""
+    module = types.ModuleType(name)
+
+    @zoo.hookimpl
+    def register_components(register):
+        for kind, component, factory in registrations:
+            register(kind, component, factory)
+
+    module.register_components = register_components
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -92,7 +92,8 @@ class Checker:
         """A distrax.Distribution of batch shape (B,) and the given event shape."""
         batch = self.batch if batch is None else batch
         if not isinstance(found, distrax.Distribution):
-            raise self.fail(kind, f"returns {type(found).__name__}; expected a distrax.Distribution")
+            what = "an array" if isinstance(found, jax.Array) else type(found).__name__
+            raise self.fail(kind, f"returns {what}; expected a distrax.Distribution")
         batch_shape, event_shape = tuple(found.batch_shape), tuple(found.event_shape)
         if batch_shape != (batch,) or event_shape != tuple(event):
             raise self.fail(
