@@ -173,6 +173,11 @@ def make_hierarchical_decoder(latent_sizes, c_shape, output_shape, rngs, hidden:
     return HierarchicalDecoder(latent_sizes, c_shape, output_shape, Network(hidden, activation, gated, init, None), rngs=rngs)
 
 
+# The conformance suite (zoo.testing) checks each of them in a hierarchy of two layers, small networks.
+for _factory in (make_hierarchical_encoder, make_hierarchical_prior, make_hierarchical_decoder):
+    _factory.conformance = {"partners": {"latent_dim": [2, 2]}, "options": {"hidden": [16, 16]}}  # type: ignore[attr-defined]
+
+
 @zoo.hookimpl
 def register_components(register):
     """The hierarchy's encoder, prior and decoder."""

@@ -248,6 +248,7 @@ def make_idx_dataset_factory(source: Source):
         return image_dataset(source.name, to_split(arrays["train"]), to_split(arrays["test"]), source.class_names,
                              pixels=pixels, validation_size=validation_size, seed=seed)
 
+    factory.conformance = {"files": "idx"}  # type: ignore[attr-defined]  # zoo.testing: the suite supplies source_dir
     factory.__name__ = f"make_{source.name}"
     factory.__doc__ = (
         f"{source.name} (28x28, 10 classes) through TFDS, from local IDX files or, with download: true, online.\n\n"
@@ -272,6 +273,9 @@ def make_binarized_mnist(data_dir=None, source_dir: Optional[str] = None, cache_
     to_split = lambda a: zoo.Split(a["image"].astype(np.float32), np.zeros(len(a["image"]), np.int32))
     return image_dataset("binarized_mnist", to_split(arrays["train"]), to_split(arrays["test"]), [],
                          validation=to_split(arrays["validation"]))
+
+
+make_binarized_mnist.conformance = {"files": "amat"}  # type: ignore[attr-defined]  # zoo.testing: the suite supplies source_dir
 
 
 @zoo.hookimpl
