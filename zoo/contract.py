@@ -22,6 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from zoo.errors import ModelBuildError
+from zoo.interfaces import Condition, Decoder, Encoder, Likelihood, Prior
+
+PROTOCOLS = {"encoder": Encoder, "prior": Prior, "decoder": Decoder, "likelihood": Likelihood}
 
 KINDS_OF_MODEL = ("encoder", "prior", "decoder", "likelihood")
 EXAMPLE_ROWS = 4  # real examples for the finite-values check
@@ -124,6 +127,15 @@ class Checker:
         self.expect(kind, f"log_prob of {k} samples", out["log_probs"], (k, b))
         return out
 
+    def check_protocols(self) -> None:
+        """Each component has the members its Protocol in zoo.interfaces names."""
+        for kind, protocol in PROTOCOLS.items():
+            component = getattr(self.model, kind)
+            if not isinstance(component, protocol):
+                members = ", ".join(protocol_members(protocol))
+                raise self.fail(kind, f"is a {type(component).__name__}, without what zoo.interfaces.{protocol.__name__} "
+                                      f"requires ({members})")
+
     def check_shapes(self) -> None:
         """Every component's output against the contract, traced abstractly."""
         model, b = self.model, self.batch
@@ -212,6 +224,7 @@ def check_model(model, recipe: Mapping[str, Any], example: Optional[tuple[Any, A
     `example` is `(x, c)`, a few real examples (c None when unconditional), for the finite-values check.
     """
     checker = Checker(model, recipe)
+    checker.check_protocols()
     checker.check_decoder(2)
     checker.check_shapes()
     if example is not None:
@@ -219,7 +232,96 @@ def check_model(model, recipe: Mapping[str, Any], example: Optional[tuple[Any, A
         checker.check_finite(jnp.asarray(x), None if c is None else jnp.asarray(c))
 
 
-def example_batch(dataset, condition, rows: int = EXAMPLE_ROWS) -> tuple[Any, Any]:
-    """(x, c) of the first few training examples, for `check_model`'s finite-values check."""
+def protocol_members(protocol: type) -> list[str]:
+    """The members a Protocol of zoo.interfaces declares: its methods, properties and attributes."""
+    names = [n for n in vars(protocol) if not n.startswith("_") or n == "__call__"]
+    names += [n for n in getattr(protocol, "__annotations__", {}) if n not in names]
+    return [n for n in names if n not in ("_is_protocol", "_is_runtime_protocol")]
+
+
+def example_batch(recipe: Mapping[str, Any], dataset, condition, rows: int = EXAMPLE_ROWS) -> tuple[Any, Any]:
+    """(x, c) of the first few training examples, for `check_model`'s finite-values check;
+    the condition is checked to split them into its declared x_shape and c_shape."""
+    name = (recipe.get("condition") or {}).get("name")
+    where = f"{recipe.get('variant')}.condition: condition {name!r}" if name else None
+    if where and not isinstance(condition, Condition):
+        members = ", ".join(protocol_members(Condition))
+        raise ContractError(f"{where} is a {type(condition).__name__}, without what zoo.interfaces.Condition requires ({members})")
     train = dataset.train
-    return condition.split(jnp.asarray(train.images[:rows]), jnp.asarray(train.labels[:rows]))
+    x, c = condition.split(jnp.asarray(train.images[:rows]), jnp.asarray(train.labels[:rows]))
+    found = (tuple(x.shape), None if c is None else tuple(c.shape))
+    count = len(train.images[:rows])
+    expected = ((count,) + tuple(condition.x_shape), None if condition.c_shape is None else (count,) + tuple(condition.c_shape))
+    if where and found != expected:
+        raise ContractError(f"{where} splits {count} images into x and c of shapes {found}; expected {expected} "
+                            "(its x_shape and c_shape)")
+    return x, c
+
+
+# --- The contract as documentation: docs/plugins.md's section, generated from zoo.interfaces ---
+
+# Each kind, the context arguments its factory may ask for come from zoo.registry; what it returns from these Protocols.
+DOCUMENTED = (
+    ("encoder", ("Encoder", "LatentDistribution")),
+    ("prior", ("Prior",)),
+    ("decoder", ("Decoder",)),
+    ("likelihood", ("Likelihood", "DataDistribution")),
+    ("objective", ("Objective",)),
+    ("condition", ("Condition",)),
+    ("dataset", ("Dataset", "Split")),
+)
+
+
+def member_docs(cls: type) -> dict[str, str]:
+    """The docstring of each member of a class of zoo.interfaces, attributes' included (read from the source)."""
+    import ast
+    import inspect
+
+    docs = {}
+    body = ast.parse(inspect.getsource(cls)).body[0].body  # type: ignore[attr-defined]
+    for node, following in zip(body, body[1:] + [None]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            text = following.value.value if isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant) else ""
+            docs[node.target.id] = inspect.cleandoc(str(text))
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            docs[node.name] = inspect.cleandoc(ast.get_docstring(node) or "")
+    return docs
+
+
+def member_line(cls: type, name: str, doc: str) -> str:
+    """One list item: the member's signature (no annotations) and its docstring on one line."""
+    import inspect
+
+    value = inspect.getattr_static(cls, name, None)
+    if isinstance(value, property):
+        head = f"`{name}` (property)"
+    elif callable(value):
+        params = [p.replace(annotation=inspect.Parameter.empty) for p in inspect.signature(value).parameters.values()]
+        head = f"`{name}({', '.join(str(p) for p in params if p.name != 'self')})`"
+    else:
+        head = f"`{name}` (attribute)"
+    return f"- {head}: {' '.join(doc.split())}" if doc else f"- {head}"
+
+
+def contract_markdown() -> str:
+    """The section of docs/plugins.md between its `contract` markers, from zoo.interfaces and zoo.registry."""
+    import inspect
+
+    from zoo import interfaces
+    from zoo.registry import CONTEXT_ARGUMENTS
+
+    out = []
+    for kind, names in DOCUMENTED:
+        context = ", ".join(f"`{a}`" for a in CONTEXT_ARGUMENTS[kind]) or "none"
+        out += [f"### {kind}", "", f"Context arguments of its factory: {context}.", ""]
+        for name in names:
+            cls = getattr(interfaces, name)
+            out += [f"`zoo.interfaces.{name}`: {' '.join((inspect.getdoc(cls) or '').split())}", ""]
+            docs = member_docs(cls)
+            members = [n for n in docs if not n.startswith("_") or n == "__call__"]
+            out += [member_line(cls, n, docs[n]) for n in members] + [""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    print(contract_markdown(), end="")

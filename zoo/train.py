@@ -55,7 +55,7 @@ def assemble(recipe: Mapping[str, Any], registry: Registry, data_dir: Optional[s
     condition = build_condition(recipe, registry, dataset)
     rngs = nnx.Rngs(recipe["train"]["seed"])
     model = build_model(recipe, registry, x_shape=condition.x_shape, c_shape=condition.c_shape, rngs=rngs,
-                        example=example_batch(dataset, condition))  # finite values on real examples, before training
+                        example=example_batch(recipe, dataset, condition))  # finite values on real examples, before training
     config = train_config(recipe)
     train_size = len(dataset.train.images)
     # Objectives with schedules (the KL warm-up) learn the budget's length in steps.
