@@ -70,7 +70,7 @@ def builder_classes() -> dict[str, type]:
     """The zoo's TFDS builders, defined on first use so `zoo list` does not import TFDS."""
     import tensorflow_datasets as tfds
 
-    class IdxImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    class IdxImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):  # type: ignore[call-arg]
         """28x28 grayscale images and labels from four IDX files (local, or downloaded)."""
 
         VERSION = tfds.core.Version("1.0.0")
@@ -95,7 +95,7 @@ def builder_classes() -> dict[str, type]:
             for index in range(len(images)):
                 yield index, {"image": images[index], "label": int(labels[index])}
 
-    class BinarizedMnist(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    class BinarizedMnist(tfds.core.GeneratorBasedBuilder, skip_registration=True):  # type: ignore[call-arg]
         """Larochelle's fixed binarisation of MNIST from its three .amat files."""
 
         VERSION = tfds.core.Version("1.0.0")
@@ -267,6 +267,7 @@ def make_binarized_mnist(data_dir=None, source_dir: Optional[str] = None, cache_
     if missing:
         where = directory or "no directory given"
         raise zoo.DataError(f"binarized_mnist: missing {', '.join(missing)} ({where}); pass --data-dir DIR holding binarized_mnist_train.amat, _valid and _test")
+    assert directory is not None  # else every file is missing, refused above
     files = {split: Path(directory) / name for split, name in AMAT_FILES.items()}
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     arrays = prepared_arrays("binarized_mnist", files, cache, download=False, how_to_get="")

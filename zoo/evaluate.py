@@ -50,7 +50,7 @@ def make_importance_sampled(graphdef: nnx.GraphDef, condition, num_samples: int,
 
 
 def over_batches(function: Callable, params: Any, split: Split, rng: jax.Array, batch_size: int,
-                 mesh: Optional[parallel.Mesh] = None) -> dict[str, np.ndarray]:
+                 mesh: Optional[parallel.Mesh] = None) -> Any:
     """Apply a per-batch function to a whole split and concatenate its per-example outputs.
 
     With a `mesh`, each batch is split over its devices (a short last batch is
@@ -62,9 +62,9 @@ def over_batches(function: Callable, params: Any, split: Split, rng: jax.Array, 
     for index, start in enumerate(range(0, len(split.images), batch_size)):
         images, labels = split.images[start : start + batch_size], split.labels[start : start + batch_size]
         count = len(images)
-        images, labels = (place_batch(a, mesh) for a in (images, labels))
+        images, labels = (place_batch(a, mesh) for a in (images, labels))  # type: ignore[assignment]
         result = parallel.to_host(function(params, images, labels, jax.random.fold_in(rng, index)))
-        outputs.append(jax.tree.map(lambda a: a[:count], result))
+        outputs.append(jax.tree.map(lambda a: a[:count], result))  # noqa: B023  (applied at once)
     return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
 
 

@@ -126,6 +126,7 @@ class LatentVariableModel(nnx.Module):
         """`log_importance_weights` with q(z | x, c) and p(z | c) already computed."""
         batch = x.shape[0]
         if proposal == "posterior":
+            assert q is not None, "the posterior proposal needs q(z | x, c)"
             z = q.sample(seed=rng, sample_shape=(num_samples,))
             log_ratio = prior.log_prob(z) - q.log_prob(z)
         elif proposal == "prior":
