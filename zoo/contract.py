@@ -194,27 +194,36 @@ class Checker:
         self.expect("likelihood", "mode", out["mode"], (batch,) + model.x_shape, floating=False)  # a Bernoulli's is int
 
     def check_finite(self, x: jax.Array, c: Optional[jax.Array]) -> None:
-        """One eager pass over real examples: every value the loss is made of is finite."""
+        """One pass over real examples, compiled as one program (cheaper than op by op): every
+        value the loss is made of is finite."""
+        from flax import nnx
+
         from zoo.model import sample_with_kl
 
-        model, key = self.model, jax.random.key(0)
-        q = model.encode(x, c)
-        p = model.prior_distribution(c, x.shape[0])
-        z, kl = sample_with_kl(q, p, key)
-        params = model.decoder(z, c)
-        values = (
-            ("encoder", "its distribution's sample, log_prob and mean", (z, q.log_prob(z), q.mean())),
-            ("prior", "its distribution's log_prob of the encoder's samples, mean and sample",
-             (p.log_prob(z), p.mean(), p.sample(seed=key))),
-            ("prior", "KL(q || p) against the encoder's q", (kl,)),
-            ("decoder", "its output", (params,)),
-            ("likelihood", "log_prob of the examples", (model.likelihood(params).log_prob(x),)),
-        )
-        for kind, what, arrays in values:
-            bad = [a for a in arrays if not np.all(np.isfinite(np.asarray(a)))]
+        graphdef, state = nnx.split(self.model)
+
+        @jax.jit
+        def values(state, x, c, key):
+            model = nnx.merge(graphdef, state)
+            q = model.encode(x, c)
+            p = model.prior_distribution(c, x.shape[0])
+            z, kl = sample_with_kl(q, p, key)
+            params = model.decoder(z, c)
+            return {"encoder": (z, q.log_prob(z), q.mean()), "prior": (p.log_prob(z), p.mean(), p.sample(seed=key)),
+                    "kl": (kl,), "decoder": (params,), "likelihood": (model.likelihood(params).log_prob(x),)}
+
+        found = values(state, x, c, jax.random.key(0))
+        for kind, key, what in (
+            ("encoder", "encoder", "its distribution's sample, log_prob and mean"),
+            ("prior", "prior", "its distribution's log_prob of the encoder's samples, mean and sample"),
+            ("prior", "kl", "KL(q || p) against the encoder's q"),
+            ("decoder", "decoder", "its output"),
+            ("likelihood", "likelihood", "log_prob of the examples"),
+        ):
+            bad = [a for a in found[key] if not np.all(np.isfinite(np.asarray(a)))]
             if bad:
-                found = sorted({str(v) for v in np.asarray(bad[0]).ravel() if not np.isfinite(v)})
-                raise self.fail(kind, f"gives non-finite values ({', '.join(found)}) in {what} on {x.shape[0]} "
+                values_seen = sorted({str(v) for v in np.asarray(bad[0]).ravel() if not np.isfinite(v)})
+                raise self.fail(kind, f"gives non-finite values ({', '.join(values_seen)}) in {what} on {x.shape[0]} "
                                       "real examples, so the loss is not finite")
 
 

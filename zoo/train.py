@@ -49,13 +49,15 @@ class Experiment:
     objective: Any
 
 
-def assemble(recipe: Mapping[str, Any], registry: Registry, data_dir: Optional[str] = None) -> Experiment:
-    """Build every part of a resolved recipe; incompatible parts are refused here."""
+def assemble(recipe: Mapping[str, Any], registry: Registry, data_dir: Optional[str] = None,
+             check_values: bool = True) -> Experiment:
+    """Build every part of a resolved recipe; incompatible parts are refused here (with
+    `check_values`, also non-finite outputs of the untrained model on a few examples)."""
     dataset = build_dataset(recipe, registry, data_dir)
     condition = build_condition(recipe, registry, dataset)
     rngs = nnx.Rngs(recipe["train"]["seed"])
     model = build_model(recipe, registry, x_shape=condition.x_shape, c_shape=condition.c_shape, rngs=rngs,
-                        example=example_batch(recipe, dataset, condition))  # finite values on real examples, before training
+                        example=example_batch(recipe, dataset, condition) if check_values else None)
     config = train_config(recipe)
     train_size = len(dataset.train.images)
     # Objectives with schedules (the KL warm-up) learn the budget's length in steps.
@@ -274,7 +276,7 @@ def load_trained(workdir: Path, registry: Registry, data_dir: Optional[str] = No
     if checkpoint not in CHECKPOINTS:
         raise ValueError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {checkpoint!r}")
     recipe = runs.resolved_recipe(workdir, registry)
-    experiment = assemble(recipe, registry, data_dir)
+    experiment = assemble(recipe, registry, data_dir, check_values=False)  # its parameters come from the checkpoint
     graphdef, _, state = initial_state(experiment.model, train_config(recipe))
     best = runs.restore_best(Path(workdir), state) if checkpoint == "best" else None
     if best is not None:
