@@ -5,8 +5,9 @@ batch size that no other dimension of the model has, so a distribution whose
 batch and event axes are swapped or merged cannot pass by coincidence, and
 checks what the zoo later calls on each component: the batch and event shape
 of every distribution, the shapes and dtypes of its samples, log-densities and
-means, the decoder's output and the KL term. Given a few real examples it then
-runs the model once on them and refuses non-finite values. A violation is a
+means, the decoder's output and the KL term. Given a few real examples (when
+training) it then runs the model once on them, as one jitted program, and
+refuses non-finite values. A violation is a
 `ContractError` (a `ModelBuildError`): one line naming the recipe key, the
 component and what was expected against what was found. The contract itself
 is written in zoo/interfaces.py and docs/plugins.md.
