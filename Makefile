@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data browser run test clean
+.PHONY: setup data browser run lint test clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,12 @@ run: setup
 	$(VENV)/bin/zoo bench quick --out runs/bench/quick
 	$(VENV)/bin/zoo compare runs/bench/quick/results.jsonl --report runs/bench/quick/report
 
-test: setup data browser
+# Lint and type checks first (configured in pyproject.toml), then the suite.
+lint: setup
+	$(VENV)/bin/ruff check zoo plugins
+	$(VENV)/bin/mypy
+
+test: setup data browser lint
 	$(VENV)/bin/python -m pytest
 
 clean:

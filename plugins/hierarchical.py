@@ -159,6 +159,7 @@ def make_hierarchical_prior(latent_sizes, c_shape, encoder, x_shape, rngs, top: 
     >>> prior = make_hierarchical_prior((40, 40), None, encoder, (28, 28, 1), nnx.Rngs(0), top="vampprior")  # doctest: +SKIP
     """
     net = Network(hidden, activation, gated, init, log_variance_bounds)
+    top_prior: nnx.Module
     if top == "standard_normal":
         top_prior = StandardNormalPrior(latent_sizes[-1])
     else:
@@ -180,6 +181,11 @@ def make_hierarchical_decoder(latent_sizes, c_shape, output_shape, rngs, hidden:
     >>> dec = make_hierarchical_decoder((40, 40), None, (28, 28, 1, 1), nnx.Rngs(0), gated=True)  # doctest: +SKIP
     """
     return HierarchicalDecoder(latent_sizes, c_shape, output_shape, Network(hidden, activation, gated, init, None), rngs=rngs)
+
+
+# The conformance suite (zoo.testing) checks each of them in a hierarchy of two layers, small networks.
+for _factory in (make_hierarchical_encoder, make_hierarchical_prior, make_hierarchical_decoder):
+    _factory.conformance = {"partners": {"latent_dim": [2, 2]}, "options": {"hidden": [16, 16]}}  # type: ignore[union-attr]
 
 
 @zoo.hookimpl

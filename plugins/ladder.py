@@ -91,6 +91,12 @@ def make_ladder_prior(latent_sizes, encoder) -> HierarchicalPrior:
     return HierarchicalPrior(latent_sizes, StandardNormalPrior(latent_sizes[-1]), encoder.top_down)
 
 
+# The conformance suite (zoo.testing) checks each in a ladder of two layers (the prior shares the encoder's networks).
+LADDER_PARTNERS = {"latent_dim": [2, 2], "decoder": {"name": "hierarchical_mlp", "hidden": [16]}}
+make_ladder_encoder.conformance = {"partners": {**LADDER_PARTNERS, "prior": {"name": "ladder"}}, "options": {"hidden": [16]}}  # type: ignore[attr-defined]
+make_ladder_prior.conformance = {"partners": {**LADDER_PARTNERS, "encoder": {"name": "ladder_mlp", "hidden": [16]}}}  # type: ignore[attr-defined]
+
+
 @zoo.hookimpl
 def register_components(register):
     """The ladder VAE's encoder and prior."""

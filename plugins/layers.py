@@ -83,6 +83,7 @@ class MLP(nnx.Module):
                  gated: bool = False, init: str = "lecun"):
         check_sizes("hidden", hidden, allow_empty=True)
         sizes = [in_features, *hidden]
+        self.layers: nnx.List
         if gated:
             self.layers = nnx.List([GatedDense(a, b, init, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
         else:

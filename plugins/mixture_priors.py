@@ -198,6 +198,11 @@ def make_mixture_prior(latent_dim, rngs, num_components: int = 500, init_spread:
     return MixturePrior(latent_dim, num_components, init_spread, rngs=rngs)
 
 
+# The conformance suite (zoo.testing) checks each with a few components: the same code, a small model.
+make_vampprior.conformance = {"options": {"num_pseudo_inputs": 10}}  # type: ignore[attr-defined]
+make_mixture_prior.conformance = {"options": {"num_components": 10}}  # type: ignore[attr-defined]
+
+
 @zoo.hookimpl
 def register_components(register):
     """VampPrior and mixture-of-Gaussians priors."""

@@ -70,7 +70,7 @@ def builder_classes() -> dict[str, type]:
     """The zoo's TFDS builders, defined on first use so `zoo list` does not import TFDS."""
     import tensorflow_datasets as tfds
 
-    class IdxImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    class IdxImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):  # type: ignore[call-arg]
         """28x28 grayscale images and labels from four IDX files (local, or downloaded)."""
 
         VERSION = tfds.core.Version("1.0.0")
@@ -95,7 +95,7 @@ def builder_classes() -> dict[str, type]:
             for index in range(len(images)):
                 yield index, {"image": images[index], "label": int(labels[index])}
 
-    class BinarizedMnist(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    class BinarizedMnist(tfds.core.GeneratorBasedBuilder, skip_registration=True):  # type: ignore[call-arg]
         """Larochelle's fixed binarisation of MNIST from its three .amat files."""
 
         VERSION = tfds.core.Version("1.0.0")
@@ -248,6 +248,7 @@ def make_idx_dataset_factory(source: Source):
         return image_dataset(source.name, to_split(arrays["train"]), to_split(arrays["test"]), source.class_names,
                              pixels=pixels, validation_size=validation_size, seed=seed)
 
+    factory.conformance = {"files": "idx"}  # type: ignore[attr-defined]  # zoo.testing: the suite supplies source_dir
     factory.__name__ = f"make_{source.name}"
     factory.__doc__ = (
         f"{source.name} (28x28, 10 classes) through TFDS, from local IDX files or, with download: true, online.\n\n"
@@ -266,12 +267,16 @@ def make_binarized_mnist(data_dir=None, source_dir: Optional[str] = None, cache_
     if missing:
         where = directory or "no directory given"
         raise zoo.DataError(f"binarized_mnist: missing {', '.join(missing)} ({where}); pass --data-dir DIR holding binarized_mnist_train.amat, _valid and _test")
+    assert directory is not None  # else every file is missing, refused above
     files = {split: Path(directory) / name for split, name in AMAT_FILES.items()}
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     arrays = prepared_arrays("binarized_mnist", files, cache, download=False, how_to_get="")
     to_split = lambda a: zoo.Split(a["image"].astype(np.float32), np.zeros(len(a["image"]), np.int32))
     return image_dataset("binarized_mnist", to_split(arrays["train"]), to_split(arrays["test"]), [],
                          validation=to_split(arrays["validation"]))
+
+
+make_binarized_mnist.conformance = {"files": "amat"}  # type: ignore[attr-defined]  # zoo.testing: the suite supplies source_dir
 
 
 @zoo.hookimpl

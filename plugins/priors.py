@@ -33,6 +33,7 @@ class ConditionalPrior(nnx.Module):
         self.fixed_scale = fixed_scale
 
     def __call__(self, c: Optional[jax.Array], batch_size: int) -> distrax.MultivariateNormalDiag:
+        assert c is not None, "a conditional prior needs c"  # its factory refuses a model without a condition
         distribution = self.head(self.trunk(c.reshape((c.shape[0], -1))))
         if self.fixed_scale is None:
             return distribution

@@ -207,8 +207,16 @@ def vq(commitment: float = 0.25) -> zoo.Objective:
         return loss, {"elbo": (log_likelihood - kl).mean(), "log_likelihood": log_likelihood.mean(), "kl": kl.mean(),
                       "codebook_loss": codebook, "commitment_loss": committed, "perplexity": code_perplexity(q.codes, q.num_codes)}
 
-    loss_fn.latent_kinds = ("discrete",)
+    loss_fn.latent_kinds = ("discrete",)  # type: ignore[attr-defined]
     return loss_fn
+
+
+# The conformance suite (zoo.testing) checks each with the discrete partners it needs.
+SMALL_VQ_ENCODER = {"name": "vq_mlp", "hidden": [16], "codebook_size": 8, "code_dim": 2}
+make_vq_encoder.conformance = {"partners": {"prior": {"name": "uniform_codebook"}}, "options": {"hidden": [16], "codebook_size": 8,  # type: ignore[attr-defined]
+                                                                                             "code_dim": 2}}
+make_uniform_codebook_prior.conformance = {"partners": {"encoder": SMALL_VQ_ENCODER}}  # type: ignore[attr-defined]
+vq.conformance = {"partners": {"encoder": SMALL_VQ_ENCODER, "prior": {"name": "uniform_codebook"}}}  # type: ignore[attr-defined]
 
 
 @zoo.hookimpl

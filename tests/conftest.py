@@ -4,37 +4,53 @@ points: they register the first-party plugin modules on a fresh plugin manager
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import zoo
+from zoo import plugin_manager
 
-import zoo  # noqa: E402
-from zoo import plugin_manager  # noqa: E402
-
-import plugins.conditions  # noqa: E402
-import plugins.conv  # noqa: E402
-import plugins.digits  # noqa: E402
-import plugins.flows  # noqa: E402
-import plugins.hierarchical  # noqa: E402
-import plugins.ladder  # noqa: E402
-import plugins.likelihoods  # noqa: E402
-import plugins.mlp  # noqa: E402
-import plugins.mmd  # noqa: E402
-import plugins.mixture_priors  # noqa: E402
-import plugins.mnist_family  # noqa: E402
-import plugins.priors  # noqa: E402
-import plugins.total_correlation  # noqa: E402
-import plugins.vq  # noqa: E402
-
-FIRST_PARTY = [plugins.mlp, plugins.conv, plugins.priors, plugins.mixture_priors, plugins.hierarchical, plugins.flows, plugins.ladder, plugins.vq, plugins.total_correlation, plugins.mmd, plugins.likelihoods, plugins.conditions, plugins.digits, plugins.mnist_family]
 REPO = Path(__file__).resolve().parent.parent
+
+
+def first_party_modules() -> list:
+    """The zoo's own plugin modules: every entry point of group `vae_zoo` in pyproject.toml
+    (read there, not from this machine's installed metadata), so a new one is loaded without
+    editing a list here."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the installed project's metadata holds the same table
+        targets = [ep.value for ep in importlib.metadata.entry_points(group="vae_zoo") if ep.dist and ep.dist.name == "vae-zoo"]
+    else:
+        targets = list(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["vae_zoo"].values())
+    return [importlib.import_module(target.split(":")[0]) for target in targets]
+
+
+FIRST_PARTY = first_party_modules()
 
 
 def first_party_registry(*extra) -> zoo.Registry:
     """A registry of the zoo's own plugins (and `extra` test plugins), no entry points."""
     return zoo.fill_registry(zoo.make_plugin_manager(entry_points=False, plugins=[*FIRST_PARTY, *extra]))
+
+
+def plugin_of(name: str, *registrations) -> types.ModuleType:
+    """A plugin module whose hook registers `registrations`, (kind, name, factory) each,
+    for `first_party_registry(plugin_of(...))`."""
+    module = types.ModuleType(name)
+
+    @zoo.hookimpl
+    def register_components(register):
+        for kind, component, factory in registrations:
+            register(kind, component, factory)
+
+    module.register_components = register_components
+    return module
 
 
 @pytest.fixture(scope="session")

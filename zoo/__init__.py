@@ -2,28 +2,53 @@
 
 The public API: the registry and plugin hook, the interfaces components
 implement, recipes, model assembly, objectives, training and evaluation.
+
+Names are loaded on first use (PEP 562 `__getattr__`): `import zoo` and
+`zoo --help` do not import JAX, flax or distrax; `zoo.Dataset` or
+`zoo.build_model` imports its module then.
 """
 
-from zoo.errors import (
-    DataError,
-    DuplicateComponentError,
-    ModelBuildError,
-    PluginLoadError,
-    RecipeError,
-    RunDirectoryError,
-    TrainingDivergedError,
-    UnknownComponentError,
-    ZooError,
-)
-from zoo.config import AtLeast
-from zoo.hookspecs import hookimpl
-from zoo.interfaces import Batch, Condition, Dataset, Decoder, Encoder, Likelihood, Objective, Prior, Split
-from zoo.registry import KINDS, Component, Registry
-from zoo.plugin_manager import default_registry, fill_registry, make_plugin_manager
-from zoo.recipes import RecipeBook, default_registry_path
-from zoo.model import LatentVariableModel, build_model, kl_divergence
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# Public name -> the module that defines it.
+_PUBLIC = {
+    "DataError": "zoo.errors",
+    "DuplicateComponentError": "zoo.errors",
+    "ModelBuildError": "zoo.errors",
+    "PluginLoadError": "zoo.errors",
+    "RecipeError": "zoo.errors",
+    "RunDirectoryError": "zoo.errors",
+    "TrainingDivergedError": "zoo.errors",
+    "UnknownComponentError": "zoo.errors",
+    "ZooError": "zoo.errors",
+    "AtLeast": "zoo.config",
+    "hookimpl": "zoo.hookspecs",
+    "Batch": "zoo.interfaces",
+    "Condition": "zoo.interfaces",
+    "Dataset": "zoo.interfaces",
+    "Decoder": "zoo.interfaces",
+    "Encoder": "zoo.interfaces",
+    "Likelihood": "zoo.interfaces",
+    "Objective": "zoo.interfaces",
+    "Prior": "zoo.interfaces",
+    "Split": "zoo.interfaces",
+    "KINDS": "zoo.registry",
+    "Component": "zoo.registry",
+    "Registry": "zoo.registry",
+    "default_registry": "zoo.plugin_manager",
+    "fill_registry": "zoo.plugin_manager",
+    "make_plugin_manager": "zoo.plugin_manager",
+    "RecipeBook": "zoo.recipes",
+    "default_registry_path": "zoo.recipes",
+    "LatentVariableModel": "zoo.model",
+    "build_model": "zoo.model",
+    "kl_divergence": "zoo.model",
+}
 
 __all__ = [
     "KINDS",
@@ -58,3 +83,42 @@ __all__ = [
     "kl_divergence",
     "make_plugin_manager",
 ]
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ loads these
+    from zoo.errors import (
+        DataError,
+        DuplicateComponentError,
+        ModelBuildError,
+        PluginLoadError,
+        RecipeError,
+        RunDirectoryError,
+        TrainingDivergedError,
+        UnknownComponentError,
+        ZooError,
+    )
+    from zoo.config import AtLeast
+    from zoo.hookspecs import hookimpl
+    from zoo.interfaces import Batch, Condition, Dataset, Decoder, Encoder, Likelihood, Objective, Prior, Split
+    from zoo.model import LatentVariableModel, build_model, kl_divergence
+    from zoo.plugin_manager import default_registry, fill_registry, make_plugin_manager
+    from zoo.recipes import RecipeBook, default_registry_path
+    from zoo.registry import KINDS, Component, Registry
+
+
+def __getattr__(name: str) -> Any:
+    """A public name from its module, or a submodule (`zoo.recipes`), imported on first use."""
+    module = _PUBLIC.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    try:
+        return importlib.import_module(f"zoo.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"zoo.{name}":
+            raise
+        raise AttributeError(f"module 'zoo' has no attribute {name!r}") from None
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -120,7 +120,7 @@ class BrowserModel:
             convert = lambda d: Dense(transform(d.kernel), d.bias)
             return Network([convert(d) for d in net.layers], net.activation, {k: convert(d) for k, d in net.heads.items()})
 
-        return dataclasses.replace(self, decoder=network(self.decoder), prior=network(self.prior))
+        return dataclasses.replace(self, decoder=network(self.decoder), prior=network(self.prior))  # type: ignore[arg-type]
 
 
 def quantise(kernel: np.ndarray) -> tuple[np.ndarray, float]:

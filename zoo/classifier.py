@@ -70,6 +70,6 @@ def cached(dataset: Dataset, path: Path, **options: Any) -> dict[str, np.ndarray
     params = train(dataset, **options)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp.npz")
-    np.savez(temporary, **params)
+    np.savez(temporary, **params)  # type: ignore[arg-type]  # numpy stubs type **kwds as bool
     temporary.replace(path)
     return params

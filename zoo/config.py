@@ -191,7 +191,7 @@ def coerce(value: Any, annotation: Any) -> Any:
 
 def type_hints(function: Any) -> dict[str, Any]:
     """Resolved annotations of a callable (strings evaluated); {} when they cannot be."""
-    target = function.__init__ if isinstance(function, type) else function
+    target = function.__init__ if isinstance(function, type) else function  # type: ignore[misc]
     try:
         return typing.get_type_hints(target, include_extras=True)  # keep Annotated bounds (AtLeast)
     except Exception:  # unresolvable annotations: skip type checks rather than fail

@@ -60,7 +60,7 @@ def make_importance_sampled(graphdef: nnx.GraphDef, condition, num_samples: int,
 
 
 def over_batches(function: Callable, params: Any, split: Split, rng: jax.Array, batch_size: int,
-                 mesh: Optional[parallel.Mesh] = None) -> dict[str, np.ndarray]:
+                 mesh: Optional[parallel.Mesh] = None) -> Any:
     """Apply a per-batch function to a whole split and concatenate its per-example outputs.
 
     With a `mesh`, each batch is split over its devices (a short last batch is
@@ -72,9 +72,9 @@ def over_batches(function: Callable, params: Any, split: Split, rng: jax.Array, 
     for index, start in enumerate(range(0, len(split.images), batch_size)):
         images, labels = split.images[start : start + batch_size], split.labels[start : start + batch_size]
         count = len(images)
-        images, labels = (place_batch(a, mesh) for a in (images, labels))
+        images, labels = (place_batch(a, mesh) for a in (images, labels))  # type: ignore[assignment]
         result = parallel.to_host(function(params, images, labels, jax.random.fold_in(rng, index)))
-        outputs.append(jax.tree.map(lambda a: a[:count], result))
+        outputs.append(jax.tree.map(lambda a: a[:count], result))  # noqa: B023  (applied at once)
     return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
 
 
@@ -123,7 +123,7 @@ def evaluate(
     if mesh is not None:
         params = parallel.replicate(params, mesh)
     bounds = over_batches(make_bound_metrics(graphdef, condition), params, split, bound_rng, batch_size, mesh)
-    metrics: dict[str, float] = {
+    metrics: dict[str, Any] = {
         "num_examples": int(len(split.images)),
         "elbo": float(np.mean(bounds["elbo"])),
         "elbo_samples_per_example": 1,  # one z per example: the mean over the split is what is stable

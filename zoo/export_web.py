@@ -92,7 +92,7 @@ def quantisation_cost(experiment, model: BrowserModel, quantised: BrowserModel, 
     loc, scale = model.prior_moments(c, len(labels))
     z = loc + scale * noise
     images = {name: m.sample(noise, c) for name, m in (("float", model), ("int8", quantised))}
-    cost = {"samples": len(labels),
+    cost: dict[str, Any] = {"samples": len(labels),
             "max_abs_decoder_output_difference": float(np.max(np.abs(model.decode(z, c) - quantised.decode(z, c)))),
             "max_abs_image_difference": float(np.max(np.abs(images["float"] - images["int8"])))}
     for name in images:

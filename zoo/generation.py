@@ -161,6 +161,7 @@ class PageGenerator:
     def walk_images(self) -> dict[str, Any]:
         """The 2-D latent walk: decoded means over the two leading principal directions."""
         self._require_unconditional("walk")
+        assert self.walk is not None  # an unconditional model has one
         images = self._decode(self.params, jnp.asarray(walk_latents(self.walk)))
         return image_payload(self.experiment.condition.assemble(images, None), [])
 

@@ -1,8 +1,8 @@
 """The plugin hooks (pluggy), in the style of llm and datasette.
 
-Every hook is documented here; `tests/test_plugins.py` checks that each hook in
-this module is listed in docs/plugins.md and implemented by a test (the
-meta-test in tests/test_registry.py).
+Every hook is documented here; a meta-test in `tests/test_registry.py` checks
+that each hook in this module is listed in docs/plugins.md and implemented by a
+test.
 """
 
 import pluggy

@@ -57,7 +57,7 @@ def run_steps(train_step, state, images, labels, indices: np.ndarray, start: int
     true (a stop signal), no further step is dispatched: fewer steps come back.
     """
     chunk = jnp.asarray(indices) if mesh is None else parallel.global_array(indices, parallel.batch_sharded(mesh, 1))
-    outputs = []
+    outputs: list[Any] = []
     for position in range(len(indices)):
         if outputs and halt:
             break
@@ -148,7 +148,7 @@ class StreamedInput:
         """
         if start != self.next_step or stop > self.stop:
             raise ValueError(f"this stream feeds steps {self.next_step}..{self.stop - 1} in order; asked for {start}..{stop - 1}")
-        outputs = []
+        outputs: list[Any] = []
         for step in range(start, stop):
             if outputs and halt:
                 break

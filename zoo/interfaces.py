@@ -1,5 +1,10 @@
 """What each kind of component is: the contracts plugins implement.
 
+These Protocols are the one statement of each contract: docs/plugins.md
+mirrors their docstrings (a test checks that it lists every member), type
+checkers check plugins against them, and building a model checks every
+component's output against them on a tiny batch (`zoo.contract`).
+
 Every probabilistic part returns a `distrax.Distribution` whose batch shape is
 the data batch `(B,)`:
 
@@ -24,7 +29,7 @@ reports that log-likelihood as not defined (None), never a number.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple, Optional, Protocol, Sequence, runtime_checkable
+from typing import Any, NamedTuple, Optional, Protocol, Sequence, runtime_checkable
 
 import distrax
 import jax
@@ -42,37 +47,146 @@ class Batch(NamedTuple):
 
 
 @runtime_checkable
-class Encoder(Protocol):
-    """q(z | x, c): an nnx.Module returning a distribution over z."""
+class LatentDistribution(Protocol):
+    """q(z | x, c) or p(z | c): a `distrax.Distribution` over z of batch shape `(B,)` and event
+    shape `(latent_dim,)`, one row per example. Its methods are traced under `jax.jit` and must
+    accept leading sample dimensions: `log_prob` of `(K, B, latent_dim)` gives `(K, B)`. A
+    distrax subclass implements `_sample_n` and `log_prob` and inherits the rest.
+    """
 
-    def __call__(self, x: Array, c: Optional[Array]) -> distrax.Distribution: ...
+    @property
+    def batch_shape(self) -> Shape:
+        """`(B,)`: one distribution per example."""
+        ...
+
+    @property
+    def event_shape(self) -> Shape:
+        """`(latent_dim,)`: one vector z per example (a hierarchy concatenates its layers)."""
+        ...
+
+    def sample(self, *, seed: Array, sample_shape: Any = ()) -> Array:
+        """Reparameterised z of shape `(*sample_shape, B, latent_dim)`, float (gradients flow through it)."""
+        ...
+
+    def log_prob(self, value: Array) -> Array:
+        """log density of z `(..., B, latent_dim)`, shape `(..., B)`: normalised, and the density of `sample`."""
+        ...
+
+    def sample_and_log_prob(self, *, seed: Array, sample_shape: Any = ()) -> tuple[Array, Array]:
+        """`(z, log_prob(z))` in one pass (distrax's default calls both); used when no closed-form KL exists."""
+        ...
+
+    def mean(self) -> Array:
+        """The centre `(B, latent_dim)`: reconstructions, sampling temperature, plots, active units."""
+        ...
+
+    def kl_divergence(self, other: distrax.Distribution) -> Array:
+        """KL(self || other), shape `(B,)`, where distrax has a closed form; `NotImplementedError`
+        otherwise, and the zoo estimates it from one sample with `sample_and_log_prob`."""
+        ...
+
+    def stddev(self) -> Array:
+        """Spread per unit `(B, latent_dim)`, used by plots of the prior; `NotImplementedError`
+        makes them estimate it from samples."""
+        ...
+
+
+@runtime_checkable
+class DataDistribution(Protocol):
+    """p(x | z, c), what a likelihood returns: a `distrax.Distribution` of batch shape `(B,)` and
+    event shape `x_shape`, every dimension of x in the event, so `log_prob` is one number per
+    example, summed over the dimensions of x (neither a mean nor per dimension).
+    """
+
+    @property
+    def batch_shape(self) -> Shape:
+        """`(B,)`."""
+        ...
+
+    @property
+    def event_shape(self) -> Shape:
+        """`x_shape`, the data shape."""
+        ...
+
+    def log_prob(self, value: Array) -> Array:
+        """log p(x | z, c) of x `(..., B, *x_shape)`, shape `(..., B)`: the training and evaluation term."""
+        ...
+
+    def mean(self) -> Array:
+        """`(B, *x_shape)`: reconstructions, samples and plots show it."""
+        ...
+
+    def mode(self) -> Array:
+        """`(B, *x_shape)`: `LatentVariableModel.forward` returns it (any dtype)."""
+        ...
+
+    def sample(self, *, seed: Array, sample_shape: Any = ()) -> Array:
+        """x of shape `(*sample_shape, B, *x_shape)`; `zoo.testing` checks `log_prob` against it."""
+        ...
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """q(z | x, c): an nnx.Module; x is `(B, *x_shape)` float32, c `(B, *c_shape)` float32 or None;
+    returns a `LatentDistribution` of batch shape `(B,)` and event shape `(latent_dim,)`.
+    Traced under `jax.jit` and differentiated; its output must depend on x.
+    """
+
+    def __call__(self, x: Array, c: Optional[Array]) -> distrax.Distribution:
+        """q(z | x, c) for the batch."""
+        ...
 
 
 @runtime_checkable
 class Prior(Protocol):
-    """p(z | c): an nnx.Module returning a distribution over z for `batch_size` rows."""
+    """p(z | c): an nnx.Module; c is `(B, *c_shape)` float32 or None, `batch_size` the int B
+    (equal to c's rows when c is given); returns a `LatentDistribution` of batch shape `(B,)`
+    and event shape `(latent_dim,)`, even when every row is the same. Traced under `jax.jit`.
+    """
 
-    def __call__(self, c: Optional[Array], batch_size: int) -> distrax.Distribution: ...
+    def __call__(self, c: Optional[Array], batch_size: int) -> distrax.Distribution:
+        """p(z | c) for `batch_size` rows."""
+        ...
 
 
 @runtime_checkable
 class Decoder(Protocol):
-    """An nnx.Module mapping (z, c) to raw likelihood parameters `(B, *output_shape)`."""
+    """An nnx.Module mapping z `(B, latent_dim)` float32 and c `(B, *c_shape)` or None to the
+    likelihood's raw parameters, a float array `(B, *output_shape)` with `output_shape =
+    (*x_shape, params_per_dim)`. Traced under `jax.jit`; its output must depend on z.
+    """
 
-    def __call__(self, z: Array, c: Optional[Array]) -> Array: ...
+    def __call__(self, z: Array, c: Optional[Array]) -> Array:
+        """Raw parameters of p(x | z, c)."""
+        ...
 
 
 @runtime_checkable
 class Likelihood(Protocol):
-    """Turns decoder parameters `(B, *x_shape, params_per_dim)` into p(x | z, c)."""
+    """Turns decoder parameters `(B, *x_shape, params_per_dim)` into p(x | z, c), a
+    `DataDistribution`. It is given no data shape, so it works for any; traced under `jax.jit`.
+    """
 
     params_per_dim: int
+    """How many raw parameters per dimension of x it needs (a positive int)."""
 
-    def __call__(self, params: Array) -> distrax.Distribution: ...
+    def __call__(self, params: Array) -> distrax.Distribution:
+        """p(x | z, c) from the parameters."""
+        ...
 
 
-# `(model, batch, rng, step=None) -> (loss, metrics)`; step is the training step, for schedules.
-Objective = Callable[..., tuple[Array, dict[str, Array]]]
+@runtime_checkable
+class Objective(Protocol):
+    """A pure function `(model, batch, rng, step=None) -> (loss, metrics)`: `model` a
+    `LatentVariableModel`, `batch` a `Batch`, `rng` a PRNG key, `step` the training step (a
+    traced int, None outside training) for schedules; an objective without `step` is called
+    `(model, batch, rng)`. `loss` is a scalar to minimise, `metrics` a dict of scalars (an
+    `elbo` entry is logged). Traced under `jax.jit` and differentiated.
+    """
+
+    def __call__(self, model: Any, batch: Batch, rng: Array, step: Optional[Array] = None) -> tuple[Array, dict[str, Array]]:
+        """(loss, metrics) of one batch."""
+        ...
 
 LATENT_KINDS = ("continuous", "discrete")
 
@@ -102,13 +216,18 @@ class Condition(Protocol):
 
     A condition whose c is a one-hot class also sets `class_conditional = True`,
     and its `grid` then gives one-hot rows; the benchmark harness scores such
-    models by how often its classifier sees the requested class.
+    models by how often its classifier sees the requested class. `split` and
+    `assemble` are traced under `jax.jit`; `parse` and `grid` run eagerly.
     """
 
     x_shape: Shape
+    """The shape of one x (what the model generates)."""
     c_shape: Shape
+    """The shape of one c (what it is given)."""
 
-    def split(self, images: Array, labels: Array) -> tuple[Array, Array]: ...
+    def split(self, images: Array, labels: Array) -> tuple[Array, Array]:
+        """`(x (B, *x_shape), c (B, *c_shape))` float32 from images `(B, H, W, C)` and labels `(B,)`."""
+        ...
 
     def assemble(self, x: Array, c: Array) -> Array:
         """Images `(B, H, W, C)` to show, from x (or its reconstruction) and c."""
@@ -127,7 +246,9 @@ class Split(NamedTuple):
     """One split of a dataset: images `(N, H, W, C)` float32 in [0, 1], labels `(N,)` int32."""
 
     images: np.ndarray
+    """`(N, H, W, C)` float32 in [0, 1]."""
     labels: np.ndarray
+    """`(N,)` int32 class indices (zeros for a dataset without classes)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,11 +261,17 @@ class Dataset:
     """
 
     name: str
+    """What reports call it."""
     train: Split
+    """The training split."""
     validation: Split
+    """For early stopping and the best checkpoint; may be empty."""
     test: Split
+    """For final numbers only."""
     class_names: Sequence[str]
+    """One name per class (empty for a dataset without labels)."""
     dynamic_binarization: bool = False
+    """Whether every training batch is a fresh Bernoulli draw of the grayscale images."""
 
     @property
     def image_shape(self) -> Shape:

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from zoo.contract import check_model
 from zoo.errors import ModelBuildError
 from zoo.interfaces import Array, Shape, latent_kind
 from zoo.recipes import latent_sizes
@@ -144,6 +145,7 @@ class LatentVariableModel(nnx.Module):
         """`log_importance_weights` with q(z | x, c) and p(z | c) already computed."""
         batch = x.shape[0]
         if proposal == "posterior":
+            assert q is not None, "the posterior proposal needs q(z | x, c)"
             # log q(z) from the sampling pass: a flow needs no inverse, a hierarchy scores each layer as drawn.
             z, log_q = q.sample_and_log_prob(seed=rng, sample_shape=(num_samples,))
             log_ratio = prior.log_prob(z) - log_q
@@ -179,8 +181,14 @@ class LatentVariableModel(nnx.Module):
         return jax.nn.logsumexp(log_w, axis=0) - jnp.log(num_samples)
 
 
-def build_model(recipe: Mapping[str, Any], registry: Registry, *, x_shape: Shape, c_shape: Optional[Shape], rngs: nnx.Rngs) -> LatentVariableModel:
-    """Assemble a model from a resolved recipe; components that cannot fit are refused here."""
+def build_model(recipe: Mapping[str, Any], registry: Registry, *, x_shape: Shape, c_shape: Optional[Shape], rngs: nnx.Rngs,
+                example: Optional[tuple[Array, Optional[Array]]] = None) -> LatentVariableModel:
+    """Assemble a model from a resolved recipe; components that cannot fit are refused here.
+
+    Every component's output is checked against its kind's contract (`zoo.contract`):
+    shapes and dtypes by abstract tracing, and, given `example` = (x, c), a few real
+    examples, finite values. A violation is a `zoo.contract.ContractError`.
+    """
     sizes = latent_sizes(recipe)
     latent_dim = sum(sizes)  # a hierarchy's layers are concatenated, bottom first, into one z
     likelihood = _build(registry, recipe, "likelihood")
@@ -199,49 +207,10 @@ def build_model(recipe: Mapping[str, Any], registry: Registry, *, x_shape: Shape
             f"{recipe['prior']['name']!r} is over a {latent_kind(prior)} one"
         )
     model = LatentVariableModel(encoder, prior, decoder, likelihood, x_shape=x_shape, c_shape=c_shape, latent_dim=latent_dim)
-    check_shapes(model, recipe)
+    check_model(model, recipe, example)
     return model
 
 
 def _build(registry: Registry, recipe: Mapping[str, Any], kind: str, **context: Any) -> Any:
     """Build one component of the model; a factory's refusal names the component."""
     return build_component(registry, kind, recipe[kind], ModelBuildError, **context)
-
-
-def check_shapes(model: LatentVariableModel, recipe: Mapping[str, Any]) -> None:
-    """Trace the model abstractly (no compute) and refuse shapes that do not fit."""
-    batch = 2
-    x = jax.ShapeDtypeStruct((batch,) + model.x_shape, jnp.float32)
-    c = None if model.c_shape is None else jax.ShapeDtypeStruct((batch,) + model.c_shape, jnp.float32)
-    names = {kind: recipe[kind]["name"] for kind in ("encoder", "decoder", "prior", "likelihood")}
-    expected = (batch,) + model.x_shape + (model.likelihood.params_per_dim,)
-    z = jax.ShapeDtypeStruct((batch, model.latent_dim), jnp.float32)
-    try:
-        params = jax.eval_shape(lambda z, c: model.decoder(z, c), z, c)
-    except Exception as exc:
-        raise ModelBuildError(f"decoder {names['decoder']!r} fails on z of shape {z.shape}: {exc}") from exc
-    if tuple(params.shape) != expected:
-        raise ModelBuildError(
-            f"decoder {names['decoder']!r} outputs shape {tuple(params.shape)} but likelihood "
-            f"{names['likelihood']!r} needs {expected} (batch, data shape {model.x_shape}, "
-            f"{model.likelihood.params_per_dim} parameter(s) per dimension)"
-        )
-    try:
-        log_prob = jax.eval_shape(lambda z, c, x: model.decode(z, c).log_prob(x), z, c, x)
-    except Exception as exc:
-        raise ModelBuildError(f"likelihood {names['likelihood']!r} cannot score data of shape {model.x_shape}: {exc}") from exc
-    if tuple(log_prob.shape) != (batch,):
-        raise ModelBuildError(
-            f"likelihood {names['likelihood']!r} gives log-probabilities of shape {tuple(log_prob.shape)} "
-            f"for a batch of {batch}; its event shape must be the data shape {model.x_shape}"
-        )
-    for kind, call, event in (
-        ("encoder", lambda x, c: model.encode(x, c), (model.latent_dim,)),
-        ("prior", lambda x, c: model.prior_distribution(c, batch), (model.latent_dim,)),
-    ):
-        try:
-            out = jax.eval_shape(lambda x, c: call(x, c).mean(), x, c)
-        except Exception as exc:
-            raise ModelBuildError(f"{kind} {names[kind]!r} fails on data of shape {x.shape}: {exc}") from exc
-        if tuple(out.shape) != (batch,) + event:
-            raise ModelBuildError(f"{kind} {names[kind]!r} returns samples of shape {tuple(out.shape)}, expected {(batch,) + event}")

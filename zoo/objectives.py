@@ -90,7 +90,7 @@ def beta_elbo(beta: float = 4.0, kl_warmup_steps: int = 0, kl_warmup_epochs: flo
         metrics = {"elbo": (log_likelihood - kl).mean(), "log_likelihood": log_likelihood.mean(), "kl": kl.mean()}
         return loss, metrics if warmup is None else {**metrics, "kl_weight": jnp.asarray(weight)}
 
-    loss_fn.latent_kinds = LATENT_KINDS  # a sample and a KL: any latent that has them
+    loss_fn.latent_kinds = LATENT_KINDS  # type: ignore[attr-defined]  # a sample and a KL: any latent that has them
     return loss_fn
 
 

@@ -370,7 +370,7 @@ def write_latent_figures(run: TrainedRun, out: Path) -> list[Path]:
     """traversals.png (the most active units) and latent_space.png (posterior means in 2-D by class)."""
     condition, dataset = run.experiment.condition, run.experiment.dataset
     posterior, prior = encode_split(run.model, condition, run.images, run.labels)
-    units = most_active_units(posterior - prior, 4 if run.model.conditional else 8)
+    units = [int(u) for u in most_active_units(posterior - prior, 4 if run.model.conditional else 8)]
     traversals, condition_labels = traversal_images(run.model, condition, dataset, units, TRAVERSAL_OFFSETS)
     title = f"{run.title}\ntraversals of the units whose posterior mean varies most, the others at the prior mean"
     written = [plot_traversals(traversals, condition_labels, units, TRAVERSAL_OFFSETS, out / "traversals.png", title, run.row_title)]

@@ -12,7 +12,7 @@ import dataclasses
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+from typing import AbstractSet, Any, Iterable, Mapping, Optional, Sequence, Union
 
 import yaml
 
@@ -153,7 +153,7 @@ def set_path(recipe: dict[str, Any], path: str, value: Any, *, where: str) -> No
     node[parts[-1]] = value
 
 
-def validate(recipe: Mapping[str, Any], registry: Registry, *, name: str, source: str, overridden: set[str] = frozenset()) -> dict[str, Any]:
+def validate(recipe: Mapping[str, Any], registry: Registry, *, name: str, source: str, overridden: AbstractSet[str] = frozenset()) -> dict[str, Any]:
     """Check every key of a merged recipe; returns it with sequences as tuples and defaults filled."""
 
     def fail(path: str, problem: str) -> RecipeError:
@@ -233,7 +233,7 @@ def validate_dataclass(cls: type, values: Any, path: str, fail) -> dict[str, Any
     result = {}
     for key, field in fields.items():
         if key not in values:
-            result[key] = field.default_factory() if field.default is dataclasses.MISSING else field.default
+            result[key] = field.default_factory() if field.default is dataclasses.MISSING else field.default  # type: ignore[operator]
             continue
         try:
             result[key] = value = coerce(values[key], hints.get(key, Any))

@@ -3,7 +3,6 @@ table with the best per column marked, and a report with plots (matplotlib)."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -110,7 +109,7 @@ def table(records: list[dict]) -> str:
         for name, _, _, better in columns:
             means = {v: cells[v][name]["mean"] for v in variants if cells[v][name].get("n")}
             if better and len(means) > 1:
-                best[name] = (min if better == "min" else max)(means, key=means.get)
+                best[name] = (min if better == "min" else max)(means, key=lambda v: means[v])
         for variant, rows in variants.items():
             row = []
             for name, *_ in columns:

@@ -241,11 +241,11 @@ def check_matches(directory: Path, like: Any) -> None:
                                     f"{stored[name]} in the checkpoint, {wanted[name]} in the model recipe.yaml describes "
                                     "(was recipe.yaml edited?)")
     missing, extra = sorted(set(wanted) - set(stored)), sorted(set(stored) - set(wanted))
-    if missing or extra:
-        raise RunDirectoryError(f"the checkpoint {directory} does not match the run's recipe.yaml: "
-                                + "; ".join(filter(None, [missing and f"the model has {', '.join(missing[:3])} that the checkpoint lacks",
-                                                          extra and f"the checkpoint has {', '.join(extra[:3])} that the model lacks"]))
-                                + " (was recipe.yaml edited?)")
+    differences = ([f"the model has {', '.join(missing[:3])} that the checkpoint lacks"] if missing else []) + \
+        ([f"the checkpoint has {', '.join(extra[:3])} that the model lacks"] if extra else [])
+    if differences:
+        raise RunDirectoryError(f"the checkpoint {directory} does not match the run's recipe.yaml: {'; '.join(differences)} "
+                                "(was recipe.yaml edited?)")
 
 
 def restore(manager: ocp.CheckpointManager, step: int, like: Any, *, progress: bool = True) -> tuple[Any, dict[str, Any]]:

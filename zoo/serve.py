@@ -70,7 +70,7 @@ class PageServer(ThreadingHTTPServer):
     def url(self) -> str:
         """The address to open, e.g. http://127.0.0.1:8000/."""
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}/"
+        return f"http://{host!s}:{port}/"
 
 
 class PageHandler(BaseHTTPRequestHandler):

@@ -4,9 +4,22 @@
     check_component(registry, "encoder", "resnet", {"depth": 2})
 
 Each check builds a small model around the component (its partners are the
-first-party components named in `PARTNERS`, looked up by name) and asserts:
-shapes of every distribution, a finite loss, the same loss with and without
-jit, and one training step that keeps the loss finite and changes parameters.
+first-party components named in `PARTNERS`, looked up by name), which already
+checks every output against its kind's contract (`zoo.contract`), and asserts:
+shapes of every distribution; an encoder whose output depends on x and a
+decoder whose output depends on z; a likelihood normalised over its event (its
+log_prob summed over every dimension of x); encoder and prior distributions
+whose log_prob agrees with their samples; a finite loss, the same under
+`jax.jit`, finite gradients; and one training step that keeps the loss finite
+and changes parameters.
+
+A component that needs other partners than `PARTNERS`, or data files, says so
+on its factory (no test names it): `factory.conformance = {...}` with keys
+
+- `partners`: recipe entries laid over `PARTNERS` (`{"latent_dim": [2, 2]}`);
+- `options`: the component's own options when the caller gives none;
+- `files`: the kind of files a dataset reads (e.g. "idx"); the test suite that
+  checks it passes their directory as the option `source_dir`.
 """
 
 from __future__ import annotations
@@ -19,10 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from zoo.contract import ContractError, first_line
 from zoo.errors import ModelBuildError
 from zoo.interfaces import Batch
-from zoo.recipes import validate
-from zoo.registry import Registry
+from zoo.recipes import deep_merge, validate
+from zoo.registry import Component, Registry
 
 PARTNERS: dict[str, Any] = {
     "dataset": {"name": "digits"},
@@ -41,22 +55,21 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "class_conditional": {"condition": {"name": "onehot_label"}},
 }
 
-# Tried only when a component works in none of SETTINGS, with the partners it needs: a discrete
-# latent (an objective or prior of codes), a ladder of two layers (its prior shares the encoder's
-# top-down networks).
-FALLBACK_SETTINGS: dict[str, dict[str, Any]] = {
-    "discrete_latent": {"encoder": {"name": "vq_mlp", "hidden": [16], "codebook_size": 8, "code_dim": 2},
-                        "prior": {"name": "uniform_codebook"}},
-    "ladder": {"latent_dim": [2, 2], "encoder": {"name": "ladder_mlp", "hidden": [16]},
-               "decoder": {"name": "hierarchical_mlp", "hidden": [16]}},
-}
+# Importance sampling with a Gaussian proposal checks a latent density reliably in few dimensions only.
+MAX_DENSITY_DIMS = 8
+DENSITY_DRAWS = 10000
+
+
+def declared(component: Component) -> dict[str, Any]:
+    """What a component's factory declares for the conformance suite (`factory.conformance`)."""
+    return dict(getattr(component.factory, "conformance", None) or {})
 
 
 def component_recipe(kind: str, name: str, options: Optional[Mapping[str, Any]] = None,
                      setting: str = "unconditional", partners: Mapping[str, Any] = PARTNERS) -> dict[str, Any]:
     """A small raw recipe with the component under test in its slot."""
     recipe = copy.deepcopy(dict(partners))
-    recipe.update(copy.deepcopy({**SETTINGS, **FALLBACK_SETTINGS}[setting]))
+    recipe.update(copy.deepcopy(SETTINGS[setting]))
     recipe[kind] = {"name": name, **(options or {})}
     return recipe
 
@@ -65,16 +78,20 @@ def check_component(registry: Registry, kind: str, name: str, options: Optional[
                     partners: Mapping[str, Any] = PARTNERS) -> list[str]:
     """Run the conformance checks on one component in every setting it supports.
 
-    Returns the settings that passed; raises AssertionError if none does.
+    Returns the settings that passed; raises AssertionError if none does, or if
+    the component breaks its kind's contract in any setting.
     """
+    wanted = declared(registry.get(kind, name))
+    partners = deep_merge(partners, wanted.get("partners", {}))
+    options = wanted.get("options") if options is None else options
     passed, refused = [], []
-    for setting in [*SETTINGS, *FALLBACK_SETTINGS]:
-        if passed and setting in FALLBACK_SETTINGS:
-            break
+    for setting in SETTINGS:
         raw = component_recipe(kind, name, options, setting, partners)
         recipe = validate(raw, registry, name=f"{kind}:{name}", source="zoo.testing")
         try:
             check_recipe(recipe, registry)
+        except ContractError as exc:  # built, but broke the contract: a bug, not a refusal
+            raise AssertionError(f"{kind} {name!r} ({setting}): {exc}") from exc
         except ModelBuildError as exc:  # e.g. a conditional prior in the unconditional setting
             refused.append(f"{setting}: {exc}")
             continue
@@ -89,10 +106,15 @@ def check_recipe(recipe: Mapping[str, Any], registry: Registry, *, batch_size: i
 
     experiment = assemble(recipe, registry)
     model, condition = experiment.model, experiment.condition
+    variant = recipe["variant"]
     train = experiment.dataset.train
     images, labels = jnp.asarray(train.images[:batch_size]), jnp.asarray(train.labels[:batch_size])
     x, c = condition.split(images, labels)
     check_shapes(model, x, c, batch_size)
+    check_dependence(model, x, c, variant)
+    check_likelihood_normalised(model.likelihood, variant)
+    for what, distribution in (("encoder", model.encode(x, c)), ("prior", model.prior_distribution(c, batch_size))):
+        check_density(distribution, f"{variant}: {what} {recipe[what]['name']!r}")
 
     rng = jax.random.key(seed)
     graphdef, params = nnx.split(model)
@@ -102,9 +124,16 @@ def check_recipe(recipe: Mapping[str, Any], registry: Registry, *, batch_size: i
         return experiment.objective(nnx.merge(graphdef, params), batch, rng)[0]
 
     eager = float(loss_of(params))
-    assert np.isfinite(eager), f"{recipe['variant']}: loss is not finite ({eager})"
-    jitted = float(jax.jit(loss_of)(params))
-    assert np.isclose(eager, jitted, rtol=1e-4, atol=1e-4), f"{recipe['variant']}: loss {eager} eager but {jitted} under jit"
+    assert np.isfinite(eager), f"{variant}: loss is not finite ({eager})"
+    try:
+        jitted = float(jax.jit(loss_of)(params))
+    except Exception as exc:
+        raise AssertionError(f"{variant}: the loss fails under jax.jit: {first_line(exc)}") from exc
+    assert np.isclose(eager, jitted, rtol=1e-4, atol=1e-4), f"{variant}: loss {eager} eager but {jitted} under jit"
+    gradients = jax.grad(loss_of)(params)
+    bad = [jax.tree_util.keystr(path) for path, g in jax.tree_util.tree_leaves_with_path(gradients)
+           if not np.all(np.isfinite(np.asarray(g)))]
+    assert not bad, f"{variant}: the loss has non-finite gradients (of {', '.join(bad[:3])})"
 
     optimizer = make_optimizer(1e-2)
     before = jax.tree.map(np.array, params)
@@ -112,9 +141,9 @@ def check_recipe(recipe: Mapping[str, Any], registry: Registry, *, batch_size: i
     train_step = make_train_step(graphdef, experiment.objective, condition, optimizer, seed)
     indices = jnp.arange(batch_size, dtype=jnp.int32)[None]
     state, metrics = train_step(state, images, labels, indices, 0, 0)
-    assert np.isfinite(float(metrics["loss"])), f"{recipe['variant']}: training step gave a non-finite loss"
+    assert np.isfinite(float(metrics["loss"])), f"{variant}: training step gave a non-finite loss"
     changed = jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != b)), state.params, before))
-    assert any(changed), f"{recipe['variant']}: one training step changed no parameter"
+    assert any(changed), f"{variant}: one training step changed no parameter"
 
 
 def check_shapes(model, x, c, batch_size: int) -> None:
@@ -133,3 +162,88 @@ def check_shapes(model, x, c, batch_size: int) -> None:
     assert p_x.log_prob(x).shape == (batch_size,)
     samples = model.sample(rng, c, num_samples=batch_size)
     assert samples.shape == (batch_size,) + tuple(model.x_shape), f"samples of shape {samples.shape}"
+
+
+def differs(a: Any, b: Any) -> bool:
+    """Whether two arrays differ by more than rounding."""
+    return not np.allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def check_dependence(model, x, c, variant: str) -> None:
+    """q(z | x, c) changes with x, and the decoder's output changes with z."""
+    q, flipped = model.encode(x, c), model.encode(1.0 - x, c)
+    centre = q.mean()
+    assert differs(centre, flipped.mean()) or differs(q.log_prob(centre), flipped.log_prob(centre)), (
+        f"{variant}: the encoder's q(z | x, c) does not depend on x (the same for x and 1 - x)"
+    )
+    z = q.sample(seed=jax.random.key(2))
+    assert differs(model.decoder(z, c), model.decoder(z + 1.0, c)), (
+        f"{variant}: the decoder's output does not depend on z (the same for z and z + 1)"
+    )
+
+
+def check_likelihood_normalised(likelihood, variant: str, rows: int = 3, grid: int = 300) -> None:
+    """exp(log_prob) sums (or integrates) to 1 over data of two dimensions: log_prob is a density
+    of the whole event, summed over its dimensions, neither a mean nor per dimension.
+
+    A likelihood is given no data shape, so it must work for any; two dimensions are few enough
+    to enumerate (discrete data, up to 16 values seen per dimension) or integrate on a grid.
+    """
+    params = 0.5 * jax.random.normal(jax.random.key(3), (rows, 2, likelihood.params_per_dim))
+    distribution = likelihood(params)
+    draws = np.asarray(distribution.sample(seed=jax.random.key(4), sample_shape=(2000,)), np.float64)
+    values = np.unique(draws)
+    if len(values) <= 16:
+        axis, cell = values, 1.0
+    else:
+        low, high = draws.min(), draws.max()
+        axis = np.linspace(low - 0.5 * (high - low), high + 0.5 * (high - low), grid)
+        cell = (axis[1] - axis[0]) ** 2
+    points = np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 1, 2)
+    data = jnp.asarray(np.broadcast_to(points, (len(points), rows, 2)), jnp.float32)
+    log_prob = np.asarray(distribution.log_prob(data), np.float64)
+    assert log_prob.shape == (len(points), rows), (
+        f"{variant}: the likelihood's log_prob of data (N, {rows}, 2) has shape {log_prob.shape}, expected (N, {rows})"
+    )
+    total = np.exp(log_prob).sum(axis=0) * cell
+    assert np.allclose(total, 1.0, atol=0.05), (
+        f"{variant}: the likelihood's exp(log_prob) sums to {np.round(total, 3).tolist()} over data of two dimensions, "
+        "not 1: its log_prob must be the density of the whole event, summed over its dimensions"
+    )
+
+
+def check_density(distribution, what: str, draws: int = DENSITY_DRAWS) -> None:
+    """A latent distribution's log_prob agrees with its samples z: it is normalised (importance
+    sampling from a Gaussian wider than the samples), and Stein's identities hold per unit i,
+    E[d log p / d z_i] = 0 and E[(z_i - mean_i) d log p / d z_i] = -1, which a log_prob of another
+    location or spread than the samples' breaks.
+
+    Skipped above MAX_DENSITY_DIMS dimensions. (Its `mean()` is not compared: a hierarchy's is the
+    ancestral mean, not E[z].)
+    """
+    dims = int(np.prod(distribution.event_shape))
+    if dims > MAX_DENSITY_DIMS:
+        return
+    samples = distribution.sample(seed=jax.random.key(5), sample_shape=(draws,))  # (n, B, D)
+    log_prob, score = jax.value_and_grad(lambda z: distribution.log_prob(z).sum())(samples)
+    assert np.isfinite(float(log_prob)) and np.all(np.isfinite(np.asarray(score))), (
+        f"{what}: log_prob or its gradient is not finite at its own samples"
+    )
+    z, score = np.asarray(samples, np.float64), np.asarray(score, np.float64)
+    mean, std = z.mean(axis=0), z.std(axis=0) + 1e-12
+    location = (score * std).mean(axis=0)
+    spread = ((z - mean) * score).mean(axis=0)
+    assert np.all(np.abs(location) <= 0.1) and np.all(np.abs(spread + 1.0) <= 0.1), (
+        f"{what}: its log_prob does not fit its samples: E[std_i d log p / d z_i] = {np.round(location[0], 3).tolist()} "
+        f"(expected 0) and E[(z_i - mean_i) d log p / d z_i] = {np.round(spread[0], 3).tolist()} (expected -1), first row"
+    )
+    scale = 1.5 * std  # wider than the samples, so the proposal covers the tails
+    noise = np.asarray(jax.random.normal(jax.random.key(6), z.shape), np.float64)
+    points = mean + scale * noise
+    log_proposal = np.sum(-0.5 * noise**2 - np.log(scale) - 0.5 * np.log(2 * np.pi), axis=-1)
+    log_weights = np.asarray(distribution.log_prob(jnp.asarray(points, jnp.float32)), np.float64) - log_proposal
+    top = log_weights.max(axis=0)
+    total = np.log(np.exp(log_weights - top).mean(axis=0)) + top
+    assert np.allclose(total, 0.0, atol=0.1), (
+        f"{what}: exp(log_prob) integrates to {np.round(np.exp(total), 3).tolist()} (importance-sampled), not 1"
+    )

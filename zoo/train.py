@@ -21,6 +21,7 @@ from flax import nnx
 
 from zoo import early_stopping, inputs, optim, parallel, runs
 from zoo.config import EarlyStopping
+from zoo.contract import example_batch
 from zoo.early_stopping import should_stop
 from zoo.data import batch_indices, build_condition, build_dataset
 from zoo.errors import ModelBuildError, TrainingDivergedError
@@ -51,12 +52,15 @@ class Experiment:
     objective: Any
 
 
-def assemble(recipe: Mapping[str, Any], registry: Registry, data_dir: Optional[str] = None) -> Experiment:
-    """Build every part of a resolved recipe; incompatible parts are refused here."""
+def assemble(recipe: Mapping[str, Any], registry: Registry, data_dir: Optional[str] = None,
+             check_values: bool = True) -> Experiment:
+    """Build every part of a resolved recipe; incompatible parts are refused here (with
+    `check_values`, also non-finite outputs of the untrained model on a few examples)."""
     dataset = build_dataset(recipe, registry, data_dir)
     condition = build_condition(recipe, registry, dataset)
     rngs = nnx.Rngs(recipe["train"]["seed"])
-    model = build_model(recipe, registry, x_shape=condition.x_shape, c_shape=condition.c_shape, rngs=rngs)
+    model = build_model(recipe, registry, x_shape=condition.x_shape, c_shape=condition.c_shape, rngs=rngs,
+                        example=example_batch(recipe, dataset, condition) if check_values else None)
     config = train_config(recipe)
     train_size = len(dataset.train.images)
     # Objectives with schedules (the KL warm-up) learn the budget's length in steps.
@@ -256,7 +260,7 @@ def train_loop(experiment: Experiment, config, workdir: Path, mesh: Optional[par
             runs.save(manager, step, state, {"early_stopping": watch.as_json()})
         raise TrainingInterrupted(f"stopped by {stop_request.name} at step {step} of {total}; "
                                   f"checkpoint written in {workdir / runs.CHECKPOINT_DIR / str(step)}",
-                                  stop_request.signum, step)
+                                  stop_request.signum or 0, step)
     summary.update(best_step=watch.best_step, stopped_early=stopped, epochs=round(step / steps_per_epoch, 3),
                    best_epoch=None if watch.best_step is None else round(watch.best_step / steps_per_epoch, 3))
     return summary
@@ -308,7 +312,7 @@ def load_trained(workdir: Path, registry: Registry, data_dir: Optional[str] = No
     if checkpoint not in CHECKPOINTS:
         raise ValueError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {checkpoint!r}")
     recipe = runs.resolved_recipe(workdir, registry)
-    experiment = assemble(recipe, registry, data_dir)
+    experiment = assemble(recipe, registry, data_dir, check_values=False)  # its parameters come from the checkpoint
     graphdef, _, state = initial_state(experiment.model, train_config(recipe))
     best = runs.restore_best(Path(workdir), state, note=runs.tell) if checkpoint == "best" else None
     if best is not None:
