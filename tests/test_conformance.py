@@ -52,24 +52,8 @@ def test_every_variant_conforms(registry, book, variant, data_files, tmp_path):
 
 
 def test_conformance_catches_a_broken_component(registry):
-    import jax.numpy as jnp
-    from flax import nnx
-
     import zoo
-    from plugins.mlp import make_mlp_decoder
-
-    def make_nan_decoder(latent_dim, c_shape, output_shape, rngs):
-        """A decoder whose output is NaN."""
-        inner = make_mlp_decoder(latent_dim, c_shape, output_shape, rngs, hidden=(4,))
-
-        class NaNDecoder(nnx.Module):
-            def __init__(self):
-                self.inner = inner
-
-            def __call__(self, z, c=None):
-                return self.inner(z, c) * jnp.nan
-
-        return NaNDecoder()
+    from tests.test_contract import make_nan_decoder
 
     broken = zoo.Registry()
     for component in registry.list():

@@ -7,41 +7,28 @@ import pytest
 
 import zoo
 from zoo import plugin_manager
-from tests.conftest import first_party_registry
-
-
-def make_plugin(name, registrations):
-    """A fake plugin module whose hook registers `registrations` [(kind, name, factory)]."""
-    module = types.ModuleType(name)
-
-    @zoo.hookimpl
-    def register_components(register):
-        for kind, component, factory in registrations:
-            register(kind, component, factory)
-
-    module.register_components = register_components
-    return module
+from tests.conftest import first_party_registry, plugin_of
 
 
 def test_first_party_components_are_registered(registry):
-    assert registry.names("encoder") == ["conv", "hierarchical_mlp", "mlp"]
+    assert registry.names("encoder") == ["conv", "hierarchical_mlp", "iaf_mlp", "ladder_mlp", "mlp", "planar_mlp", "vq_mlp"]
     assert registry.names("decoder") == ["conv", "hierarchical_mlp", "mlp"]
-    assert registry.names("prior") == ["conditional", "hierarchical", "mixture", "standard_normal", "vampprior"]
+    assert registry.names("prior") == ["conditional", "hierarchical", "ladder", "mixture", "standard_normal", "uniform_codebook", "vampprior"]
     assert registry.names("likelihood") == ["bernoulli", "gaussian_diagonal", "gaussian_fixed", "gaussian_identity"]
-    assert registry.names("objective") == ["beta_elbo", "elbo", "gsnn", "hybrid", "iwae"]
+    assert registry.names("objective") == ["beta_elbo", "beta_tc", "elbo", "gsnn", "hybrid", "info_vae", "iwae", "vq", "wae_mmd"]
     assert registry.names("condition") == ["onehot_label", "visible_quadrants"]
     assert "digits" in registry.names("dataset")
 
 
 def test_duplicate_name_names_both_plugins():
-    first = make_plugin("first_plugin", [("encoder", "resnet", lambda: None)])
-    second = make_plugin("second_plugin", [("encoder", "resnet", lambda: None)])
+    first = plugin_of("first_plugin", ("encoder", "resnet", lambda: None))
+    second = plugin_of("second_plugin", ("encoder", "resnet", lambda: None))
     with pytest.raises(zoo.DuplicateComponentError, match="encoder 'resnet' is registered twice: by plugin 'first_plugin' and by plugin 'second_plugin'"):
         first_party_registry(first, second)
 
 
 def test_duplicate_of_a_first_party_name_fails_at_start_up():
-    clash = make_plugin("clash", [("encoder", "mlp", lambda: None)])
+    clash = plugin_of("clash", ("encoder", "mlp", lambda: None))
     with pytest.raises(zoo.DuplicateComponentError, match="'mlp'.*'clash'"):
         first_party_registry(clash)
 
@@ -49,13 +36,13 @@ def test_duplicate_of_a_first_party_name_fails_at_start_up():
 def test_unknown_name_lists_known_names_and_closest(registry):
     with pytest.raises(zoo.UnknownComponentError) as info:
         registry.get("encoder", "mpl")
-    assert str(info.value) == "unknown encoder 'mpl' (did you mean 'mlp'?); known: conv, hierarchical_mlp, mlp"
+    assert str(info.value) == "unknown encoder 'mpl' (did you mean 'mlp'?); known: conv, hierarchical_mlp, iaf_mlp, ladder_mlp, mlp, planar_mlp, vq_mlp"
 
 
 def test_unknown_kind_is_refused(registry):
     with pytest.raises(zoo.UnknownComponentError, match="unknown kind 'encodr' \\(did you mean 'encoder'\\?\\)"):
         registry.list("encodr")
-    bad = make_plugin("bad_kind", [("encodr", "x", lambda: None)])
+    bad = plugin_of("bad_kind", ("encodr", "x", lambda: None))
     with pytest.raises(zoo.ZooError, match="plugin 'bad_kind' registers 'x' under unknown kind 'encodr'"):
         first_party_registry(bad)
 

@@ -272,7 +272,7 @@ def example_batch(recipe: Mapping[str, Any], dataset, condition, rows: int = EXA
 
 # Each kind, the context arguments its factory may ask for come from zoo.registry; what it returns from these Protocols.
 DOCUMENTED = (
-    ("encoder", ("Encoder", "LatentDistribution")),
+    ("encoder", ("Encoder", "LatentDistribution", "DiscretePosterior")),
     ("prior", ("Prior",)),
     ("decoder", ("Decoder",)),
     ("likelihood", ("Likelihood", "DataDistribution")),
