@@ -42,6 +42,11 @@ def code_perplexity(codes: jax.Array, num_codes: int) -> jax.Array:
     return jnp.exp(-jnp.sum(jnp.where(probabilities > 0, probabilities * jnp.log(jnp.where(probabilities > 0, probabilities, 1.0)), 0.0)))
 
 
+def is_close(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Elementwise equality up to float32 rounding of a sum (the straight-through estimator's)."""
+    return jnp.abs(a - b) <= 1e-5 * (1.0 + jnp.abs(b))
+
+
 class QuantisedPosterior(distrax.Distribution):
     """q(z | x): a point mass on the nearest codes of z_e, sampled with the straight-through gradient."""
 
@@ -65,8 +70,10 @@ class QuantisedPosterior(distrax.Distribution):
         return jnp.broadcast_to(self.straight_through, (n,) + self.straight_through.shape)
 
     def log_prob(self, value: jax.Array) -> jax.Array:
-        """0 at the chosen codes, -inf elsewhere (a point mass, against counting measure on codes)."""
-        return jnp.where(jnp.all(value == self.quantised, axis=-1), 0.0, -jnp.inf)
+        """0 at the chosen codes, -inf elsewhere (a point mass, against counting measure on codes).
+
+        Equal up to float rounding: the straight-through sample z_e + (z_q - z_e) is z_q rounded."""
+        return jnp.where(jnp.all(is_close(value, self.quantised), axis=-1), 0.0, -jnp.inf)
 
     def mean(self) -> jax.Array:
         """The chosen codes (with the straight-through gradient)."""
@@ -116,7 +123,7 @@ class UniformCodes(distrax.Distribution):
     def log_prob(self, value: jax.Array) -> jax.Array:
         """-positions * log K where every position of `value` is a code vector, -inf elsewhere."""
         groups = value.reshape(value.shape[:-1] + (self.positions, self.code_dim))
-        exact = jnp.all(self.codebook[nearest_codes(groups, self.codebook)] == groups, axis=(-2, -1))
+        exact = jnp.all(is_close(self.codebook[nearest_codes(groups, self.codebook)], groups), axis=(-2, -1))
         return jnp.where(exact, -self.positions * math.log(self.num_codes), -jnp.inf)
 
     def mean(self) -> jax.Array:
