@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo import runs
+from zoo import checkpoints, runs
 from zoo.train import load_trained, train_and_evaluate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,7 +91,7 @@ def test_a_signal_checkpoints_the_step_reached_and_says_how_to_resume(signum, st
     stopped_at = int(stderr.split(" at step ")[1].split()[0])
     assert f"checkpoint written in {workdir / 'checkpoints' / str(stopped_at)}" in stderr
     assert "zoo: continue with: zoo train vae_mlp --workdir" in stderr and stderr.rstrip().endswith("--resume")
-    assert runs.checkpoint_manager(workdir).latest_step() == stopped_at >= 200
+    assert checkpoints.checkpoint_manager(workdir).latest_step() == stopped_at >= 200
     assert max(r["step"] for r in runs.read_metrics(workdir)) == stopped_at
     assert json.loads((workdir / runs.LOCK_FILE).read_text() or "null") is None  # released
     finish_and_compare(workdir, stopped_at, book, registry, tmp_path)
@@ -105,7 +105,7 @@ def test_kill_9_while_checkpoints_are_written_loses_at_most_one_interval(tmp_pat
     time.sleep(0.37)
     process.kill()
     process.communicate(timeout=60)
-    newest = runs.checkpoint_manager(workdir).latest_step()
+    newest = checkpoints.checkpoint_manager(workdir).latest_step()
     logged = max(r["step"] for r in runs.read_metrics(workdir))
     assert newest is not None and logged - newest <= 5
     finish_and_compare(workdir, logged, book, registry, tmp_path)
@@ -264,7 +264,7 @@ def test_a_full_disk_is_one_line_and_the_resume_continues(tmp_path, book, regist
                                                     "what was written before is intact"):
         train_and_evaluate(recipe, workdir, registry, progress=False)
     monkeypatch.setattr(ocp.CheckpointManager, "save", real_save)
-    assert runs.checkpoint_manager(workdir).latest_step() == 20
+    assert checkpoints.checkpoint_manager(workdir).latest_step() == 20
     train_and_evaluate(recipe, workdir, registry, resume=True, progress=False)
     straight = tmp_path / "straight"
     train_and_evaluate(recipe, straight, registry, progress=False)

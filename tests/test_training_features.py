@@ -10,7 +10,7 @@ import pytest
 
 import zoo
 from tests.test_cli import assert_clean_error, zoo as run_zoo
-from zoo import early_stopping, optim, runs
+from zoo import checkpoints, early_stopping, optim, runs
 from zoo.config import EarlyStopping, TrainConfig
 from zoo.objectives import kl_weight_schedule
 from zoo.train import load_trained, train_and_evaluate
@@ -221,10 +221,10 @@ def test_a_checkpoint_of_the_earlier_format_is_still_read(book, registry, tmp_pa
 
     recipe = book.resolve("vae_mlp", registry, ["encoder.hidden=[8]", "decoder.hidden=[8]"])
     _, _, state = initial_state(assemble(recipe, registry).model, zoo.recipes.train_config(recipe))
-    manager = runs.checkpoint_manager(tmp_path)
+    manager = checkpoints.checkpoint_manager(tmp_path)
     manager.save(7, args=ocp.args.StandardSave(state))
     manager.wait_until_finished()
-    step, restored, progress = runs.restore_latest(runs.checkpoint_manager(tmp_path), state)
+    step, restored, progress = checkpoints.restore_latest(checkpoints.checkpoint_manager(tmp_path), state)
     assert step == 7 and progress == {}
     np.testing.assert_array_equal(restored.params["decoder"]["out"]["bias"][...], state.params["decoder"]["out"]["bias"][...])
 
@@ -234,11 +234,11 @@ def test_resume_forgets_best_checkpoints_the_resume_redoes(book, registry, tmp_p
     scripted_validation(monkeypatch, interrupt_at=12)  # best at 10 saved; checkpoints at 4 and 8 only
     with pytest.raises(KeyboardInterrupt):
         train_and_evaluate(recipe, tmp_path / "run", registry, progress=False)
-    assert runs.restore_best_step(tmp_path / "run") == 10
+    assert checkpoints.restore_best_step(tmp_path / "run") == 10
     calls = scripted_validation(monkeypatch)
     calls["step"] = 8
     summary = train_and_evaluate(recipe, tmp_path / "run", registry, resume=True, progress=False)
-    assert (summary["step"], summary["best_step"]) == (16, 10) and runs.restore_best_step(tmp_path / "run") == 10
+    assert (summary["step"], summary["best_step"]) == (16, 10) and checkpoints.restore_best_step(tmp_path / "run") == 10
 
 
 def test_clipping_with_normalized_gradients_is_refused(book, registry):

@@ -5,10 +5,11 @@ Light on purpose (no JAX): `zoo compare` reads results through it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from zoo.errors import RunDirectoryError
 
@@ -43,3 +44,13 @@ def write_atomically(path: Path, text: str) -> None:
     partial = path.with_name(path.name + ".partial")
     partial.write_text(text, encoding="utf-8")
     os.replace(partial, path)
+
+
+@contextlib.contextmanager
+def naming_write_errors(what: str) -> Iterator[None]:
+    """A failed write (a full disk, a lost mount) as one line naming what was being written."""
+    try:
+        yield
+    except OSError as exc:
+        raise RunDirectoryError(f"cannot write {what}: {exc.strerror or exc}; what was written before is intact, "
+                                "free the space and continue with --resume") from None

@@ -3,11 +3,10 @@
     WORKDIR/recipe.yaml      the resolved recipe the run was started with
     WORKDIR/versions.json    package versions and the device
     WORKDIR/metrics.jsonl    one JSON object per log line
-    WORKDIR/checkpoints/N/   orbax checkpoints, the two newest (written atomically by orbax):
-                             the training state and the run's progress (early stopping)
-    WORKDIR/best/N/          the checkpoint with the best validation metric (orbax's best_fn)
+    WORKDIR/eval.json        evaluations, by split and number of importance samples
     WORKDIR/trainer.lock     held by the process training in WORKDIR (its PID and host inside)
-    WORKDIR/damaged/         checkpoints a resume found unreadable, moved aside (never deleted)
+    WORKDIR/tensorboard/     TensorBoard event files (zoo/tensorboard.py)
+    WORKDIR/checkpoints/, best/, damaged/   orbax checkpoints (zoo/checkpoints.py)
 """
 
 from __future__ import annotations
@@ -25,23 +24,17 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional
 
 import jax
-import jax.numpy as jnp
-import numpy as np
-import orbax.checkpoint as ocp
 import yaml
 
 from zoo import recipes
 from zoo.errors import RunDirectoryError
-from zoo.files import read_json_lines, write_atomically
+from zoo.files import naming_write_errors, read_json_lines, write_atomically
 
 RECIPE_FILE = "recipe.yaml"
 VERSIONS_FILE = "versions.json"
 METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_DIR = "checkpoints"
-BEST_DIR = "best"
 LOCK_FILE = "trainer.lock"
 EVAL_FILE = "eval.json"
-DAMAGED_DIR = "damaged"
 PACKAGES = ("vae-zoo", "jax", "jaxlib", "flax", "optax", "distrax", "orbax-checkpoint", "numpy", "tensorflow-datasets")
 
 
@@ -157,210 +150,10 @@ def describe_holder(text: str) -> str:
         return "another process"
 
 
-def checkpoint_manager(workdir: Path) -> ocp.CheckpointManager:
-    """Orbax manager keeping the two newest checkpoints."""
-    options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True)
-    return ocp.CheckpointManager((workdir / CHECKPOINT_DIR).resolve(), options=options)
-
-
-def best_checkpoint_manager(workdir: Path, metric: str = "elbo", higher_is_better: bool = True) -> ocp.CheckpointManager:
-    """Orbax manager keeping the two checkpoints whose validation `metric` is best.
-
-    A checkpoint is saved here only when it improves on the best, so the newest
-    kept is the best; the one before it survives a resume that drops the newest
-    (`drop_best_after`).
-    """
-    options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True, best_fn=lambda metrics: metrics[metric],
-                                           best_mode="max" if higher_is_better else "min",
-                                           keep_checkpoints_without_metrics=False)
-    return ocp.CheckpointManager((workdir / BEST_DIR).resolve(), options=options)
-
-
-def save(manager: ocp.CheckpointManager, step: int, state: Any, progress: Optional[Mapping[str, Any]] = None) -> None:
-    """Write a checkpoint of `state` and the run's `progress` at `step` (orbax writes to a temporary dir, then renames)."""
-    items = {"state": ocp.args.StandardSave(state), "progress": ocp.args.JsonSave(dict(progress or {}))}
-    with naming_write_errors(f"the checkpoint of step {step} in {manager.directory}"):
-        manager.save(step, args=ocp.args.Composite(**items))
-        manager.wait_until_finished()
-
-
-def save_best(manager: ocp.CheckpointManager, step: int, state: Any, metrics: Mapping[str, float]) -> None:
-    """Keep `state` as the best checkpoint."""
-    with naming_write_errors(f"the best checkpoint of step {step} in {manager.directory}"):
-        saved = manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)), metrics=dict(metrics))
-        manager.wait_until_finished()
-    if not saved:
-        raise RunDirectoryError(f"orbax did not save the best checkpoint of step {step} in {manager.directory}")
-
-
-def drop_best_after(manager: ocp.CheckpointManager, step: int) -> None:
-    """Forget best checkpoints taken after `step`: a resume from `step` redoes that training."""
-    for later in [s for s in manager.all_steps() if s > step]:
-        manager.delete(later)
-
-
-class CheckpointDamaged(Exception):
-    """One checkpoint cannot be read (truncated, emptied, garbled); an earlier one may still be good."""
-
-
-class NoGoodCheckpointError(RunDirectoryError):
-    """Every checkpoint of a directory is damaged."""
-
-
-def stored_shapes(directory: Path) -> dict[str, tuple[int, ...]]:
-    """{leaf path: shape} of the state saved in one checkpoint directory, from orbax's metadata."""
-    item = directory / "state" if (directory / "state").is_dir() else directory / "default"  # "default": the earlier format
-    try:
-        metadata = ocp.StandardCheckpointer().metadata(item.resolve())
-        tree = getattr(metadata, "item_metadata", metadata)
-        return {leaf_name(path): tuple(leaf.shape) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
-    except Exception as exc:
-        raise CheckpointDamaged(short(exc)) from exc
-
-
-def leaf_name(path) -> str:
-    """'params.encoder.layers.0.kernel': a pytree path with dict keys, attributes and indices alike."""
-    return ".".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
-
-
-def short(exc: BaseException) -> str:
-    """One line naming an exception."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0][:200] if lines else ''}".rstrip(": ")
-
-
-def check_matches(directory: Path, like: Any) -> None:
-    """Refuse a checkpoint whose arrays are not the model's: recipe.yaml no longer describes it."""
-    stored = stored_shapes(directory)
-    wanted = {leaf_name(path): tuple(np.shape(leaf)) for path, leaf in jax.tree_util.tree_leaves_with_path(like)}
-    if not stored:
-        raise CheckpointDamaged("orbax finds no arrays in it")
-    for name in wanted:
-        if name in stored and stored[name] != wanted[name]:
-            raise RunDirectoryError(f"the checkpoint {directory} does not match the run's recipe.yaml: {name} is "
-                                    f"{stored[name]} in the checkpoint, {wanted[name]} in the model recipe.yaml describes "
-                                    "(was recipe.yaml edited?)")
-    missing, extra = sorted(set(wanted) - set(stored)), sorted(set(stored) - set(wanted))
-    differences = ([f"the model has {', '.join(missing[:3])} that the checkpoint lacks"] if missing else []) + \
-        ([f"the checkpoint has {', '.join(extra[:3])} that the model lacks"] if extra else [])
-    if differences:
-        raise RunDirectoryError(f"the checkpoint {directory} does not match the run's recipe.yaml: {'; '.join(differences)} "
-                                "(was recipe.yaml edited?)")
-
-
-def restore(manager: ocp.CheckpointManager, step: int, like: Any, *, progress: bool = True) -> tuple[Any, dict[str, Any]]:
-    """(state, progress) of the checkpoint at `step`, the state shaped like `like`.
-
-    CheckpointDamaged when it cannot be read; RunDirectoryError when it can
-    but holds another model's arrays.
-    """
-    directory = Path(manager.directory) / str(step)
-    check_matches(directory, like)
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-    items = {"state": ocp.args.StandardRestore(abstract)}
-    if progress:
-        items["progress"] = ocp.args.JsonRestore()
-    try:
-        restored = manager.restore(step, args=ocp.args.Composite(**items))
-    except Exception as composite_error:
-        try:  # a checkpoint written before checkpoints held the run's progress: the state alone
-            return manager.restore(step, args=ocp.args.StandardRestore(abstract)), {}
-        except Exception:
-            raise CheckpointDamaged(short(composite_error)) from composite_error
-    state = restored["state"]
-    if not all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state) if jnp.issubdtype(leaf.dtype, jnp.inexact)):
-        raise CheckpointDamaged("it holds non-finite numbers")
-    return state, dict(restored["progress"] or {}) if progress else {}
-
-
-def restore_newest_good(manager: ocp.CheckpointManager, like: Any, *, progress: bool = True, note=None,
-                        set_aside: Optional[Path] = None) -> Optional[tuple[int, Any, dict[str, Any]]]:
-    """(step, state, progress) of the newest checkpoint that reads; None when there is none.
-
-    A damaged checkpoint is passed over for the one before it, and named
-    through `note` once a good one is found; with `set_aside` (resuming
-    training, which will write that step again) it is then moved there rather
-    than deleted. When every checkpoint is damaged, NoGoodCheckpointError
-    lists them and nothing is moved.
-    """
-    damaged: list[tuple[Path, str]] = []
-    for step in sorted(manager.all_steps(), reverse=True):
-        directory = Path(manager.directory) / str(step)
-        try:
-            state, saved = restore(manager, step, like, progress=progress)
-        except CheckpointDamaged as exc:
-            damaged.append((directory, str(exc)))
-            continue
-        for bad, reason in damaged:
-            if note is not None:
-                note(f"the checkpoint {bad} is damaged ({reason}); using step {step} of {manager.directory} instead"
-                     + (f", and moving the damaged one to {set_aside}" if set_aside is not None else ""))
-            if set_aside is not None:
-                set_aside.mkdir(parents=True, exist_ok=True)
-                os.replace(bad, set_aside / f"{bad.parent.name}-{bad.name}")
-        if damaged and set_aside is not None:
-            manager.reload()
-        return step, state, saved
-    if damaged:
-        raise NoGoodCheckpointError("no readable checkpoint: " + "; ".join(f"{bad} ({reason})" for bad, reason in damaged))
-    return None
-
-
-def restore_latest(manager: ocp.CheckpointManager, like: Any, *, note=None,
-                   set_aside: Optional[Path] = None) -> Optional[tuple[int, Any, dict[str, Any]]]:
-    """(step, state, progress) of the newest good checkpoint, shaped like `like`; None when there is none."""
-    return restore_newest_good(manager, like, note=note, set_aside=set_aside)
-
-
-def _best_reader(workdir: Path) -> Optional[ocp.CheckpointManager]:
-    if not (Path(workdir) / BEST_DIR).is_dir():
-        return None
-    return ocp.CheckpointManager((Path(workdir) / BEST_DIR).resolve(), options=ocp.CheckpointManagerOptions(create=False))
-
-
-def restore_best_step(workdir: Path) -> Optional[int]:
-    """The step of the run's best checkpoint; None when it kept none."""
-    manager = _best_reader(workdir)
-    return None if manager is None else manager.latest_step()
-
-
-def restore_best(workdir: Path, like: Any, *, note=None) -> Optional[tuple[int, Any]]:
-    """(step, state) of the run's best checkpoint that reads; None when it kept none, or every one is
-    damaged (said through `note`: the caller falls back to the newest checkpoint)."""
-    manager = _best_reader(workdir)
-    if manager is None:
-        return None
-    try:
-        found = restore_newest_good(manager, like, progress=False, note=note)
-    except NoGoodCheckpointError as exc:
-        if note is not None:
-            note(f"{exc}; using the newest checkpoint instead")
-        return None
-    return None if found is None else (found[0], found[1])
-
-
-def last_good(manager: ocp.CheckpointManager, workdir: Path) -> str:
-    """Words for the newest checkpoint, for messages."""
-    step = manager.latest_step()
-    if step is None:
-        return "no checkpoint was written yet"
-    return f"the last good checkpoint is step {step} in {workdir / CHECKPOINT_DIR / str(step)}"
-
-
 def append_metrics(workdir: Path, record: Mapping[str, Any]) -> None:
     """Append one JSON line to the run's metrics."""
     with naming_write_errors(f"{workdir / METRICS_FILE}"), open(workdir / METRICS_FILE, "a") as stream:
         stream.write(json.dumps(record) + "\n")
-
-
-@contextlib.contextmanager
-def naming_write_errors(what: str) -> Iterator[None]:
-    """A failed write (a full disk, a lost mount) as one line naming what was being written."""
-    try:
-        yield
-    except OSError as exc:
-        raise RunDirectoryError(f"cannot write {what}: {exc.strerror or exc}; what was written before is intact, "
-                                "free the space and continue with --resume") from None
 
 
 def read_metrics(workdir: Path) -> list[dict[str, Any]]:

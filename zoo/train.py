@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from zoo import early_stopping, inputs, optim, parallel, runs
+from zoo import checkpoints, early_stopping, inputs, optim, parallel, runs
 from zoo.config import EarlyStopping
 from zoo.contract import example_batch
 from zoo.early_stopping import should_stop
@@ -188,14 +188,14 @@ def train_loop(experiment: Experiment, config, workdir: Path, mesh: Optional[par
         state = parallel.replicate(state, mesh)
     stopping = early_stopping_config(experiment.recipe)
     watched = stopping or EarlyStopping()  # without early stopping the best checkpoint is still kept, by ELBO
-    manager = runs.checkpoint_manager(workdir)
-    best_manager = runs.best_checkpoint_manager(workdir, watched.metric, watched.higher_is_better)
+    manager = checkpoints.checkpoint_manager(workdir)
+    best_manager = checkpoints.best_checkpoint_manager(workdir, watched.metric, watched.higher_is_better)
     step, watch = 0, early_stopping.Watch()
-    restored = runs.restore_latest(manager, state, note=runs.tell, set_aside=workdir / runs.DAMAGED_DIR if main else None)
+    restored = checkpoints.restore_latest(manager, state, note=runs.tell, set_aside=workdir / checkpoints.DAMAGED_DIR if main else None)
     if restored is not None:
         step, state, saved_progress = restored
         watch = early_stopping.Watch.from_json(saved_progress.get("early_stopping"))
-        runs.drop_best_after(best_manager, step)  # taken by training that the resume redoes
+        checkpoints.drop_best_after(best_manager, step)  # taken by training that the resume redoes
     if main:  # the log of one run: nothing after the restored step (all of it when no checkpoint was restored)
         runs.truncate_metrics(workdir, step)
     input_kind = inputs.choose_input(config, train)
@@ -219,7 +219,7 @@ def train_loop(experiment: Experiment, config, workdir: Path, mesh: Optional[par
             if not np.all(np.isfinite(losses)):
                 bad = step + int(np.argmax(~np.isfinite(losses))) + 1
                 raise TrainingDivergedError(
-                    f"loss became {losses[bad - step - 1]} at step {bad}; {runs.last_good(manager, workdir)} "
+                    f"loss became {losses[bad - step - 1]} at step {bad}; {checkpoints.last_good(manager, workdir)} "
                     "(try a lower train.learning_rate, then `zoo train ... --resume`)"
                 )
             state, step = new_state, end
@@ -240,7 +240,7 @@ def train_loop(experiment: Experiment, config, workdir: Path, mesh: Optional[par
                 if scheduled:  # a stop by the time limit validates off schedule: early stopping does not count it
                     watch, improved = early_stopping.update(watch, values[watched.metric], step, watched)
                     if improved:
-                        runs.save_best(best_manager, step, state, values)
+                        checkpoints.save_best(best_manager, step, state, values)
                     stopped = should_stop(watch, stopping)
                 summary["validation_elbo"] = values["elbo"]
                 record = {"step": step, "epoch": round(step / steps_per_epoch, 3), "split": "validation", **values,
@@ -248,7 +248,7 @@ def train_loop(experiment: Experiment, config, workdir: Path, mesh: Optional[par
             if main and record is not None:  # before the checkpoint: a kill between the two leaves a record that
                 write_record(workdir, board, record)  # resume truncates and redoes, never a checkpoint without its record
             if step % config.checkpoint_every == 0 or step == total or out_of_time or stopped or stop_request:
-                runs.save(manager, step, state, {"early_stopping": watch.as_json()})
+                checkpoints.save(manager, step, state, {"early_stopping": watch.as_json()})
                 board.samples(experiment, graphdef, state.params, config.seed, step)
             if out_of_time:
                 summary["stopped_by_time_limit"] = True
@@ -257,9 +257,9 @@ def train_loop(experiment: Experiment, config, workdir: Path, mesh: Optional[par
     manager.wait_until_finished()
     if stop_request:
         if manager.latest_step() != step:  # the signal came before any step of this session ran
-            runs.save(manager, step, state, {"early_stopping": watch.as_json()})
+            checkpoints.save(manager, step, state, {"early_stopping": watch.as_json()})
         raise TrainingInterrupted(f"stopped by {stop_request.name} at step {step} of {total}; "
-                                  f"checkpoint written in {workdir / runs.CHECKPOINT_DIR / str(step)}",
+                                  f"checkpoint written in {workdir / checkpoints.CHECKPOINT_DIR / str(step)}",
                                   stop_request.signum or 0, step)
     summary.update(best_step=watch.best_step, stopped_early=stopped, epochs=round(step / steps_per_epoch, 3),
                    best_epoch=None if watch.best_step is None else round(watch.best_step / steps_per_epoch, 3))
@@ -314,11 +314,11 @@ def load_trained(workdir: Path, registry: Registry, data_dir: Optional[str] = No
     recipe = runs.resolved_recipe(workdir, registry)
     experiment = assemble(recipe, registry, data_dir, check_values=False)  # its parameters come from the checkpoint
     graphdef, _, state = initial_state(experiment.model, train_config(recipe))
-    best = runs.restore_best(Path(workdir), state, note=runs.tell) if checkpoint == "best" else None
+    best = checkpoints.restore_best(Path(workdir), state, note=runs.tell) if checkpoint == "best" else None
     if best is not None:
         step, state = best
         return experiment, graphdef, state.params, step
-    restored = runs.restore_latest(runs.checkpoint_manager(Path(workdir)), state, note=runs.tell)
+    restored = checkpoints.restore_latest(checkpoints.checkpoint_manager(Path(workdir)), state, note=runs.tell)
     if restored is None:
         raise runs.RunDirectoryError(f"{workdir} holds no checkpoint yet; train it first (`zoo train ... --workdir {workdir}`)")
     step, state, _ = restored
@@ -327,5 +327,5 @@ def load_trained(workdir: Path, registry: Registry, data_dir: Optional[str] = No
 
 def checkpoint_used(workdir: Path, step: int) -> str:
     """"best" when `step` is the run's best checkpoint, else "newest"."""
-    best = runs.restore_best_step(Path(workdir))
+    best = checkpoints.restore_best_step(Path(workdir))
     return "best" if best == step else "newest"
