@@ -161,7 +161,13 @@ class PlanarStep(distrax.Bijector):
             return jnp.where(above, low, middle), jnp.where(above, middle, high)
 
         low, high = jax.lax.fori_loop(0, BISECTION_STEPS, halve, (low, high))
-        h = jnp.tanh(0.5 * (low + high) + self.b)
+        # One Newton step from the bisection's root, which it leaves (nearly) in place: its
+        # derivatives are the implicit function's, so log_prob's gradient in z is right (the
+        # bisection's own comparisons carry none).
+        root = jax.lax.stop_gradient(0.5 * (low + high))
+        h_root = jnp.tanh(root + self.b)
+        a = root - (root + c * h_root - target) / (1.0 + c * (1.0 - h_root ** 2))
+        h = jnp.tanh(a + self.b)
         return y - self.u * h[..., None], -jnp.log(jnp.abs(1.0 + (1.0 - h ** 2) * c))
 
 
