@@ -104,3 +104,11 @@ def to_host(tree: Any) -> Any:
 def is_main_process() -> bool:
     """True on the process that writes files (process 0 of a multi-host job)."""
     return jax.process_index() == 0
+
+
+def wait_for_every_process(name: str) -> None:
+    """A barrier across the processes of a multi-host job (nothing with one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)

@@ -168,11 +168,14 @@ def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Regis
     batch_indices(len(experiment.dataset.train.images), config.batch_size, config.seed, 0, 1)  # refuses a batch larger than the data
     mesh = training_mesh(config)
     main = parallel.is_main_process()
-    runs.prepare(workdir, recipe, resume=resume, write=False, registry=registry)  # refused here, the workdir is left as it was
+    # Every process checks the run directory before any writes to it (a refusal stops them all
+    # alike, and no process can find what process 0 has just written and take it for another run).
+    runs.prepare(workdir, recipe, resume=resume, write=False, registry=registry)
+    parallel.wait_for_every_process("zoo: the run directory is checked")
     lock = runs.trainer_lock(workdir, note=runs.tell) if main else contextlib.nullcontext()
     with lock, stop_requested_by_signals() as stop_request:
-        # Checked again under the lock (another process may have started meanwhile); process 0 writes.
-        runs.prepare(workdir, recipe, resume=resume, write=main, registry=registry)
+        if main:  # checked again under the lock (another trainer may have started meanwhile), then written
+            runs.prepare(workdir, recipe, resume=resume, write=True, registry=registry)
         return train_loop(experiment, config, workdir, mesh, stop_request, progress=progress, max_seconds=max_seconds)
 
 
