@@ -9,7 +9,6 @@ import socket
 import struct
 import threading
 import time
-import urllib.parse
 
 import pytest
 from hypothesis import HealthCheck, given, settings

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from plugins.total_correlation import aggregate_log_densities, total_correlation
+from plugins.total_correlation import total_correlation
 
 CASES = {
     "two units": (np.array([[1.0, 0.8], [0.8, 1.0]]), np.array([1.0, 2.0]), 0.2),

@@ -23,6 +23,7 @@ from flax import nnx
 from zoo import classifier, runs
 from zoo.data import evaluation_split
 from zoo.errors import RecipeError, UnknownComponentError
+from zoo.files import write_atomically
 from zoo.evaluate import evaluate
 from zoo.recipes import RecipeBook, dump, read_yaml, train_config
 from zoo.registry import Registry, closest_match, unknown_name_message
@@ -240,9 +241,7 @@ def run_suite(suite: Suite, out: Path, book: RecipeBook, registry: Registry, *, 
                       epochs=summary["epochs"], best_step=summary["best_step"], best_epoch=summary["best_epoch"],
                       stopped_early=bool(summary.get("stopped_early")),
                       stopped_by_time_limit=bool(summary.get("stopped_by_time_limit")))
-        temporary = result_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(record, indent=1) + "\n")
-        temporary.replace(result_file)  # atomic: a result is there whole or not at all
+        write_atomically(result_file, json.dumps(record, indent=1) + "\n")  # a result is there whole or not at all
         write_results(suite, out)
     return write_results(suite, out)
 
@@ -254,9 +253,7 @@ def write_results(suite: Suite, out: Path) -> list[dict]:
         result_file = out / "runs" / run.run_id / "result.json"
         if result_file.exists():
             results.append(json.loads(result_file.read_text()))
-    temporary = out / "results.jsonl.tmp"
-    temporary.write_text("".join(json.dumps(r) + "\n" for r in results))
-    temporary.replace(out / "results.jsonl")
+    write_atomically(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in results))
     return results
 
 

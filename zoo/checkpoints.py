@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from zoo.errors import RunDirectoryError
+from zoo.errors import RunDirectoryError, first_line
 from zoo.files import naming_write_errors
 
 CHECKPOINT_DIR = "checkpoints"
@@ -85,18 +85,12 @@ def stored_shapes(directory: Path) -> dict[str, tuple[int, ...]]:
         tree = getattr(metadata, "item_metadata", metadata)
         return {leaf_name(path): tuple(leaf.shape) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
     except Exception as exc:
-        raise CheckpointDamaged(short(exc)) from exc
+        raise CheckpointDamaged(first_line(exc, limit=200)) from exc
 
 
 def leaf_name(path) -> str:
     """'params.encoder.layers.0.kernel': a pytree path with dict keys, attributes and indices alike."""
     return ".".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
-
-
-def short(exc: BaseException) -> str:
-    """One line naming an exception."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0][:200] if lines else ''}".rstrip(": ")
 
 
 def check_matches(directory: Path, like: Any) -> None:
@@ -136,16 +130,17 @@ def restore(manager: ocp.CheckpointManager, step: int, like: Any, *, progress: b
         try:  # a checkpoint written before checkpoints held the run's progress: the state alone
             return manager.restore(step, args=ocp.args.StandardRestore(abstract)), {}
         except Exception:
-            raise CheckpointDamaged(short(composite_error)) from composite_error
+            raise CheckpointDamaged(first_line(composite_error, limit=200)) from composite_error
     state = restored["state"]
     if not all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state) if jnp.issubdtype(leaf.dtype, jnp.inexact)):
         raise CheckpointDamaged("it holds non-finite numbers")
     return state, dict(restored["progress"] or {}) if progress else {}
 
 
-def restore_newest_good(manager: ocp.CheckpointManager, like: Any, *, progress: bool = True, note=None,
-                        set_aside: Optional[Path] = None) -> Optional[tuple[int, Any, dict[str, Any]]]:
-    """(step, state, progress) of the newest checkpoint that reads; None when there is none.
+def restore_latest(manager: ocp.CheckpointManager, like: Any, *, progress: bool = True, note=None,
+                   set_aside: Optional[Path] = None) -> Optional[tuple[int, Any, dict[str, Any]]]:
+    """(step, state, progress) of the newest checkpoint that reads, the state shaped like `like`;
+    None when there is none.
 
     A damaged checkpoint is passed over for the one before it, and named
     through `note` once a good one is found; with `set_aside` (resuming
@@ -176,12 +171,6 @@ def restore_newest_good(manager: ocp.CheckpointManager, like: Any, *, progress: 
     return None
 
 
-def restore_latest(manager: ocp.CheckpointManager, like: Any, *, note=None,
-                   set_aside: Optional[Path] = None) -> Optional[tuple[int, Any, dict[str, Any]]]:
-    """(step, state, progress) of the newest good checkpoint, shaped like `like`; None when there is none."""
-    return restore_newest_good(manager, like, note=note, set_aside=set_aside)
-
-
 def _best_reader(workdir: Path) -> Optional[ocp.CheckpointManager]:
     if not (Path(workdir) / BEST_DIR).is_dir():
         return None
@@ -201,7 +190,7 @@ def restore_best(workdir: Path, like: Any, *, note=None) -> Optional[tuple[int, 
     if manager is None:
         return None
     try:
-        found = restore_newest_good(manager, like, progress=False, note=note)
+        found = restore_latest(manager, like, progress=False, note=note)
     except NoGoodCheckpointError as exc:
         if note is not None:
             note(f"{exc}; using the newest checkpoint instead")

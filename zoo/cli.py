@@ -13,14 +13,12 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from zoo.config import MAX_SEED
 from zoo.errors import UnknownComponentError, ZooError
 from zoo.signals import TrainingInterrupted
 
 VARIANT_KIND = "variant"
 UNCONDITIONAL = "unconditional"
-
-
-MAX_SEED = 2**31 - 1
 
 
 class VersionAction(argparse.Action):
@@ -46,10 +44,7 @@ def integer(low: int, high: Optional[int] = None):
     """An argparse type: an integer in [low, high]."""
 
     def parse(text: str) -> int:
-        try:
-            value = int(text) if re.fullmatch(r"\s*[+-]?[0-9]+\s*", text) else None
-        except ValueError:
-            value = None
+        value = int(text) if re.fullmatch(r"\s*[+-]?[0-9]+\s*", text) else None  # int() also takes '²' and '1_0'
         if value is None or value < low or (high is not None and value > high):
             span = f">= {low}" if high is None else f"in {low}..{high}"
             raise argparse.ArgumentTypeError(f"expected an integer {span}, got {text!r}")
@@ -74,7 +69,7 @@ def number(low: float, high: float = math.inf):
     return parse
 
 
-SEED = integer(0, MAX_SEED)
+SEED = integer(0, MAX_SEED)  # the page's limit too (zoo.generation)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,10 @@ import typing
 from typing import Any, Literal, Optional, Union
 
 
+# The largest seed a command (--seed) or a request of the page takes: what every PRNG here accepts.
+MAX_SEED = 2**31 - 1
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """The training budget and optimiser settings of a recipe's `train:` section."""

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from zoo.errors import ModelBuildError
+from zoo.errors import ModelBuildError, first_line
 from zoo.interfaces import Condition, Decoder, Encoder, Likelihood, Prior
 
 PROTOCOLS = {"encoder": Encoder, "prior": Prior, "decoder": Decoder, "likelihood": Likelihood}
@@ -33,12 +33,6 @@ EXAMPLE_ROWS = 4  # real examples for the finite-values check
 
 class ContractError(ModelBuildError):
     """A component's output does not match its kind's contract (shapes, dtypes, finite values)."""
-
-
-def first_line(exc: BaseException) -> str:
-    """`Type: first line of the message`, so a JAX traceback stays one line in `zoo: error:`."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
 def distinct_size(taken: set[int], start: int) -> int:

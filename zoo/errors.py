@@ -4,6 +4,16 @@ Every error the zoo raises on purpose derives from `ZooError`; the CLI prints
 its message as one line and exits non-zero, never a traceback.
 """
 
+from __future__ import annotations
+
+
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """`Type: first line of the message` (at most `limit` characters of it), so an error from deep
+    inside a dependency stays one line in `zoo: error:`."""
+    lines = str(exc).strip().splitlines()
+    message = lines[0][:limit] if lines else ""
+    return f"{type(exc).__name__}: {message}".rstrip(": ")
+
 
 class ZooError(Exception):
     """An error whose message tells the user what was wrong and where."""

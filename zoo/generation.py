@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from zoo.config import MAX_SEED
 from zoo.errors import ZooError
 
 MAX_INPUT_LENGTH = 64  # classes per request: one row of the page
@@ -26,7 +27,6 @@ GRID_SIDE = 8
 WALK_SIDE = 8
 WALK_SPREAD = 2.0  # the walk spans +-2 standard deviations of the posterior means
 MAX_TEMPERATURE = 3.0
-MAX_SEED = 2**31 - 1
 WALK_EXAMPLES = 2000  # test images whose posterior means set the walk's directions
 
 

@@ -32,7 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from zoo.contract import ContractError, first_line
+from zoo.contract import ContractError
+from zoo.errors import first_line
 from zoo.errors import ModelBuildError
 from zoo.interfaces import Batch
 from zoo.recipes import deep_merge, validate
