@@ -19,7 +19,8 @@ import numpy as np
 import zoo
 from zoo.plugin_manager import default_registry
 from zoo.recipes import train_config
-from zoo.train import assemble, initial_state, training_input
+from zoo.experiment import assemble
+from zoo.training import initial_state, training_input
 
 VARIANTS = ("vae_paper", "vampprior_paper", "mog_paper", "hvae_paper", "hvae_vampprior_paper")
 

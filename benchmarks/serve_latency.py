@@ -29,12 +29,13 @@ def serve(run: str, module_path: str) -> None:
     """Serve RUN with the server class of `module_path` (a copy of zoo/serve.py); print the URL."""
     from zoo.generation import PageGenerator
     from zoo.plugin_manager import default_registry
-    from zoo.train import load_trained
+    from zoo.trained_run import Run
 
     spec = importlib.util.spec_from_file_location("serve_under_test", module_path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    generator = PageGenerator(*load_trained(Path(run), default_registry()))
+    loaded = Run.load(Path(run), default_registry())
+    generator = PageGenerator(loaded.experiment, loaded.graphdef, loaded.params, loaded.step)
     generator.warm_up()
     server = module.make_server(generator, port=0)
     print(server.url, flush=True)

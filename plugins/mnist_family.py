@@ -199,7 +199,11 @@ def prepared_arrays(name: str, files: Optional[dict[str, Path]], cache_root: Pat
 def _prepare(builder, name: str) -> None:
     import tensorflow_datasets as tfds
 
-    tfds.disable_progress_bar()
+    from zoo.progress import on_terminal, stage
+
+    stage(f"preparing {name} once with TFDS (kept under {builder.data_dir})")
+    if not on_terminal():  # TFDS's own bars redraw with carriage returns: noise in a log
+        tfds.disable_progress_bar()
     try:
         builder.download_and_prepare()
     except zoo.ZooError:

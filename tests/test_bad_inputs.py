@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from zoo.cli import main
-from zoo.train import train_and_evaluate
+from zoo.experiment import train_and_evaluate
 
 TINY = ["encoder.hidden=[8]", "decoder.hidden=[8]", "latent_dim=2", "train.steps=10", "train.log_every=10",
         "train.checkpoint_every=10", "train.batch_size=16"]

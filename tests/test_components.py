@@ -107,7 +107,7 @@ def test_conditional_prior_needs_a_condition():
 def test_model_build_refuses_a_decoder_that_does_not_fit(registry, book):
     # The conv decoder cannot produce the flat hidden-pixel vector of quadrant completion.
     recipe = book.resolve("cvae_quadrants", registry, ["decoder={name: conv}"])
-    from zoo.train import assemble
+    from zoo.experiment import assemble
 
     with pytest.raises(zoo.ModelBuildError, match="decoder 'conv' could not be built: needs images of shape"):
         assemble(recipe, registry)
@@ -151,7 +151,7 @@ def test_model_build_names_both_components_and_shapes(registry):
     ],
 )
 def test_factories_refuse_bad_options_by_name(registry, book, overrides, message):
-    from zoo.train import assemble
+    from zoo.experiment import assemble
 
     with pytest.raises(zoo.ZooError) as info:
         assemble(book.resolve("vae_mlp", registry, overrides), registry)

@@ -12,7 +12,7 @@ from plugins.mlp import make_mlp_decoder, make_mlp_encoder
 from tests.conftest import first_party_registry, plugin_of
 from zoo import cli, plugin_manager
 from zoo.contract import ContractError
-from zoo.train import assemble, train_and_evaluate
+from zoo.experiment import assemble, train_and_evaluate
 
 SMALL = ["encoder.hidden=[8]", "decoder.hidden=[8]", "latent_dim=4", "train.batch_size=4", "train.steps=2"]
 

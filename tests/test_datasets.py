@@ -130,7 +130,8 @@ def test_binarized_mnist_reads_amat_files(registry, tmp_path):
 def test_dynamic_binarization_draws_fresh_bits_every_batch(registry, idx_dir, tmp_path, book):
     from flax import nnx
 
-    from zoo.train import TrainState, assemble, make_optimizer, make_train_step
+    from zoo.experiment import assemble
+    from zoo.training import TrainState, make_optimizer, make_train_step
 
     recipe = book.resolve("vae_mlp", registry, ["dataset={name: mnist, cache_dir: " + str(tmp_path) + ", validation_size: 50}"])
     experiment = assemble(recipe, registry, data_dir=str(idx_dir))
@@ -165,7 +166,7 @@ def test_quadrant_task_works_on_28x28_images(registry, idx_dir, tmp_path):
                     reason="real Fashion-MNIST is not installed: apt-get install dataset-fashion-mnist (Debian)")
 def test_trains_on_real_fashion_mnist(registry, book, tmp_path):
     assert FASHION_DIR.is_dir(), f"CI must have Debian's dataset-fashion-mnist at {FASHION_DIR}"
-    from zoo.train import train_and_evaluate
+    from zoo.experiment import train_and_evaluate
 
     recipe = book.resolve("vae_mlp", registry, ["dataset={name: fashion_mnist, cache_dir: " + str(tmp_path / "cache") + "}",
                                                 "train.steps=20", "train.log_every=10", "train.checkpoint_every=20"])

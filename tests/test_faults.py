@@ -20,7 +20,8 @@ import pytest
 
 import zoo
 from zoo import checkpoints, runs
-from zoo.train import load_trained, train_and_evaluate
+from zoo.experiment import train_and_evaluate
+from zoo.trained_run import Run
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["encoder.hidden=[16]", "decoder.hidden=[16]", "latent_dim=2", "train.batch_size=32", "train.log_every=20"]
@@ -50,7 +51,8 @@ def wait_for_step(workdir: Path, process: subprocess.Popen, step: int, timeout: 
 
 
 def params_at(workdir, registry):
-    _, _, params, step = load_trained(workdir, registry, checkpoint="newest")
+    loaded = Run.load(workdir, registry, checkpoint="newest")
+    params, step = loaded.params, loaded.step
     return step, jax.tree.leaves(params)
 
 
@@ -189,7 +191,7 @@ def test_a_damaged_newest_checkpoint_is_named_and_the_one_before_used(how, two_c
     workdir = tmp_path / "run"
     os.system(f"cp -r '{two_checkpoints}' '{workdir}'")
     damage(workdir / "checkpoints" / "40", how)
-    _, _, _, step = load_trained(workdir, registry, checkpoint="newest")
+    step = Run.load(workdir, registry, checkpoint="newest").step
     err = capsys.readouterr().err
     assert step == 20
     assert f"the checkpoint {(workdir / 'checkpoints' / '40').resolve()} is damaged" in err or \
@@ -202,7 +204,7 @@ def test_a_damaged_best_checkpoint_falls_back_to_the_newest(two_checkpoints, reg
     os.system(f"cp -r '{two_checkpoints}' '{workdir}'")
     for best in (workdir / "best").iterdir():
         damage(best, "emptied")
-    _, _, _, step = load_trained(workdir, registry)
+    step = Run.load(workdir, registry).step
     assert step == 40 and "using the newest checkpoint instead" in capsys.readouterr().err
 
 
@@ -212,7 +214,7 @@ def test_no_good_checkpoint_stops_with_one_line(two_checkpoints, registry, tmp_p
     for checkpoint in (workdir / "checkpoints").iterdir():
         damage(checkpoint, "garbled")
     with pytest.raises(zoo.RunDirectoryError, match="no readable checkpoint: .*checkpoints/40 .*checkpoints/20"):
-        load_trained(workdir, registry, checkpoint="newest")
+        Run.load(workdir, registry, checkpoint="newest")
 
 
 def test_a_resume_moves_a_damaged_checkpoint_aside_and_trains_on(two_checkpoints, book, registry, tmp_path):
@@ -234,7 +236,7 @@ def test_a_recipe_edited_to_another_model_is_named(two_checkpoints, registry, tm
     recipe.write_text(recipe.read_text().replace("latent_dim: 2", "latent_dim: 3"))
     with pytest.raises(zoo.RunDirectoryError, match=r"best/40 does not match the run's recipe.yaml: .* is \(2, 16\) in the "
                                                     r"checkpoint, \(3, 16\) in the model recipe.yaml describes \(was recipe.yaml edited\?\)"):
-        load_trained(workdir, registry)
+        Run.load(workdir, registry)
 
 
 def test_a_refused_recipe_writes_nothing(tmp_path, book, registry):

@@ -8,7 +8,7 @@ from zoo import inputs, runs
 from zoo.config import TrainConfig
 from zoo.data import batch_indices
 from zoo.interfaces import Split
-from zoo.train import train_and_evaluate
+from zoo.experiment import train_and_evaluate
 
 
 def test_streamed_batches_are_the_in_memory_batches():

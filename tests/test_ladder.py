@@ -30,7 +30,7 @@ def test_precision_weighted_merge_is_the_normalised_product_of_the_gaussians():
 
 
 def test_ladder_posterior_merges_with_the_priors_own_conditionals(book, registry):
-    from zoo.train import assemble
+    from zoo.experiment import assemble
 
     small = ["latent_dim=[3, 2]", "encoder.hidden=[16]", "decoder.hidden=[16]"]
     model = assemble(book.resolve("ladder_vae", registry, small), registry).model
@@ -52,7 +52,7 @@ def test_ladder_posterior_merges_with_the_priors_own_conditionals(book, registry
 
 def test_ladder_prior_needs_the_ladder_encoder(book, registry):
     import zoo
-    from zoo.train import assemble
+    from zoo.experiment import assemble
 
     with pytest.raises(zoo.ModelBuildError, match="prior 'ladder' shares the top-down networks of encoder 'ladder_mlp'"):
         assemble(book.resolve("ladder_vae", registry, ["encoder={name: mlp, hidden: [16]}"]), registry)

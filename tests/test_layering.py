@@ -28,7 +28,7 @@ def test_core_source_never_imports_plugins():
 
 
 def test_importing_the_core_loads_no_plugin_module():
-    code = "import sys, zoo, zoo.train, zoo.cli, zoo.evaluate, zoo.testing; print([m for m in sys.modules if m == 'plugins' or m.startswith('plugins.')])"
+    code = "import sys, zoo, zoo.training, zoo.experiment, zoo.api, zoo.trained_run, zoo.cli, zoo.evaluate, zoo.testing; print([m for m in sys.modules if m == 'plugins' or m.startswith('plugins.')])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO / "tests")
     assert out.stdout.strip() == "[]"
 

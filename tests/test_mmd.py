@@ -57,7 +57,7 @@ def test_unbiased_mmd_equals_the_closed_form_for_two_gaussians_under_the_rbf_ker
 
 def test_mmd_objectives(book, registry):
     import zoo
-    from zoo.train import assemble
+    from zoo.experiment import assemble
 
     small = ["encoder.hidden=[16]", "decoder.hidden=[16]"]
     elbo_like = assemble(book.resolve("info_vae", registry, [*small, "objective.alpha=0.0", "objective.lambda_weight=1.0"]), registry)

@@ -28,7 +28,8 @@ TRAIN_BOTH = textwrap.dedent("""
     from zoo import runs
     from zoo.evaluate import evaluate
     from zoo.plugin_manager import default_registry
-    from zoo.train import load_trained, train_and_evaluate
+    from zoo.experiment import train_and_evaluate
+    from zoo.trained_run import Run
     from zoo.parallel import data_mesh
 
     steps, out = int(sys.argv[1]), Path(sys.argv[2])
@@ -41,7 +42,8 @@ TRAIN_BOTH = textwrap.dedent("""
         workdir = out / variant / f"devices{devices}"
         summary = train_and_evaluate(recipe, workdir, registry, progress=False)
         losses = [r["loss"] for r in runs.read_metrics(workdir) if r["split"] == "train"]
-        experiment, graphdef, params, _ = load_trained(workdir, registry)
+        loaded = Run.load(workdir, registry)
+        experiment, graphdef, params = loaded.experiment, loaded.graphdef, loaded.params
         # The evaluation is compared on the same weights (those trained on one device): after
         # 600 steps two trainings differ by float rounding in every weight.
         params = one_device_params.setdefault(variant, params)
@@ -114,7 +116,7 @@ RESUME_ELSEWHERE = textwrap.dedent("""
     from pathlib import Path
     import zoo
     from zoo.plugin_manager import default_registry
-    from zoo.train import train_and_evaluate
+    from zoo.experiment import train_and_evaluate
 
     out, steps, devices, resume = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "resume"
     registry = default_registry()

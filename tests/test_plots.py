@@ -11,7 +11,8 @@ from flax import nnx
 from zoo import plots
 from zoo.cli import main
 from zoo.data import evaluation_split
-from zoo.train import assemble, load_trained, train_and_evaluate
+from zoo.experiment import assemble, train_and_evaluate
+from zoo.trained_run import Run
 
 TINY = ["train.steps=50", "train.log_every=10", "train.checkpoint_every=25", "encoder.hidden=[64]", "decoder.hidden=[64]"]
 
@@ -110,7 +111,8 @@ def test_learning_curves_are_the_runs_metrics(trained):
 
 
 def test_interpolation_ends_are_the_reconstructions_of_a_class_pair(trained, registry):
-    experiment, graphdef, params, _ = load_trained(trained["cvae"], registry)
+    loaded = Run.load(trained["cvae"], registry)
+    experiment, graphdef, params = loaded.experiment, loaded.graphdef, loaded.params
     model, condition = nnx.merge(graphdef, params), experiment.condition
     test = evaluation_split(experiment.dataset, "test")
     pairs, labels = plots.interpolation_pairs(condition, test.labels, experiment.dataset.class_names, rows=8)

@@ -188,7 +188,7 @@ def test_layered_latent_scores_what_it_samples():
 
 
 def test_hvae_components_build_a_two_level_model(book, registry):
-    from zoo.train import assemble
+    from zoo.experiment import assemble
 
     experiment = assemble(book.resolve("hvae_vampprior_paper", registry, ["dataset={name: digits}", "train.epochs=null",
                                                                           "prior.num_pseudo_inputs=5"]), registry)
@@ -212,7 +212,7 @@ def test_vampprior_variance_is_the_mixture_variance():
 def test_traversals_of_a_hierarchy_step_in_its_sampled_spread(book, registry):
     """A LayeredLatent has no closed-form spread; plots estimate it from samples (here: z2 ~ N(0, I))."""
     from zoo.plots import prior_spread, traversal_images
-    from zoo.train import assemble
+    from zoo.experiment import assemble
 
     small = ["dataset={name: digits}", "train.epochs=null", "latent_dim=[3, 4]", "encoder.hidden=[16]", "decoder.hidden=[16]",
              "prior.hidden=[16]"]

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from zoo import serve
 from zoo.generation import PageGenerator
 from zoo.serve import make_server
-from zoo.train import load_trained, train_and_evaluate
+from zoo.experiment import train_and_evaluate
+from zoo.trained_run import Run
 
 CLIENTS = 200
 
@@ -28,7 +29,8 @@ def server(registry, book, tmp_path_factory):
     run = tmp_path_factory.mktemp("serve") / "cvae"
     recipe = book.resolve("cvae_mlp", registry, ["train.steps=20", "train.log_every=20", "train.checkpoint_every=20"])
     train_and_evaluate(recipe, run, registry, progress=False)
-    generator = PageGenerator(*load_trained(run, registry))
+    loaded = Run.load(run, registry)
+    generator = PageGenerator(loaded.experiment, loaded.graphdef, loaded.params, loaded.step)
     generator.warm_up()
     page = make_server(generator, port=0)
     thread = threading.Thread(target=page.serve_forever, daemon=True)

@@ -4,7 +4,7 @@ import pytest
 
 from zoo import runs
 from zoo.tensorboard import TENSORBOARD_DIR, TensorBoardLog, read_events
-from zoo.train import train_and_evaluate
+from zoo.experiment import train_and_evaluate
 
 SMALL = ["encoder.hidden=[16]", "decoder.hidden=[16]", "latent_dim=2", "train.batch_size=32", "train.log_every=10",
          "train.checkpoint_every=20"]

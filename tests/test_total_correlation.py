@@ -51,7 +51,7 @@ def test_beta_tc_with_unit_weights_is_the_elbo(book, registry):
     from flax import nnx
 
     import zoo
-    from zoo.train import assemble
+    from zoo.experiment import assemble
 
     small = ["encoder.hidden=[16]", "decoder.hidden=[16]"]
     unit = assemble(book.resolve("beta_tc_vae", registry, [*small, "objective.beta=1.0"]), registry)

@@ -9,7 +9,9 @@ import yaml
 
 import zoo
 from zoo import runs
-from zoo.train import load_trained, step_key, train_and_evaluate
+from zoo.experiment import train_and_evaluate
+from zoo.trained_run import Run
+from zoo.training import step_key
 
 SMALL = ["encoder.hidden=[32]", "decoder.hidden=[32]", "latent_dim=4", "train.batch_size=32", "train.log_every=5", "train.checkpoint_every=10"]
 
@@ -19,7 +21,8 @@ def recipe(book, registry, *extra, variant="vae_mlp"):
 
 
 def params_of(workdir, registry):
-    _, _, params, step = load_trained(workdir, registry)
+    loaded = Run.load(workdir, registry)
+    params, step = loaded.params, loaded.step
     return step, jax.tree.leaves(params)
 
 

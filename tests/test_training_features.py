@@ -13,7 +13,8 @@ from tests.test_cli import assert_clean_error, zoo as run_zoo
 from zoo import checkpoints, early_stopping, optim, runs
 from zoo.config import EarlyStopping, TrainConfig
 from zoo.objectives import kl_weight_schedule
-from zoo.train import load_trained, train_and_evaluate
+from zoo.experiment import train_and_evaluate
+from zoo.trained_run import Run
 
 
 def train_settings(book, registry, *overrides):
@@ -60,7 +61,7 @@ def test_kl_warmup_is_optax_linear_schedule():
 
 def test_warmup_weights_the_kl_in_the_loss(book, registry):
     from zoo.interfaces import Batch
-    from zoo.train import assemble
+    from zoo.experiment import assemble
 
     experiment = assemble(book.resolve("vae_mlp", registry, ["objective.kl_warmup_steps=100"]), registry)
     x = jnp.asarray(experiment.dataset.train.images[:8])
@@ -76,7 +77,7 @@ def test_warmup_weights_the_kl_in_the_loss(book, registry):
 
 def test_free_bits_hold_the_kl_term(book, registry):
     from zoo.interfaces import Batch
-    from zoo.train import assemble
+    from zoo.experiment import assemble
 
     plain = assemble(book.resolve("vae_mlp", registry), registry)
     x = jnp.asarray(plain.dataset.train.images[:8])
@@ -133,7 +134,7 @@ SCRIPTED = {2: -30.0, 4: -28.0, 6: -27.0, 8: -27.5, 10: -26.5, 12: -26.9, 14: -2
 
 def scripted_validation(monkeypatch, interrupt_at=None):
     """Validation returns the ELBO of SCRIPTED at each step (and can stop the process at one step)."""
-    import zoo.train as train_module
+    import zoo.training as train_module
 
     from zoo.evaluate import over_batches as real  # not train_module's, which an earlier patch may have replaced
 
@@ -161,8 +162,8 @@ def test_early_stopping_stops_and_keeps_the_best_checkpoint(book, registry, tmp_
     summary = train_and_evaluate(scripted_recipe(book, registry), tmp_path / "run", registry, progress=False)
     # Best -26.5 at step 10; 12, 14 and 16 bring no improvement: stop at 16 with patience 3.
     assert (summary["step"], summary["best_step"], summary["stopped_early"]) == (16, 10, True)
-    assert load_trained(tmp_path / "run", registry)[3] == 10
-    assert load_trained(tmp_path / "run", registry, checkpoint="newest")[3] == 16
+    assert Run.load(tmp_path / "run", registry).step == 10
+    assert Run.load(tmp_path / "run", registry, checkpoint="newest").step == 16
     validation = [r for r in runs.read_metrics(tmp_path / "run") if r["split"] == "validation"]
     assert [r["step"] for r in validation] == [2, 4, 6, 8, 10, 12, 14, 16]
     assert validation[-1]["best_step"] == 10 and validation[-1]["waited"] == 3
@@ -217,7 +218,8 @@ def test_a_checkpoint_of_the_earlier_format_is_still_read(book, registry, tmp_pa
     """Checkpoints written before they held the run's progress (the state alone) restore, progress empty."""
     import orbax.checkpoint as ocp
 
-    from zoo.train import assemble, initial_state
+    from zoo.experiment import assemble
+    from zoo.training import initial_state
 
     recipe = book.resolve("vae_mlp", registry, ["encoder.hidden=[8]", "decoder.hidden=[8]"])
     _, _, state = initial_state(assemble(recipe, registry).model, zoo.recipes.train_config(recipe))

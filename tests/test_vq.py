@@ -65,7 +65,7 @@ def test_perplexity_of_uniform_usage_is_the_number_of_codes():
 
 
 def small_vq(book, registry, *overrides):
-    from zoo.train import assemble
+    from zoo.experiment import assemble
 
     return assemble(book.resolve("vq_vae", registry, ["encoder.hidden=[16]", "decoder.hidden=[16]", *overrides]), registry)
 

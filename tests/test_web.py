@@ -31,7 +31,8 @@ from zoo.cli import main
 from zoo.export_web import PAGE_FILES, REPORT_FILE
 from zoo.generation import PageGenerator
 from zoo.serve import make_server
-from zoo.train import assemble, load_trained, train_and_evaluate
+from zoo.experiment import assemble, train_and_evaluate
+from zoo.trained_run import Run
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -59,7 +60,7 @@ def cvae_run(registry, book, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def digit_classifier(registry, cvae_run):
     """The harness classifier, kept where export-web looks for it (so it is trained once)."""
-    experiment = load_trained(cvae_run, registry)[0]
+    experiment = Run.load(cvae_run, registry).experiment
     return classifier.cached(experiment.dataset, cvae_run / "classifiers" / "digits.npz")
 
 
@@ -287,7 +288,8 @@ def test_exported_page_runs_the_model_in_the_browser(browser, registry, cvae_run
     check_handwriting(images, labels, digit_classifier)
 
     # the page's own decoder against the JAX model, on the same z and c
-    experiment, graphdef, params, _ = load_trained(cvae_run, registry)
+    loaded = Run.load(cvae_run, registry)
+    experiment, graphdef, params = loaded.experiment, loaded.graphdef, loaded.params
     z = np.random.default_rng(1).standard_normal((5, experiment.model.latent_dim))
     c = np.eye(10)[[0, 3, 5, 7, 9]]
     in_browser = np.array([browser.execute_script("return window.zooPage.backend.decode(arguments[0], arguments[1]);",
@@ -315,7 +317,8 @@ def test_export_refuses_a_directory_without_a_model(tmp_path, capsys):
 def unconditional_server(registry, book, tmp_path_factory):
     """A briefly trained vae_mlp served in-process on a free port."""
     run = train_run(registry, book, "vae_mlp", UNCONDITIONAL_STEPS, tmp_path_factory.mktemp("web") / "vae")
-    generator = PageGenerator(*load_trained(run, registry))
+    loaded = Run.load(run, registry)
+    generator = PageGenerator(loaded.experiment, loaded.graphdef, loaded.params, loaded.step)
     server = make_server(generator, port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

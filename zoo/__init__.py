@@ -1,7 +1,8 @@
 """vae-zoo: a plugin-style zoo of variational autoencoders in JAX.
 
-The public API: the registry and plugin hook, the interfaces components
-implement, recipes, model assembly, objectives, training and evaluation.
+The public API: `train`, `load`, `build` and `compare` with the `Run` a
+trained run loads as (docs/api.md), the registry and plugin hook, the
+interfaces components implement, recipes and model assembly.
 
 Names are loaded on first use (PEP 562 `__getattr__`): `import zoo` and
 `zoo --help` do not import JAX, flax or distrax; `zoo.Dataset` or
@@ -17,6 +18,11 @@ __version__ = "0.1.0"
 
 # Public name -> the module that defines it.
 _PUBLIC = {
+    "train": "zoo.api",
+    "load": "zoo.api",
+    "build": "zoo.api",
+    "compare": "zoo.api",
+    "Run": "zoo.trained_run",
     "DataError": "zoo.errors",
     "DuplicateComponentError": "zoo.errors",
     "ModelBuildError": "zoo.errors",
@@ -51,6 +57,11 @@ _PUBLIC = {
 }
 
 __all__ = [
+    "Run",
+    "build",
+    "compare",
+    "load",
+    "train",
     "KINDS",
     "AtLeast",
     "Batch",
@@ -85,6 +96,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ loads these
+    from zoo.api import build, compare, load, train
+    from zoo.trained_run import Run
     from zoo.errors import (
         DataError,
         DuplicateComponentError,

@@ -21,11 +21,10 @@ import yaml
 from flax import nnx
 
 from zoo import classifier, runs
-from zoo.data import evaluation_split
 from zoo.errors import RecipeError, UnknownComponentError
 from zoo.files import write_atomically
-from zoo.evaluate import evaluate
-from zoo.recipes import RecipeBook, dump, read_yaml, train_config
+from zoo.progress import duration
+from zoo.recipes import RecipeBook, dump, read_yaml
 from zoo.registry import Registry, closest_match, unknown_name_message
 
 SUITE_KEYS = ("name", "description", "variants", "datasets", "tasks", "seeds", "variant_seeds", "budget", "set", "eval", "published")
@@ -215,7 +214,7 @@ def run_suite(suite: Suite, out: Path, book: RecipeBook, registry: Registry, *, 
               progress: bool = False, log=print, variants: Optional[list[str]] = None) -> list[dict]:
     """Run every unfinished run of a suite (of `variants` only, when given); returns all
     results of the suite found in `out` (finished earlier, by another process, or now)."""
-    from zoo.train import train_and_evaluate
+    from zoo.experiment import train_and_evaluate
 
     out = Path(out)
     for variant in variants or ():
@@ -223,15 +222,17 @@ def run_suite(suite: Suite, out: Path, book: RecipeBook, registry: Registry, *, 
             raise RecipeError(f"{suite.path}: --variants: " + unknown_name_message("variant of this suite", variant, suite.variants))
     out.mkdir(parents=True, exist_ok=True)
     (out / "suite.yaml").write_text(Path(suite.path).read_text(encoding="utf-8"), encoding="utf-8")
-    for number, run in enumerate(expand(suite), 1):
-        if variants and run.variant not in variants:
-            continue
+    planned = [run for run in expand(suite) if not variants or run.variant in variants]
+    timings: list[float] = []  # wall seconds of each run trained by this process: the estimate of what is left
+    for number, run in enumerate(planned, 1):
         workdir = out / "runs" / run.run_id
         result_file = workdir / "result.json"
         if result_file.exists():
-            log(f"[{number}] {run.run_id}: done earlier")
+            log(f"[{number}/{len(planned)}] {run.run_id}: done earlier")
             continue
-        log(f"[{number}] {run.run_id}: training")
+        left = len([r for r in planned[number - 1:] if not (out / "runs" / r.run_id / "result.json").exists()])
+        estimate = f", about {duration(sum(timings) / len(timings) * left)} left for {left} runs" if timings else ""
+        log(f"[{number}/{len(planned)}] {run.run_id}: training{estimate}")
         recipe = resolve_run(run, suite, book, registry, data_dir)
         began = time.perf_counter()
         summary = train_and_evaluate(recipe, workdir, registry, resume=True, progress=progress, data_dir=data_dir,
@@ -243,6 +244,8 @@ def run_suite(suite: Suite, out: Path, book: RecipeBook, registry: Registry, *, 
                       stopped_by_time_limit=bool(summary.get("stopped_by_time_limit")))
         write_atomically(result_file, json.dumps(record, indent=1) + "\n")  # a result is there whole or not at all
         write_results(suite, out)
+        timings.append(record["wall_seconds"])
+        log(f"[{number}/{len(planned)}] {run.run_id}: done in {duration(record['wall_seconds'])}")
     return write_results(suite, out)
 
 
@@ -259,38 +262,28 @@ def write_results(suite: Suite, out: Path) -> list[dict]:
 
 def evaluate_run(suite: Suite, run: Run, recipe: dict, workdir: Path, registry: Registry,
                  data_dir: Optional[str], out: Path) -> dict:
-    """Every metric of a trained run, with what it was: recipe, versions, seed."""
-    from zoo.train import checkpoint_used, load_trained, training_mesh
+    """Every metric of a trained run at its best checkpoint (`zoo eval`'s evaluation, with the
+    suite's settings), with what it was: recipe, versions, seed."""
+    from zoo import trained_run
 
-    experiment, graphdef, params, step = load_trained(workdir, registry, data_dir)  # the best checkpoint
+    trained = trained_run.Run.load(workdir, registry, data_dir)
     settings = suite.evaluation
-    split = evaluation_split(experiment.dataset, settings["split"])
-    if settings["limit"]:
-        split = type(split)(split.images[: settings["limit"]], split.labels[: settings["limit"]])
-    metrics = evaluate(graphdef, params, experiment.condition, split, jax.random.key(run.seed),
-                       num_samples=settings["num_samples"], conditional=experiment.model.conditional,
-                       proposals=tuple(settings["proposals"]), mesh=training_mesh(train_config(recipe)))
+    evaluation = trained.evaluate(settings["split"], settings["num_samples"], limit=settings["limit"], seed=run.seed,
+                                  proposals=tuple(settings["proposals"]), devices=recipe["train"]["devices"])
+    experiment = trained.experiment
+    for key in ("run", "variant", "step"):
+        evaluation.pop(key)
     record = {
         "suite": suite.name, "run": run.run_id, "variant": run.variant, "dataset": experiment.dataset.name,
         "task": task_label(run.task if run.task is not None else (recipe["condition"] or UNCONDITIONAL)),
-        "seed": run.seed, "split": settings["split"], "checkpoint": checkpoint_used(workdir, step), "evaluated_step": step,
-        **metrics,
-        "seconds_per_epoch": seconds_per_epoch(workdir, len(experiment.dataset.train.images), recipe["train"]["batch_size"]),
+        "seed": run.seed, "evaluated_step": trained.step, **evaluation,
+        "seconds_per_epoch": runs.seconds_per_epoch(workdir, len(experiment.dataset.train.images) // recipe["train"]["batch_size"]),
         "recipe": yaml.safe_load(dump(recipe)), "versions": runs.versions(),
     }
     if getattr(experiment.condition, "class_conditional", False) and settings["accuracy_samples"]:
-        record["class_accuracy"] = sample_accuracy(experiment, graphdef, params, out, settings["accuracy_samples"], run.seed)
+        record["class_accuracy"] = sample_accuracy(experiment, trained.graphdef, trained.params, out,
+                                                   settings["accuracy_samples"], run.seed)
     return record
-
-
-def seconds_per_epoch(workdir: Path, train_size: int, batch_size: int) -> float:
-    """Training time per epoch from the logged step rates (the first chunk includes compilation)."""
-    records = [r for r in runs.read_metrics(workdir) if r.get("split") == "train" and r.get("steps_per_second")]
-    if not records:
-        return float("nan")
-    steps = np.diff([0] + [r["step"] for r in records])
-    seconds = float(np.sum(steps / np.array([r["steps_per_second"] for r in records])))
-    return seconds / float(np.sum(steps)) * (train_size // batch_size)
 
 
 def sample_accuracy(experiment, graphdef, params, out: Path, per_class: int, seed: int) -> float:

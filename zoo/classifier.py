@@ -35,8 +35,11 @@ def logits(params: dict[str, jax.Array], images: jax.Array) -> jax.Array:
     return h @ params["w2"] + params["b2"]
 
 
-def train(dataset: Dataset, *, seed: int = 0, steps: int = 3000, batch_size: int = 128, hidden: int = 256) -> dict[str, np.ndarray]:
+def train(dataset: Dataset, *, seed: int = 0, steps: int = 3000, batch_size: int = 128, hidden: int = 256,
+          progress: bool = False) -> dict[str, np.ndarray]:
     """Fit the classifier on the training split (Adam, cross-entropy)."""
+    from zoo.progress import Progress
+
     images, labels = jnp.asarray(dataset.train.images), jnp.asarray(dataset.train.labels)
     params = init(jax.random.key(seed), int(np.prod(dataset.image_shape)), hidden, dataset.num_classes)
     optimizer = optax.adam(1e-3)
@@ -50,8 +53,10 @@ def train(dataset: Dataset, *, seed: int = 0, steps: int = 3000, batch_size: int
         return optax.apply_updates(params, updates), opt_state
 
     opt_state = optimizer.init(params)
-    for index in range(steps):
-        params, opt_state = step(params, opt_state, jax.random.fold_in(jax.random.key(seed + 1), index))
+    with Progress(steps, f"training the {dataset.name} classifier", unit="steps", enabled=progress) as bar:
+        for index in range(steps):
+            params, opt_state = step(params, opt_state, jax.random.fold_in(jax.random.key(seed + 1), index))
+            bar.update()
     return jax.tree.map(np.asarray, params)
 
 

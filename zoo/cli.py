@@ -90,10 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("variant")
     show.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override one field")
 
-    train = commands.add_parser("train", help="train a variant")
-    train.add_argument("variant")
+    train = commands.add_parser("train", help="train a variant, or continue a run (--resume RUN)")
+    train.add_argument("variant", nargs="?", help="the variant to train (not needed with --resume RUN)")
     train.add_argument("--workdir", help="run directory (default runs/VARIANT)")
-    train.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
+    train.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN",
+                       help="continue a run from its newest checkpoint with its own recipe (RUN, or --workdir); "
+                            "--set may change train.* settings, which is recorded in RUN/recipe_history.jsonl")
     train.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override one field")
     train.add_argument("--task", help="what x and c are: 'unconditional' or a condition name (onehot_label, visible_quadrants)")
     train.add_argument("--data-dir", help="directory holding the dataset's files (e.g. its IDX files)")
@@ -151,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     export_web.add_argument("--data-dir")
 
     compare = commands.add_parser("compare", help="tabulate results over seeds and write a report with plots")
-    compare.add_argument("results", nargs="+", help="results.jsonl files written by zoo bench")
+    compare.add_argument("results", nargs="+", help="results.jsonl files of zoo bench (or their --out directories), "
+                                                     "or run directories of zoo train (their eval.json)")
     compare.add_argument("--report", help="directory for report.md and its plots")
     compare.add_argument("--no-samples", action="store_true", help="leave the figures of each variant's model out of the report")
     return parser
@@ -202,10 +205,10 @@ def image_file(path: Path, option: str) -> Path:
 
 
 def recipe_book(args):
-    """registry.yaml plus the user's recipe files."""
-    from zoo.recipes import RecipeBook, default_registry_path
+    """registry.yaml plus the user's recipe files (--recipes)."""
+    from zoo.api import recipe_book as book
 
-    return RecipeBook([default_registry_path(), *map(Path, args.recipes)])
+    return book(args.recipes)
 
 
 def cmd_list(args, registry) -> None:
@@ -246,7 +249,7 @@ def cmd_show(args, registry) -> None:
 
 
 def cmd_train(args, registry) -> None:
-    from zoo.train import train_and_evaluate
+    from zoo.api import train_in
 
     start_devices(args)
     overrides = list(args.set)
@@ -254,59 +257,48 @@ def cmd_train(args, registry) -> None:
         overrides.append(f"train.devices={args.devices}")
     if args.task:
         overrides.insert(0, "condition=null" if args.task == UNCONDITIONAL else f"condition={{name: {args.task}}}")
-    recipe = recipe_book(args).resolve(args.variant, registry, overrides)
-    workdir = output_dir(Path(args.workdir or Path("runs") / args.variant), "--workdir")
-    summary = train_and_evaluate(recipe, workdir, registry, resume=args.resume, progress=not args.quiet, data_dir=args.data_dir)
+    if args.workdir:
+        output_dir(Path(args.workdir), "--workdir")
+    summary = train_in(args.variant, args.workdir, overrides=overrides, resume=args.resume, recipes=args.recipes,
+                       registry=registry, data_dir=args.data_dir, progress=not args.quiet)
     print(json.dumps(summary, indent=2))
 
 
 def cmd_eval(args, registry) -> None:
-    import jax
-
-    from zoo.data import evaluation_split
-    from zoo.evaluate import evaluate
-    from zoo.interfaces import Split
-    from zoo.parallel import is_main_process, mesh_for
-    from zoo.train import checkpoint_used, load_trained
+    from zoo.parallel import is_main_process
+    from zoo.progress import stage
+    from zoo.trained_run import Run
 
     start_devices(args)
-    experiment, graphdef, params, step = load_trained(Path(args.run), registry, args.data_dir, args.checkpoint)
-    mesh = mesh_for(args.devices, "--devices")
-    split = evaluation_split(experiment.dataset, args.split, seed=args.seed)
-    if args.limit:
-        split = Split(split.images[: args.limit], split.labels[: args.limit])
-    metrics = evaluate(graphdef, params, experiment.condition, split, jax.random.key(args.seed),
-                       num_samples=args.num_samples, batch_size=args.batch_size, conditional=experiment.model.conditional,
-                       proposals=("posterior", "prior") if args.prior_proposal else ("posterior",), mesh=mesh)
-    result = {"run": str(args.run), "variant": experiment.recipe["variant"], "step": step,
-              "checkpoint": "newest" if args.checkpoint == "newest" else checkpoint_used(Path(args.run), step),
-              "split": args.split, **metrics}
+    stage(f"loading {args.run} ({args.checkpoint} checkpoint)")
+    run = Run.load(args.run, registry, args.data_dir, args.checkpoint)
+    result = run.evaluate(args.split, args.num_samples, batch_size=args.batch_size, limit=args.limit, seed=args.seed,
+                          proposals=("posterior", "prior") if args.prior_proposal else ("posterior",),
+                          devices=args.devices, progress=is_main_process())
     if is_main_process():
-        from zoo.runs import record_evaluation
-
-        record_evaluation(Path(args.run), result)
         print(json.dumps(result, indent=2))
 
 
 def cmd_sample(args, registry) -> None:
-    import jax
-
     from zoo.images import save_grid
-    from zoo.sampling import sample_images
-    from zoo.train import load_trained
+    from zoo.progress import stage
+    from zoo.trained_run import Run
 
     out = image_file(Path(args.out or Path(args.run) / "samples.png"), "--out")
-    experiment, graphdef, params, step = load_trained(Path(args.run), registry, args.data_dir)
-    images, labels, rows = sample_images(experiment, graphdef, params, jax.random.key(args.seed),
-                                         condition_text=args.condition, per_row=args.per_row, temperature=args.temperature)
-    save_grid(images, out, rows=rows, row_labels=labels, title=f"{experiment.recipe['variant']} (step {step})")
+    stage(f"loading {args.run}")
+    run = Run.load(args.run, registry, args.data_dir)
+    stage("sampling")
+    images, labels, rows = run.sample_grid(condition_text=args.condition, per_row=args.per_row,
+                                           temperature=args.temperature, seed=args.seed)
+    save_grid(images, out, rows=rows, row_labels=labels, title=f"{run.variant} (step {run.step})")
     print(out)
 
 
 def cmd_plot(args, registry) -> None:
     from zoo.plots import plot_run
 
-    for path in plot_run(Path(args.run), Path(args.out or Path(args.run) / "plots"), registry, seed=args.seed, data_dir=args.data_dir):
+    for path in plot_run(Path(args.run), Path(args.out or Path(args.run) / "plots"), registry, seed=args.seed, data_dir=args.data_dir,
+                         progress=True):
         print(path)
 
 
@@ -338,10 +330,14 @@ def cmd_compare(args, registry) -> None:
 
 def cmd_serve(args, registry) -> None:
     from zoo.generation import PageGenerator
+    from zoo.progress import stage
     from zoo.serve import make_server
-    from zoo.train import load_trained
+    from zoo.trained_run import Run
 
-    generator = PageGenerator(*load_trained(Path(args.run), registry, args.data_dir))
+    stage(f"loading {args.run}")
+    run = Run.load(args.run, registry, args.data_dir)
+    generator = PageGenerator(run.experiment, run.graphdef, run.params, run.step)
+    stage("compiling the sampler for every batch size")
     generator.warm_up()
     server = make_server(generator, args.host, args.port, quiet=not args.log_requests)
     print(f"serving {args.run} at {server.url}", flush=True)
@@ -357,7 +353,7 @@ def cmd_export_web(args, registry) -> None:
     from zoo.export_web import export_web
 
     report = export_web(Path(args.run), output_dir(Path(args.dir), "DIR"), registry, per_class=args.per_class, seed=args.seed,
-                        data_dir=args.data_dir)
+                        data_dir=args.data_dir, progress=True)
     print(json.dumps(report, indent=2))
 
 

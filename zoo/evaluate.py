@@ -3,6 +3,7 @@ reconstruction error, KL and active units over a whole split."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Optional
 
 import jax
@@ -14,6 +15,7 @@ from zoo import parallel
 from zoo.errors import DataError
 from zoo.interfaces import DiscretePosterior, Split
 from zoo.model import sample_with_kl
+from zoo.progress import Progress
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015: Cov_x(E_q[z]) above 0.01
 
@@ -60,11 +62,12 @@ def make_importance_sampled(graphdef: nnx.GraphDef, condition, num_samples: int,
 
 
 def over_batches(function: Callable, params: Any, split: Split, rng: jax.Array, batch_size: int,
-                 mesh: Optional[parallel.Mesh] = None) -> Any:
+                 mesh: Optional[parallel.Mesh] = None, progress: Optional[Progress] = None) -> Any:
     """Apply a per-batch function to a whole split and concatenate its per-example outputs.
 
     With a `mesh`, each batch is split over its devices (a short last batch is
-    padded with copies of its first row, whose outputs are dropped).
+    padded with copies of its first row, whose outputs are dropped). `progress`
+    counts the examples done.
     """
     if not len(split.images):
         raise DataError("cannot evaluate an empty split")
@@ -75,6 +78,8 @@ def over_batches(function: Callable, params: Any, split: Split, rng: jax.Array, 
         images, labels = (place_batch(a, mesh) for a in (images, labels))  # type: ignore[assignment]
         result = parallel.to_host(function(params, images, labels, jax.random.fold_in(rng, index)))
         outputs.append(jax.tree.map(lambda a: a[:count], result))  # noqa: B023  (applied at once)
+        if progress is not None:
+            progress.update(count)
     return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
 
 
@@ -109,6 +114,7 @@ def evaluate(
     conditional: bool = False,
     proposals: tuple[str, ...] = ("posterior",),
     mesh: Optional[parallel.Mesh] = None,
+    progress: bool = False,
 ) -> dict[str, float]:
     """Every metric on one split; `num_samples` = 0 skips the importance-sampled estimate.
 
@@ -118,11 +124,13 @@ def evaluate(
 
     Each proposal gives one estimate: `log_likelihood` (or
     `conditional_log_likelihood`) with q(z|x,c), `..._prior` with p(z|c).
+    With `progress`, each pass over the split shows its progress and time left.
     """
     bound_rng, is_rng = jax.random.split(rng)
     if mesh is not None:
         params = parallel.replicate(params, mesh)
-    bounds = over_batches(make_bound_metrics(graphdef, condition), params, split, bound_rng, batch_size, mesh)
+    with Progress(len(split.images), "ELBO, KL, reconstruction", unit="examples", enabled=progress) as bar:
+        bounds = over_batches(make_bound_metrics(graphdef, condition), params, split, bound_rng, batch_size, mesh, bar)
     metrics: dict[str, Any] = {
         "num_examples": int(len(split.images)),
         "elbo": float(np.mean(bounds["elbo"])),
@@ -139,9 +147,51 @@ def evaluate(
         if undefined is not None:  # reported as not defined, never as a number
             metrics[key], metrics["log_likelihood_undefined"] = None, undefined
             continue
-        estimate = make_importance_sampled(graphdef, condition, num_samples, chunk_size, proposal)
-        log_likelihood = over_batches(estimate, params, split, is_rng, batch_size, mesh)
+        log_likelihood = importance_sampled_over(graphdef, params, condition, split, is_rng, num_samples=num_samples,
+                                                 batch_size=batch_size, chunk_size=chunk_size, proposal=proposal,
+                                                 mesh=mesh, progress=progress)
         metrics[key] = float(np.mean(log_likelihood))
         metrics["num_importance_samples"] = int(num_samples)
     return metrics
 
+
+
+def importance_sampled_over(graphdef: nnx.GraphDef, params: Any, condition, split: Split, rng: jax.Array, *,
+                            num_samples: int, batch_size: int = 100, chunk_size: Optional[int] = None,
+                            proposal: str = "posterior", mesh: Optional[parallel.Mesh] = None,
+                            progress: bool = False) -> np.ndarray:
+    """The importance-sampled log p(x | c) of every example of a split (K = `num_samples`)."""
+    estimate = make_importance_sampled(graphdef, condition, num_samples, chunk_size, proposal)
+    description = f"log-likelihood, K = {num_samples}" + (" (prior proposal)" if proposal == "prior" else "")
+    with Progress(len(split.images), description, unit="examples", enabled=progress) as bar:
+        return over_batches(estimate, params, split, rng, batch_size, mesh, bar)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationSettings:
+    """How a run is evaluated: `zoo eval`'s options, a suite's `evaluation:` section and
+    `Run.evaluate`'s arguments are all this."""
+
+    split: str = "test"
+    num_samples: int = 5000
+    """Importance samples K per example (0 skips the estimate); 5000 is the published protocol."""
+    batch_size: int = 100
+    limit: Optional[int] = None
+    """Only the first `limit` examples of the split."""
+    seed: int = 0
+    proposals: tuple[str, ...] = ("posterior",)
+    """"posterior" q(z|x,c) and/or "prior" p(z|c) (for GSNNs)."""
+
+
+def evaluate_run(experiment, graphdef: nnx.GraphDef, params: Any, settings: EvaluationSettings, *,
+                 devices: Optional[int] = None, progress: bool = False) -> dict[str, Any]:
+    """Every metric of a trained model on the split `settings` name (`evaluate` on it)."""
+    from zoo.data import evaluation_split
+
+    split = evaluation_split(experiment.dataset, settings.split, seed=settings.seed)
+    if settings.limit:
+        split = Split(split.images[: settings.limit], split.labels[: settings.limit])
+    mesh = parallel.mesh_for(devices, "--devices")  # a short batch is padded to the mesh (over_batches)
+    return evaluate(graphdef, params, experiment.condition, split, jax.random.key(settings.seed),
+                    num_samples=settings.num_samples, batch_size=settings.batch_size,
+                    conditional=experiment.model.conditional, proposals=settings.proposals, mesh=mesh, progress=progress)

@@ -82,7 +82,7 @@ def write_page(out: Path, model_script: str) -> dict[str, int]:
 
 
 def quantisation_cost(experiment, model: BrowserModel, quantised: BrowserModel, classifier_path: Path,
-                      per_class: int, seed: int) -> dict[str, Any]:
+                      per_class: int, seed: int, progress: bool = False) -> dict[str, Any]:
     """Class accuracy of generated samples (float and int8 weights, same noise) and the largest output changes."""
     dataset = experiment.dataset
     classes = model.condition_size
@@ -98,7 +98,7 @@ def quantisation_cost(experiment, model: BrowserModel, quantised: BrowserModel, 
     for name in images:
         cost[f"class_accuracy_{name}"] = None
     if classes:
-        weights = classifier.cached(dataset, classifier_path)
+        weights = classifier.cached(dataset, classifier_path, progress=progress)
         for name, flat in images.items():
             batch = np.clip(flat, 0.0, 1.0).reshape((len(labels),) + tuple(dataset.image_shape))
             cost[f"class_accuracy_{name}"] = classifier.accuracy(weights, batch.astype(np.float32), labels)
@@ -106,12 +106,16 @@ def quantisation_cost(experiment, model: BrowserModel, quantised: BrowserModel, 
 
 
 def export_web(run: Path, out: Path, registry, *, per_class: int = 100, seed: int = 0,
-               data_dir: Optional[str] = None, classifier_path: Optional[Path] = None) -> dict[str, Any]:
+               data_dir: Optional[str] = None, classifier_path: Optional[Path] = None, progress: bool = False) -> dict[str, Any]:
     """Write the static page for a trained run into `out`; returns (and writes) the report."""
-    from zoo.train import load_trained
+    from zoo.progress import stage
+    from zoo.trained_run import Run
 
     run, out = Path(run), Path(out)
-    experiment, graphdef, params, step = load_trained(run, registry, data_dir)
+    if progress:
+        stage(f"loading {run}")
+    loaded = Run.load(run, registry, data_dir)
+    experiment, graphdef, params, step = loaded.experiment, loaded.graphdef, loaded.params, loaded.step
     info = page_info(experiment, step)  # refuses conditions the page cannot take
     model = extract(experiment, graphdef, params)
     check_output_dir(out)
@@ -127,6 +131,6 @@ def export_web(run: Path, out: Path, registry, *, per_class: int = 100, seed: in
               "page_bytes": sum(sizes.values()), "files": sizes,
               "weights_bytes_float32": float_bytes, "weights_bytes_int8": len(blob),
               "quantisation": "int8 kernels, one symmetric scale per tensor; float32 biases",
-              **quantisation_cost(experiment, model, quantised, classifier_path, per_class, seed)}
+              **quantisation_cost(experiment, model, quantised, classifier_path, per_class, seed, progress)}
     (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
     return report

@@ -11,7 +11,7 @@ is comes from the condition object alone (`split`, `assemble`, `grid`,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -312,7 +312,7 @@ def writable_directory(path: Path) -> Path:
     return path
 
 
-class TrainedRun(NamedTuple):
+class FigureSource(NamedTuple):
     """What the figures of one run are drawn from: the trained model and the test images it is shown."""
 
     experiment: Any
@@ -329,7 +329,7 @@ class TrainedRun(NamedTuple):
         return "class" if getattr(self.experiment.condition, "class_conditional", False) else ""
 
 
-def write_samples(run: TrainedRun, out: Path, seed: int, per_row: int) -> Path:
+def write_samples(run: FigureSource, out: Path, seed: int, per_row: int) -> Path:
     """samples.png: a grid of samples; a row per class (or per condition) for a CVAE."""
     import jax
 
@@ -341,7 +341,7 @@ def write_samples(run: TrainedRun, out: Path, seed: int, per_row: int) -> Path:
                        row_labels=labels, ylabel=run.row_title if labels else "")
 
 
-def write_reconstructions(run: TrainedRun, out: Path, per_row: int) -> Path:
+def write_reconstructions(run: FigureSource, out: Path, per_row: int) -> Path:
     """reconstructions.png: rows of test images, each above a row of their reconstructions."""
     count = 3 * per_row
     shown, row_labels = reconstruction_images(run.model, run.experiment.condition, run.images[:count], run.labels[:count], per_row)
@@ -351,7 +351,7 @@ def write_reconstructions(run: TrainedRun, out: Path, per_row: int) -> Path:
                        row_labels=row_labels)
 
 
-def write_interpolation(run: TrainedRun, out: Path) -> Path:
+def write_interpolation(run: FigureSource, out: Path) -> Path:
     """interpolation.png: decoded points between the posterior means of pairs of test images."""
     condition, dataset = run.experiment.condition, run.experiment.dataset
     pairs, labels = interpolation_pairs(condition, run.labels, dataset.class_names, rows=8)
@@ -366,7 +366,7 @@ def write_interpolation(run: TrainedRun, out: Path) -> Path:
                        ylabel=run.row_title)
 
 
-def write_latent_figures(run: TrainedRun, out: Path) -> list[Path]:
+def write_latent_figures(run: FigureSource, out: Path) -> list[Path]:
     """traversals.png (the most active units) and latent_space.png (posterior means in 2-D by class)."""
     condition, dataset = run.experiment.condition, run.experiment.dataset
     posterior, prior = encode_split(run.model, condition, run.images, run.labels)
@@ -380,24 +380,27 @@ def write_latent_figures(run: TrainedRun, out: Path) -> list[Path]:
 
 
 def plot_run(run_dir: Path, out_dir: Path, registry, *, seed: int = 0, data_dir: Optional[str] = None,
-             limit: int = 2000, per_row: int = 8) -> list[Path]:
+             limit: int = 2000, per_row: int = 8, progress: bool = False) -> list[Path]:
     """Write every figure of a trained run (FIGURES, as NAME.png) into `out_dir`; returns the paths written.
 
     The test split (its first `limit` images) supplies the inputs; `seed` the samples.
     """
-    from flax import nnx
-
-    from zoo import runs
     from zoo.data import evaluation_split
-    from zoo.train import load_trained
+    from zoo.progress import Progress
+    from zoo.trained_run import Run
 
-    experiment, graphdef, params, step = load_trained(Path(run_dir), registry, data_dir)
-    metrics = runs.read_metrics(run_dir)  # a damaged log is refused before any figure is written
+    loaded = Run.load(run_dir, registry, data_dir)
+    metrics = loaded.metrics  # a damaged log is refused before any figure is written
     out = writable_directory(out_dir)
-    test = evaluation_split(experiment.dataset, "test")
-    title = f"{experiment.recipe['variant']} on {experiment.dataset.name}, step {step}"
-    run = TrainedRun(experiment, graphdef, params, nnx.merge(graphdef, params), test.images[:limit], test.labels[:limit], title)
-    written = [write_samples(run, out, seed, per_row), write_reconstructions(run, out, per_row), write_interpolation(run, out)]
-    written += write_latent_figures(run, out)
-    curves = plot_learning_curves(metrics, out / "learning_curves.png", f"{title}\nlearning curves")
-    return written + ([curves] if curves else [])
+    test = evaluation_split(loaded.experiment.dataset, "test")
+    title = f"{loaded.variant} on {loaded.experiment.dataset.name}, step {loaded.step}"
+    run = FigureSource(loaded.experiment, loaded.graphdef, loaded.params, loaded.model, test.images[:limit], test.labels[:limit], title)
+    figures: list[Callable[[], Sequence[Optional[Path]]]] = [lambda: [write_samples(run, out, seed, per_row)], lambda: [write_reconstructions(run, out, per_row)],
+               lambda: [write_interpolation(run, out)], lambda: write_latent_figures(run, out),
+               lambda: [plot_learning_curves(metrics, out / "learning_curves.png", f"{title}\nlearning curves")]]
+    written: list[Path] = []
+    with Progress(len(figures), f"figures of {run_dir}", unit="figures", enabled=progress) as bar:
+        for draw in figures:
+            written += [path for path in draw() if path]
+            bar.update()
+    return written

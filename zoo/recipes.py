@@ -101,13 +101,20 @@ class RecipeBook:
 
     def resolve(self, name: str, registry: Registry, overrides: Iterable[str] = ()) -> dict[str, Any]:
         """The validated recipe of variant `name`, with overrides applied and defaults filled."""
-        recipe = self.raw(name)
-        overridden = set()
-        for assignment in overrides:
-            path, value = parse_assignment(assignment)
-            set_path(recipe, path, value, where=f"{SET_SOURCE} {assignment!r}")
-            overridden.add(path)
-        return validate(recipe, registry, name=name, source=self._source[name], overridden=overridden)
+        return with_overrides(self.raw(name), registry, overrides, name=name, source=self._source[name])
+
+
+def with_overrides(recipe: Mapping[str, Any], registry: Registry, overrides: Iterable[str], *, name: str,
+                   source: str) -> dict[str, Any]:
+    """A recipe (raw, or resolved and saved by a run) with `--set` assignments applied, validated."""
+    plain = yaml.safe_load(dump(recipe))  # a copy, with tuples as lists
+    plain.pop("variant", None)
+    overridden = set()
+    for assignment in overrides:
+        path, value = parse_assignment(assignment)
+        set_path(plain, path, value, where=f"{SET_SOURCE} {assignment!r}")
+        overridden.add(path)
+    return validate(plain, registry, name=name, source=source, overridden=overridden)
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -32,19 +32,64 @@ COLUMNS = (
 RESULT_KEYS = ("suite", "run", "variant", "dataset", "task", "seed")
 
 
-def read_results(paths: Iterable[Path]) -> list[dict]:
-    """Every record of one or more results.jsonl files."""
-    records = []
+def results_file(path: Path) -> Path:
+    """A results.jsonl, given as itself or as the directory `zoo bench --out` wrote it into."""
+    return path / "results.jsonl" if path.is_dir() and (path / "results.jsonl").is_file() else path
+
+
+def is_run_directory(path: Path) -> bool:
+    from zoo.runs import RECIPE_FILE
+
+    return path.is_dir() and (path / RECIPE_FILE).is_file()
+
+
+def located_results(paths: Iterable[Path]) -> list[tuple[dict, Path]]:
+    """(record, run directory) for every result: each line of a bench's results.jsonl (with its
+    run under OUT/runs/), or a run directory's newest evaluation (run_record)."""
+    located = []
     for path in map(Path, paths):
+        if is_run_directory(path):
+            located.append((run_record(path), path))
+            continue
+        path = results_file(path)
         if not path.is_file():
-            raise RunDirectoryError(f"{path}: no such results file (zoo bench writes OUT/results.jsonl)")
+            raise RunDirectoryError(f"{path}: no such results file or run directory "
+                                    "(give OUT/results.jsonl of zoo bench, its OUT, or a run directory of zoo train)")
         for number, record in enumerate(read_json_lines(path), 1):
             missing = [key for key in RESULT_KEYS if key not in record]
             if missing:
                 raise RunDirectoryError(f"{path}: record {number} has no {', '.join(missing)}: expected the results.jsonl "
                                         "that zoo bench writes (one JSON line per evaluated run), not a run's training log")
-            records.append(record)
-    return records
+            located.append((record, path.parent / "runs" / record["run"]))
+    return located
+
+
+def read_results(paths: Iterable[Path]) -> list[dict]:
+    """Every result of one or more results.jsonl files (or bench output directories) and run directories."""
+    return [record for record, _ in located_results(paths)]
+
+
+def run_record(workdir: Path) -> dict:
+    """A run directory as one result: its recipe, and its evaluation on the test split (another
+    split when it has none) with the most importance samples, from eval.json."""
+    import json
+
+    from zoo import runs
+    from zoo.bench import task_label
+
+    recipe = runs.load_recipe(workdir)
+    path = workdir / runs.EVAL_FILE
+    evaluations = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if not evaluations or "split" in evaluations:  # none, or one evaluation as eval.json was before it was keyed
+        evaluations = {evaluations["split"]: {"0": evaluations}} if evaluations else {}
+    if not evaluations:
+        raise RunDirectoryError(f"{workdir} has not been evaluated (no {runs.EVAL_FILE}); run `zoo eval {workdir}` first")
+    split = "test" if "test" in evaluations else next(iter(evaluations))
+    evaluation = evaluations[split][max(evaluations[split], key=int)]
+    return {"suite": "runs", **evaluation, "run": str(workdir), "variant": recipe.get("variant", workdir.name),
+            "dataset": (recipe.get("dataset") or {}).get("name", "?"),
+            "task": task_label(recipe.get("condition") or "unconditional"), "seed": (recipe.get("train") or {}).get("seed", 0),
+            "seconds_per_epoch": runs.seconds_per_epoch(workdir)}
 
 
 def summarize(values: list[float]) -> dict[str, float]:
@@ -93,24 +138,49 @@ def format_cell(summary: dict) -> str:
     return text
 
 
-def table(records: list[dict]) -> str:
-    """Markdown tables, one per (dataset, task): mean ± 95% CI over seeds, best in bold."""
-    blocks = []
+def settings(records: list[dict]) -> dict[tuple[str, str], dict]:
+    """The table's content, per (dataset, task): its columns, and per variant the runs and each
+    column's summary over seeds, with the best variant per column (where a column has a better)."""
     by_setting: dict[tuple[str, str], dict[str, list[dict]]] = defaultdict(dict)
     for (dataset, task, variant), rows in group(records).items():
         by_setting[(dataset, task)][variant] = rows
-    for (dataset, task), variants in by_setting.items():
+    content = {}
+    for setting, variants in by_setting.items():
         columns = [c for c in COLUMNS if any(c[1] in r for rows in variants.values() for r in rows)]
         cells = {v: {c[0]: cell_summary(rows, c[1], c[2]) for c in columns} for v, rows in variants.items()}
-        lines = [f"**{dataset}, {task}** (mean ± 95% CI over seeds where 3 or more; nats per example)", "",
-                 "| variant | seeds | " + " | ".join(c[0] for c in columns) + " |",
-                 "|---|---|" + "---|" * len(columns)]
         best = {}
         for name, _, _, better in columns:
             means = {v: cells[v][name]["mean"] for v in variants if cells[v][name].get("n")}
             if better and len(means) > 1:
                 best[name] = (min if better == "min" else max)(means, key=lambda v: means[v])
-        for variant, rows in variants.items():
+        content[setting] = {"columns": columns, "variants": variants, "cells": cells, "best": best}
+    return content
+
+
+def table_rows(records: list[dict]) -> list[dict]:
+    """The table as rows (the Python API's `zoo.compare`): dataset, task, variant, seeds, and per
+    column its mean in the table's units (None where not defined or missing) and `COLUMN ci95`."""
+    rows = []
+    for (dataset, task), content in settings(records).items():
+        for variant, runs_of_variant in content["variants"].items():
+            row: dict = {"dataset": dataset, "task": task, "variant": variant, "seeds": len(runs_of_variant)}
+            for name, *_ in content["columns"]:
+                summary = content["cells"][variant][name]
+                row[name] = summary.get("mean")
+                row[f"{name} ci95"] = summary.get("ci95")
+            rows.append(row)
+    return rows
+
+
+def table(records: list[dict]) -> str:
+    """Markdown tables, one per (dataset, task): mean ± 95% CI over seeds, best in bold."""
+    blocks = []
+    for (dataset, task), content in settings(records).items():
+        columns, cells, best = content["columns"], content["cells"], content["best"]
+        lines = [f"**{dataset}, {task}** (mean ± 95% CI over seeds where 3 or more; nats per example)", "",
+                 "| variant | seeds | " + " | ".join(c[0] for c in columns) + " |",
+                 "|---|---|" + "---|" * len(columns)]
+        for variant, rows in content["variants"].items():
             row = []
             for name, *_ in columns:
                 text = format_cell(cells[variant][name])
@@ -122,7 +192,8 @@ def table(records: list[dict]) -> str:
 
 def suite_files(results: Iterable[Path]) -> list[Path]:
     """The suite.yaml that `zoo bench` copies beside each results.jsonl, where present."""
-    return [p.parent / "suite.yaml" for p in map(Path, results) if (p.parent / "suite.yaml").is_file()]
+    files = [results_file(p) for p in map(Path, results) if not is_run_directory(p)]
+    return [p.parent / "suite.yaml" for p in files if (p.parent / "suite.yaml").is_file()]
 
 
 def published_table(suite_files: Iterable[Path]) -> str:
@@ -188,10 +259,9 @@ def write_report(results: list[Path], out: Path, registry=None, samples: bool = 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records, run_dirs = [], {}
-    for path in map(Path, results):
-        for record in read_results([path]):
-            records.append(record)
-            run_dirs[record["run"]] = path.parent / "runs" / record["run"]
+    for record, workdir in located_results(results):
+        records.append(record)
+        run_dirs[record["run"]] = workdir
     suites = suite_files(results)
     parts = ["# Results", "", table(records)]
     published = published_table(suites)

@@ -1,6 +1,7 @@
 """A run's working directory: resolved recipe, versions, metrics, orbax checkpoints.
 
-    WORKDIR/recipe.yaml      the resolved recipe the run was started with
+    WORKDIR/recipe.yaml      the resolved recipe the run trains with
+    WORKDIR/recipe_history.jsonl   training settings changed on resume, with the recipe before
     WORKDIR/versions.json    package versions and the device
     WORKDIR/metrics.jsonl    one JSON object per log line
     WORKDIR/eval.json        evaluations, by split and number of importance samples
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional
 
 import jax
+import numpy as np
 import yaml
 
 from zoo import recipes
@@ -35,6 +37,7 @@ VERSIONS_FILE = "versions.json"
 METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = "trainer.lock"
 EVAL_FILE = "eval.json"
+HISTORY_FILE = "recipe_history.jsonl"
 PACKAGES = ("vae-zoo", "jax", "jaxlib", "flax", "optax", "distrax", "orbax-checkpoint", "numpy", "tensorflow-datasets")
 
 
@@ -59,15 +62,18 @@ def comparable(recipe: Mapping[str, Any]) -> dict[str, Any]:
     return plain
 
 
-def first_difference(old: Any, new: Any, path: str = "") -> Optional[str]:
-    """The first key path where two plain recipes differ, with both values."""
+def differences(old: Any, new: Any, path: str = "") -> Iterator[str]:
+    """Every key path where two plain recipes differ, with both values, in the old one's key order."""
     if isinstance(old, dict) and isinstance(new, dict):
         for key in list(old) + [k for k in new if k not in old]:
-            found = first_difference(old.get(key), new.get(key), f"{path}.{key}" if path else str(key))
-            if found:
-                return found
-        return None
-    return None if old == new else f"{path}: {old!r} in the run, {new!r} now"
+            yield from differences(old.get(key), new.get(key), f"{path}.{key}" if path else str(key))
+    elif old != new:
+        yield f"{path}: {old!r} in the run, {new!r} now"
+
+
+def first_difference(old: Any, new: Any, path: str = "") -> Optional[str]:
+    """The first key path where two plain recipes differ, with both values."""
+    return next(differences(old, new, path), None)
 
 
 def prepare(workdir: Path, recipe: Mapping[str, Any], *, resume: bool, write: bool = True, registry=None) -> None:
@@ -79,6 +85,7 @@ def prepare(workdir: Path, recipe: Mapping[str, Any], *, resume: bool, write: bo
     (a run saved without `free_bits` resumes under a zoo whose default is 0).
     """
     saved = workdir / RECIPE_FILE
+    changed: list[str] = []
     if saved.exists():
         if not resume:
             raise RunDirectoryError(
@@ -87,12 +94,27 @@ def prepare(workdir: Path, recipe: Mapping[str, Any], *, resume: bool, write: bo
         old = resolved_recipe(workdir, registry) if registry is not None else load_recipe(workdir)
         difference = first_difference(comparable(old), comparable(recipe))
         if difference:
-            raise RunDirectoryError(f"cannot resume {workdir}: the recipe differs at {difference}")
+            raise RunDirectoryError(f"cannot resume {workdir}: the recipe differs at {difference} "
+                                    "(a resume may change train.* settings, not the model)")
+        plain = yaml.safe_load(recipes.dump(recipe))
+        changed = list(differences(yaml.safe_load(recipes.dump(old)).get("train"), plain.get("train"), "train"))
     if not write:
         return
     workdir.mkdir(parents=True, exist_ok=True)
+    if changed:  # the recipe's training part changes on resume: said, and kept in the run's history
+        record_recipe_change(workdir, changed)
     saved.write_text(recipes.dump(recipe))
     (workdir / VERSIONS_FILE).write_text(json.dumps(versions(), indent=2) + "\n")
+
+
+def record_recipe_change(workdir: Path, changed: list[str]) -> None:
+    """Say on stderr which training settings a resume changes, and append them (with the recipe
+    as it was) to WORKDIR/recipe_history.jsonl before recipe.yaml is rewritten."""
+    tell(f"resuming {workdir} with changed training settings: {'; '.join(changed)} (recorded in {workdir / HISTORY_FILE})")
+    entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "changed": changed,
+             "previous_recipe": yaml.safe_load((workdir / RECIPE_FILE).read_text(encoding="utf-8"))}
+    with naming_write_errors(str(workdir / HISTORY_FILE)), open(workdir / HISTORY_FILE, "a", encoding="utf-8") as stream:
+        stream.write(json.dumps(entry) + "\n")
 
 
 def tell(line: str) -> None:
@@ -191,11 +213,18 @@ def record_evaluation(workdir: Path, result: Mapping[str, Any]) -> dict[str, Any
     return kept
 
 
-def progress_bar(total: int, initial: int, *, enabled: bool):
-    """A tqdm bar showing loss and ELBO (silent when disabled)."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True)
+def seconds_per_epoch(workdir: Path, steps_per_epoch: Optional[float] = None) -> float:
+    """Training time per epoch from the logged step rates (the first chunk includes compilation);
+    the epoch's length in steps from the log itself when not given."""
+    records = [r for r in read_metrics(workdir) if r.get("split") == "train" and r.get("steps_per_second")]
+    if not records:
+        return float("nan")
+    if steps_per_epoch is None:
+        last = records[-1]
+        steps_per_epoch = last["step"] / last["epoch"] if last.get("epoch") else float("nan")
+    steps = np.diff([0] + [r["step"] for r in records])
+    seconds = float(np.sum(steps / np.array([r["steps_per_second"] for r in records])))
+    return seconds / float(np.sum(steps)) * steps_per_epoch
 
 
 def load_recipe(workdir: Path) -> dict[str, Any]:

@@ -103,7 +103,8 @@ def check_component(registry: Registry, kind: str, name: str, options: Optional[
 
 def check_recipe(recipe: Mapping[str, Any], registry: Registry, *, batch_size: int = 4, seed: int = 0) -> None:
     """All conformance checks on one resolved recipe."""
-    from zoo.train import TrainState, assemble, make_optimizer, make_train_step
+    from zoo.experiment import assemble
+    from zoo.training import TrainState, make_optimizer, make_train_step
 
     experiment = assemble(recipe, registry)
     model, condition = experiment.model, experiment.condition

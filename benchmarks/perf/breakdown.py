@@ -72,7 +72,7 @@ def training_rows(experiment, graphdef, params) -> list[tuple[str, float]]:
     from zoo.data import batch_indices
     from zoo.interfaces import Batch
     from zoo.inputs import run_steps
-    from zoo.train import TrainState, make_optimizer, make_train_step
+    from zoo.training import TrainState, make_optimizer, make_train_step
 
     train = experiment.dataset.train
     images, labels = jnp.asarray(train.images), jnp.asarray(train.labels)
@@ -164,7 +164,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="also write the Markdown here")
     args = parser.parse_args(argv)
     recipe, registry = zoo_recipe("perf_vae_mlp")
-    from zoo.train import assemble
+    from zoo.experiment import assemble
 
     experiment = assemble(recipe, registry)
     graphdef, params = nnx.split(experiment.model)

@@ -23,8 +23,8 @@ X_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
 
 
-# --- The zoo side: the training and evaluation paths exactly as zoo.train and zoo eval drive them.
-# Keep these two in step with zoo.train.train_and_evaluate and zoo.evaluate.evaluate.
+# --- The zoo side: the training and evaluation paths exactly as zoo train and zoo eval drive them.
+# Keep these two in step with zoo.experiment.train_and_evaluate and zoo.evaluate.evaluate.
 
 def zoo_training_path(recipe, registry):
     """(run(start, count) -> losses, lower() -> one step lowered), as train_and_evaluate trains."""
@@ -32,7 +32,8 @@ def zoo_training_path(recipe, registry):
     from flax import nnx
     from zoo.data import batch_indices
     from zoo.inputs import run_steps
-    from zoo.train import TrainState, assemble, make_optimizer, make_train_step
+    from zoo.experiment import assemble
+    from zoo.training import TrainState, make_optimizer, make_train_step
 
     experiment = assemble(recipe, registry)
     config = recipe["train"]
@@ -62,7 +63,7 @@ def zoo_importance_sampling(recipe, registry, num_samples, chunk_size, batch_siz
     from flax import nnx
     from zoo.evaluate import make_importance_sampled, over_batches
     from zoo.interfaces import Split
-    from zoo.train import assemble
+    from zoo.experiment import assemble
 
     experiment = assemble(recipe, registry)
     graphdef, params = nnx.split(experiment.model)

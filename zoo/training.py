@@ -1,5 +1,8 @@
 """Training: one jitted step on pure state, called from a plain Python loop.
 
+The experiment around the loop (building the recipe, checking and locking the
+run directory, loading a trained run) is zoo/experiment.py.
+
 The NNX graph is split once; the hot loop is a plain `jax.jit` (with the state
 donated) over `(params, opt_state)`, which is about 20% faster here than
 `nnx.jit`. Checkpoints are written with orbax, metrics as JSON lines.
@@ -8,11 +11,10 @@ donated) over `(params, opt_state)`, which is about 20% faster here than
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import inspect
 import time
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Optional
 
 import jax
 import numpy as np
@@ -21,17 +23,18 @@ from flax import nnx
 
 from zoo import checkpoints, early_stopping, inputs, optim, parallel, runs
 from zoo.config import EarlyStopping
-from zoo.contract import example_batch
 from zoo.early_stopping import should_stop
-from zoo.data import batch_indices, build_condition, build_dataset
-from zoo.errors import ModelBuildError, TrainingDivergedError
+from zoo.errors import TrainingDivergedError
 from zoo.evaluate import make_bound_metrics, over_batches
-from zoo.interfaces import Batch, Dataset, objective_latent_kinds
-from zoo.model import LatentVariableModel, build_model
-from zoo.recipes import early_stopping_config, train_config
-from zoo.registry import Registry, build_component
-from zoo.signals import StopRequest, TrainingInterrupted, stop_requested_by_signals
+from zoo.interfaces import Batch
+from zoo.model import LatentVariableModel
+from zoo.recipes import early_stopping_config
+from zoo.progress import Progress
+from zoo.signals import StopRequest, TrainingInterrupted
 from zoo.tensorboard import TensorBoardLog
+
+if TYPE_CHECKING:
+    from zoo.experiment import Experiment
 
 
 class TrainState(NamedTuple):
@@ -39,39 +42,6 @@ class TrainState(NamedTuple):
 
     params: Any
     opt_state: Any
-
-
-@dataclasses.dataclass
-class Experiment:
-    """What a recipe builds: data, condition, model and objective."""
-
-    recipe: Mapping[str, Any]
-    dataset: Dataset
-    condition: Any
-    model: LatentVariableModel
-    objective: Any
-
-
-def assemble(recipe: Mapping[str, Any], registry: Registry, data_dir: Optional[str] = None,
-             check_values: bool = True) -> Experiment:
-    """Build every part of a resolved recipe; incompatible parts are refused here (with
-    `check_values`, also non-finite outputs of the untrained model on a few examples)."""
-    dataset = build_dataset(recipe, registry, data_dir)
-    condition = build_condition(recipe, registry, dataset)
-    rngs = nnx.Rngs(recipe["train"]["seed"])
-    model = build_model(recipe, registry, x_shape=condition.x_shape, c_shape=condition.c_shape, rngs=rngs,
-                        example=example_batch(recipe, dataset, condition) if check_values else None)
-    config = train_config(recipe)
-    train_size = len(dataset.train.images)
-    # Objectives with schedules (the KL warm-up) learn the budget's length in steps.
-    objective = build_component(registry, "objective", recipe["objective"], ModelBuildError,
-                                steps_per_epoch=config.steps_per_epoch(train_size), total_steps=config.total_steps(train_size))
-    if model.latent_kind not in objective_latent_kinds(objective):
-        raise ModelBuildError(
-            f"objective {recipe['objective']['name']!r} works with a {' or '.join(objective_latent_kinds(objective))} latent; "
-            f"encoder {recipe['encoder']['name']!r} gives a {model.latent_kind} one"
-        )
-    return Experiment(recipe, dataset, condition, model, objective)
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
@@ -148,37 +118,6 @@ def chunk_end(step: int, total: int, *periods: int) -> int:
     return min([total] + [(step // p + 1) * p for p in periods])
 
 
-def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Registry, *, resume: bool = False,
-                       progress: bool = True, data_dir: Optional[str] = None,
-                       max_seconds: Optional[float] = None) -> dict[str, Any]:
-    """Train a resolved recipe in `workdir` (resumable), validating every `train.validate_every`.
-
-    The budget is `train.steps` or `train.epochs`; with `train.early_stopping`
-    training ends when the validation metric stops improving. The best
-    checkpoint by that metric (ELBO without early stopping) is kept beside the
-    newest. With `max_seconds`, training stops (and checkpoints) at the first
-    log boundary past that much training time. One process trains in a
-    workdir at a time (WORKDIR/trainer.lock); SIGINT or SIGTERM checkpoints
-    the step reached and raises `TrainingInterrupted`. Returns the last logged
-    training metrics, validation ELBO, the step reached and the best step.
-    """
-    workdir = Path(workdir)
-    config = train_config(recipe)
-    experiment = assemble(recipe, registry, data_dir)  # before touching the workdir: a bad recipe leaves no run behind
-    batch_indices(len(experiment.dataset.train.images), config.batch_size, config.seed, 0, 1)  # refuses a batch larger than the data
-    mesh = training_mesh(config)
-    main = parallel.is_main_process()
-    # Every process checks the run directory before any writes to it (a refusal stops them all
-    # alike, and no process can find what process 0 has just written and take it for another run).
-    runs.prepare(workdir, recipe, resume=resume, write=False, registry=registry)
-    parallel.wait_for_every_process("zoo: the run directory is checked")
-    lock = runs.trainer_lock(workdir, note=runs.tell) if main else contextlib.nullcontext()
-    with lock, stop_requested_by_signals() as stop_request:
-        if main:  # checked again under the lock (another trainer may have started meanwhile), then written
-            runs.prepare(workdir, recipe, resume=resume, write=True, registry=registry)
-        return train_loop(experiment, config, workdir, mesh, stop_request, progress=progress, max_seconds=max_seconds)
-
-
 def train_loop(experiment: Experiment, config, workdir: Path, mesh: Optional[parallel.Mesh], stop_request: StopRequest, *,
                progress: bool, max_seconds: Optional[float]) -> dict[str, Any]:
     """The training loop of `train_and_evaluate`, in a prepared (and locked) workdir."""
@@ -207,11 +146,11 @@ def train_loop(experiment: Experiment, config, workdir: Path, mesh: Optional[par
     validation_every = config.validation_period(len(train.images))
     summary: dict[str, Any] = {"workdir": str(workdir), "step": step, "total_steps": total, "best_step": watch.best_step,
                                "input": input_kind}
-    bar = runs.progress_bar(total, step, enabled=progress)
+    bar = Progress(total, "training", unit="steps", initial=step, enabled=progress)
     board = TensorBoardLog(workdir, step + 1, enabled=main and config.tensorboard)  # purges what a killed run logged after `step`
     trained_seconds = 0.0
     stopped = should_stop(watch, stopping)
-    with contextlib.closing(board):
+    with contextlib.closing(board), bar:
         while step < total and not stopped and not stop_request:
             end = chunk_end(step, total, config.log_every, config.checkpoint_every, validation_every)
             began = time.perf_counter()
@@ -233,7 +172,7 @@ def train_loop(experiment: Experiment, config, workdir: Path, mesh: Optional[par
                 write_record(workdir, board, {"step": step, "epoch": round(step / steps_per_epoch, 3), "split": "train", **logged,
                                               "steps_per_second": len(losses) / seconds})
             bar.update(len(losses))
-            bar.set_postfix(loss=f"{logged['loss']:.2f}", elbo=f"{logged.get('elbo', float('nan')):.2f}")
+            bar.note(loss=f"{logged['loss']:.2f}", elbo=f"{logged.get('elbo', float('nan')):.2f}")
             summary.update(step=step, train=logged)
             record = None
             scheduled = step % validation_every == 0 or step == total
@@ -256,7 +195,6 @@ def train_loop(experiment: Experiment, config, workdir: Path, mesh: Optional[par
             if out_of_time:
                 summary["stopped_by_time_limit"] = True
                 break
-    bar.close()
     manager.wait_until_finished()
     if stop_request:
         if manager.latest_step() != step:  # the signal came before any step of this session ran
@@ -301,34 +239,3 @@ def training_mesh(config) -> Optional[parallel.Mesh]:
     return mesh
 
 
-CHECKPOINTS = ("best", "newest")
-
-
-def load_trained(workdir: Path, registry: Registry, data_dir: Optional[str] = None,
-                 checkpoint: str = "best") -> tuple[Experiment, nnx.GraphDef, Any, int]:
-    """(experiment, graphdef, params, step) of a trained run.
-
-    `checkpoint` "best" is the checkpoint with the best validation metric (the
-    newest when the run kept none, e.g. it had no validation split); "newest"
-    the last one written. `checkpoint_used(workdir, step)` says which it was.
-    """
-    if checkpoint not in CHECKPOINTS:
-        raise ValueError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {checkpoint!r}")
-    recipe = runs.resolved_recipe(workdir, registry)
-    experiment = assemble(recipe, registry, data_dir, check_values=False)  # its parameters come from the checkpoint
-    graphdef, _, state = initial_state(experiment.model, train_config(recipe))
-    best = checkpoints.restore_best(Path(workdir), state, note=runs.tell) if checkpoint == "best" else None
-    if best is not None:
-        step, state = best
-        return experiment, graphdef, state.params, step
-    restored = checkpoints.restore_latest(checkpoints.checkpoint_manager(Path(workdir)), state, note=runs.tell)
-    if restored is None:
-        raise runs.RunDirectoryError(f"{workdir} holds no checkpoint yet; train it first (`zoo train ... --workdir {workdir}`)")
-    step, state, _ = restored
-    return experiment, graphdef, state.params, step
-
-
-def checkpoint_used(workdir: Path, step: int) -> str:
-    """"best" when `step` is the run's best checkpoint, else "newest"."""
-    best = checkpoints.restore_best_step(Path(workdir))
-    return "best" if best == step else "newest"

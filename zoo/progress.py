@@ -1,0 +1,108 @@
+"""Feedback for whatever takes more than a moment: a bar on a terminal, a line every few
+seconds in a log.
+
+On a terminal (stderr a TTY, CI unset) `Progress` is a tqdm bar. Elsewhere (a
+log file, CI=true) carriage-return redraws would be noise, so it writes a
+plain line at most every `LOG_EVERY_SECONDS` (the first after that long, so
+work that ends sooner writes nothing), with the fraction done
+and the time left, and one line at its end. `stage` says on a terminal what
+starts now ("loading", "compiling"); a log gets no stage lines, so a command
+that fails early still says only its one `zoo: error:` line.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any, Optional
+
+LOG_EVERY_SECONDS = 5.0
+
+
+def on_terminal() -> bool:
+    """Whether progress may redraw a bar: stderr is a terminal and this is not a CI job."""
+    return sys.stderr.isatty() and os.environ.get("CI", "").lower() not in ("1", "true", "yes")
+
+
+def stage(message: str) -> None:
+    """On a terminal, one line on stderr saying what the command does now."""
+    if on_terminal():
+        print(f"zoo: {message}", file=sys.stderr, flush=True)
+
+
+def duration(seconds: float) -> str:
+    """'42 s', '3 min 05 s', '1 h 02 min'."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+class Progress:
+    """Progress through `total` units of work (steps, examples, runs), as a context manager.
+
+    `enabled=False` is silent. `update(n)` after each piece of work; `note(**values)`
+    shows values beside it (a loss). The clock starts at construction.
+    """
+
+    def __init__(self, total: int, description: str, *, unit: str = "it", initial: int = 0, enabled: bool = True,
+                 every: float = LOG_EVERY_SECONDS, terminal: Optional[bool] = None):
+        self.total, self.description, self.unit, self.done = int(total), description, unit, int(initial)
+        self.enabled, self.every = enabled, every
+        self._initial, self._began, self._last_line = int(initial), time.monotonic(), time.monotonic()
+        self._notes: dict[str, Any] = {}
+        self._bar = None
+        if enabled and (on_terminal() if terminal is None else terminal):
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=self.total, initial=self.done, desc=description, unit=unit, dynamic_ncols=True, leave=False)
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close(finished=exc_info[0] is None)
+
+    def update(self, count: int = 1) -> None:
+        self.done += count
+        if self._bar is not None:
+            self._bar.update(count)
+        elif self.enabled and time.monotonic() - self._last_line >= self.every and self.done < self.total:
+            self._last_line = time.monotonic()
+            self._write(self.line())
+
+    def note(self, **values: Any) -> None:
+        """Values to show beside the count (on the bar, or in the next line)."""
+        self._notes.update(values)
+        if self._bar is not None:
+            self._bar.set_postfix(values, refresh=False)
+
+    def remaining_seconds(self) -> Optional[float]:
+        """The time left at the rate since the start, or None before any progress."""
+        done_here = self.done - self._initial
+        if done_here <= 0:
+            return None
+        return (time.monotonic() - self._began) / done_here * (self.total - self.done)
+
+    def line(self) -> str:
+        """'eval: 300/10000 examples (3%), 2 min 10 s left, loss=1.2'."""
+        percent = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
+        left = self.remaining_seconds()
+        text = f"{self.description}: {self.done}/{self.total} {self.unit}{percent}"
+        text += f", {duration(left)} left" if left is not None else ""
+        return text + "".join(f", {k}={v}" for k, v in self._notes.items())
+
+    def close(self, finished: bool = True) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        elif self.enabled and finished and self.total and time.monotonic() - self._began >= self.every:
+            self._write(f"{self.description}: {self.done}/{self.total} {self.unit} in {duration(time.monotonic() - self._began)}")
+        self.enabled = False
+
+    @staticmethod
+    def _write(line: str) -> None:
+        print(f"zoo: {line}", file=sys.stderr, flush=True)
