@@ -213,7 +213,7 @@ def post(url: str, body: bytes, method: str = "POST") -> tuple[int, dict]:
 
 
 BAD_REQUESTS = [
-    ("api/sample", {"text": "3 12"}, 400, "unknown class '12'"),
+    ("api/sample", {"text": "3 1x"}, 400, "unknown class '1x'"),  # "3 12" is 3, a gap, 1 and 2 (zoo.writing)
     ("api/sample", {"text": "  "}, 400, "empty condition"),
     ("api/sample", {"text": "1" * 65}, 413, "at most 64"),
     ("api/sample", {"text": "1 " * 600}, 413, "at most 1000"),
