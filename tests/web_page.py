@@ -139,6 +139,16 @@ def type_text(driver, text: str, until) -> dict:
     return wait_until(lambda: (s := page_state(driver))["state"] in ("ready", "error") and until(s) and s, what=text)
 
 
+def set_text(driver, text: str, until) -> dict:
+    """Put `text` in the text box in one input event (as a paste would), so that no shorter text is
+    ever rendered on the way; wait until the page's state satisfies `until`."""
+    driver.execute_script("""
+        const box = document.getElementById("text");
+        box.value = arguments[0];
+        box.dispatchEvent(new Event("input"));""", text)
+    return wait_until(lambda: (s := page_state(driver))["state"] in ("ready", "error") and until(s) and s, what=text)
+
+
 def canvas_images(driver, selector: str) -> np.ndarray:
     """The drawn images read back from the canvases, (N, H, W, 1) with 1 = ink."""
     rows = driver.execute_script("""
