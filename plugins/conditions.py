@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import zoo
+from zoo import writing
 
 QUADRANT_NAMES = ("top-left", "top-right", "bottom-left", "bottom-right")
 
@@ -38,26 +39,10 @@ class OneHotLabel:
         return x
 
     def parse(self, text: str, dataset: zoo.Dataset):
-        """Class indices or names, comma or space separated; '2026' is four digits."""
-        for index, name in sorted(enumerate(dataset.class_names), key=lambda pair: -len(pair[1])):
-            if " " in name:  # a name of several words ("Ankle boot") is one class, not two words
-                text = re.sub(re.escape(name), f" {index} ", text, flags=re.IGNORECASE)
-        words = [w for w in re.split(r"[,\s]+", text.strip()) if w]
-        if len(words) == 1 and is_number(words[0]) and self.num_classes <= 10:
-            words = list(words[0])
-        if not words:
-            raise zoo.ZooError("empty condition: give class numbers such as '3' or '2 0 2 6'")
-        labels = [self._label(w, dataset) for w in words]
+        """The classes a typed line writes (zoo.writing's rules, the page's): '2026' and '2 026' are four
+        digits, names match case-insensitively or by a unique beginning; the gaps are left out."""
+        labels = writing.classes(writing.layout(text, dataset.class_names))
         return jax.nn.one_hot(jnp.array(labels), self.num_classes), [dataset.class_names[i] for i in labels]
-
-    def _label(self, word: str, dataset: zoo.Dataset) -> int:
-        if is_number(word) and int(word) < self.num_classes:
-            return int(word)
-        if word in dataset.class_names:
-            return list(dataset.class_names).index(word)
-        raise zoo.ZooError(
-            f"unknown class {word!r}; classes are 0..{self.num_classes - 1} ({', '.join(dataset.class_names)})"
-        )
 
     def grid(self, dataset: zoo.Dataset, per_row: int):
         labels = np.repeat(np.arange(self.num_classes), per_row)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import zoo
+from tests.web_page import browser, cvae_run, cvae_server, digit_classifier  # noqa: F401 (fixtures of the browser tests)
 from zoo import plugin_manager
 
 REPO = Path(__file__).resolve().parent.parent

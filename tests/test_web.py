@@ -2,162 +2,34 @@
 
 A CVAE trained briefly on the digits writes what the test types; the harness
 classifier (trained on the real training digits) must recognise most of what
-the page drew, read back from its canvases.
+the page drew, read back from its canvas. The fixtures and helpers they share
+with tests/test_web_line.py (what a typed line writes) are in tests/web_page.py.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
-import os
-import selectors
-import subprocess
-import sys
 import threading
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
+from tests.web_page import canvas_images, drawn_line, line_glyphs, page_state, post, settled, train_run, type_text
 from zoo import classifier
 from zoo.browser_model import ExportError, dequantise, extract, quantise
 from zoo.cli import main
 from zoo.export_web import PAGE_FILES, REPORT_FILE
 from zoo.generation import PageGenerator
 from zoo.serve import make_server
-from zoo.experiment import assemble, train_and_evaluate
+from zoo.experiment import assemble
 from zoo.trained_run import Run
 
-REPO = Path(__file__).resolve().parent.parent
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-INSTALL_HINT = "apt-get install chromium chromium-driver (Debian) and pip install selenium (the test extra)"
-CVAE_STEPS = 200  # the fewest here whose samples the classifier recognises (98% at 200 steps, 76% at 100)
 UNCONDITIONAL_STEPS = 200
 ALL_DIGITS = "0123456789"
-HEADLESS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1100,900")
-
-
-def train_run(registry, book, variant: str, steps: int, workdir: Path) -> Path:
-    """Train `variant` on the digits for `steps` steps, checkpointing at the end."""
-    recipe = book.resolve(variant, registry, [f"train.steps={steps}", f"train.log_every={steps}",
-                                              f"train.checkpoint_every={steps}"])
-    train_and_evaluate(recipe, workdir, registry, progress=False)
-    return workdir
-
-
-@pytest.fixture(scope="session")
-def cvae_run(registry, book, tmp_path_factory) -> Path:
-    return train_run(registry, book, "cvae_mlp", CVAE_STEPS, tmp_path_factory.mktemp("web") / "cvae")
-
-
-@pytest.fixture(scope="session")
-def digit_classifier(registry, cvae_run):
-    """The harness classifier, kept where export-web looks for it (so it is trained once)."""
-    experiment = Run.load(cvae_run, registry).experiment
-    return classifier.cached(experiment.dataset, cvae_run / "classifiers" / "digits.npz")
-
-
-@pytest.fixture(scope="session")
-def cvae_server(cvae_run, tmp_path_factory, request):
-    """`zoo serve RUN --port 0` in a subprocess; yields the address it printed."""
-    log = tmp_path_factory.mktemp("serve") / "stderr.txt"
-    with open(log, "w") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "zoo.cli", "serve", str(cvae_run), "--port", "0"],
-                                   stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=REPO)
-    try:
-        request.getfixturevalue("digit_classifier")  # trained meanwhile: the server spends ~10 s loading
-        line = read_line(process, timeout=120)
-        assert line.startswith(f"serving {cvae_run} at http://127.0.0.1:"), (line, log.read_text()[-2000:])
-        yield line.split(" at ")[1].strip()
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def read_line(process: subprocess.Popen, timeout: float) -> str:
-    """The first line the process prints, waiting at most `timeout` seconds."""
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout):
-            raise AssertionError(f"nothing printed within {timeout} s")
-    return process.stdout.readline()
-
-
-@pytest.fixture(scope="session")
-def browser(tmp_path_factory):
-    """Headless Chromium; missing: skipped with the install hint, or failed under CI=true."""
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        webdriver = None
-    if webdriver is None or not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must have the browser tests' tools: {INSTALL_HINT}")
-        pytest.skip(f"no headless Chromium: {INSTALL_HINT}")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)  # so Selenium Manager downloads nothing
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    for flag in (*HEADLESS, f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.set_script_timeout(60)
-    yield driver
-    driver.quit()
-
-
-def wait_until(condition, timeout: float = 60.0, what: str = "the page"):
-    """Poll `condition` until it returns something true."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def page_state(driver) -> dict:
-    """The page's state, newest request number, captions of the drawn samples and the error shown."""
-    return driver.execute_script("""
-        const error = document.getElementById("error");
-        return {state: document.body.dataset.state, latest: window.zooPage ? window.zooPage.latest : -1,
-                labels: Array.from(document.querySelectorAll("#samples canvas")).map(c => c.dataset.label),
-                error: error.hidden ? "" : error.textContent};""")
-
-
-def settled(driver, after: int, state: str = "ready"):
-    """Wait until a request newer than `after` has finished in `state`; returns the page's state."""
-    return wait_until(lambda: (s := page_state(driver))["latest"] > after and s["state"] == state and s, what=state)
-
-
-def type_text(driver, text: str, until) -> dict:
-    """Replace the text box's content by `text`; wait until the page's state satisfies `until`."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-
-    box = driver.find_element(By.ID, "text")
-    box.send_keys(Keys.CONTROL, "a")
-    box.send_keys(Keys.BACKSPACE)
-    box.send_keys(text)
-    return wait_until(lambda: (s := page_state(driver))["state"] in ("ready", "error") and until(s) and s, what=text)
-
-
-def canvas_images(driver, selector: str = "#samples canvas") -> np.ndarray:
-    """The drawn images read back from the canvases, (N, H, W, 1) with 1 = ink."""
-    rows = driver.execute_script("""
-        return Array.from(document.querySelectorAll(arguments[0])).map(c => {
-            const data = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
-            return [c.height, c.width, Array.from(data.filter((_, i) => i % 4 === 0))];
-        });""", selector)
-    return np.stack([1.0 - np.asarray(red, np.float64).reshape(h, w, 1) / 255.0 for h, w, red in rows])
 
 
 def write_and_collect(driver, text: str, rounds: int) -> tuple[np.ndarray, np.ndarray]:
@@ -165,12 +37,12 @@ def write_and_collect(driver, text: str, rounds: int) -> tuple[np.ndarray, np.nd
     from selenium.webdriver.common.by import By
 
     type_text(driver, text, lambda s: s["labels"] == list(text) and s["state"] == "ready")
-    images = [canvas_images(driver)]
+    images = [line_glyphs(*drawn_line(driver))]
     for _ in range(rounds - 1):
         before = page_state(driver)["latest"]
         driver.find_element(By.ID, "resample").click()
         settled(driver, before)
-        images.append(canvas_images(driver))
+        images.append(line_glyphs(*drawn_line(driver)))
     assert not np.allclose(images[0], images[-1]), "new samples must differ"
     return np.concatenate(images), np.tile(np.array([int(d) for d in text]), rounds)
 
@@ -202,19 +74,8 @@ def test_page_shows_a_bad_input_and_recovers(browser, cvae_server):
     assert not browser.find_element("id", "error").is_displayed()
 
 
-def post(url: str, body: bytes, method: str = "POST") -> tuple[int, dict]:
-    """(status, JSON answer) of one request."""
-    request = urllib.request.Request(url, data=body if method == "POST" else None, method=method,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
 BAD_REQUESTS = [
-    ("api/sample", {"text": "3 12"}, 400, "unknown class '12'"),
+    ("api/sample", {"text": "3 1x"}, 400, "unknown class '1x'"),  # "3 12" is 3, a gap, 1 and 2 (zoo.writing)
     ("api/sample", {"text": "  "}, 400, "empty condition"),
     ("api/sample", {"text": "1" * 65}, 413, "at most 64"),
     ("api/sample", {"text": "1 " * 600}, 413, "at most 1000"),

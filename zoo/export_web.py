@@ -1,6 +1,7 @@
 """`zoo export-web RUN DIR`: a static page that runs the model's generative path in the browser, no server.
 
-DIR gets index.html, style.css, app.js, decoder.js (the in-browser model) and
+DIR gets index.html, style.css, app.js, writing.js (the server's rules for what a
+typed line writes, in JavaScript), decoder.js (the in-browser model) and
 model.js: a manifest and the weights, base64-embedded so the page works from
 file:// (Chromium will not fetch() a local file). Kernels are int8 with one
 symmetric scale per tensor, biases float32. What quantisation costs is
@@ -23,10 +24,10 @@ from zoo.errors import RunDirectoryError
 from zoo.generation import page_info, walk_basis
 from zoo.serve import BACKEND_MARK, web_asset
 
-COPIED_FILES = ("style.css", "app.js", "decoder.js")
+COPIED_FILES = ("style.css", "app.js", "writing.js", "decoder.js")
 PAGE_FILES = ("index.html", *COPIED_FILES, "model.js")
 REPORT_FILE = "export.json"
-BACKEND_SCRIPTS = '<script src="model.js"></script>\n<script src="decoder.js"></script>'
+BACKEND_SCRIPTS = '<script src="model.js"></script>\n<script src="writing.js"></script>\n<script src="decoder.js"></script>'
 
 
 def pack(model: BrowserModel) -> tuple[bytes, dict[str, Any]]:

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from zoo import writing
 from zoo.config import MAX_SEED
 from zoo.errors import ZooError
 
@@ -109,7 +110,7 @@ def page_info(experiment, step: int) -> dict[str, Any]:
             "latent_dim": experiment.model.latent_dim, "image_shape": list(dataset.image_shape),
             "max_input_length": MAX_INPUT_LENGTH, "max_text_chars": MAX_TEXT_CHARS,
             "max_temperature": MAX_TEMPERATURE, "grid_side": GRID_SIDE, "walk_side": WALK_SIDE,
-            "walk_spread": WALK_SPREAD}
+            "walk_spread": WALK_SPREAD, "gap_characters": writing.GAP_CHARACTERS, "whitespace": writing.WHITESPACE}
 
 
 class PageGenerator:
@@ -137,21 +138,26 @@ class PageGenerator:
             self._run(size, np.zeros((size,) + self.experiment.model.c_shape, np.float32), 1.0, 0)
 
     def sample(self, text: Any, temperature: Any = 1.0, seed: Any = 0) -> dict[str, Any]:
-        """The typed classes, each written by a fresh sample."""
+        """The typed line: a fresh sample per class, and the layout (class indices, None for gaps) that
+        places them as typed."""
         if self.kind != "conditional":
             raise RequestError("this model is unconditional: ask /api/grid or /api/walk instead of /api/sample")
         if not isinstance(text, str):
             raise RequestError(f"'text' must be a string of classes, got {type(text).__name__}")
         if len(text) > MAX_TEXT_CHARS:
             raise RequestError(f"the text is {len(text)} characters; at most {MAX_TEXT_CHARS}", 413)
+        names = [str(name) for name in self.experiment.dataset.class_names]
         try:
-            c, labels = self.experiment.condition.parse(text, self.experiment.dataset)
+            tokens = writing.layout(text, names)
         except ZooError as exc:
             raise RequestError(str(exc)) from None
-        if len(labels) > MAX_INPUT_LENGTH:
-            raise RequestError(f"{len(labels)} classes asked for; at most {MAX_INPUT_LENGTH} at a time", 413)
-        images = self._run(len(labels), np.asarray(c, np.float32), *check_sampling(temperature, seed))
-        return image_payload(images, labels)
+        classes = writing.classes(tokens)
+        if len(classes) > MAX_INPUT_LENGTH:
+            raise RequestError(f"{len(classes)} classes asked for; at most {MAX_INPUT_LENGTH} at a time", 413)
+        # a class-conditional condition's c is the one-hot class (zoo.interfaces.Condition)
+        c = np.eye(self.experiment.model.c_shape[0], dtype=np.float32)[classes]
+        images = self._run(len(classes), c, *check_sampling(temperature, seed))
+        return {**image_payload(images, [names[k] for k in classes]), "layout": tokens}
 
     def grid(self, temperature: Any = 1.0, seed: Any = 0) -> dict[str, Any]:
         """A GRID_SIDE x GRID_SIDE grid of samples of an unconditional model."""

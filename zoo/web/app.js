@@ -2,7 +2,9 @@
 // The handwriting page. Images come from a backend: the JSON API of `zoo serve`,
 // or, in a page written by `zoo export-web`, the model itself running in this
 // browser (decoder.js defines ZooBrowserBackend). Both answer
-// {shape: [H, W, C], labels: [...], images: [[flat pixels in [0, 1]], ...]}.
+// {shape: [H, W, C], labels: [...], images: [[flat pixels in [0, 1]], ...]}, and a
+// sample also {layout: [class index, or null for a gap, ...]}: the line as typed,
+// with one image per class index, in order.
 
 class ServerBackend {
   info() { return this.request("GET", "api/info"); }
@@ -35,8 +37,9 @@ const page = {
   seed: randomSeed(),
   latest: 0, // number of the newest request: older answers arriving late are dropped
   timer: null,
+  shown: null, // the line drawn: {text, layout, labels, shape, scale, gap}
 };
-window.zooPage = page; // for tests and the curious: page.backend, page.info
+window.zooPage = page; // for tests and the curious: page.backend, page.info, page.shown
 
 function randomSeed() { return Math.floor(Math.random() * 2147483647); }
 function $(id) { return document.getElementById(id); }
@@ -44,9 +47,14 @@ function $(id) { return document.getElementById(id); }
 function showError(message) {
   $("error").textContent = message;
   $("error").hidden = !message;
+  $("text").setAttribute("aria-invalid", String(Boolean(message)));
 }
 
-function setState(state) { document.body.dataset.state = state; }
+// While an error is shown the faded line is not what the text says, so it cannot be saved.
+function setState(state) {
+  document.body.dataset.state = state;
+  $("save").disabled = state === "error" || !page.shown;
+}
 
 // Grey images are drawn as ink on paper (1 = darkest); colour images as they are.
 function drawImage(canvas, pixels, shape) {
@@ -65,18 +73,59 @@ function drawImage(canvas, pixels, shape) {
   context.putImageData(image, 0, 0);
 }
 
-function showRow(container, result) {
-  container.replaceChildren(...result.images.map((pixels, index) => {
-    const cell = document.createElement("div");
-    cell.className = "sample";
-    const canvas = document.createElement("canvas");
-    canvas.dataset.label = result.labels[index];
-    drawImage(canvas, pixels, result.shape);
-    const caption = document.createElement("span");
-    caption.textContent = result.labels[index];
-    cell.append(canvas, caption);
-    return cell;
-  }));
+// The line is drawn at about the height of handwriting (8x8 digits scaled 6 times, 28x28
+// ones twice), smoothly, so that strokes look drawn rather than pixelated.
+const HANDWRITING_HEIGHT = 48;
+const MAX_CANVAS_WIDTH = 32767; // Chromium's limit: a very long line is drawn smaller instead
+
+function lineGeometry(layout, shape) {
+  const [height, width] = shape;
+  const gap = Math.ceil(width / 2); // a space or punctuation mark: half a glyph of blank paper
+  const columns = layout.reduce((sum, token) => sum + (token === null ? gap : width), 0);
+  const scale = Math.max(1, Math.min(Math.round(HANDWRITING_HEIGHT / height), Math.floor(MAX_CANVAS_WIDTH / columns)));
+  return { scale, gap, width: columns * scale, height: height * scale };
+}
+
+// Every glyph into one canvas, side by side as typed, gaps left as blank paper: this
+// canvas is what "Save as PNG" writes.
+function showLine(canvas, result, text) {
+  const [height, width] = result.shape;
+  const { scale, gap, width: lineWidth, height: lineHeight } = lineGeometry(result.layout, result.shape);
+  canvas.width = lineWidth;
+  canvas.height = lineHeight;
+  const context = canvas.getContext("2d");
+  context.fillStyle = "white";
+  context.fillRect(0, 0, lineWidth, lineHeight);
+  context.imageSmoothingEnabled = true;
+  context.imageSmoothingQuality = "high";
+  const glyph = document.createElement("canvas");
+  let x = 0;
+  let next = 0;
+  for (const token of result.layout) {
+    if (token === null) {
+      x += gap * scale;
+      continue;
+    }
+    drawImage(glyph, result.images[next++], result.shape);
+    context.drawImage(glyph, x, 0, width * scale, height * scale);
+    x += width * scale;
+  }
+  canvas.setAttribute("aria-label", `${text.trim()}, handwritten by the model`);
+  page.shown = { text, layout: result.layout, labels: result.labels, shape: result.shape, scale, gap };
+}
+
+// The drawn line as a PNG download, named after the text it writes.
+function saveLine() {
+  const name = page.shown.text.replace(/[^0-9A-Za-z]+/g, "-").replace(/^-|-$/g, "").slice(0, 40) || "line";
+  $("line").toBlob((blob) => {
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(blob);
+    link.download = `vae-zoo-${name}.png`;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 60000); // the download has long started by then
+  }, "image/png");
 }
 
 function showGrid(container, result, side) {
@@ -112,7 +161,7 @@ function render() {
     const text = $("text").value;
     return generate(async () => {
       const result = await page.backend.sample(text, temperature(), page.seed);
-      return () => showRow($("samples"), result);
+      return () => showLine($("line"), result, text);
     });
   }
   return generate(async () => {
@@ -130,17 +179,17 @@ function renderSoon() {
   page.timer = setTimeout(render, 120);
 }
 
-// For class names that are not digits: buttons that append a class's index to the text.
+// For class names that are not digits: buttons that append a class's name to the text.
 function buildPicker(names) {
   const picker = $("picker");
   picker.hidden = false;
-  picker.replaceChildren(...names.map((name, index) => {
+  picker.replaceChildren(...names.map((name) => {
     const button = document.createElement("button");
     button.type = "button";
     button.textContent = name;
     button.addEventListener("click", () => {
       const text = $("text").value.trim();
-      $("text").value = text ? `${text} ${index}` : `${index}`;
+      $("text").value = text ? `${text} ${name}` : name;
       render();
     });
     return button;
@@ -152,18 +201,20 @@ function layOut(info) {
   $("title").textContent = writes ? `${info.variant} writes what you type` : `${info.variant}: samples and a latent walk`;
   $("subtitle").textContent = `${info.dataset}, step ${info.step}, latent size ${info.latent_dim}; ${page.backend.describe()}`;
   $("conditional").hidden = !writes;
+  $("written").hidden = !writes;
   $("unconditional").hidden = writes;
   $("temperature").max = String(info.max_temperature);
   if (writes && info.digits) {
     $("text").value = "2026";
   } else if (writes) {
-    $("text-label").textContent = "Classes (numbers or names; or pick below)";
+    $("text-label").textContent = "Classes: numbers or names (the start of a name will do), or pick below";
     $("text").placeholder = info.class_names.map((_, i) => i).slice(0, 4).join(" ");
     $("text").value = "0 1 2 3";
     buildPicker(info.class_names);
   }
   $("footer").textContent = writes
-    ? `Each ${info.digits ? "digit" : "class"} is written by a fresh z from the prior; temperature scales z around the prior mean.`
+    ? `Each ${info.digits ? "digit" : "class"} is written by a fresh z from the prior, spaces and punctuation are `
+      + "left as gaps; temperature scales z around the prior mean."
     : "Temperature scales z around the prior mean (the samples only).";
 }
 
@@ -185,6 +236,7 @@ async function start() {
     page.seed = randomSeed();
     render();
   });
+  $("save").addEventListener("click", saveLine);
   render();
 }
 

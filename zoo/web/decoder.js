@@ -124,30 +124,21 @@ class ZooBrowserBackend {
     return this.decode(noise.map((n, i) => loc[i] + temperature * scale[i] * n), c);
   }
 
-  // Class indices or names, comma or space separated; "2026" is four digits (as zoo's own parser).
-  parse(text) {
-    const { class_names: names, max_input_length: most, max_text_chars: chars } = this.model;
-    if (text.length > chars) throw new Error(`the text is ${text.length} characters; at most ${chars}`);
-    let words = text.trim().split(/[,\s]+/).filter((w) => w);
-    if (words.length === 1 && /^\d+$/.test(words[0]) && names.length <= 10) words = [...words[0]];
-    if (!words.length) throw new Error("empty condition: give class numbers such as '3' or '2 0 2 6'");
-    if (words.length > most) throw new Error(`${words.length} classes asked for; at most ${most} at a time`);
-    return words.map((word) => {
-      if (/^\d+$/.test(word) && Number(word) < names.length) return Number(word);
-      if (names.includes(word)) return names.indexOf(word);
-      throw new Error(`unknown class '${word}'; classes are 0..${names.length - 1} (${names.join(", ")})`);
-    });
-  }
-
+  // The typed line (writing.js: the server's rules), a fresh draw per class; limits as the server's.
   async sample(text, temperature, seed) {
-    if (this.model.kind !== "conditional") throw new Error("this model is unconditional");
-    const labels = this.parse(text);
+    const { kind, class_names: names, max_input_length: most, max_text_chars: chars } = this.model;
+    if (kind !== "conditional") throw new Error("this model is unconditional");
+    const length = Array.from(text).length; // code points, as Python counts
+    if (length > chars) throw new Error(`the text is ${length} characters; at most ${chars}`);
+    const layout = window.ZooWriting.layout(text, this.model);
+    const classes = layout.filter((token) => token !== null);
+    if (classes.length > most) throw new Error(`${classes.length} classes asked for; at most ${most} at a time`);
     const size = this.model.condition_size;
-    const images = labels.map((label, row) => {
+    const images = classes.map((label, row) => {
       const c = Float64Array.from({ length: size }, (_, k) => (k === label ? 1 : 0));
       return this.draw(c, temperature, (seed + 7919 * row) >>> 0);
     });
-    return { shape: this.model.image_shape, labels: labels.map((l) => this.model.class_names[l]), images };
+    return { shape: this.model.image_shape, labels: classes.map((k) => names[k]), images, layout };
   }
 
   async grid(temperature, seed) {
