@@ -1,6 +1,6 @@
 """Suites: variants x datasets x tasks x seeds under one budget and one evaluation.
 
-A suite is a YAML file (benchmarks/suites/NAME.yaml). `run_suite` trains and
+A suite is a YAML file: a path, or the name of one shipped in zoo/suites/ (package data). `run_suite` trains and
 evaluates every run in its own workdir; a run that finished wrote
 `result.json` and is skipped when the suite is run again, a run that was
 killed resumes from its checkpoint. Results go to `results.jsonl`.
@@ -24,6 +24,7 @@ from zoo import classifier, runs
 from zoo.data import evaluation_split
 from zoo.errors import RecipeError, UnknownComponentError
 from zoo.files import write_atomically
+from zoo.package_data import package_path
 from zoo.evaluate import evaluate
 from zoo.recipes import RecipeBook, dump, read_yaml, train_config
 from zoo.registry import Registry, closest_match, unknown_name_message
@@ -32,7 +33,7 @@ SUITE_KEYS = ("name", "description", "variants", "datasets", "tasks", "seeds", "
 BUDGET_KEYS = ("steps", "epochs", "max_seconds", "batch_size")
 EVAL_KEYS = ("num_samples", "split", "limit", "accuracy_samples", "proposals")
 UNCONDITIONAL = "unconditional"
-SUITES_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "suites"
+SUITES_DIR = package_path("suites")  # the shipped suites, found in an installed wheel too
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +55,7 @@ class Suite:
 
 
 def suite_path(name_or_path: str) -> Path:
-    """A suite file: a path, or a name in benchmarks/suites/."""
+    """A suite file: a path, or the name of a shipped suite (zoo/suites/NAME.yaml)."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         return path

@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--data-dir")
 
     bench = commands.add_parser("bench", help="run a suite: variants x datasets x tasks x seeds (resumable)")
-    bench.add_argument("suite", help="a suite file, or a name in benchmarks/suites/")
+    bench.add_argument("suite", help="a suite file, or the name of a shipped suite (quick, quadrants, ...; zoo/suites/)")
     bench.add_argument("--out", help="output directory (default runs/bench/SUITE)")
     bench.add_argument("--data-dir")
     bench.add_argument("--progress", action="store_true", help="show a progress bar per run")
