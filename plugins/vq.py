@@ -195,7 +195,7 @@ def make_uniform_codebook_prior(encoder) -> CodebookPrior:
     return CodebookPrior(encoder)
 
 
-def vq(commitment: float = 0.25) -> zoo.Objective:
+def vq(commitment: Annotated[float, AtLeast(0)] = 0.25) -> zoo.Objective:
     """The VQ-VAE loss: -log p(x | z_q) + codebook loss + commitment * commitment loss (van den Oord et al.).
 
     Metrics: the ELBO against the prior over codes, both losses and the batch's code perplexity.
