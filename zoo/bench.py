@@ -270,7 +270,8 @@ def evaluate_run(suite: Suite, run: Run, recipe: dict, workdir: Path, registry: 
         split = type(split)(split.images[: settings["limit"]], split.labels[: settings["limit"]])
     metrics = evaluate(graphdef, params, experiment.condition, split, jax.random.key(run.seed),
                        num_samples=settings["num_samples"], conditional=experiment.model.conditional,
-                       proposals=tuple(settings["proposals"]), mesh=training_mesh(train_config(recipe)))
+                       proposals=tuple(settings["proposals"]), mesh=training_mesh(train_config(recipe)),
+                       objective=experiment.objective)
     record = {
         "suite": suite.name, "run": run.run_id, "variant": run.variant, "dataset": experiment.dataset.name,
         "task": task_label(run.task if run.task is not None else (recipe["condition"] or UNCONDITIONAL)),

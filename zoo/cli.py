@@ -277,7 +277,8 @@ def cmd_eval(args, registry) -> None:
         split = Split(split.images[: args.limit], split.labels[: args.limit])
     metrics = evaluate(graphdef, params, experiment.condition, split, jax.random.key(args.seed),
                        num_samples=args.num_samples, batch_size=args.batch_size, conditional=experiment.model.conditional,
-                       proposals=("posterior", "prior") if args.prior_proposal else ("posterior",), mesh=mesh)
+                       proposals=("posterior", "prior") if args.prior_proposal else ("posterior",), mesh=mesh,
+                       objective=experiment.objective)
     result = {"run": str(args.run), "variant": experiment.recipe["variant"], "step": step,
               "checkpoint": "newest" if args.checkpoint == "newest" else checkpoint_used(Path(args.run), step),
               "split": args.split, **metrics}
