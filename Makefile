@@ -43,10 +43,10 @@ browser:
 	else echo "note: Chromium is not installed; run 'sudo apt-get install chromium chromium-driver' for the browser tests"; fi
 
 # The main job: the quick suite, a few variants x 3 seeds on the embedded digits
-# (resumable: a second run reprints the finished results), then its report.
+# (resumable: a second run reprints the finished results); it prints the table once
+# and writes the report (zoo compare re-tabulates results.jsonl later).
 run: setup
-	$(VENV)/bin/zoo bench quick --out runs/bench/quick
-	$(VENV)/bin/zoo compare runs/bench/quick/results.jsonl --report runs/bench/quick/report
+	$(VENV)/bin/zoo bench quick --out runs/bench/quick --report runs/bench/quick/report
 
 # Lint and type checks first (configured in pyproject.toml), then the suite.
 lint: setup-test

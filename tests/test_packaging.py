@@ -107,3 +107,8 @@ def test_make_run_installs_only_what_the_main_job_needs(tmp_path):
     assert not main_needs & {"torch", "selenium", "pytest", "hypothesis", "ruff", "mypy"}
     assert any(r.startswith("torch") for r in project["optional-dependencies"]["perf"])
     assert any(r.startswith("selenium") for r in project["optional-dependencies"]["test"])
+
+
+def test_make_run_is_one_command_that_prints_the_table_once(tmp_path):
+    commands = [line for line in make_dry_run("run", tmp_path / "venv") if "/bin/zoo " in line]
+    assert commands == [f"{tmp_path / 'venv'}/bin/zoo bench quick --out runs/bench/quick --report runs/bench/quick/report"]

@@ -110,9 +110,15 @@ def load_suite(name_or_path: str, book: RecipeBook) -> Suite:
         missing = [k for k in ("model", "metric", "value", "source") if k not in entry]
         if missing:
             raise fail(f"published[{index}]", f"missing {', '.join(missing)}")
-    return Suite(str(raw.get("name") or path.stem), where, tuple(variants), datasets, tasks, seeds,
-                 {v: tuple(values) for v, values in variant_seeds.items()}, budget,
-                 tuple(_list_of(raw, "set", str, fail)), evaluation, published, str(raw.get("description") or ""))
+    suite = Suite(str(raw.get("name") or path.stem), where, tuple(variants), datasets, tasks, seeds,
+                  {v: tuple(values) for v, values in variant_seeds.items()}, budget,
+                  tuple(_list_of(raw, "set", str, fail)), evaluation, published, str(raw.get("description") or ""))
+    named: dict[str, Run] = {}
+    for run in expand(suite):  # a run name leaves out what the recipe decides and a dataset's options
+        if named.setdefault(run.run_id, run) != run:
+            raise RecipeError(f"{where}: two runs would share the directory runs/{run.run_id} ({named[run.run_id]} and {run}); "
+                              "give the datasets or tasks that differ only in their options as separate suites")
+    return suite
 
 
 def _list_of(raw, key, kind, fail, required=False) -> list:
@@ -158,6 +164,22 @@ def task_label(task) -> str:
     return f"{task['name']} {options}".strip()
 
 
+def task_in_run_name(task) -> str:
+    """A task as a run name writes it: its name, then each option's value, the option's key
+    left out where its words are already the name's (visible_quadrants=2_3, not
+    visible_quadrants_visible=_2_3_)."""
+    if task == UNCONDITIONAL:
+        return task
+    name_words = set(task["name"].split("_"))
+    text = task["name"]
+    for key, value in task.items():
+        if key == "name":
+            continue
+        shown = "_".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        text += f"={shown}" if set(key.split("_")) <= name_words else f"-{key}={shown}"
+    return text
+
+
 @dataclasses.dataclass(frozen=True)
 class Run:
     """One cell of a suite: a variant on a dataset and task with one seed."""
@@ -169,13 +191,23 @@ class Run:
 
     @property
     def run_id(self) -> str:
-        """variant[-dataset][-task]-seedN; the parts the recipe itself decides are left out."""
+        """variant[-dataset][-task]-seedN, no word twice: the parts the recipe itself decides are
+        left out, and a task's option keys that repeat its name (task_in_run_name)."""
         parts = [self.variant]
         if self.dataset:
             parts.append(self.dataset["name"])
         if self.task is not None:
-            parts.append(task_label(self.task))
-        return re.sub(r"[^A-Za-z0-9_.=-]+", "_", "-".join(parts + [f"seed{self.seed}"]))
+            parts.append(task_in_run_name(self.task))
+        return safe_name("-".join(parts + [f"seed{self.seed}"]))
+
+    def earlier_run_ids(self) -> list[str]:
+        """The names earlier versions of the zoo gave this run's directory, so that a suite
+        begun before a renaming resumes its runs rather than training them again."""
+        dataset = [self.dataset["name"]] if self.dataset else []
+        task = [task_label(self.task)] if self.task is not None else []
+        names = ["-".join([self.variant, *dataset, *task, f"seed{self.seed}"]),  # the task's words in full
+                 f"{self.variant}-{dataset[0] if dataset else 'recipe'}-{task_label(self.task)}-seed{self.seed}"]  # 'recipe' for each default
+        return [name for name in dict.fromkeys(map(safe_name, names)) if name != self.run_id]
 
     def overrides(self, suite: Suite) -> list[str]:
         """The --set overrides that turn the variant's recipe into this run's."""
@@ -189,6 +221,20 @@ class Run:
         if "batch_size" in suite.budget:
             sets.append(f"train.batch_size={suite.budget['batch_size']}")
         return sets + list(suite.overrides)
+
+
+def safe_name(text: str) -> str:
+    """A run name as a directory name: letters, digits and _ . = - only."""
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)
+
+
+def run_dir(out: Path, run: Run) -> Path:
+    """The run's directory in a suite's output: its name, or the one an earlier version of the
+    zoo gave it where that directory exists (its result.json and checkpoints are used as they are)."""
+    for name in run.earlier_run_ids():
+        if (out / "runs" / name).is_dir() and not (out / "runs" / run.run_id).exists():
+            return out / "runs" / name
+    return out / "runs" / run.run_id
 
 
 def expand(suite: Suite) -> list[Run]:
@@ -227,12 +273,12 @@ def run_suite(suite: Suite, out: Path, book: RecipeBook, registry: Registry, *, 
     for number, run in enumerate(expand(suite), 1):
         if variants and run.variant not in variants:
             continue
-        workdir = out / "runs" / run.run_id
+        workdir = run_dir(out, run)
         result_file = workdir / "result.json"
         if result_file.exists():
-            log(f"[{number}] {run.run_id}: done earlier")
+            log(f"[{number}] {workdir.name}: done earlier")
             continue
-        log(f"[{number}] {run.run_id}: training")
+        log(f"[{number}] {workdir.name}: training")
         recipe = resolve_run(run, suite, book, registry, data_dir)
         began = time.perf_counter()
         summary = train_and_evaluate(recipe, workdir, registry, resume=True, progress=progress, data_dir=data_dir,
@@ -251,7 +297,7 @@ def write_results(suite: Suite, out: Path) -> list[dict]:
     """results.jsonl: every finished run of the suite in `out`, in suite order (rewritten atomically)."""
     results = []
     for run in expand(suite):
-        result_file = out / "runs" / run.run_id / "result.json"
+        result_file = run_dir(out, run) / "result.json"
         if result_file.exists():
             results.append(json.loads(result_file.read_text()))
     write_atomically(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in results))
@@ -273,7 +319,7 @@ def evaluate_run(suite: Suite, run: Run, recipe: dict, workdir: Path, registry: 
                        proposals=tuple(settings["proposals"]), mesh=training_mesh(train_config(recipe)),
                        objective=experiment.objective)
     record = {
-        "suite": suite.name, "run": run.run_id, "variant": run.variant, "dataset": experiment.dataset.name,
+        "suite": suite.name, "run": workdir.name, "variant": run.variant, "dataset": experiment.dataset.name,
         "task": task_label(run.task if run.task is not None else (recipe["condition"] or UNCONDITIONAL)),
         "seed": run.seed, "split": settings["split"], "checkpoint": checkpoint_used(workdir, step), "evaluated_step": step,
         **metrics,

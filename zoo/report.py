@@ -247,6 +247,17 @@ def write_report(results: list[Path], out: Path, registry=None, samples: bool = 
     return report
 
 
+def print_comparison(results: list[Path], report: Optional[Path], registry=None, samples: bool = True) -> None:
+    """What `zoo compare` and `zoo bench` print: the table over seeds with its footnotes, the
+    suites' published numbers, and, given a `report` directory, where the report was written."""
+    print(table(read_results(results)))
+    published = published_table(suite_files(results))
+    if published:
+        print("\n" + published)
+    if report is not None:
+        print(f"\nreport: {write_report(results, report, registry, samples=samples)}")
+
+
 def run_table(records: list[dict]) -> str:
     """One row per run: how long it trained, where its best checkpoint was, which checkpoint was evaluated."""
     lines = ["| run | epochs trained | best epoch | ended by | evaluated | s / epoch | wall time |", "|---|---|---|---|---|---|---|"]
