@@ -1,7 +1,7 @@
 """Suites: variants x datasets x tasks x seeds under one budget and one evaluation.
 
-A suite is a YAML file: a path, or the name of one shipped in zoo/suites/ (package data). `run_suite` trains and
-evaluates every run in its own workdir; a run that finished wrote
+A suite is a YAML file: a path, or the name of one shipped in zoo/suites/ (package
+data). `run_suite` trains and evaluates every run in its own workdir; a run that finished wrote
 `result.json` and is skipped when the suite is run again, a run that was
 killed resumes from its checkpoint. Results go to `results.jsonl`.
 """
@@ -24,8 +24,8 @@ from zoo import classifier, runs
 from zoo.data import evaluation_split
 from zoo.errors import RecipeError, UnknownComponentError
 from zoo.files import write_atomically
-from zoo.package_data import package_path
 from zoo.evaluate import evaluate
+from zoo.package_data import package_path
 from zoo.recipes import RecipeBook, dump, read_yaml, train_config
 from zoo.registry import Registry, closest_match, unknown_name_message
 

@@ -221,7 +221,7 @@ def undefined_metrics(*components: Any) -> dict[str, str]:
         for metric, reason in declared.items():
             if metric not in EVALUATION_METRICS:
                 raise ModelBuildError(f"{type(component).__name__} declares an unknown metric {metric!r} undefined; "
-                                 f"metrics: {', '.join(EVALUATION_METRICS)}")
+                                      f"metrics: {', '.join(EVALUATION_METRICS)}")
             found.setdefault(metric, str(reason))
     return found
 
