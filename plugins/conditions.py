@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Sequence
+from typing import Annotated, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import zoo
-from zoo import writing
+from zoo import Between, writing
 
 QUADRANT_NAMES = ("top-left", "top-right", "bottom-left", "bottom-right")
 
@@ -117,7 +117,7 @@ def make_onehot_label(image_shape, num_classes) -> OneHotLabel:
     return OneHotLabel(tuple(image_shape), int(num_classes))
 
 
-def make_visible_quadrants(image_shape, visible: Sequence[int] = (2,)) -> VisibleQuadrants:
+def make_visible_quadrants(image_shape, visible: Sequence[Annotated[int, Between(0, 3)]] = (2,)) -> VisibleQuadrants:
     """Quadrant completion: the visible quadrants form c, the hidden pixels are x.
 
     Quadrants are numbered 0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right.

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Annotated, Optional, Sequence
 
 import jax
 from flax import nnx
 
 import zoo
+from zoo import AtLeast
 from plugins.layers import ACTIVATIONS, MLP, DiagonalGaussianHead, activation_fn, check_sizes, flatten_with, size
 
 
@@ -80,7 +81,8 @@ class ConvDecoder(nnx.Module):
         return self.out(h).reshape((z.shape[0],) + self.output_shape)
 
 
-def make_conv_encoder(x_shape, c_shape, latent_dim, rngs, channels: Sequence[int] = (32, 64), hidden: int = 256, activation: str = "relu") -> ConvEncoder:
+def make_conv_encoder(x_shape, c_shape, latent_dim, rngs, channels: Sequence[int] = (32, 64), hidden: Annotated[int, AtLeast(1)] = 256,
+                      activation: str = "relu") -> ConvEncoder:
     """Convolutional encoder q(z | x, c) for HxWxC images.
 
     >>> enc = make_conv_encoder((8, 8, 1), None, 4, nnx.Rngs(0))  # doctest: +SKIP

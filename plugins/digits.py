@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 
 import zoo
-from zoo.data import PixelMode, image_dataset
+from zoo import AtLeast
+from zoo.data import PixelMode, Seed, image_dataset
 
 
-def make_digits(validation_size: int = 300, test_size: int = 360, seed: int = 0, pixels: PixelMode = "dynamic_binarize") -> zoo.Dataset:
+def make_digits(validation_size: Annotated[int, AtLeast(0)] = 300, test_size: Annotated[int, AtLeast(1)] = 360,
+                seed: Seed = 0, pixels: PixelMode = "dynamic_binarize") -> zoo.Dataset:
     """1797 8x8 digits from scikit-learn, intensities in [0, 1], binarized per batch by default.
 
     >>> ds = make_digits(); ds.image_shape  # doctest: +SKIP

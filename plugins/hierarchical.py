@@ -23,7 +23,7 @@ from flax import nnx
 import zoo
 from zoo.hierarchy import LayeredLatent, split_layers
 from plugins.layers import MLP, DiagonalGaussianHead, check_sizes, dense, flatten_with, size
-from plugins.mixture_priors import VampPrior, check_vampprior
+from plugins.mixture_priors import PseudoInputs, Spread, VampPrior, check_vampprior
 from plugins.priors import StandardNormalPrior
 
 
@@ -153,7 +153,7 @@ def make_hierarchical_encoder(x_shape, c_shape, latent_sizes, rngs, hidden: Sequ
 def make_hierarchical_prior(latent_sizes, c_shape, encoder, x_shape, rngs, top: Literal["standard_normal", "vampprior"] = "standard_normal",
                             hidden: Sequence[int] = (300, 300), activation: str = "relu", gated: bool = False,
                             init: Init = "lecun", log_variance_bounds: Optional[Sequence[float]] = None,
-                            num_pseudo_inputs: int = 500, init_mean: float = 0.05, init_std: float = 0.01) -> HierarchicalPrior:
+                            num_pseudo_inputs: PseudoInputs = 500, init_mean: float = 0.05, init_std: Spread = 0.01) -> HierarchicalPrior:
     """p(z_L) prod p(z_l | z_{l+1}); the top layer N(0, I) or a VampPrior through the encoder's top layer.
 
     >>> prior = make_hierarchical_prior((40, 40), None, encoder, (28, 28, 1), nnx.Rngs(0), top="vampprior")  # doctest: +SKIP

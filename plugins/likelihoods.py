@@ -7,12 +7,14 @@ independent event dimension.
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import distrax
 import jax
 import jax.numpy as jnp
 
 import zoo
+from zoo import Above, AtLeast
 
 
 class FlatEvents(distrax.Distribution):
@@ -122,7 +124,7 @@ def make_gaussian_identity() -> FixedScaleGaussianLikelihood:
     return FixedScaleGaussianLikelihood(scale=1.0)
 
 
-def make_gaussian_fixed(scale: float = 0.1) -> FixedScaleGaussianLikelihood:
+def make_gaussian_fixed(scale: Annotated[float, Above(0)] = 0.1) -> FixedScaleGaussianLikelihood:
     """Gaussian with a fixed scale (decoder outputs the mean).
 
     >>> make_gaussian_fixed(scale=0.1)(jnp.zeros((2, 3, 1))).log_prob(jnp.zeros((2, 3)))  # doctest: +SKIP
@@ -132,7 +134,7 @@ def make_gaussian_fixed(scale: float = 0.1) -> FixedScaleGaussianLikelihood:
     return FixedScaleGaussianLikelihood(scale=float(scale))
 
 
-def make_gaussian_diagonal(min_scale: float = 1e-3) -> DiagonalGaussianLikelihood:
+def make_gaussian_diagonal(min_scale: Annotated[float, AtLeast(0)] = 1e-3) -> DiagonalGaussianLikelihood:
     """Gaussian whose diagonal covariance the decoder outputs (mean and scale per dimension).
 
     >>> make_gaussian_diagonal()(jnp.zeros((2, 3, 2))).log_prob(jnp.zeros((2, 3)))  # doctest: +SKIP

@@ -8,7 +8,7 @@ the ELBO uses the one-sample Monte Carlo estimate log q(z|x) - log p(z).
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Annotated, Callable, Optional
 
 import distrax
 import jax
@@ -16,11 +16,16 @@ import jax.numpy as jnp
 from flax import nnx
 
 import zoo
+from zoo import AtLeast
 
 
 # Below this scale the matmul form's float32 cancellation grows (measured against the
 # broadcast form, latent 40, 500 components: 0.007 nats at scale 0.05, 0.3 at 0.01).
 MATMUL_MIN_SCALE = 0.05
+
+
+PseudoInputs = Annotated[int, AtLeast(1)]  # K, the VampPrior's number of pseudo-inputs
+Spread = Annotated[float, AtLeast(0)]  # a standard deviation of the initial values
 
 
 def _expanded_squared_distances(z: jax.Array, locs: jax.Array, scales: jax.Array) -> jax.Array:
@@ -143,8 +148,8 @@ def check_vampprior(c_shape, num_pseudo_inputs: int, init_std: float) -> None:
         raise ValueError(f"init_std: expected >= 0, got {init_std}")
 
 
-def make_vampprior(encoder, x_shape, c_shape, rngs, num_pseudo_inputs: int = 500, init_mean: float = 0.05,
-                   init_std: float = 0.01) -> VampPrior:
+def make_vampprior(encoder, x_shape, c_shape, rngs, num_pseudo_inputs: PseudoInputs = 500, init_mean: float = 0.05,
+                   init_std: Spread = 0.01) -> VampPrior:
     """VampPrior p(z) = 1/K sum_k q(z | u_k) over K learned pseudo-inputs (Tomczak and Welling 2018).
 
     Works with any encoder; the defaults are the paper's (K = 500, pseudo-inputs
@@ -186,7 +191,7 @@ class MixturePrior(nnx.Module):
         return DiagonalGaussianMixture(self.logits[...], self.locs[...], jnp.exp(self.log_scales[...]), batch_size)
 
 
-def make_mixture_prior(latent_dim, rngs, num_components: int = 500, init_spread: float = 1.0) -> MixturePrior:
+def make_mixture_prior(latent_dim, rngs, num_components: Annotated[int, AtLeast(1)] = 500, init_spread: Spread = 1.0) -> MixturePrior:
     """A learned mixture of `num_components` diagonal Gaussians; means start N(0, init_spread^2), scales 1.
 
     >>> prior = make_mixture_prior(40, nnx.Rngs(0), num_components=500)  # doctest: +SKIP

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 import zoo
-from zoo import AtLeast
+from zoo import Above, AtLeast, AtMost
 from zoo.model import sample_with_kl
 
 KERNELS = {
@@ -25,6 +25,7 @@ KERNELS = {
     "rbf": lambda squared, scale: jnp.exp(-squared / scale),
 }
 Kernel = Literal["imq", "rbf"]
+KernelScale = Optional[Annotated[float, Above(0)]]  # null: 2 x the latent size
 
 
 def check_kernel(kernel: str, scale: Optional[float]) -> None:
@@ -59,8 +60,8 @@ def _prior_mmd(model, batch: zoo.Batch, z: jax.Array, rng, kernel: str, scale: O
     return mmd_squared(z, prior_z, kernel, scale)
 
 
-def info_vae(alpha: float = 1.0, lambda_weight: float = 1000.0, kernel: Kernel = "rbf",
-             kernel_scale: Optional[float] = None) -> zoo.Objective:
+def info_vae(alpha: Annotated[float, AtMost(1)] = 1.0, lambda_weight: Annotated[float, AtLeast(0)] = 1000.0, kernel: Kernel = "rbf",
+             kernel_scale: KernelScale = None) -> zoo.Objective:
     """InfoVAE: E_q[log p(x|z)] - (1 - alpha) KL(q(z|x) || p(z)) - (alpha + lambda - 1) MMD^2(q(z), p(z)).
 
     alpha = 1 is the MMD-VAE (no per-example KL); alpha = 0, lambda = 1 the ELBO.
@@ -83,7 +84,7 @@ def info_vae(alpha: float = 1.0, lambda_weight: float = 1000.0, kernel: Kernel =
     return loss_fn
 
 
-def wae_mmd(mmd_weight: Annotated[float, AtLeast(0)] = 10.0, kernel: Kernel = "imq", kernel_scale: Optional[float] = None,
+def wae_mmd(mmd_weight: Annotated[float, AtLeast(0)] = 10.0, kernel: Kernel = "imq", kernel_scale: KernelScale = None,
             deterministic: bool = True) -> zoo.Objective:
     """WAE-MMD: the reconstruction cost -log p(x|z) plus mmd_weight * MMD^2(q(z), p(z)).
 

@@ -20,13 +20,14 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import numpy as np
 
 import zoo
 from plugins import idx
-from zoo.data import PixelMode, image_dataset
+from zoo import AtLeast
+from zoo.data import PixelMode, Seed, image_dataset
 CACHE_ENV = "VAE_ZOO_CACHE"
 
 
@@ -243,7 +244,7 @@ def make_idx_dataset_factory(source: Source):
     """A dataset factory for one MNIST-family dataset."""
 
     def factory(data_dir=None, source_dir: Optional[str] = None, cache_dir: Optional[str] = None,
-                pixels: PixelMode = "dynamic_binarize", validation_size: int = 5000, seed: int = 0,
+                pixels: PixelMode = "dynamic_binarize", validation_size: Annotated[int, AtLeast(0)] = 5000, seed: Seed = 0,
                 download: bool = False) -> zoo.Dataset:
         files = locate_idx(source, data_dir or source_dir)
         cache = Path(cache_dir) if cache_dir else default_cache_dir()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Annotated, Optional, Sequence
 
 import distrax
 import jax
@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 import zoo
+from zoo import Above
 from plugins.layers import MLP, DiagonalGaussianHead, size
 
 
@@ -51,7 +52,7 @@ def make_standard_normal_prior(latent_dim) -> StandardNormalPrior:
 
 
 def make_conditional_prior(latent_dim, c_shape, rngs, hidden: Sequence[int] = (256,), activation: str = "relu",
-                           fixed_scale: Optional[float] = None) -> ConditionalPrior:
+                           fixed_scale: Optional[Annotated[float, Above(0)]] = None) -> ConditionalPrior:
     """Conditional prior network p(z | c) of Sohn et al.; needs a condition.
 
     With `fixed_scale` the network gives only the mean and the scale is that

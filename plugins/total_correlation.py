@@ -14,12 +14,14 @@ estimate is of the minibatch's own aggregate posterior, and converges to its tot
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import distrax
 import jax
 import jax.numpy as jnp
 
 import zoo
+from zoo import AtLeast
 
 
 def aggregate_log_densities(z: jax.Array, loc: jax.Array, scale: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -38,7 +40,10 @@ def total_correlation(z: jax.Array, loc: jax.Array, scale: jax.Array) -> jax.Arr
     return jnp.mean(log_joint - log_marginals)
 
 
-def beta_tc(beta: float = 6.0, alpha: float = 1.0, gamma: float = 1.0) -> zoo.Objective:
+Weight = Annotated[float, AtLeast(0)]  # each of the three terms' weights
+
+
+def beta_tc(beta: Weight = 6.0, alpha: Weight = 1.0, gamma: Weight = 1.0) -> zoo.Objective:
     """Chen et al.'s beta-TC-VAE: E_q[log p(x|z)] - alpha MI - beta TC - gamma dimension-wise KL.
 
     With alpha = beta = gamma = 1 it is the ELBO (its KL by Monte Carlo). Needs a diagonal

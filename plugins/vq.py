@@ -9,7 +9,8 @@ fitted after training): KL(q || p) = positions * log K, a constant, and samples 
 drawn codes. Objective `vq`: -log p(x | z_q) + |sg(z_e) - z_q|^2 + commitment |z_e - sg(z_q)|^2.
 
 A point mass is no importance-sampling proposal, so the encoder declares the importance-sampled
-log-likelihood undefined; evaluation reports it as None and adds the codebook's perplexity.
+log-likelihood undefined (`undefined_metrics`); evaluation reports it as None with the reason and
+adds the codebook's perplexity.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ class VQEncoder(nnx.Module):
     """x -> z_e by dense layers, then each position's nearest code of a learned codebook."""
 
     latent_kind = "discrete"
-    log_likelihood_undefined = UNDEFINED
+    undefined_metrics = {"log_likelihood": UNDEFINED, "log_likelihood_prior": UNDEFINED}
 
     def __init__(self, x_shape, c_shape, latent_dim: int, hidden, activation: str, codebook_size: int, code_dim: int, *,
                  rngs: nnx.Rngs):
@@ -195,7 +196,7 @@ def make_uniform_codebook_prior(encoder) -> CodebookPrior:
     return CodebookPrior(encoder)
 
 
-def vq(commitment: float = 0.25) -> zoo.Objective:
+def vq(commitment: Annotated[float, AtLeast(0)] = 0.25) -> zoo.Objective:
     """The VQ-VAE loss: -log p(x | z_q) + codebook loss + commitment * commitment loss (van den Oord et al.).
 
     Metrics: the ELBO against the prior over codes, both losses and the batch's code perplexity.

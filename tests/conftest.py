@@ -101,4 +101,4 @@ def amat_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def book() -> zoo.RecipeBook:
-    return zoo.RecipeBook([REPO / "registry.yaml"])
+    return zoo.RecipeBook([REPO / "zoo" / "registry.yaml"])

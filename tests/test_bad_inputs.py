@@ -85,10 +85,10 @@ CASES = [
     (["train", "cvae_sohn", "--workdir", "w", "--set", "objective.alpha=2"], "alpha"),
     (["train", "vae_mlp", "--workdir", "w", "--set", "dataset={name: fashion_mnist}", "--data-dir", "/nonexistent"], "/nonexistent"),
     (["train", "vae_mlp", "--workdir", "w", "--set", "encoder.hidden=[0]"], "hidden sizes must be positive"),
-    (["train", "vae_mlp", "--workdir", "w", "--set", "dataset.validation_size=-1"], "validation_size -1 must lie in"),
+    (["train", "vae_mlp", "--workdir", "w", "--set", "dataset.validation_size=-1"], "vae_mlp.dataset.validation_size: expected an int >= 0, got -1"),
     (["train", "vae_mlp", "--workdir", "w", "--set", "prior={name: mixture, num_components: 0}"], "num_components"),
     (["train", "vae_mlp", "--workdir", "w", "--set", "prior={name: vampprior, num_pseudo_inputs: 0}"], "num_pseudo_inputs"),
-    (["train", "vae_mlp", "--workdir", "w", "--set", "objective={name: beta_elbo, beta: -1}"], "beta must be >= 0"),
+    (["train", "vae_mlp", "--workdir", "w", "--set", "objective={name: beta_elbo, beta: -1}"], "vae_mlp.objective.beta: expected a float >= 0, got -1"),
     (["train", "vae_mlp", "--workdir", "w", "--set", "train.learning_rate=.inf"], "train.learning_rate"),
     (["train", "vae_mlp", "--workdir", "w", "--set", "encoder.log_variance_bounds=[2, -6]"], "log_variance_bounds"),
     # eval

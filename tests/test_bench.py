@@ -1,6 +1,8 @@
 """The benchmark harness on tiny budgets: suites, resumption, the table, the report."""
 
+import json
 import math
+import re
 import textwrap
 
 import pytest
@@ -132,3 +134,48 @@ def test_every_shipped_suite_loads(book):
         suite = bench.load_suite(name, book)
         assert bench.expand(suite)
     assert any(entry["value"] == 228.70 for entry in bench.load_suite("fashion_density", book).published)
+
+
+def test_run_names_repeat_no_word(book):
+    for name in sorted(p.stem for p in bench.SUITES_DIR.glob("*.yaml")):
+        for run in bench.expand(bench.load_suite(name, book)):
+            words = re.split(r"[-_=]", run.run_id)
+            assert len(words) == len(set(words)), run.run_id
+    quick = [run.run_id for run in bench.expand(bench.load_suite("quick", book))]
+    assert quick[:2] == ["vae_mlp-seed0", "vae_conv-seed0"]
+    quadrants = [run.run_id for run in bench.expand(bench.load_suite("quadrants", book))]
+    assert "quadrant_cvae-fashion_mnist-visible_quadrants=2_3-seed0" in quadrants
+    task = {"name": "visible_quadrants", "visible": [1, 2], "other_option": 3}
+    assert bench.task_in_run_name(task) == "visible_quadrants=1_2-other_option=3"
+
+
+def test_runs_that_would_share_a_directory_are_refused(tmp_path, book):
+    text = TINY + "datasets: [{name: digits, pixels: grayscale}, {name: digits, pixels: static_binarize}]\n"
+    path = write_suite(tmp_path, text)
+    with pytest.raises(zoo.RecipeError, match=f"^{re.escape(str(path))}: two runs would share the directory runs/vae_mlp-digits-seed0"):
+        bench.load_suite(str(path), book)
+
+
+def test_a_suite_begun_under_an_earlier_run_name_resumes_that_run(tmp_path, book, registry):
+    suite = bench.load_suite(str(write_suite(tmp_path, TINY.replace("[vae_mlp, cvae_mlp]", "[vae_mlp]").replace("[0, 1, 2]", "[0]"))), book)
+    (run,) = bench.expand(suite)
+    assert run.run_id == "vae_mlp-seed0" and "vae_mlp-recipe-recipe-seed0" in run.earlier_run_ids()
+    earlier = tmp_path / "out" / "runs" / "vae_mlp-recipe-recipe-seed0"
+    earlier.mkdir(parents=True)
+    record = {"suite": "tiny", "run": earlier.name, "variant": "vae_mlp", "dataset": "digits", "task": "recipe", "seed": 0, "elbo": -30.0}
+    (earlier / "result.json").write_text(json.dumps(record))
+    lines = []
+    results = bench.run_suite(suite, tmp_path / "out", book, registry, log=lines.append)
+    assert lines == ["[1] vae_mlp-recipe-recipe-seed0: done earlier"] and results == [record]
+    assert not (tmp_path / "out" / "runs" / "vae_mlp-seed0").exists()
+
+
+def test_bench_prints_the_table_once_and_writes_the_report(tmp_path, capsys):
+    from zoo.cli import main
+
+    path = write_suite(tmp_path, TINY.replace("[vae_mlp, cvae_mlp]", "[vae_mlp]").replace("[0, 1, 2]", "[0]"))
+    assert main(["bench", str(path), "--out", str(tmp_path / "out"), "--report", str(tmp_path / "report")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("| variant | seeds |") == 1 and printed.count("| vae_mlp | 1 |") == 1
+    assert f"report: {tmp_path / 'report' / 'report.md'}" in printed and f"results: {tmp_path / 'out' / 'results.jsonl'}" in printed
+    assert "| vae_mlp | 1 |" in (tmp_path / "report" / "report.md").read_text()

@@ -36,7 +36,7 @@ SMALL = {
 
 @pytest.fixture(scope="module")
 def perf_book():
-    return zoo.RecipeBook([REPO / "registry.yaml", PERF / "recipes.yaml"])
+    return zoo.RecipeBook([REPO / "zoo" / "registry.yaml", PERF / "recipes.yaml"])
 
 
 def zoo_and_reference(variant, perf_book, registry):

@@ -33,6 +33,10 @@ _PUBLIC = {
     "UnknownComponentError": "zoo.errors",
     "ZooError": "zoo.errors",
     "AtLeast": "zoo.config",
+    "AtMost": "zoo.config",
+    "Above": "zoo.config",
+    "Between": "zoo.config",
+    "Interval": "zoo.config",
     "hookimpl": "zoo.hookspecs",
     "Batch": "zoo.interfaces",
     "Condition": "zoo.interfaces",
@@ -63,8 +67,11 @@ __all__ = [
     "load",
     "train",
     "KINDS",
+    "Above",
     "AtLeast",
+    "AtMost",
     "Batch",
+    "Between",
     "Component",
     "Condition",
     "DataError",
@@ -72,6 +79,7 @@ __all__ = [
     "Decoder",
     "DuplicateComponentError",
     "Encoder",
+    "Interval",
     "LatentVariableModel",
     "Likelihood",
     "ModelBuildError",
@@ -109,7 +117,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ lo
         UnknownComponentError,
         ZooError,
     )
-    from zoo.config import AtLeast
+    from zoo.config import Above, AtLeast, AtMost, Between, Interval
     from zoo.hookspecs import hookimpl
     from zoo.interfaces import Batch, Condition, Dataset, Decoder, Encoder, Likelihood, Objective, Prior, Split
     from zoo.model import LatentVariableModel, build_model, kl_divergence

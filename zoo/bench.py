@@ -1,7 +1,7 @@
 """Suites: variants x datasets x tasks x seeds under one budget and one evaluation.
 
-A suite is a YAML file (benchmarks/suites/NAME.yaml). `run_suite` trains and
-evaluates every run in its own workdir; a run that finished wrote
+A suite is a YAML file: a path, or the name of one shipped in zoo/suites/ (package
+data). `run_suite` trains and evaluates every run in its own workdir; a run that finished wrote
 `result.json` and is skipped when the suite is run again, a run that was
 killed resumes from its checkpoint. Results go to `results.jsonl`.
 """
@@ -23,6 +23,7 @@ from flax import nnx
 from zoo import classifier, runs
 from zoo.errors import RecipeError, UnknownComponentError
 from zoo.files import write_atomically
+from zoo.package_data import package_path
 from zoo.progress import duration
 from zoo.recipes import RecipeBook, dump, read_yaml
 from zoo.registry import Registry, closest_match, unknown_name_message
@@ -31,7 +32,7 @@ SUITE_KEYS = ("name", "description", "variants", "datasets", "tasks", "seeds", "
 BUDGET_KEYS = ("steps", "epochs", "max_seconds", "batch_size")
 EVAL_KEYS = ("num_samples", "split", "limit", "accuracy_samples", "proposals")
 UNCONDITIONAL = "unconditional"
-SUITES_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "suites"
+SUITES_DIR = package_path("suites")  # the shipped suites, found in an installed wheel too
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Suite:
 
 
 def suite_path(name_or_path: str) -> Path:
-    """A suite file: a path, or a name in benchmarks/suites/."""
+    """A suite file: a path, or the name of a shipped suite (zoo/suites/NAME.yaml)."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         return path
@@ -108,9 +109,15 @@ def load_suite(name_or_path: str, book: RecipeBook) -> Suite:
         missing = [k for k in ("model", "metric", "value", "source") if k not in entry]
         if missing:
             raise fail(f"published[{index}]", f"missing {', '.join(missing)}")
-    return Suite(str(raw.get("name") or path.stem), where, tuple(variants), datasets, tasks, seeds,
-                 {v: tuple(values) for v, values in variant_seeds.items()}, budget,
-                 tuple(_list_of(raw, "set", str, fail)), evaluation, published, str(raw.get("description") or ""))
+    suite = Suite(str(raw.get("name") or path.stem), where, tuple(variants), datasets, tasks, seeds,
+                  {v: tuple(values) for v, values in variant_seeds.items()}, budget,
+                  tuple(_list_of(raw, "set", str, fail)), evaluation, published, str(raw.get("description") or ""))
+    named: dict[str, Run] = {}
+    for run in expand(suite):  # a run name leaves out what the recipe decides and a dataset's options
+        if named.setdefault(run.run_id, run) != run:
+            raise RecipeError(f"{where}: two runs would share the directory runs/{run.run_id} ({named[run.run_id]} and {run}); "
+                              "give the datasets or tasks that differ only in their options as separate suites")
+    return suite
 
 
 def _list_of(raw, key, kind, fail, required=False) -> list:
@@ -156,6 +163,22 @@ def task_label(task) -> str:
     return f"{task['name']} {options}".strip()
 
 
+def task_in_run_name(task) -> str:
+    """A task as a run name writes it: its name, then each option's value, the option's key
+    left out where its words are already the name's (visible_quadrants=2_3, not
+    visible_quadrants_visible=_2_3_)."""
+    if task == UNCONDITIONAL:
+        return task
+    name_words = set(task["name"].split("_"))
+    text = task["name"]
+    for key, value in task.items():
+        if key == "name":
+            continue
+        shown = "_".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        text += f"={shown}" if set(key.split("_")) <= name_words else f"-{key}={shown}"
+    return text
+
+
 @dataclasses.dataclass(frozen=True)
 class Run:
     """One cell of a suite: a variant on a dataset and task with one seed."""
@@ -167,13 +190,23 @@ class Run:
 
     @property
     def run_id(self) -> str:
-        """variant[-dataset][-task]-seedN; the parts the recipe itself decides are left out."""
+        """variant[-dataset][-task]-seedN, no word twice: the parts the recipe itself decides are
+        left out, and a task's option keys that repeat its name (task_in_run_name)."""
         parts = [self.variant]
         if self.dataset:
             parts.append(self.dataset["name"])
         if self.task is not None:
-            parts.append(task_label(self.task))
-        return re.sub(r"[^A-Za-z0-9_.=-]+", "_", "-".join(parts + [f"seed{self.seed}"]))
+            parts.append(task_in_run_name(self.task))
+        return safe_name("-".join(parts + [f"seed{self.seed}"]))
+
+    def earlier_run_ids(self) -> list[str]:
+        """The names earlier versions of the zoo gave this run's directory, so that a suite
+        begun before a renaming resumes its runs rather than training them again."""
+        dataset = [self.dataset["name"]] if self.dataset else []
+        task = [task_label(self.task)] if self.task is not None else []
+        names = ["-".join([self.variant, *dataset, *task, f"seed{self.seed}"]),  # the task's words in full
+                 f"{self.variant}-{dataset[0] if dataset else 'recipe'}-{task_label(self.task)}-seed{self.seed}"]  # 'recipe' for each default
+        return [name for name in dict.fromkeys(map(safe_name, names)) if name != self.run_id]
 
     def overrides(self, suite: Suite) -> list[str]:
         """The --set overrides that turn the variant's recipe into this run's."""
@@ -187,6 +220,20 @@ class Run:
         if "batch_size" in suite.budget:
             sets.append(f"train.batch_size={suite.budget['batch_size']}")
         return sets + list(suite.overrides)
+
+
+def safe_name(text: str) -> str:
+    """A run name as a directory name: letters, digits and _ . = - only."""
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)
+
+
+def run_dir(out: Path, run: Run) -> Path:
+    """The run's directory in a suite's output: its name, or the one an earlier version of the
+    zoo gave it where that directory exists (its result.json and checkpoints are used as they are)."""
+    for name in run.earlier_run_ids():
+        if (out / "runs" / name).is_dir() and not (out / "runs" / run.run_id).exists():
+            return out / "runs" / name
+    return out / "runs" / run.run_id
 
 
 def expand(suite: Suite) -> list[Run]:
@@ -225,14 +272,14 @@ def run_suite(suite: Suite, out: Path, book: RecipeBook, registry: Registry, *, 
     planned = [run for run in expand(suite) if not variants or run.variant in variants]
     timings: list[float] = []  # wall seconds of each run trained by this process: the estimate of what is left
     for number, run in enumerate(planned, 1):
-        workdir = out / "runs" / run.run_id
+        workdir = run_dir(out, run)
         result_file = workdir / "result.json"
         if result_file.exists():
-            log(f"[{number}/{len(planned)}] {run.run_id}: done earlier")
+            log(f"[{number}/{len(planned)}] {workdir.name}: done earlier")
             continue
-        left = len([r for r in planned[number - 1:] if not (out / "runs" / r.run_id / "result.json").exists()])
+        left = len([r for r in planned[number - 1:] if not (run_dir(out, r) / "result.json").exists()])
         estimate = f", about {duration(sum(timings) / len(timings) * left)} left for {left} runs" if timings else ""
-        log(f"[{number}/{len(planned)}] {run.run_id}: training{estimate}")
+        log(f"[{number}/{len(planned)}] {workdir.name}: training{estimate}")
         recipe = resolve_run(run, suite, book, registry, data_dir)
         began = time.perf_counter()
         summary = train_and_evaluate(recipe, workdir, registry, resume=True, progress=progress, data_dir=data_dir,
@@ -245,7 +292,7 @@ def run_suite(suite: Suite, out: Path, book: RecipeBook, registry: Registry, *, 
         write_atomically(result_file, json.dumps(record, indent=1) + "\n")  # a result is there whole or not at all
         write_results(suite, out)
         timings.append(record["wall_seconds"])
-        log(f"[{number}/{len(planned)}] {run.run_id}: done in {duration(record['wall_seconds'])}")
+        log(f"[{number}/{len(planned)}] {workdir.name}: done in {duration(record['wall_seconds'])}")
     return write_results(suite, out)
 
 
@@ -253,7 +300,7 @@ def write_results(suite: Suite, out: Path) -> list[dict]:
     """results.jsonl: every finished run of the suite in `out`, in suite order (rewritten atomically)."""
     results = []
     for run in expand(suite):
-        result_file = out / "runs" / run.run_id / "result.json"
+        result_file = run_dir(out, run) / "result.json"
         if result_file.exists():
             results.append(json.loads(result_file.read_text()))
     write_atomically(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in results))
@@ -274,7 +321,7 @@ def evaluate_run(suite: Suite, run: Run, recipe: dict, workdir: Path, registry: 
     for key in ("run", "variant", "step"):
         evaluation.pop(key)
     record = {
-        "suite": suite.name, "run": run.run_id, "variant": run.variant, "dataset": experiment.dataset.name,
+        "suite": suite.name, "run": workdir.name, "variant": run.variant, "dataset": experiment.dataset.name,
         "task": task_label(run.task if run.task is not None else (recipe["condition"] or UNCONDITIONAL)),
         "seed": run.seed, "evaluated_step": trained.step, **evaluation,
         "seconds_per_epoch": runs.seconds_per_epoch(workdir, len(experiment.dataset.train.images) // recipe["train"]["batch_size"]),

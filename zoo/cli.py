@@ -131,12 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--data-dir")
 
     bench = commands.add_parser("bench", help="run a suite: variants x datasets x tasks x seeds (resumable)")
-    bench.add_argument("suite", help="a suite file, or a name in benchmarks/suites/")
+    bench.add_argument("suite", help="a suite file, or the name of a shipped suite (quick, quadrants, ...; zoo/suites/)")
     bench.add_argument("--out", help="output directory (default runs/bench/SUITE)")
     bench.add_argument("--data-dir")
     bench.add_argument("--progress", action="store_true", help="show a progress bar per run")
     bench.add_argument("--variants", help="run only these variants of the suite, comma-separated "
                                           "(several processes can share one --out, each with its own variants)")
+    bench.add_argument("--report", help="also write the report of zoo compare (report.md and its plots) to this directory")
 
     serve = commands.add_parser("serve", help="a local page where a trained model writes what you type")
     serve.add_argument("run", help="run directory")
@@ -304,28 +305,24 @@ def cmd_plot(args, registry) -> None:
 
 def cmd_bench(args, registry) -> None:
     from zoo.bench import load_suite, run_suite
-    from zoo.report import table
+    from zoo.report import print_comparison
 
     book = recipe_book(args)
     suite = load_suite(args.suite, book)
     out = output_dir(Path(args.out or Path("runs") / "bench" / suite.name), "--out")
     variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
-    results = run_suite(suite, out, book, registry, data_dir=args.data_dir, progress=args.progress,
-                        log=lambda line: print(line, file=sys.stderr, flush=True), variants=variants)
-    print(table(results))
+    report = output_dir(Path(args.report), "--report") if args.report else None
+    run_suite(suite, out, book, registry, data_dir=args.data_dir, progress=args.progress,
+              log=lambda line: print(line, file=sys.stderr, flush=True), variants=variants)
+    print_comparison([out / "results.jsonl"], report, registry)  # the table once: `make run` is this one command
     print(f"\nresults: {out / 'results.jsonl'}")
 
 
 def cmd_compare(args, registry) -> None:
-    from zoo.report import published_table, read_results, suite_files, table, write_report
+    from zoo.report import print_comparison
 
-    print(table(read_results(args.results)))
-    published = published_table(suite_files(args.results))
-    if published:
-        print("\n" + published)
-    if args.report:
-        output_dir(Path(args.report), "--report")
-        print(f"\nreport: {write_report(args.results, Path(args.report), registry, samples=not args.no_samples)}")
+    print_comparison(args.results, output_dir(Path(args.report), "--report") if args.report else None, registry,
+                     samples=not args.no_samples)
 
 
 def cmd_serve(args, registry) -> None:

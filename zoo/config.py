@@ -79,11 +79,62 @@ class EarlyStopping:
 
 
 @dataclasses.dataclass(frozen=True)
-class AtLeast:
-    """A bound on a factory option, as `Annotated[int, AtLeast(1)]`: recipe validation refuses a
-    smaller value and names the key (`zoo: error: registry.yaml: iaf_vae.encoder.steps: expected an int >= 1, got 0`)."""
+class Interval:
+    """The range of a numeric factory option, as `Annotated[float, Between(0, 1)]`: recipe
+    validation refuses a value outside it and names the key (`zoo: error: --set:
+    cvae_sohn.objective.alpha: expected a float in [0, 1], got 2`). NaN lies in no range.
+    Write it with AtLeast, AtMost, Above or Between."""
 
-    bound: float
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False  # low itself excluded: Above(0) is "> 0"
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return bool(above and below)
+
+    def words(self) -> str:
+        """'>= 1', '> 0', '<= 1', 'in [0, 1]', ...: what follows 'an int' or 'a float'."""
+        if self.high == math.inf:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.low == -math.inf:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+class AtLeast(Interval):
+    """`bound` or more: `Annotated[int, AtLeast(1)]` (a count), `AtLeast(0)` (a weight)."""
+
+    def __init__(self, bound: float):
+        super().__init__(low=bound)
+
+
+class AtMost(Interval):
+    """`bound` or less."""
+
+    def __init__(self, bound: float):
+        super().__init__(high=bound)
+
+
+class Above(Interval):
+    """More than `bound`: `Above(0)` for a scale, which must be positive."""
+
+    def __init__(self, bound: float):
+        super().__init__(low=bound, low_open=True)
+
+
+class Between(Interval):
+    """From `low` to `high`, both included: `Between(0, 1)` for a probability or a mixing weight."""
+
+    def __init__(self, low: float, high: float):
+        super().__init__(low=low, high=high)
+
+
+def intervals(annotation: Any) -> list[Interval]:
+    """The ranges an `Annotated[...]` carries."""
+    return [m for m in getattr(annotation, "__metadata__", ()) if isinstance(m, Interval)]
 
 
 class TypeMismatch(Exception):
@@ -98,8 +149,7 @@ def describe(annotation: Any) -> str:
     """Words for what an annotation accepts: 'an int', 'a list of ints', ..."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is typing.Annotated:
-        bounds = [f" >= {m.bound:g}" for m in annotation.__metadata__ if isinstance(m, AtLeast)]
-        return describe(args[0]) + "".join(bounds)
+        return describe(args[0]) + "".join(f" {interval.words()}" for interval in intervals(annotation))
     if annotation is int:
         return "an int"
     if annotation is float:
@@ -124,6 +174,8 @@ def _is_sequence(origin: Any) -> bool:
 
 
 def _plural(annotation: Any) -> str:
+    if typing.get_origin(annotation) is typing.Annotated:  # "ints in [0, 3]", not "int in [0, 3]s"
+        return _plural(typing.get_args(annotation)[0]) + "".join(f" {interval.words()}" for interval in intervals(annotation))
     word = describe(annotation)
     for article in ("an ", "a "):
         if word.startswith(article):
@@ -138,8 +190,8 @@ def coerce(value: Any, annotation: Any) -> Any:
         return value
     if origin is typing.Annotated:
         value = coerce(value, args[0])
-        for bound in (m for m in annotation.__metadata__ if isinstance(m, AtLeast)):
-            if isinstance(value, (int, float)) and not value >= bound.bound:
+        for interval in intervals(annotation):
+            if isinstance(value, (int, float)) and value not in interval:
                 raise TypeMismatch(describe(annotation))
         return value
     if annotation is bool:
@@ -197,7 +249,7 @@ def type_hints(function: Any) -> dict[str, Any]:
     """Resolved annotations of a callable (strings evaluated); {} when they cannot be."""
     target = function.__init__ if isinstance(function, type) else function  # type: ignore[misc]
     try:
-        return typing.get_type_hints(target, include_extras=True)  # keep Annotated bounds (AtLeast)
+        return typing.get_type_hints(target, include_extras=True)  # keep Annotated ranges (Interval)
     except Exception:  # unresolvable annotations: skip type checks rather than fail
         return {}
 

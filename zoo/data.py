@@ -10,15 +10,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 import typing
-from typing import Any, Literal, Mapping, Optional
+from typing import Annotated, Any, Literal, Mapping, Optional
 
 import numpy as np
 
+from zoo.config import AtLeast
 from zoo.errors import DataError, ModelBuildError, ZooError
 from zoo.interfaces import Dataset, Shape, Split
 from zoo.registry import Registry, build_component
 
 PixelMode = Literal["grayscale", "dynamic_binarize", "static_binarize"]
+Seed = Annotated[int, AtLeast(0)]  # of a split's permutation and the static binarization (numpy takes no negative seed)
 PIXEL_MODES = typing.get_args(PixelMode)
 
 

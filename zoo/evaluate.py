@@ -13,8 +13,8 @@ from flax import nnx
 
 from zoo import parallel
 from zoo.errors import DataError
-from zoo.interfaces import DiscretePosterior, Split
-from zoo.model import sample_with_kl
+from zoo.interfaces import DiscretePosterior, Split, undefined_metrics
+from zoo.model import LOG_LIKELIHOOD_METRIC, sample_with_kl
 from zoo.progress import Progress
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015: Cov_x(E_q[z]) above 0.01
@@ -115,12 +115,15 @@ def evaluate(
     proposals: tuple[str, ...] = ("posterior",),
     mesh: Optional[parallel.Mesh] = None,
     progress: bool = False,
-) -> dict[str, float]:
+    objective: Any = None,
+) -> dict[str, Any]:
     """Every metric on one split; `num_samples` = 0 skips the importance-sampled estimate.
 
-    A model whose log-likelihood is not defined (`model.log_likelihood_undefined`)
-    gets None for it and the reason under `log_likelihood_undefined`; a discrete
-    latent adds `codebook_perplexity` (exp of the entropy of the split's code usage).
+    A metric that does not apply, as the model's components or the `objective` it was
+    trained with declare (`undefined_metrics`), is None, with the reason under
+    `METRIC_undefined` (e.g. `log_likelihood_undefined` for a VQ-VAE's point-mass
+    posterior; `elbo_undefined` and the rest for a gsnn, whose encoder is never trained);
+    a discrete latent adds `codebook_perplexity` (exp of the entropy of the split's code usage).
 
     Each proposal gives one estimate: `log_likelihood` (or
     `conditional_log_likelihood`) with q(z|x,c), `..._prior` with p(z|c).
@@ -141,18 +144,32 @@ def evaluate(
     }
     if "code_counts" in bounds:
         metrics["codebook_perplexity"] = perplexity(np.sum(bounds["code_counts"], axis=0))
-    undefined = nnx.merge(graphdef, params).log_likelihood_undefined
+    model = nnx.merge(graphdef, params)
+    undefined = {**undefined_metrics(objective), **model.undefined_metrics}
     for proposal in proposals if num_samples > 0 else ():
-        key = ("conditional_log_likelihood" if conditional else "log_likelihood") + ("_prior" if proposal == "prior" else "")
-        if undefined is not None:  # reported as not defined, never as a number
-            metrics[key], metrics["log_likelihood_undefined"] = None, undefined
+        metric = LOG_LIKELIHOOD_METRIC[proposal]
+        if metric in undefined:
+            metrics[metric] = None  # its name below; not estimated at all
             continue
         log_likelihood = importance_sampled_over(graphdef, params, condition, split, is_rng, num_samples=num_samples,
                                                  batch_size=batch_size, chunk_size=chunk_size, proposal=proposal,
                                                  mesh=mesh, progress=progress)
-        metrics[key] = float(np.mean(log_likelihood))
+        metrics[metric] = float(np.mean(log_likelihood))
         metrics["num_importance_samples"] = int(num_samples)
-    return metrics
+    return mark_undefined(metrics, undefined, conditional)
+
+
+def mark_undefined(metrics: dict[str, Any], undefined: dict[str, str], conditional: bool) -> dict[str, Any]:
+    """`metrics` with each metric that does not apply as None and its reason under `METRIC_undefined`,
+    the log-likelihoods renamed `conditional_...` for a conditional model."""
+    marked: dict[str, Any] = {}
+    for key, value in metrics.items():
+        name = f"conditional_{key}" if conditional and key in LOG_LIKELIHOOD_METRIC.values() else key
+        if key in undefined:  # reported as not applicable, never as a number
+            marked[name], marked[f"{name}_undefined"] = None, undefined[key]
+        else:
+            marked[name] = value
+    return marked
 
 
 
@@ -194,4 +211,5 @@ def evaluate_run(experiment, graphdef: nnx.GraphDef, params: Any, settings: Eval
     mesh = parallel.mesh_for(devices, "--devices")  # a short batch is padded to the mesh (over_batches)
     return evaluate(graphdef, params, experiment.condition, split, jax.random.key(settings.seed),
                     num_samples=settings.num_samples, batch_size=settings.batch_size,
-                    conditional=experiment.model.conditional, proposals=settings.proposals, mesh=mesh, progress=progress)
+                    conditional=experiment.model.conditional, proposals=settings.proposals, mesh=mesh, progress=progress,
+                    objective=experiment.objective)

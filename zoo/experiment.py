@@ -18,7 +18,7 @@ from zoo import checkpoints, parallel, runs, training
 from zoo.contract import example_batch
 from zoo.data import batch_indices, build_condition, build_dataset
 from zoo.errors import ModelBuildError
-from zoo.interfaces import Dataset, objective_latent_kinds
+from zoo.interfaces import Dataset, objective_latent_kinds, undefined_metrics
 from zoo.model import LatentVariableModel, build_model
 from zoo.recipes import train_config
 from zoo.registry import Registry, build_component
@@ -50,6 +50,7 @@ def assemble(recipe: Mapping[str, Any], registry: Registry, data_dir: Optional[s
     # Objectives with schedules (the KL warm-up) learn the budget's length in steps.
     objective = build_component(registry, "objective", recipe["objective"], ModelBuildError,
                                 steps_per_epoch=config.steps_per_epoch(train_size), total_steps=config.total_steps(train_size))
+    undefined_metrics(model.encoder, model.prior, model.decoder, model.likelihood, objective)  # a misnamed metric is refused here
     if model.latent_kind not in objective_latent_kinds(objective):
         raise ModelBuildError(
             f"objective {recipe['objective']['name']!r} works with a {' or '.join(objective_latent_kinds(objective))} latent; "

@@ -21,9 +21,11 @@ The condition `c` is optional everywhere: `None` for unconditional models.
 The latent is "continuous" (densities over R^D) unless the encoder and prior
 declare `latent_kind = "discrete"` (a VQ-VAE's codes); the two must agree, and
 an objective lists the kinds it works with in `latent_kinds` (default:
-continuous only). An encoder whose posterior is no importance-sampling
-proposal sets `log_likelihood_undefined` to the reason; evaluation then
-reports that log-likelihood as not defined (None), never a number.
+continuous only). A component or objective for which an evaluation metric does
+not apply declares it with the reason, `undefined_metrics = {"log_likelihood":
+"why"}` (a VQ-VAE's point-mass posterior is no importance-sampling proposal; the
+gsnn objective never trains the encoder); evaluation then reports that metric
+as null with the reason under `METRIC_undefined`, never a number.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from typing import Any, NamedTuple, Optional, Protocol, Sequence, runtime_checka
 import distrax
 import jax
 import numpy as np
+
+from zoo.errors import ModelBuildError
 
 Array = jax.Array
 Shape = tuple[int, ...]
@@ -199,6 +203,27 @@ def latent_kind(component) -> str:
 def objective_latent_kinds(objective) -> tuple[str, ...]:
     """The latent kinds an objective works with: its `latent_kinds`, ("continuous",) by default."""
     return tuple(getattr(objective, "latent_kinds", ("continuous",)))
+
+
+# The metrics of evaluation (zoo.evaluate) a component may declare undefined: named as for an
+# unconditional model; a CVAE's log-likelihoods are reported as conditional_log_likelihood[_prior].
+EVALUATION_METRICS = ("elbo", "kl", "reconstruction_error", "active_units", "codebook_perplexity",
+                      "log_likelihood", "log_likelihood_prior")
+
+
+def undefined_metrics(*components: Any) -> dict[str, str]:
+    """Metric -> why it does not apply, from each component's `undefined_metrics` declaration
+    (the first reason given for a metric wins). An unknown metric name is a plugin's mistake,
+    refused when the model is built."""
+    found: dict[str, str] = {}
+    for component in components:
+        declared = getattr(component, "undefined_metrics", None) or {}
+        for metric, reason in declared.items():
+            if metric not in EVALUATION_METRICS:
+                raise ModelBuildError(f"{type(component).__name__} declares an unknown metric {metric!r} undefined; "
+                                      f"metrics: {', '.join(EVALUATION_METRICS)}")
+            found.setdefault(metric, str(reason))
+    return found
 
 
 @runtime_checkable

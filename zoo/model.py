@@ -16,7 +16,7 @@ from flax import nnx
 
 from zoo.contract import check_model
 from zoo.errors import ModelBuildError
-from zoo.interfaces import Array, Shape, latent_kind
+from zoo.interfaces import Array, Shape, latent_kind, undefined_metrics
 from zoo.recipes import latent_sizes
 from zoo.registry import Registry, build_component
 
@@ -26,6 +26,9 @@ from zoo.registry import Registry, build_component
 # with 2500 rows against 45% with 25000, measured here), large enough for
 # efficient matmuls.
 ROWS_PER_CHUNK = 2500
+
+# The evaluation metric of each importance-sampling proposal (zoo.interfaces.EVALUATION_METRICS).
+LOG_LIKELIHOOD_METRIC = {"posterior": "log_likelihood", "prior": "log_likelihood_prior"}
 
 
 def closed_form_kl(q: distrax.Distribution, p: distrax.Distribution) -> Optional[Array]:
@@ -82,13 +85,13 @@ class LatentVariableModel(nnx.Module):
         return latent_kind(self.encoder)
 
     @property
-    def log_likelihood_undefined(self) -> Optional[str]:
-        """Why the importance-sampled log p(x | c) is not defined for this model, or None when it is.
-
-        The encoder declares it (`log_likelihood_undefined = "reason"`), e.g. a VQ-VAE's
-        point-mass posterior, which is no importance-sampling proposal.
+    def undefined_metrics(self) -> dict[str, str]:
+        """Evaluation metrics that do not apply to this model, each with the reason, as its
+        components declare them (`undefined_metrics = {"log_likelihood": "why"}`), e.g. a
+        VQ-VAE's point-mass posterior, which is no importance-sampling proposal. The
+        objective it was trained with may declare more (`zoo.evaluate.evaluate(objective=)`).
         """
-        return getattr(self.encoder, "log_likelihood_undefined", None)
+        return undefined_metrics(self.encoder, self.prior, self.decoder, self.likelihood)
 
     def encode(self, x: Array, c: Optional[Array] = None) -> distrax.Distribution:
         """q(z | x, c)."""
@@ -132,13 +135,14 @@ class LatentVariableModel(nnx.Module):
         weights are then p(x | z_k, c), the estimator for models trained
         without an encoder, such as a GSNN).
         """
-        self._check_log_likelihood_defined()
+        self._check_log_likelihood_defined(proposal)
         q = self.encode(x, c) if proposal == "posterior" else None
         return self._log_weights(x, c, q, self.prior_distribution(c, x.shape[0]), rng, num_samples, proposal)
 
-    def _check_log_likelihood_defined(self) -> None:
-        if self.log_likelihood_undefined is not None:
-            raise ModelBuildError(f"the importance-sampled log-likelihood is not defined for this model: {self.log_likelihood_undefined}")
+    def _check_log_likelihood_defined(self, proposal: str) -> None:
+        reason = self.undefined_metrics.get(LOG_LIKELIHOOD_METRIC[proposal]) if proposal in LOG_LIKELIHOOD_METRIC else None
+        if reason is not None:
+            raise ModelBuildError(f"the importance-sampled log-likelihood is not defined for this model: {reason}")
 
     def _log_weights(self, x: Array, c: Optional[Array], q: Optional[distrax.Distribution], prior: distrax.Distribution,
                      rng: Array, num_samples: int, proposal: str) -> Array:
@@ -168,7 +172,7 @@ class LatentVariableModel(nnx.Module):
         chunk is about ROWS_PER_CHUNK decoder rows. The encoder and prior run
         once, outside the loop.
         """
-        self._check_log_likelihood_defined()
+        self._check_log_likelihood_defined(proposal)
         if chunk_size is not None and chunk_size < 1 or num_samples < 1:
             raise ValueError(f"num_samples ({num_samples}) and chunk_size ({chunk_size}) must be at least 1")
         chunk_size = min(chunk_size or max(1, ROWS_PER_CHUNK // x.shape[0]), num_samples)

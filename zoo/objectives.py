@@ -10,14 +10,21 @@ and `step=None` mean the objective after any warm-up.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Annotated, Optional
 
 import jax
 import jax.numpy as jnp
 
+from zoo.config import AtLeast, Between
 from zoo.hookspecs import hookimpl
 from zoo.interfaces import LATENT_KINDS, Batch, Objective
 from zoo.optim import linear_warmup
+
+
+# The options every objective with a KL term shares (recipe validation checks their ranges).
+WarmupSteps = Annotated[int, AtLeast(0)]
+WarmupEpochs = Annotated[float, AtLeast(0)]
+FreeBits = Annotated[float, AtLeast(0)]
 
 
 def kl_weight_schedule(kl_warmup_steps: int = 0, kl_warmup_epochs: float = 0.0,
@@ -59,8 +66,8 @@ def check_free_bits(free_bits: float) -> None:
         raise ValueError(f"free_bits: expected nats >= 0, got {free_bits}")
 
 
-def elbo(kl_warmup_steps: int = 0, kl_warmup_epochs: float = 0.0, free_bits: float = 0.0, steps_per_epoch=None,
-         total_steps=None) -> Objective:
+def elbo(kl_warmup_steps: WarmupSteps = 0, kl_warmup_epochs: WarmupEpochs = 0.0, free_bits: FreeBits = 0.0,
+         steps_per_epoch=None, total_steps=None) -> Objective:
     """The evidence lower bound of Kingma and Welling (one reparameterised sample).
 
     With a KL warm-up (Bowman et al. 2016; the VampPrior protocol uses 100
@@ -72,8 +79,8 @@ def elbo(kl_warmup_steps: int = 0, kl_warmup_epochs: float = 0.0, free_bits: flo
     return beta_elbo(1.0, kl_warmup_steps, kl_warmup_epochs, free_bits, steps_per_epoch, total_steps)
 
 
-def beta_elbo(beta: float = 4.0, kl_warmup_steps: int = 0, kl_warmup_epochs: float = 0.0, free_bits: float = 0.0,
-              steps_per_epoch=None, total_steps=None) -> Objective:
+def beta_elbo(beta: Annotated[float, AtLeast(0)] = 4.0, kl_warmup_steps: WarmupSteps = 0, kl_warmup_epochs: WarmupEpochs = 0.0,
+              free_bits: FreeBits = 0.0, steps_per_epoch=None, total_steps=None) -> Objective:
     """E_q[log p(x|z,c)] - beta * KL(q || p), Higgins et al.'s beta-VAE objective.
 
     >>> loss, metrics = beta_elbo(beta=4.0)(model, Batch(x), rng)  # doctest: +SKIP
@@ -94,7 +101,7 @@ def beta_elbo(beta: float = 4.0, kl_warmup_steps: int = 0, kl_warmup_epochs: flo
     return loss_fn
 
 
-def iwae(num_samples: int = 5) -> Objective:
+def iwae(num_samples: Annotated[int, AtLeast(1)] = 5) -> Objective:
     """The importance-weighted bound of Burda et al. with K = num_samples.
 
     >>> loss, metrics = iwae(num_samples=5)(model, Batch(x), rng)  # doctest: +SKIP
@@ -116,8 +123,18 @@ def gsnn_log_likelihood(model, batch: Batch, rng) -> jax.Array:
     return model.decode(z, batch.c).log_prob(batch.x)
 
 
+# What a gsnn-trained model is not scored by: every metric computed through q(z | x, c).
+UNTRAINED_ENCODER = ("the gsnn objective never trains the encoder q(z | x, c), so this metric, computed through it, "
+                     "would describe the encoder's initial weights, not the model; the log-likelihood with the prior "
+                     "as proposal (eval.proposals: [prior], zoo eval --prior-proposal) applies")
+
+
 def gsnn() -> Objective:
     """Sohn et al.'s GSNN: train the prior network and decoder as a stochastic net, no encoder.
+
+    Also the objective of the deterministic baseline (a conditional prior with a tiny fixed
+    scale). Their ELBO, KL, reconstruction, active units and the posterior-proposal
+    log-likelihood go through the untrained encoder and are declared not applicable.
 
     >>> loss, metrics = gsnn()(model, Batch(x, c), rng)  # doctest: +SKIP
     """
@@ -126,11 +143,13 @@ def gsnn() -> Objective:
         log_likelihood = gsnn_log_likelihood(model, batch, rng)
         return -log_likelihood.mean(), {"gsnn_log_likelihood": log_likelihood.mean()}
 
+    loss_fn.undefined_metrics = {metric: UNTRAINED_ENCODER  # type: ignore[attr-defined]
+                                 for metric in ("elbo", "kl", "reconstruction_error", "active_units", "log_likelihood")}
     return loss_fn
 
 
-def hybrid(alpha: float = 0.5, kl_warmup_steps: int = 0, kl_warmup_epochs: float = 0.0, free_bits: float = 0.0,
-           steps_per_epoch=None, total_steps=None) -> Objective:
+def hybrid(alpha: Annotated[float, Between(0, 1)] = 0.5, kl_warmup_steps: WarmupSteps = 0, kl_warmup_epochs: WarmupEpochs = 0.0,
+           free_bits: FreeBits = 0.0, steps_per_epoch=None, total_steps=None) -> Objective:
     """Sohn et al.'s hybrid: alpha * L_CVAE + (1 - alpha) * L_GSNN.
 
     >>> loss, metrics = hybrid(alpha=0.5)(model, Batch(x, c), rng)  # doctest: +SKIP

@@ -1,4 +1,4 @@
-"""Recipes: named variants in registry.yaml, each a set of component specs.
+"""Recipes: named variants in zoo/registry.yaml, each a set of component specs.
 
 A recipe may inherit from another with `base:`; a user's own recipe file adds
 or overrides variants; `--set key.path=value` overrides one field. Every error
@@ -19,6 +19,7 @@ import yaml
 from zoo import optim
 from zoo.config import EarlyStopping, TrainConfig, TypeMismatch, coerce, type_hints
 from zoo.errors import RecipeError, UnknownComponentError
+from zoo.package_data import package_path
 from zoo.registry import Registry, closest_match, unknown_name_message
 
 COMPONENT_KEYS = ("dataset", "condition", "encoder", "decoder", "prior", "likelihood", "objective")
@@ -28,10 +29,10 @@ SET_SOURCE = "--set"
 
 
 def default_registry_path() -> Path:
-    """registry.yaml at the repository root (override with $VAE_ZOO_REGISTRY)."""
+    """The named variants shipped with the zoo, zoo/registry.yaml (package data; override with $VAE_ZOO_REGISTRY)."""
     if os.environ.get("VAE_ZOO_REGISTRY"):
         return Path(os.environ["VAE_ZOO_REGISTRY"])
-    return Path(__file__).resolve().parent.parent / "registry.yaml"
+    return package_path("registry.yaml")
 
 
 def read_yaml(path: Path) -> Any:

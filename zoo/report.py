@@ -117,17 +117,40 @@ def group(records: list[dict]) -> dict[tuple[str, str, str], list[dict]]:
 
 
 def cell_summary(rows: list[dict], key: str, sign: int) -> dict:
-    """The summary of one column over a variant's seeds; "undefined" when every run reported
-    the metric as not defined (None, e.g. the IS log-likelihood of a VQ-VAE)."""
+    """The summary of one column over a variant's seeds; "undefined" when every run reported the
+    metric as not applicable (None, e.g. the IS log-likelihood of a VQ-VAE), with the reason
+    the runs gave under KEY_undefined (zoo.evaluate), if any."""
     values = [sign * r[key] for r in rows if r.get(key) is not None]
     if not values and any(key in r for r in rows):
-        return {"n": 0, "undefined": True}
+        reasons = [r[f"{key}_undefined"] for r in rows if r.get(f"{key}_undefined")]
+        return {"n": 0, "undefined": True, "reason": reasons[0] if reasons else None}
     return summarize(values)
 
 
-def format_cell(summary: dict) -> str:
+SUPERSCRIPT_DIGITS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+class Footnotes:
+    """The reasons of a table's "n/a" cells, numbered in order of first use: each reason is
+    written once, under the tables, however many cells it explains."""
+
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def mark(self, reason: str) -> str:
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+        return str(self.reasons.index(reason) + 1).translate(SUPERSCRIPT_DIGITS)
+
+    def text(self) -> str:
+        return "\n\n".join(f"{self.mark(reason)} n/a: {reason.rstrip('.')}." for reason in self.reasons)
+
+
+def format_cell(summary: dict, footnotes: Footnotes) -> str:
+    """A cell's text: mean ± CI; "n/a" with a footnote mark for a metric that does not apply
+    (never a number); "not defined" for one a record left null without a reason."""
     if summary.get("undefined"):
-        return "not defined"
+        return "not defined" if summary.get("reason") is None else "n/a" + footnotes.mark(summary["reason"])
     if not summary.get("n"):
         return "-"
     text = f"{summary['mean']:.2f}"
@@ -173,8 +196,10 @@ def table_rows(records: list[dict]) -> list[dict]:
 
 
 def table(records: list[dict]) -> str:
-    """Markdown tables, one per (dataset, task): mean ± 95% CI over seeds, best in bold."""
+    """Markdown tables, one per (dataset, task): mean ± 95% CI over seeds, best in bold; the
+    reasons of "n/a" cells as footnotes after the last table."""
     blocks = []
+    footnotes = Footnotes()
     for (dataset, task), content in settings(records).items():
         columns, cells, best = content["columns"], content["cells"], content["best"]
         lines = [f"**{dataset}, {task}** (mean ± 95% CI over seeds where 3 or more; nats per example)", "",
@@ -183,10 +208,12 @@ def table(records: list[dict]) -> str:
         for variant, rows in content["variants"].items():
             row = []
             for name, *_ in columns:
-                text = format_cell(cells[variant][name])
+                text = format_cell(cells[variant][name], footnotes)
                 row.append(f"**{text}**" if best.get(name) == variant else text)
             lines.append(f"| {variant} | {len(rows)} | " + " | ".join(row) + " |")
         blocks.append("\n".join(lines))
+    if footnotes.reasons:
+        blocks.append(footnotes.text())
     return "\n\n".join(blocks)
 
 
@@ -208,8 +235,14 @@ def published_table(suite_files: Iterable[Path]) -> str:
     return "\n".join(["| published model | metric | value | source | protocol |", "|---|---|---|---|---|", *lines])
 
 
+def elbo_not_applicable(rows: list[dict]) -> bool:
+    """Whether the runs declared their ELBO not applicable (a gsnn's: its encoder is never trained)."""
+    return all(r.get("elbo") is None and r.get("elbo_undefined") for r in rows)
+
+
 def learning_curves(records: list[dict], results_dirs: dict[str, Path], path: Path) -> Optional[Path]:
-    """Validation ELBO against step, one line per variant (mean over seeds)."""
+    """Validation ELBO against step, one line per variant (mean over seeds); variants whose
+    ELBO does not apply are left out (their numbers would only stretch the axis)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -221,6 +254,8 @@ def learning_curves(records: list[dict], results_dirs: dict[str, Path], path: Pa
     figure, axis = plt.subplots(figsize=(7, 4.5))
     plotted = False
     for (dataset, task, variant), rows in group(records).items():
+        if elbo_not_applicable(rows):
+            continue
         curves = []
         for record in rows:
             workdir = results_dirs.get(record["run"])
@@ -272,11 +307,25 @@ def write_report(results: list[Path], out: Path, registry=None, samples: bool = 
     curve = learning_curves(records, run_dirs, out / "learning_curves.png")
     if curve:
         parts += ["", "## Learning curves", "", f"![learning curves]({curve.name})"]
+        left_out = sorted({variant for (_, _, variant), rows in group(records).items() if elbo_not_applicable(rows)})
+        if left_out:
+            parts += ["", f"Not drawn: {', '.join(left_out)}, whose ELBO does not apply (see the footnotes of the table)."]
     if samples and registry is not None:
         parts += run_figures(records, run_dirs, out, registry)
     report = out / "report.md"
     report.write_text("\n".join(parts) + "\n")
     return report
+
+
+def print_comparison(results: list[Path], report: Optional[Path], registry=None, samples: bool = True) -> None:
+    """What `zoo compare` and `zoo bench` print: the table over seeds with its footnotes, the
+    suites' published numbers, and, given a `report` directory, where the report was written."""
+    print(table(read_results(results)))
+    published = published_table(suite_files(results))
+    if published:
+        print("\n" + published)
+    if report is not None:
+        print(f"\nreport: {write_report(results, report, registry, samples=samples)}")
 
 
 def run_table(records: list[dict]) -> str:
