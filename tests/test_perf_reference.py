@@ -67,15 +67,21 @@ def posterior_noise(model, x, c, rng, sample_shape=()):
     return np.array((z - q.loc) / q.scale_diag)
 
 
+def models_and_batch(variant, perf_book, registry):
+    """(zoo model, PyTorch reference, x, c, x and labels as tensors) on one real batch."""
+    model, reference = zoo_and_reference(variant, perf_book, registry)
+    x, labels, tx, tlabels = real_batch()
+    c = jax.nn.one_hot(labels, 10) if model.conditional else None
+    return model, reference, x, c, tx, tlabels
+
+
 @needs_torch
 @pytest.mark.parametrize("variant", sorted(SMALL))
 def test_reference_loss_equals_the_zoo_elbo_loss(variant, perf_book, registry):
     import torch
     import torch_reference
 
-    model, reference = zoo_and_reference(variant, perf_book, registry)
-    x, labels, tx, tlabels = real_batch()
-    c = jax.nn.one_hot(labels, 10) if model.conditional else None
+    model, reference, x, c, tx, tlabels = models_and_batch(variant, perf_book, registry)
     rng = jax.random.key(7)
     zoo_loss, _ = elbo()(model, Batch(jnp.asarray(x), c), rng)
     eps = torch.from_numpy(posterior_noise(model, jnp.asarray(x), c, rng))
@@ -90,9 +96,7 @@ def test_reference_importance_sampling_equals_the_zoo_estimate(variant, perf_boo
     import torch
     import torch_reference
 
-    model, reference = zoo_and_reference(variant, perf_book, registry)
-    x, labels, tx, tlabels = real_batch()
-    c = jax.nn.one_hot(labels, 10) if model.conditional else None
+    model, reference, x, c, tx, tlabels = models_and_batch(variant, perf_book, registry)
     rng = jax.random.key(11)
     zoo_estimate = model.log_likelihood(jnp.asarray(x), c, rng, num_samples=6, chunk_size=3)
     keys = jax.random.split(rng, 2)  # the zoo draws chunk i with the i-th of these keys
