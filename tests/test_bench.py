@@ -166,7 +166,7 @@ def test_a_suite_begun_under_an_earlier_run_name_resumes_that_run(tmp_path, book
     (earlier / "result.json").write_text(json.dumps(record))
     lines = []
     results = bench.run_suite(suite, tmp_path / "out", book, registry, log=lines.append)
-    assert lines == ["[1] vae_mlp-recipe-recipe-seed0: done earlier"] and results == [record]
+    assert lines == ["[1/1] vae_mlp-recipe-recipe-seed0: done earlier"] and results == [record]
     assert not (tmp_path / "out" / "runs" / "vae_mlp-seed0").exists()
 
 
