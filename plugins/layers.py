@@ -65,6 +65,13 @@ def dense(in_features: int, out_features: int, init: str = "lecun", *, rngs: nnx
                       bias_init=lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound))
 
 
+def linear_arrays(layer: nnx.Linear) -> tuple[jax.Array, jax.Array]:
+    """A dense layer's (kernel, bias), a zero bias where it has none (zoo.interfaces.DenseNetwork's form)."""
+    kernel = layer.kernel[...]
+    bias = jnp.zeros(kernel.shape[1], kernel.dtype) if layer.bias is None else layer.bias[...]
+    return kernel, bias
+
+
 class GatedDense(nnx.Module):
     """h = (W x + b) * sigmoid(V x + c): the gated layer of Dauphin et al., used by the VampPrior paper."""
 
@@ -91,6 +98,12 @@ class MLP(nnx.Module):
         self.gated = gated
         self.activation = activation
         activation_fn(activation)  # refuse an unknown name at build time
+
+    def dense_layers(self) -> list[tuple[jax.Array, jax.Array]]:
+        """(kernel, bias) of each layer, input side first, for a zoo.interfaces.DenseNetwork."""
+        if self.gated:
+            raise NotImplementedError("its layers are gated, (W h + b) * sigmoid(V h + c), not dense layers and an activation")
+        return [linear_arrays(layer) for layer in self.layers]
 
     def __call__(self, h: jax.Array) -> jax.Array:
         act = (lambda a: a) if self.gated else ACTIVATIONS[self.activation]
@@ -120,6 +133,12 @@ class DiagonalGaussianHead(nnx.Module):
         self.loc = dense(in_features, latent_dim, init, rngs=rngs)
         self.log_scale = dense(in_features, latent_dim, init, rngs=rngs)
         self.log_variance_bounds = check_log_variance_bounds(log_variance_bounds)
+
+    def dense_heads(self) -> dict[str, tuple[jax.Array, jax.Array]]:
+        """The `loc` and `log_scale` heads as (kernel, bias), for a zoo.interfaces.DenseNetwork."""
+        if self.log_variance_bounds is not None:
+            raise NotImplementedError("its log-variance is clipped, so log_scale is no linear head")
+        return {"loc": linear_arrays(self.loc), "log_scale": linear_arrays(self.log_scale)}
 
     def __call__(self, h: jax.Array) -> distrax.MultivariateNormalDiag:
         log_scale = self.log_scale(h)

@@ -9,7 +9,7 @@ import jax
 from flax import nnx
 
 import zoo
-from plugins.layers import MLP, DiagonalGaussianHead, dense, flatten_with, size
+from plugins.layers import MLP, DiagonalGaussianHead, dense, flatten_with, linear_arrays, size
 
 
 class MLPEncoder(nnx.Module):
@@ -36,6 +36,10 @@ class MLPDecoder(nnx.Module):
 
     def __call__(self, z: jax.Array, c: Optional[jax.Array] = None) -> jax.Array:
         return self.out(self.trunk(flatten_with(z, c))).reshape((z.shape[0],) + self.output_shape)
+
+    def dense_network(self) -> zoo.DenseNetwork:
+        """Its layers as arrays, for `zoo export-web` (zoo.interfaces.DenseExportable)."""
+        return zoo.DenseNetwork(self.trunk.dense_layers(), self.trunk.activation, {"out": linear_arrays(self.out)})
 
 
 def make_mlp_encoder(x_shape, c_shape, latent_dim, rngs, hidden: Sequence[int] = (512, 512), activation: str = "relu",

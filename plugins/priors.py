@@ -42,6 +42,14 @@ class ConditionalPrior(nnx.Module):
         loc = distribution.mean()
         return distrax.MultivariateNormalDiag(loc, jnp.full(loc.shape, self.fixed_scale, loc.dtype))
 
+    def dense_network(self) -> zoo.DenseNetwork:
+        """Its layers as arrays, for `zoo export-web` (zoo.interfaces.DenseExportable)."""
+        heads = self.head.dense_heads()
+        if self.fixed_scale is not None:
+            return zoo.DenseNetwork(self.trunk.dense_layers(), self.trunk.activation, {"loc": heads["loc"]},
+                                    fixed_scale=float(self.fixed_scale))
+        return zoo.DenseNetwork(self.trunk.dense_layers(), self.trunk.activation, heads)
+
 
 def make_standard_normal_prior(latent_dim) -> StandardNormalPrior:
     """The standard normal prior N(0, I).

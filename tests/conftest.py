@@ -35,9 +35,14 @@ def first_party_modules() -> list:
 FIRST_PARTY = first_party_modules()
 
 
+def first_party_manager(*extra):
+    """A plugin manager of the zoo's own plugins (and `extra` test plugins), no entry points."""
+    return zoo.make_plugin_manager(entry_points=False, plugins=[*FIRST_PARTY, *extra])
+
+
 def first_party_registry(*extra) -> zoo.Registry:
     """A registry of the zoo's own plugins (and `extra` test plugins), no entry points."""
-    return zoo.fill_registry(zoo.make_plugin_manager(entry_points=False, plugins=[*FIRST_PARTY, *extra]))
+    return zoo.fill_registry(first_party_manager(*extra))
 
 
 def plugin_of(name: str, *registrations) -> types.ModuleType:
@@ -59,9 +64,15 @@ def registry() -> zoo.Registry:
     return first_party_registry()
 
 
+@pytest.fixture(scope="session")
+def first_party_plugins():
+    return first_party_manager()
+
+
 @pytest.fixture(autouse=True)
-def _no_installed_entry_points(registry, monkeypatch):
+def _no_installed_entry_points(registry, first_party_plugins, monkeypatch):
     monkeypatch.setattr(plugin_manager, "_DEFAULT", registry)
+    monkeypatch.setattr(plugin_manager, "_DEFAULT_MANAGER", first_party_plugins)
 
 
 def digits_as_mnist(count):

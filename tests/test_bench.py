@@ -44,6 +44,38 @@ def test_suite_errors_name_the_file_and_key(tmp_path, book):
         bench.load_suite("quik", book)
 
 
+@pytest.mark.parametrize(("text", "message"), [
+    (TINY.replace("budget: {steps: 6}", "budget: {steps: -5}"), "budget.steps: expected an int >= 1 or null, got -5"),
+    (TINY.replace("budget: {steps: 6}", "budget: {epochs: .inf}"), "budget.epochs: expected a float > 0 or null, got inf"),
+    (TINY.replace("num_samples: 5", "num_samples: -1"), "eval.num_samples: expected an int >= 0, got -1"),
+    (TINY.replace("eval: {", "eval: {proposals: [posterior, likelihood], "),
+     "eval.proposals: expected a list of posterior and/or prior, got ['posterior', 'likelihood']"),
+    (TINY.replace("eval: {", "eval: {proposals: [], "), "eval.proposals: expected a list of posterior and/or prior, got []"),
+    (TINY + "variant_seeds: {vae_mlp: [0, x]}\n", "variant_seeds.vae_mlp: expected a list of ints, got [0, 'x']"),
+    (TINY + "variant_seeds: {vae_mlp: []}\n", "variant_seeds.vae_mlp: expected at least one seed"),
+    (TINY + "variant_seeds: {vae_mpl: [0]}\n", "variant_seeds.vae_mpl: unknown variant of this suite 'vae_mpl' (did you mean 'vae_mlp'?)"),
+    (TINY + "published: [{model: VAE, metric: NLL, value: 86.76}]\n", "published[0].source: missing"),
+    (TINY + "published: [{model: VAE, metric: NLL, value: 86.76, source: x, colour: red}]\n",
+     "published[0].colour: unknown key"),
+    (TINY + "datasets: [{pixels: binarize}]\n", "datasets[0]: missing 'name'"),
+    (TINY.replace("variants: [vae_mlp, cvae_mlp]\n", ""), "variants: missing"),
+    (TINY.replace("name: tiny", "name: [tiny]"), "name: expected a string or null, got ['tiny']"),
+    ("[vae_mlp]\n", "expected a mapping of suite keys, got list"),
+])
+def test_suite_keys_are_checked_as_recipes_are(tmp_path, book, text, message):
+    path = write_suite(tmp_path, text)
+    with pytest.raises(zoo.RecipeError) as info:
+        bench.load_suite(str(path), book)
+    assert str(info.value).startswith(f"{path}: {message}")
+
+
+def test_a_suite_reads_as_typed_sections(tmp_path, book):
+    suite = bench.load_suite(str(write_suite(tmp_path, TINY + "published: [{model: VAE, metric: NLL, value: 86, source: x}]\n")), book)
+    assert suite.budget == zoo.config.SuiteBudget(steps=6)
+    assert suite.evaluation == zoo.config.SuiteEvaluation(num_samples=5, limit=20, accuracy_samples=2)
+    assert suite.published == ({"model": "VAE", "metric": "NLL", "value": 86.0, "source": "x", "protocol": None},)
+
+
 def test_expansion_and_overrides(tmp_path, book, registry):
     text = TINY + "tasks: [unconditional, {name: visible_quadrants, visible: [2]}]\ndatasets: [digits]\n"
     suite = bench.load_suite(str(write_suite(tmp_path, text)), book)

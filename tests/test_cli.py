@@ -139,6 +139,16 @@ def make_linear_encoder(x_shape, latent_dim, rngs):
 @zoo.hookimpl
 def register_components(register):
     register("encoder", "linear", make_linear_encoder)
+
+
+def linear_size(args, registry):
+    """Prints the linear encoder's parameter count for a latent size."""
+    print(registry.get("encoder", "linear").plugin, 64 * args.latent_dim + args.latent_dim + args.latent_dim)
+
+
+@zoo.hookimpl
+def register_commands(register):
+    register("linear-size", linear_size, help="the linear encoder's size on the digits").add_argument("latent_dim", type=int)
 '''
 
 
@@ -155,7 +165,10 @@ def test_third_party_plugin_installs_lists_and_trains(tmp_path):
     env = {"PYTHONPATH": str(site)}
     listing = zoo("list", "encoder", env=env).stdout
     assert "linear" in listing and "A linear encoder from a package of its own." in listing
-    assert "linear  (zoo-linear-plugin 0.0.1)" in zoo("plugins", env=env).stdout
+    plugins = zoo("plugins", env=env).stdout.splitlines()
+    assert plugins[plugins.index("linear  (zoo-linear-plugin 0.0.1)") + 1] == "    encoder:linear, command:linear-size"
+    assert zoo("linear-size", "4", env=env).stdout == "linear 264\n"  # a command, found through the entry point
+    assert "zoo linear-size [-h] latent_dim" in zoo("linear-size", "--help", env=env).stdout
     recipes = tmp_path / "mine.yaml"
     recipes.write_text(textwrap.dedent("""
         linear_vae:

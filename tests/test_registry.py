@@ -103,7 +103,7 @@ def test_every_hook_is_documented_and_tested():
     from tests.conftest import REPO
 
     hooks = [name for name, value in vars(hookspecs).items() if hasattr(value, f"{hookspecs.PROJECT}_spec")]
-    assert hooks == ["register_components"]
+    assert "register_components" in hooks  # every hook is found by its marker; none listed here by hand
     docs = (REPO / "docs" / "plugins.md").read_text()
     tests = "".join(p.read_text() for p in (REPO / "tests").glob("test_*.py") if p.name != "test_registry.py")
     for hook in hooks:

@@ -25,19 +25,17 @@ from zoo.errors import RecipeError, UnknownComponentError
 from zoo.files import write_atomically
 from zoo.package_data import package_path
 from zoo.progress import duration
-from zoo.recipes import RecipeBook, dump, read_yaml
-from zoo.registry import Registry, closest_match, unknown_name_message
+from zoo.config import SuiteBudget, SuiteEvaluation, SuiteFile
+from zoo.recipes import RecipeBook, dump, read_yaml, validate_dataclass
+from zoo.registry import Registry, unknown_name_message
 
-SUITE_KEYS = ("name", "description", "variants", "datasets", "tasks", "seeds", "variant_seeds", "budget", "set", "eval", "published")
-BUDGET_KEYS = ("steps", "epochs", "max_seconds", "batch_size")
-EVAL_KEYS = ("num_samples", "split", "limit", "accuracy_samples", "proposals")
 UNCONDITIONAL = "unconditional"
 SUITES_DIR = package_path("suites")  # the shipped suites, found in an installed wheel too
 
 
 @dataclasses.dataclass(frozen=True)
 class Suite:
-    """A parsed, checked suite file."""
+    """A parsed, checked suite file (its keys: zoo.config.SuiteFile)."""
 
     name: str
     path: str
@@ -46,9 +44,9 @@ class Suite:
     tasks: tuple[Any, ...]
     seeds: tuple[int, ...]
     variant_seeds: dict[str, tuple[int, ...]]
-    budget: dict[str, Any]
+    budget: SuiteBudget
     overrides: tuple[str, ...]
-    evaluation: dict[str, Any]
+    evaluation: SuiteEvaluation
     published: tuple[dict, ...]
     description: str = ""
 
@@ -65,53 +63,25 @@ def suite_path(name_or_path: str) -> Path:
 
 
 def load_suite(name_or_path: str, book: RecipeBook) -> Suite:
-    """Read and check a suite; every error names the file and the key."""
+    """Read and check a suite, against zoo.config.SuiteFile as recipes are checked against their
+    dataclasses, then against the recipe book; every error names the file and the key."""
     path = suite_path(name_or_path)
-    raw = read_yaml(path)
     where = str(path)
 
     def fail(key: str, problem: str) -> RecipeError:
-        return RecipeError(f"{where}: {key}: {problem}")
+        return RecipeError(f"{where}: {key}: {problem}" if key else f"{where}: {problem}")
 
+    raw = read_yaml(path)
     if not isinstance(raw, Mapping):
-        raise RecipeError(f"{where}: expected a mapping of suite keys, got {type(raw).__name__}")
-    for key in raw:
-        if key not in SUITE_KEYS:
-            raise fail(key, f"unknown key{closest_match(str(key), SUITE_KEYS)}; keys: {', '.join(SUITE_KEYS)}")
-    variants = _list_of(raw, "variants", str, fail, required=True)
-    for index, variant in enumerate(variants):
-        if variant not in book.names():
-            raise fail(f"variants[{index}]", unknown_name_message("variant", variant, book.names()))
-    datasets = tuple(_spec(d, f"datasets[{i}]", fail) for i, d in enumerate(_list_of(raw, "datasets", (str, dict), fail))) or (None,)
-    tasks = tuple(_task(t, f"tasks[{i}]", fail) for i, t in enumerate(_list_of(raw, "tasks", (str, dict), fail))) or (None,)
-    seeds = tuple(_list_of(raw, "seeds", int, fail)) or (0,)
-    variant_seeds = _section(raw, "variant_seeds", variants, fail)
-    for variant, values in variant_seeds.items():
-        if not isinstance(values, list) or not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-            raise fail(f"variant_seeds.{variant}", f"expected a list of ints, got {values!r}")
-    budget = _section(raw, "budget", BUDGET_KEYS, fail)
-    if "steps" in budget and "epochs" in budget:
-        raise fail("budget", "give exactly one of steps or epochs (or neither: each recipe's own train budget)")
-    for key, value in budget.items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise fail(f"budget.{key}", f"expected a positive number, got {value!r}")
-    evaluation = {"num_samples": 1000, "split": "test", "limit": None, "accuracy_samples": 100, "proposals": ["posterior"],
-                  **_section(raw, "eval", EVAL_KEYS, fail)}
-    if not isinstance(evaluation["proposals"], list) or not set(evaluation["proposals"]) <= {"posterior", "prior"} or not evaluation["proposals"]:
-        raise fail("eval.proposals", f"expected a list of posterior and/or prior, got {evaluation['proposals']!r}")
-    if evaluation["split"] not in ("train", "validation", "test"):
-        raise fail("eval.split", f"expected train, validation or test, got {evaluation['split']!r}")
-    for key in ("num_samples", "accuracy_samples"):
-        if not isinstance(evaluation[key], int) or evaluation[key] < 0:
-            raise fail(f"eval.{key}", f"expected an int >= 0, got {evaluation[key]!r}")
-    published = tuple(_list_of(raw, "published", dict, fail))
-    for index, entry in enumerate(published):
-        missing = [k for k in ("model", "metric", "value", "source") if k not in entry]
-        if missing:
-            raise fail(f"published[{index}]", f"missing {', '.join(missing)}")
-    suite = Suite(str(raw.get("name") or path.stem), where, tuple(variants), datasets, tasks, seeds,
-                  {v: tuple(values) for v, values in variant_seeds.items()}, budget,
-                  tuple(_list_of(raw, "set", str, fail)), evaluation, published, str(raw.get("description") or ""))
+        raise fail("", f"expected a mapping of suite keys, got {type(raw).__name__}")
+    keys = validate_dataclass(SuiteFile, raw, "", fail)
+    check_suite(keys, book, fail)
+    suite = Suite(keys["name"] or path.stem, where, tuple(keys["variants"]),
+                  tuple(component_spec(d, f"datasets[{i}]", fail) for i, d in enumerate(keys["datasets"])) or (None,),
+                  tuple(task_spec(t, f"tasks[{i}]", fail) for i, t in enumerate(keys["tasks"])) or (None,),
+                  tuple(keys["seeds"]) or (0,), {v: tuple(seeds) for v, seeds in keys["variant_seeds"].items()},
+                  SuiteBudget(**keys["budget"]), tuple(keys["set"]), SuiteEvaluation(**keys["eval"]),
+                  tuple(keys["published"]), keys["description"] or "")
     named: dict[str, Run] = {}
     for run in expand(suite):  # a run name leaves out what the recipe decides and a dataset's options
         if named.setdefault(run.run_id, run) != run:
@@ -120,37 +90,35 @@ def load_suite(name_or_path: str, book: RecipeBook) -> Suite:
     return suite
 
 
-def _list_of(raw, key, kind, fail, required=False) -> list:
-    value = raw.get(key)
-    if value is None:
-        if required:
-            raise fail(key, "missing")
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise fail(key, f"expected a list of {names}, got {value!r}")
-    return value
+def check_suite(keys: Mapping[str, Any], book: RecipeBook, fail) -> None:
+    """What a suite's schema cannot say: its variants exist, its keys agree with each other."""
+    if not keys["variants"]:
+        raise fail("variants", "expected at least one variant")
+    for index, variant in enumerate(keys["variants"]):
+        if variant not in book.names():
+            raise fail(f"variants[{index}]", unknown_name_message("variant", variant, book.names()))
+    for variant, seeds in keys["variant_seeds"].items():
+        if variant not in keys["variants"]:
+            raise fail(f"variant_seeds.{variant}", unknown_name_message("variant of this suite", str(variant), keys["variants"]))
+        if not seeds:
+            raise fail(f"variant_seeds.{variant}", "expected at least one seed")
+    if keys["budget"]["steps"] is not None and keys["budget"]["epochs"] is not None:
+        raise fail("budget", "give exactly one of steps or epochs (or neither: each recipe's own train budget)")
+    if not keys["eval"]["proposals"]:
+        raise fail("eval.proposals", "expected a list of posterior and/or prior, got []")
 
 
-def _section(raw, key, keys, fail) -> dict:
-    value = raw.get(key) or {}
-    if not isinstance(value, Mapping):
-        raise fail(key, f"expected a mapping, got {value!r}")
-    for sub in value:
-        if sub not in keys:
-            raise fail(f"{key}.{sub}", f"unknown key{closest_match(str(sub), keys)}; keys: {', '.join(keys)}")
-    return dict(value)
-
-
-def _spec(value, where, fail) -> dict:
-    spec = {"name": value} if isinstance(value, str) else dict(value)
-    if "name" not in spec:
+def component_spec(value: Any, where: str, fail) -> dict:
+    """A dataset or condition (task) spec, `name` or `{name: ..., **options}`, as a mapping."""
+    checked = {"name": value} if isinstance(value, str) else dict(value)
+    if "name" not in checked:
         raise fail(where, "missing 'name'")
-    return spec
+    return checked
 
 
-def _task(value, where, fail):
-    return UNCONDITIONAL if value == UNCONDITIONAL else _spec(value, where, fail)
+def task_spec(value: Any, where: str, fail) -> Any:
+    """A task spec, or UNCONDITIONAL (no condition, whatever the recipe says)."""
+    return UNCONDITIONAL if value == UNCONDITIONAL else component_spec(value, where, fail)
 
 
 def task_label(task) -> str:
@@ -217,8 +185,8 @@ class Run:
             sets.append("condition=null")
         elif self.task is not None:
             sets.append("condition=" + json.dumps(self.task))
-        if "batch_size" in suite.budget:
-            sets.append(f"train.batch_size={suite.budget['batch_size']}")
+        if suite.budget.batch_size is not None:
+            sets.append(f"train.batch_size={suite.budget.batch_size}")
         return sets + list(suite.overrides)
 
 
@@ -246,12 +214,12 @@ def expand(suite: Suite) -> list[Run]:
 
 def resolve_run(run: Run, suite: Suite, book: RecipeBook, registry: Registry, data_dir: Optional[str]) -> dict:
     """The run's recipe with the suite's budget as a number of steps."""
-    if "epochs" in suite.budget:  # passes over the training split, as a recipe's train.epochs
-        return book.resolve(run.variant, registry, run.overrides(suite) + [f"train.epochs={suite.budget['epochs']}"])
+    if suite.budget.epochs is not None:  # passes over the training split, as a recipe's train.epochs
+        return book.resolve(run.variant, registry, run.overrides(suite) + [f"train.epochs={suite.budget.epochs}"])
     recipe = book.resolve(run.variant, registry, run.overrides(suite))
-    if "steps" not in suite.budget:
+    if suite.budget.steps is None:
         return recipe  # the recipe's own budget (train.steps or train.epochs, early stopping)
-    steps = int(suite.budget["steps"])
+    steps = suite.budget.steps
     checkpoint_every = min(recipe["train"]["checkpoint_every"], steps)
     return book.resolve(run.variant, registry, run.overrides(suite) + [f"train.steps={steps}", "train.epochs=null",
                                                                        f"train.checkpoint_every={checkpoint_every}"])
@@ -283,7 +251,7 @@ def run_suite(suite: Suite, out: Path, book: RecipeBook, registry: Registry, *, 
         recipe = resolve_run(run, suite, book, registry, data_dir)
         began = time.perf_counter()
         summary = train_and_evaluate(recipe, workdir, registry, resume=True, progress=progress, data_dir=data_dir,
-                                     max_seconds=suite.budget.get("max_seconds"))
+                                     max_seconds=suite.budget.max_seconds)
         record = evaluate_run(suite, run, recipe, workdir, registry, data_dir, out)
         record.update(wall_seconds=round(time.perf_counter() - began, 2), steps=summary["step"],  # training + evaluation
                       epochs=summary["epochs"], best_step=summary["best_step"], best_epoch=summary["best_epoch"],
@@ -315,8 +283,8 @@ def evaluate_run(suite: Suite, run: Run, recipe: dict, workdir: Path, registry: 
 
     trained = trained_run.Run.load(workdir, registry, data_dir)
     settings = suite.evaluation
-    evaluation = trained.evaluate(settings["split"], settings["num_samples"], limit=settings["limit"], seed=run.seed,
-                                  proposals=tuple(settings["proposals"]), devices=recipe["train"]["devices"])
+    evaluation = trained.evaluate(settings.split, settings.num_samples, limit=settings.limit, seed=run.seed,
+                                  proposals=tuple(settings.proposals), devices=recipe["train"]["devices"])
     experiment = trained.experiment
     for key in ("run", "variant", "step"):
         evaluation.pop(key)
@@ -327,9 +295,9 @@ def evaluate_run(suite: Suite, run: Run, recipe: dict, workdir: Path, registry: 
         "seconds_per_epoch": runs.seconds_per_epoch(workdir, len(experiment.dataset.train.images) // recipe["train"]["batch_size"]),
         "recipe": yaml.safe_load(dump(recipe)), "versions": runs.versions(),
     }
-    if getattr(experiment.condition, "class_conditional", False) and settings["accuracy_samples"]:
+    if getattr(experiment.condition, "class_conditional", False) and settings.accuracy_samples:
         record["class_accuracy"] = sample_accuracy(experiment, trained.graphdef, trained.params, out,
-                                                   settings["accuracy_samples"], run.seed)
+                                                   settings.accuracy_samples, run.seed)
     return record
 
 

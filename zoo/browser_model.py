@@ -1,13 +1,12 @@
 """A trained model's generative path as plain arrays, computed with the arithmetic of the exported page.
 
-`export-web` runs prior, MLP decoder and likelihood mean in JavaScript. The
-structure is found by inspecting the modules' attributes, never by component
-name: an MLP is `trunk.layers` (flax Linear layers, each followed by
-`trunk.activation`, a name) and one or more Linear heads (`out` for a decoder;
-`head.loc` and `head.log_scale` for a Gaussian prior network). The prior is
-N(0, I) when it has no parameters. Whatever is found is then checked against
-the model itself on random inputs, and refused if it does not reproduce it.
-Everything here is float64, as JavaScript's numbers are.
+`export-web` runs prior, MLP decoder and likelihood mean in JavaScript. It reads a decoder
+and a prior only through the public protocol `zoo.interfaces.DenseExportable`, never by
+component name or attribute path: `dense_network()` gives the dense layers (each followed by
+one named activation) and the linear heads (`out` for a decoder; `loc` and `log_scale`, or
+`loc` and a fixed scale, for a Gaussian prior network). The prior is N(0, I) when it has no
+parameters. Whatever is declared is then checked against the model itself on random inputs,
+and refused if it does not reproduce it. Everything here is float64, as JavaScript's numbers are.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ import numpy as np
 from flax import nnx
 
 from zoo.errors import ZooError
+from zoo.interfaces import DenseExportable, DenseNetwork
 
 ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {  # the same formulas as zoo/web/decoder.js
     "relu": lambda x: np.maximum(x, 0.0),
@@ -136,48 +136,58 @@ def dequantise(kernel: np.ndarray) -> np.ndarray:
     return q.astype(np.float64) * scale
 
 
-def dense(layer: Any, where: str) -> Dense:
-    """A flax Linear layer's arrays, or an ExportError naming `where`."""
-    if not isinstance(layer, nnx.Linear):
-        raise ExportError(f"{where} is {type(layer).__name__}, not a dense (Linear) layer")
-    kernel = np.asarray(layer.kernel[...], np.float64)
-    bias = np.zeros(kernel.shape[1]) if layer.bias is None else np.asarray(layer.bias[...], np.float64)
+def declared_network(module: Any, what: str, heads: str) -> DenseNetwork:
+    """What a component declares through `DenseExportable`, or an ExportError naming it."""
+    if not isinstance(module, DenseExportable):
+        raise ExportError(f"{what} ({type(module).__name__}) is not an MLP: export-web runs dense layers followed by "
+                          f"linear heads ({heads}), read through zoo.interfaces.DenseExportable (`dense_network()`), "
+                          "which it does not implement")
+    try:
+        return module.dense_network()
+    except NotImplementedError as exc:
+        raise ExportError(f"{what} ({type(module).__name__}) is not an MLP export-web can run: {exc}") from None
+
+
+def dense(pair: Any, inputs: int, where: str) -> Dense:
+    """A declared (kernel, bias) as float64 arrays, refused unless kernel is (inputs, n) and bias (n,)."""
+    kernel, bias = (np.asarray(array, np.float64) for array in pair)
+    if kernel.ndim != 2 or kernel.shape[0] != inputs or bias.shape != kernel.shape[1:]:
+        raise ExportError(f"{where}: expected a kernel ({inputs}, n) and a bias (n,), "
+                          f"got shapes {kernel.shape} and {bias.shape}")
     return Dense(kernel, bias)
 
 
-def attribute(module: Any, path: str) -> Any:
-    """module.a.b for path 'a.b', or None."""
-    for part in path.split("."):
-        module = getattr(module, part, None)
-    return module
-
-
-def mlp_network(module: Any, heads: Mapping[str, str], what: str) -> Network:
-    """The Network of a module with `trunk.layers`, `trunk.activation` and the named Linear heads."""
-    layers, activation = attribute(module, "trunk.layers"), attribute(module, "trunk.activation")
-    found = {name: attribute(module, path) for name, path in heads.items()}
-    if layers is None or not isinstance(activation, str) or any(head is None for head in found.values()):
-        wanted = ", ".join(f"`{path}`" for path in heads.values())
-        raise ExportError(f"{what} ({type(module).__name__}) is not an MLP: export-web runs dense layers "
-                          f"(`trunk.layers`, `trunk.activation`) followed by {wanted}, and finds none of that here")
-    if activation not in ACTIVATIONS:
-        raise ExportError(f"{what}: activation {activation!r} has no in-browser version; known: {', '.join(ACTIVATIONS)}")
-    return Network([dense(layer, f"{what} trunk layer {i}") for i, layer in enumerate(layers)], activation,
-                   {name: dense(head, f"{what} {heads[name]}") for name, head in found.items()})
+def network(declared: DenseNetwork, inputs: int, heads: tuple[str, ...], what: str) -> Network:
+    """The Network of a declared DenseNetwork with the named heads, its shapes checked from `inputs` on."""
+    if declared.activation not in ACTIVATIONS:
+        raise ExportError(f"{what}: activation {declared.activation!r} has no in-browser version; known: {', '.join(ACTIVATIONS)}")
+    missing = [name for name in heads if name not in declared.heads]
+    if missing:
+        raise ExportError(f"{what}: its dense network has no head {', '.join(map(repr, missing))}; "
+                          f"export-web needs {', '.join(map(repr, heads))}")
+    layers = []
+    for index, pair in enumerate(declared.layers):
+        layers.append(dense(pair, inputs, f"{what} layer {index}"))
+        inputs = layers[-1].kernel.shape[1]
+    return Network(layers, declared.activation, {name: dense(declared.heads[name], inputs, f"{what} head {name!r}")
+                                                 for name in heads})
 
 
 def extract(experiment, graphdef: nnx.GraphDef, params: Any) -> BrowserModel:
     """The run's generative path as a BrowserModel, checked against the model; ExportError if it cannot be."""
     model = nnx.merge(graphdef, params)
     names = {kind: f"{kind} {experiment.recipe[kind]['name']!r}" for kind in ("decoder", "prior", "likelihood")}
-    decoder = mlp_network(model.decoder, {"out": "out"}, names["decoder"])
-    if not jax.tree.leaves(nnx.state(model.prior, nnx.Param)):
-        prior = None  # checked below to be N(0, I)
-    else:
-        prior = mlp_network(model.prior, {"loc": "head.loc", "log_scale": "head.log_scale"}, names["prior"])
-    fixed_scale = getattr(model.prior, "fixed_scale", None)
+    condition_size = int(np.prod(model.c_shape or (0,)))
+    declared = declared_network(model.decoder, names["decoder"], "`out`")
+    decoder = network(declared, model.latent_dim + condition_size, ("out",), names["decoder"])
+    prior, fixed_scale = None, None  # a prior without parameters: checked below to be N(0, I)
+    if jax.tree.leaves(nnx.state(model.prior, nnx.Param)):
+        declared = declared_network(model.prior, names["prior"], "`loc` and `log_scale`, or `loc` and a fixed scale")
+        fixed_scale = declared.fixed_scale
+        heads = ("loc",) if fixed_scale is not None else ("loc", "log_scale")
+        prior = network(declared, condition_size, heads, names["prior"])
     browser = BrowserModel(decoder, prior, None if fixed_scale is None else float(fixed_scale), "identity",
-                           model.likelihood.params_per_dim, model.latent_dim, int(np.prod(model.c_shape or (0,))))
+                           model.likelihood.params_per_dim, model.latent_dim, condition_size)
     return check_faithful(browser, model, names)
 
 

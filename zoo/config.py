@@ -1,5 +1,5 @@
-"""Typed settings of a run (training budget, evaluation) and the small type checker
-that recipe validation uses for them and for every factory's keyword arguments."""
+"""Typed settings of a run (training budget, evaluation) and of a benchmark suite's file, and the
+small type checker that recipe validation uses for them and for every factory's keyword arguments."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import dataclasses
 import math
 import types
 import typing
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Mapping, Optional, Sequence, Union
 
 
 # The largest seed a command (--seed) or a request of the page takes: what every PRNG here accepts.
@@ -130,6 +130,70 @@ class Between(Interval):
 
     def __init__(self, low: float, high: float):
         super().__init__(low=low, high=high)
+
+
+# A count or a length: more than 0 and finite (an epoch budget of .inf would never end).
+POSITIVE = Interval(low=0, low_open=True, high_open=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteBudget:
+    """A suite's `budget:`, the same for each of its runs; a key left out keeps each recipe's own."""
+
+    steps: Optional[Annotated[int, AtLeast(1)]] = None
+    # Passes over the training split, in place of steps (a suite gives one of them or neither).
+    epochs: Optional[Annotated[float, POSITIVE]] = None
+    # Wall seconds per run: training stops there as if its budget were spent.
+    max_seconds: Optional[Annotated[float, POSITIVE]] = None
+    batch_size: Optional[Annotated[int, AtLeast(1)]] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteEvaluation:
+    """A suite's `eval:`: how each run is evaluated, at its best checkpoint."""
+
+    # Importance samples K per example (0 skips the estimate).
+    num_samples: Annotated[int, AtLeast(0)] = 1000
+    split: Literal["train", "validation", "test"] = dataclasses.field(
+        default="test", metadata={"expected": "train, validation or test"})
+    # Only the first `limit` examples of the split.
+    limit: Optional[Annotated[int, AtLeast(1)]] = None
+    # Samples per class that the harness classifier reads, for a class-conditional model's accuracy.
+    accuracy_samples: Annotated[int, AtLeast(0)] = 100
+    proposals: Sequence[Literal["posterior", "prior"]] = dataclasses.field(
+        default=("posterior",), metadata={"expected": "a list of posterior and/or prior"})
+
+
+@dataclasses.dataclass(frozen=True)
+class PublishedNumber:
+    """One entry of a suite's `published:`, a paper's number that reports print beside ours."""
+
+    model: str
+    metric: str
+    value: Union[float, str]  # a number, or several in words ("100.4 / 61.9 / 25.4")
+    source: str
+    protocol: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteFile:
+    """The keys of a suite file, as zoo.bench reads it: which runs (variants x datasets x tasks x
+    seeds), under which budget and --set overrides, evaluated how. The messages of list keys are
+    worded as they were before this schema existed."""
+
+    variants: Sequence[str] = dataclasses.field(metadata={"expected": "a list of str"})
+    name: Optional[str] = None
+    description: Optional[str] = None
+    # Dataset and task specs, a name or {name: ..., **options}; none: each recipe's own.
+    datasets: Sequence[Union[str, dict]] = dataclasses.field(default=(), metadata={"expected": "a list of str or dict"})
+    tasks: Sequence[Union[str, dict]] = dataclasses.field(default=(), metadata={"expected": "a list of str or dict"})
+    seeds: Sequence[int] = dataclasses.field(default=(), metadata={"expected": "a list of int"})
+    # Seeds of some variants in place of `seeds`.
+    variant_seeds: Mapping[str, Sequence[int]] = dataclasses.field(default_factory=dict)
+    budget: SuiteBudget = SuiteBudget()
+    set: Sequence[str] = dataclasses.field(default=(), metadata={"expected": "a list of str"})
+    eval: SuiteEvaluation = SuiteEvaluation()
+    published: Sequence[PublishedNumber] = ()
 
 
 def intervals(annotation: Any) -> list[Interval]:

@@ -268,7 +268,7 @@ def example_batch(recipe: Mapping[str, Any], dataset, condition, rows: int = EXA
 DOCUMENTED = (
     ("encoder", ("Encoder", "LatentDistribution", "DiscretePosterior")),
     ("prior", ("Prior",)),
-    ("decoder", ("Decoder",)),
+    ("decoder", ("Decoder", "DenseExportable", "DenseNetwork")),
     ("likelihood", ("Likelihood", "DataDistribution")),
     ("objective", ("Objective",)),
     ("condition", ("Condition",)),

@@ -21,3 +21,15 @@ def register_components(register):
     `kind` is one of `zoo.KINDS`; `factory` builds the component from the
     recipe's keyword arguments and the context arguments it names.
     """
+
+
+@hookspec
+def register_commands(register):
+    """Add `zoo` subcommands by calling `register(name, run, help=...)`, which returns the
+    command's `argparse.ArgumentParser` for its arguments.
+
+    `run(args, registry)` is called with the parsed `argparse.Namespace` and the zoo's
+    `Registry`; it returns None (exit status 0) or an exit status, and raises `zoo.ZooError`
+    for an error the user can act on (printed as one `zoo: error:` line, status 2). A name
+    that is a built-in command, or another plugin's, is refused naming the plugin.
+    """

@@ -31,7 +31,7 @@ as null with the reason under `METRIC_undefined`, never a number.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple, Optional, Protocol, Sequence, runtime_checkable
+from typing import Any, Mapping, NamedTuple, Optional, Protocol, Sequence, runtime_checkable
 
 import distrax
 import jax
@@ -191,6 +191,37 @@ class Objective(Protocol):
     def __call__(self, model: Any, batch: Batch, rng: Array, step: Optional[Array] = None) -> tuple[Array, dict[str, Array]]:
         """(loss, metrics) of one batch."""
         ...
+
+class DenseNetwork(NamedTuple):
+    """A network of dense layers as plain arrays, what `DenseExportable.dense_network` returns:
+    `h = activation(h @ kernel + bias)` for each of `layers` in order, then each head
+    `h @ kernel + bias` of the last h. Its input is a decoder's `[z, c]` (z alone without a
+    condition), a prior network's c, flat per row."""
+
+    layers: Sequence[tuple[Array, Array]]
+    """`(kernel (in, out), bias (out,))` of each hidden layer, input side first; each is followed by `activation`."""
+    activation: str
+    """The activation's name: relu, tanh, elu, gelu, softplus or swish (the page has each)."""
+    heads: Mapping[str, tuple[Array, Array]]
+    """`(kernel, bias)` of each linear output by name: a decoder's `out` gives its raw parameters flat per row
+    (`(B, prod(output_shape))`); a Gaussian prior network's `loc` and `log_scale` give N(loc, diag(exp(log_scale)^2))."""
+    fixed_scale: Optional[float] = None
+    """A prior network's constant scale, which then replaces its `log_scale` head."""
+
+
+@runtime_checkable
+class DenseExportable(Protocol):
+    """A decoder, or a prior p(z | c), that is dense layers and linear heads: what `zoo export-web`
+    runs in the browser, reading it only through this method (and checking it against the component's
+    own output on random inputs). A decoder or prior with parameters that lacks it is refused by
+    export-web, naming it; a prior without parameters is taken to be N(0, I), and checked so.
+    """
+
+    def dense_network(self) -> DenseNetwork:
+        """The network's arrays; `NotImplementedError` with the reason when this instance is not one
+        (e.g. gated layers, a clipped log-variance)."""
+        ...
+
 
 LATENT_KINDS = ("continuous", "discrete")
 

@@ -88,11 +88,21 @@ def fill_registry(manager: pluggy.PluginManager) -> Registry:
 
 
 _DEFAULT: Registry | None = None
+_DEFAULT_MANAGER: pluggy.PluginManager | None = None
+
+
+def default_manager() -> pluggy.PluginManager:
+    """The plugin manager of every installed plugin, made once per process (the commands
+    plugins add to `zoo` are read from it, the default registry filled from it)."""
+    global _DEFAULT_MANAGER
+    if _DEFAULT_MANAGER is None:
+        _DEFAULT_MANAGER = make_plugin_manager()
+    return _DEFAULT_MANAGER
 
 
 def default_registry() -> Registry:
     """The registry of every installed plugin, built once per process."""
     global _DEFAULT
     if _DEFAULT is None:
-        _DEFAULT = fill_registry(make_plugin_manager())
+        _DEFAULT = fill_registry(default_manager())
     return _DEFAULT

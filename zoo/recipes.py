@@ -7,10 +7,12 @@ names the file, the recipe and the key path.
 
 from __future__ import annotations
 
+import collections.abc
 import copy
 import dataclasses
 import math
 import os
+import typing
 from pathlib import Path
 from typing import AbstractSet, Any, Iterable, Mapping, Optional, Sequence, Union
 
@@ -230,30 +232,58 @@ def validate_component(kind: str, spec: Any, registry: Registry, fail) -> dict[s
 
 
 def validate_dataclass(cls: type, values: Any, path: str, fail) -> dict[str, Any]:
-    """A settings section (e.g. `train:`) checked against a dataclass's fields."""
+    """A settings section (e.g. `train:`, a suite's `budget:`) checked against a dataclass's fields:
+    unknown keys, missing required ones, each value against its annotation (a field that is itself
+    a dataclass is a nested section, a `Mapping[str, X]` is checked entry by entry), and the
+    `positive` and `nonnegative` ranges of its metadata. `path` is the section's key path ('' for
+    a whole file); a field's `expected` metadata gives the words of its type errors."""
     if not isinstance(values, Mapping):
         raise fail(path, f"expected a mapping, got {values!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = type_hints(cls)
+    within = (lambda key: f"{path}.{key}") if path else str
     for key in values:
         if key not in fields:
-            raise fail(f"{path}.{key}", f"unknown key{closest_match(key, fields)}; keys: {', '.join(fields)}")
+            raise fail(within(key), f"unknown key{closest_match(str(key), fields)}; keys: {', '.join(fields)}")
     result = {}
     for key, field in fields.items():
-        if key not in values:
-            result[key] = field.default_factory() if field.default is dataclasses.MISSING else field.default  # type: ignore[operator]
-            continue
-        try:
-            result[key] = value = coerce(values[key], hints.get(key, Any))
-        except TypeMismatch as exc:
-            raise fail(f"{path}.{key}", f"expected {exc.expected}, got {values[key]!r}") from None
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            continue  # range checks apply to numbers only (not to null or "epoch")
-        if field.metadata.get("positive") and not (math.isfinite(value) and value > 0):
-            raise fail(f"{path}.{key}", f"expected a positive number, got {values[key]!r}")
-        if field.metadata.get("nonnegative") and value < 0:
-            raise fail(f"{path}.{key}", f"expected a number >= 0, got {values[key]!r}")
+        hint = hints.get(key, Any)
+        if key in values or dataclasses.is_dataclass(hint):  # an absent section is its defaults, as a mapping too
+            result[key] = validate_field(field, hint, values.get(key), within(key), fail)
+        elif field.default is not dataclasses.MISSING:
+            result[key] = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            result[key] = field.default_factory()
+        else:
+            raise fail(within(key), "missing")
     return result
+
+
+def validate_field(field: dataclasses.Field, hint: Any, raw: Any, path: str, fail) -> Any:
+    """One value of a settings section, checked (see validate_dataclass)."""
+    if dataclasses.is_dataclass(hint):  # a nested section; null or absent means its defaults
+        return validate_dataclass(hint, {} if raw is None else raw, path, fail)  # type: ignore[arg-type]
+    element = (typing.get_args(hint) or (None,))[0]
+    if typing.get_origin(hint) in (list, collections.abc.Sequence) and dataclasses.is_dataclass(element):
+        if not isinstance(raw, list):  # a list of sections, each checked with its index in the path
+            raise fail(path, f"expected a list of mappings, got {raw!r}")
+        return tuple(validate_dataclass(element, entry, f"{path}[{index}]", fail) for index, entry in enumerate(raw))  # type: ignore[arg-type]
+    if typing.get_origin(hint) in (dict, collections.abc.Mapping) and typing.get_args(hint):
+        if not isinstance(raw, Mapping):
+            raise fail(path, f"expected a mapping, got {raw!r}")
+        entry = typing.get_args(hint)[1]
+        return {key: validate_field(field, entry, value, f"{path}.{key}", fail) for key, value in raw.items()}
+    try:
+        value = coerce(raw, hint)
+    except TypeMismatch as exc:
+        raise fail(path, f"expected {field.metadata.get('expected', exc.expected)}, got {raw!r}") from None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return value  # range checks apply to numbers only (not to null or "epoch")
+    if field.metadata.get("positive") and not (math.isfinite(value) and value > 0):
+        raise fail(path, f"expected a positive number, got {raw!r}")
+    if field.metadata.get("nonnegative") and value < 0:
+        raise fail(path, f"expected a number >= 0, got {raw!r}")
+    return value
 
 
 def validate_train(values: Any, fail) -> dict[str, Any]:
