@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=integer(1), help="evaluate only the first N examples")
     evaluate.add_argument("--seed", type=SEED, default=0)
     evaluate.add_argument("--prior-proposal", action="store_true", help="also estimate with p(z|c) as proposal (for GSNNs)")
+    evaluate.add_argument("--disentanglement", action="store_true",
+                          help="also MIG and DCI against the dataset's ground-truth factors (e.g. dsprites)")
+    evaluate.add_argument("--disentanglement-examples", type=integer(10), default=10000,
+                          help="score disentanglement on at most the split's first N examples")
     evaluate.add_argument("--checkpoint", choices=("best", "newest"), default="best",
                           help="the checkpoint with the best validation metric (default) or the newest")
     add_parallel_arguments(evaluate)
@@ -266,6 +270,7 @@ def cmd_train(args, registry) -> None:
 
 
 def cmd_eval(args, registry) -> None:
+    from zoo.disentanglement import require_factors
     from zoo.parallel import is_main_process
     from zoo.progress import stage
     from zoo.trained_run import Run
@@ -273,9 +278,12 @@ def cmd_eval(args, registry) -> None:
     start_devices(args)
     stage(f"loading {args.run} ({args.checkpoint} checkpoint)")
     run = Run.load(args.run, registry, args.data_dir, args.checkpoint)
+    if args.disentanglement:
+        require_factors(run.experiment.dataset, "--disentanglement")
     result = run.evaluate(args.split, args.num_samples, batch_size=args.batch_size, limit=args.limit, seed=args.seed,
                           proposals=("posterior", "prior") if args.prior_proposal else ("posterior",),
-                          devices=args.devices, progress=is_main_process())
+                          devices=args.devices, progress=is_main_process(), disentanglement=args.disentanglement,
+                          disentanglement_examples=args.disentanglement_examples)
     if is_main_process():
         print(json.dumps(result, indent=2))
 
