@@ -12,7 +12,7 @@ Factors, each an index into evenly spaced values:
   lies wholly inside the image.
 
 Images are 32x32 by default (dSprites is 64x64): a quarter of the pixels keeps training on two CPU
-cores feasible, and the smallest shape is still about 6 pixels across. Each pixel is the fraction
+cores feasible, and the smallest shape still spans a disc 6.4 pixels across. Each pixel is the fraction
 of it the shape covers (4x4 samples per pixel), so orientation shows at this size; by default
 they are then binarized as the zoo's other datasets are (`pixels`), which makes the Bernoulli
 likelihood a proper one. The dataset is the full product of the factors' values (`num_images:
