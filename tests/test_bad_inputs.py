@@ -111,6 +111,8 @@ CASES = [
     (["eval", "{bad_recipe}"], "invalid YAML"),
     (["eval", "{latin1_recipe}"], "not UTF-8"),
     (["eval", "{list_recipe}"], "expected a recipe mapping"),
+    (["eval", "{run}", "--disentanglement"], "--disentanglement: dataset 'digits' has no ground-truth factors"),
+    (["eval", "{run}", "--disentanglement", "--disentanglement-examples", "5"], "--disentanglement-examples"),
     # sample
     (["sample", "{run}", "--per-row", "0"], "--per-row"),
     (["sample", "{run}", "--per-row", "1000"], "--per-row"),
@@ -143,6 +145,8 @@ CASES = [
     (["bench", "{suite_bad_yaml}"], "invalid YAML"),
     (["bench", "{suite_bad_budget}"], "budget.steps"),
     (["bench", "{suite_unknown_variant}"], "vae_mpl"),
+    (["bench", "{suite_disentanglement}"], "s6.yaml: eval.disentanglement: dataset 'digits' has no ground-truth factors"),
+    (["bench", "{suite_bad_disentanglement}"], "eval.disentanglement: expected true or false"),
     (["bench", "quick", "--variants", "nosuch"], "nosuch"),
     (["bench", "quick", "--out", "{file}"], "is not a directory"),
     # compare
@@ -211,6 +215,8 @@ def places(book, registry, tmp_path_factory) -> dict[str, Path]:
         "suite_bad_yaml": ("s3.yaml", b"name: s3\nvariants: [vae_mlp\n"),
         "suite_bad_budget": ("s4.yaml", b"name: s4\nvariants: [vae_mlp]\nbudget: {steps: -5}\n"),
         "suite_unknown_variant": ("s5.yaml", b"name: s5\nvariants: [vae_mpl]\n"),
+        "suite_disentanglement": ("s6.yaml", b"name: s6\nvariants: [vae_mlp]\nbudget: {steps: 10}\neval: {disentanglement: true}\n"),
+        "suite_bad_disentanglement": ("s7.yaml", b"name: s7\nvariants: [vae_mlp]\neval: {disentanglement: yes please}\n"),
         "damaged_results": ("results.jsonl", b'{"suite": "quick", "run\n{"a": 1}\n'),
     }
     for key, (name, data) in files.items():

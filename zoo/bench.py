@@ -235,9 +235,12 @@ def run_suite(suite: Suite, out: Path, book: RecipeBook, registry: Registry, *, 
     for variant in variants or ():
         if variant not in suite.variants:
             raise RecipeError(f"{suite.path}: --variants: " + unknown_name_message("variant of this suite", variant, suite.variants))
+    planned = [run for run in expand(suite) if not variants or run.variant in variants]
+    if suite.evaluation.disentanglement:  # refused before anything is trained or written
+        require_factors_of([resolve_run(run, suite, book, registry, data_dir) for run in planned], registry, data_dir,
+                           f"{suite.path}: eval.disentanglement")
     out.mkdir(parents=True, exist_ok=True)
     (out / "suite.yaml").write_text(Path(suite.path).read_text(encoding="utf-8"), encoding="utf-8")
-    planned = [run for run in expand(suite) if not variants or run.variant in variants]
     timings: list[float] = []  # wall seconds of each run trained by this process: the estimate of what is left
     for number, run in enumerate(planned, 1):
         workdir = run_dir(out, run)
@@ -264,6 +267,16 @@ def run_suite(suite: Suite, out: Path, book: RecipeBook, registry: Registry, *, 
     return write_results(suite, out)
 
 
+def require_factors_of(recipes: list[dict], registry: Registry, data_dir: Optional[str], key: str) -> None:
+    """Each distinct dataset of the recipes has ground-truth factors (the disentanglement metrics need them)."""
+    from zoo.data import build_dataset
+    from zoo.disentanglement import require_factors
+
+    one_per_dataset = {json.dumps(recipe["dataset"], sort_keys=True): recipe for recipe in recipes}
+    for recipe in one_per_dataset.values():
+        require_factors(build_dataset(recipe, registry, data_dir), key)
+
+
 def write_results(suite: Suite, out: Path) -> list[dict]:
     """results.jsonl: every finished run of the suite in `out`, in suite order (rewritten atomically)."""
     results = []
@@ -284,7 +297,8 @@ def evaluate_run(suite: Suite, run: Run, recipe: dict, workdir: Path, registry: 
     trained = trained_run.Run.load(workdir, registry, data_dir)
     settings = suite.evaluation
     evaluation = trained.evaluate(settings.split, settings.num_samples, limit=settings.limit, seed=run.seed,
-                                  proposals=tuple(settings.proposals), devices=recipe["train"]["devices"])
+                                  proposals=tuple(settings.proposals), devices=recipe["train"]["devices"],
+                                  disentanglement=settings.disentanglement)
     experiment = trained.experiment
     for key in ("run", "variant", "step"):
         evaluation.pop(key)

@@ -116,6 +116,7 @@ def cmd_train(args, registry) -> None:
 
 
 def cmd_eval(args, registry) -> None:
+    from zoo.disentanglement import require_factors
     from zoo.parallel import is_main_process
     from zoo.progress import stage
     from zoo.trained_run import Run
@@ -123,9 +124,12 @@ def cmd_eval(args, registry) -> None:
     start_devices(args)
     stage(f"loading {args.run} ({args.checkpoint} checkpoint)")
     run = Run.load(args.run, registry, args.data_dir, args.checkpoint)
+    if args.disentanglement:
+        require_factors(run.experiment.dataset, "--disentanglement")
     result = run.evaluate(args.split, args.num_samples, batch_size=args.batch_size, limit=args.limit, seed=args.seed,
                           proposals=("posterior", "prior") if args.prior_proposal else ("posterior",),
-                          devices=args.devices, progress=is_main_process())
+                          devices=args.devices, progress=is_main_process(), disentanglement=args.disentanglement,
+                          disentanglement_examples=args.disentanglement_examples)
     if is_main_process():
         print(json.dumps(result, indent=2))
 

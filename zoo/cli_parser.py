@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=integer(1), help="evaluate only the first N examples")
     evaluate.add_argument("--seed", type=SEED, default=0)
     evaluate.add_argument("--prior-proposal", action="store_true", help="also estimate with p(z|c) as proposal (for GSNNs)")
+    evaluate.add_argument("--disentanglement", action="store_true",
+                          help="also MIG and DCI against the dataset's ground-truth factors (e.g. dsprites)")
+    evaluate.add_argument("--disentanglement-examples", type=integer(10), default=10000,
+                          help="score disentanglement on at most the split's first N examples")
     evaluate.add_argument("--checkpoint", choices=("best", "newest"), default="best",
                           help="the checkpoint with the best validation metric (default) or the newest")
     add_parallel_arguments(evaluate)

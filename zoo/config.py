@@ -162,6 +162,8 @@ class SuiteEvaluation:
     accuracy_samples: Annotated[int, AtLeast(0)] = 100
     proposals: Sequence[Literal["posterior", "prior"]] = dataclasses.field(
         default=("posterior",), metadata={"expected": "a list of posterior and/or prior"})
+    # MIG and DCI against the dataset's ground-truth factors (a dataset with factors, e.g. dsprites).
+    disentanglement: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import typing
-from typing import Annotated, Any, Literal, Mapping, Optional
+from typing import Annotated, Any, Literal, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -55,9 +55,11 @@ def binarize(images: np.ndarray, seed: int) -> np.ndarray:
 
 
 def image_dataset(name: str, train: Split, test: Split, class_names, *, pixels: str = "grayscale",
-                  validation_size: int = 0, seed: int = 0, validation: Optional[Split] = None) -> Dataset:
+                  validation_size: int = 0, seed: int = 0, validation: Optional[Split] = None,
+                  factor_names: Sequence[str] = (), factor_sizes: Sequence[int] = ()) -> Dataset:
     """A Dataset from train and test images in [0, 1]: the validation split held out of train
     by a seeded permutation (unless the dataset has its own), then the pixel mode applied.
+    The splits' factors (if any) follow their images.
 
     >>> image_dataset("toy", Split(x, y), Split(xt, yt), ["a", "b"], pixels="dynamic_binarize", validation_size=100)  # doctest: +SKIP
     """
@@ -68,14 +70,15 @@ def image_dataset(name: str, train: Split, test: Split, class_names, *, pixels: 
             raise DataError(f"{name}: validation_size {validation_size} must lie in 0..{len(train.images) - 1} (the training split has {len(train.images)} images)")
         order = np.random.default_rng(seed).permutation(len(train.images))
         held, kept = np.sort(order[:validation_size]), np.sort(order[validation_size:])
-        train, validation = Split(train.images[kept], train.labels[kept]), Split(train.images[held], train.labels[held])
+        train, validation = train.take(kept), train.take(held)
     if pixels != "grayscale":
         # Validation and test are binarized once, with seeds of their own, so every run scores the same pixels.
-        validation = Split(binarize(validation.images, seed + 1), validation.labels)
-        test = Split(binarize(test.images, seed + 2), test.labels)
+        validation = validation._replace(images=binarize(validation.images, seed + 1))
+        test = test._replace(images=binarize(test.images, seed + 2))
     if pixels == "static_binarize":
-        train = Split(binarize(train.images, seed), train.labels)
-    return Dataset(name, train, validation, test, list(class_names), dynamic_binarization=pixels == "dynamic_binarize")
+        train = train._replace(images=binarize(train.images, seed))
+    return Dataset(name, train, validation, test, list(class_names), dynamic_binarization=pixels == "dynamic_binarize",
+                   factor_names=tuple(factor_names), factor_sizes=tuple(int(s) for s in factor_sizes))
 
 
 def evaluation_split(dataset: Dataset, name: str, seed: int = 0) -> Split:
@@ -84,7 +87,7 @@ def evaluation_split(dataset: Dataset, name: str, seed: int = 0) -> Split:
     if not len(split.images):
         raise DataError(f"{dataset.name}: the {name} split is empty")
     if name == "train" and dataset.dynamic_binarization:
-        return Split(binarize(split.images, seed), split.labels)
+        return split._replace(images=binarize(split.images, seed))
     return split
 
 
@@ -96,7 +99,29 @@ def build_dataset(recipe: Mapping[str, Any], registry: Registry, data_dir: Optio
         raise DataError(f"dataset {spec['name']!r} returned {type(dataset).__name__}, not a zoo.Dataset")
     if dataset.train.images.ndim != 4:
         raise DataError(f"dataset {spec['name']!r}: images must be (N, height, width, channels), got {dataset.train.images.shape}")
+    check_factors(dataset, f"dataset {spec['name']!r}")
     return dataset
+
+
+def check_factors(dataset: Dataset, where: str) -> None:
+    """The factors a dataset declares are in every split, one int column per factor, each value
+    within its factor's size; a dataset that declares none has none."""
+    names, sizes = tuple(dataset.factor_names), tuple(dataset.factor_sizes)
+    if len(names) != len(sizes) or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in sizes):
+        raise DataError(f"{where}: factor_sizes {list(sizes)} must give a size >= 1 for each of the factors {list(names)}")
+    for split_name in ("train", "validation", "test"):
+        split = dataset.split(split_name)
+        factors = split.factors
+        if not names:
+            if factors is not None:
+                raise DataError(f"{where}: the {split_name} split has factors but the dataset names none (factor_names)")
+            continue
+        expected = (len(split.images), len(names))
+        if factors is None or factors.shape != expected or not np.issubdtype(factors.dtype, np.integer):
+            found = None if factors is None else f"{factors.dtype} {factors.shape}"
+            raise DataError(f"{where}: the {split_name} split's factors must be ints of shape {expected}, got {found}")
+        if len(factors) and (np.any(factors < 0) or np.any(factors >= np.asarray(sizes))):
+            raise DataError(f"{where}: the {split_name} split's factors fall outside 0..size - 1 of {dict(zip(names, sizes))}")
 
 
 def build_condition(recipe: Mapping[str, Any], registry: Registry, dataset: Dataset):

@@ -116,8 +116,13 @@ def evaluate(
     mesh: Optional[parallel.Mesh] = None,
     progress: bool = False,
     objective: Any = None,
+    disentanglement: Optional[int] = None,
 ) -> dict[str, Any]:
     """Every metric on one split; `num_samples` = 0 skips the importance-sampled estimate.
+
+    With `disentanglement` = N, the posterior means of the split's first N examples are scored
+    against its ground-truth factors (zoo.disentanglement: `mig`, `dci_disentanglement`,
+    `dci_completeness`, `dci_informativeness`); the split must have factors.
 
     A metric that does not apply, as the model's components or the `objective` it was
     trained with declare (`undefined_metrics`), is None, with the reason under
@@ -144,6 +149,8 @@ def evaluate(
     }
     if "code_counts" in bounds:
         metrics["codebook_perplexity"] = perplexity(np.sum(bounds["code_counts"], axis=0))
+    if disentanglement is not None:
+        metrics.update(disentanglement_of(bounds["posterior_mean"], split, disentanglement))
     model = nnx.merge(graphdef, params)
     undefined = {**undefined_metrics(objective), **model.undefined_metrics}
     for proposal in proposals if num_samples > 0 else ():
@@ -157,6 +164,16 @@ def evaluate(
         metrics[metric] = float(np.mean(log_likelihood))
         metrics["num_importance_samples"] = int(num_samples)
     return mark_undefined(metrics, undefined, conditional)
+
+
+def disentanglement_of(posterior_means: np.ndarray, split: Split, examples: int) -> dict[str, Any]:
+    """MIG and DCI of the first `examples` posterior means against the split's factors."""
+    from zoo.disentanglement import disentanglement_scores
+
+    if split.factors is None:
+        raise DataError("disentanglement metrics need a split with ground-truth factors; this one has none")
+    codes = posterior_means.reshape((len(posterior_means), -1))[:examples]
+    return disentanglement_scores(codes, split.factors[:examples])
 
 
 def mark_undefined(metrics: dict[str, Any], undefined: dict[str, str], conditional: bool) -> dict[str, Any]:
@@ -198,18 +215,27 @@ class EvaluationSettings:
     seed: int = 0
     proposals: tuple[str, ...] = ("posterior",)
     """"posterior" q(z|x,c) and/or "prior" p(z|c) (for GSNNs)."""
+    disentanglement: bool = False
+    """Also MIG and DCI of the posterior means against the dataset's ground-truth factors (a
+    dataset without factors is refused)."""
+    disentanglement_examples: int = 10000
+    """At most this many examples (the split's first) for the disentanglement metrics."""
 
 
 def evaluate_run(experiment, graphdef: nnx.GraphDef, params: Any, settings: EvaluationSettings, *,
                  devices: Optional[int] = None, progress: bool = False) -> dict[str, Any]:
     """Every metric of a trained model on the split `settings` name (`evaluate` on it)."""
     from zoo.data import evaluation_split
+    from zoo.disentanglement import require_factors
 
+    if settings.disentanglement:  # before any work
+        require_factors(experiment.dataset, "disentanglement")
     split = evaluation_split(experiment.dataset, settings.split, seed=settings.seed)
     if settings.limit:
-        split = Split(split.images[: settings.limit], split.labels[: settings.limit])
+        split = split.take(slice(settings.limit))
     mesh = parallel.mesh_for(devices, "--devices")  # a short batch is padded to the mesh (over_batches)
     return evaluate(graphdef, params, experiment.condition, split, jax.random.key(settings.seed),
                     num_samples=settings.num_samples, batch_size=settings.batch_size,
                     conditional=experiment.model.conditional, proposals=settings.proposals, mesh=mesh, progress=progress,
-                    objective=experiment.objective)
+                    objective=experiment.objective,
+                    disentanglement=settings.disentanglement_examples if settings.disentanglement else None)

@@ -14,7 +14,7 @@ the data batch `(B,)`:
 - likelihood `(parameters) -> p(x | z, c)`, event shape `x_shape`
 - objective  `(model, batch, rng, step=None) -> (loss, metrics)`, a pure function
 - condition  splits a batch of images and labels into `(x, c)`
-- dataset    a `Dataset` of images in [0, 1] with labels
+- dataset    a `Dataset` of images in [0, 1] with labels (and, when generated, ground-truth factors)
 
 The condition `c` is optional everywhere: `None` for unconditional models.
 
@@ -299,12 +299,20 @@ class Condition(Protocol):
 
 
 class Split(NamedTuple):
-    """One split of a dataset: images `(N, H, W, C)` float32 in [0, 1], labels `(N,)` int32."""
+    """One split of a dataset: images `(N, H, W, C)` float32 in [0, 1], labels `(N,)` int32, and
+    for a dataset generated from known factors of variation their values `(N, F)` int32."""
 
     images: np.ndarray
     """`(N, H, W, C)` float32 in [0, 1]."""
     labels: np.ndarray
     """`(N,)` int32 class indices (zeros for a dataset without classes)."""
+    factors: Optional[np.ndarray] = None
+    """`(N, F)` int32: example n's value of factor f is `factors[n, f]` in `0..factor_sizes[f] - 1`
+    (the dataset's order of `factor_names`); None for a dataset without ground-truth factors."""
+
+    def take(self, rows: Any) -> "Split":
+        """The examples at `rows` (indices or a slice), their factors with them."""
+        return Split(self.images[rows], self.labels[rows], None if self.factors is None else self.factors[rows])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,6 +322,11 @@ class Dataset:
     With `dynamic_binarization` the training images stay grayscale and every
     batch is a fresh Bernoulli draw (the IWAE protocol); validation and test
     are then binarized once with a fixed seed.
+
+    A dataset generated from known factors of variation (shape, position, ...)
+    names them in `factor_names`, with their sizes, and each split holds every
+    example's values in `factors`; the disentanglement metrics of evaluation need
+    them. Without them (the default) the splits' `factors` are None.
     """
 
     name: str
@@ -328,6 +341,12 @@ class Dataset:
     """One name per class (empty for a dataset without labels)."""
     dynamic_binarization: bool = False
     """Whether every training batch is a fresh Bernoulli draw of the grayscale images."""
+    factor_names: Sequence[str] = ()
+    """The ground-truth factors of variation the images were generated from, in the order of
+    each split's `factors` columns (empty for a dataset without them: disentanglement metrics
+    need them)."""
+    factor_sizes: Sequence[int] = ()
+    """How many values each factor takes, one per name."""
 
     @property
     def image_shape(self) -> Shape:
@@ -338,6 +357,11 @@ class Dataset:
     def num_classes(self) -> int:
         """How many classes the labels take."""
         return len(self.class_names)
+
+    @property
+    def has_factors(self) -> bool:
+        """Whether the splits carry ground-truth factors (`factor_names` is not empty)."""
+        return bool(self.factor_names)
 
     def split(self, name: str) -> Split:
         """The split called `name` (train, validation or test)."""

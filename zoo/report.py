@@ -25,6 +25,8 @@ COLUMNS = (
     ("active units", "active_units", 1, None),
     ("class accuracy", "class_accuracy", 1, "max"),
     ("codebook perplexity", "codebook_perplexity", 1, None),
+    ("MIG", "mig", 1, "max"),
+    ("DCI", "dci_disentanglement", 1, "max"),
     ("s / epoch", "seconds_per_epoch", 1, "min"),
 )
 

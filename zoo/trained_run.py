@@ -183,13 +183,17 @@ class Run:
 
     def evaluate(self, split: str = "test", num_samples: int = 5000, *, batch_size: int = 100,
                  limit: Optional[int] = None, seed: int = 0, proposals: Sequence[str] = ("posterior",),
-                 devices: Optional[int] = None, record: bool = True, progress: bool = False) -> dict[str, Any]:
+                 devices: Optional[int] = None, record: bool = True, progress: bool = False,
+                 disentanglement: bool = False, disentanglement_examples: int = 10000) -> dict[str, Any]:
         """Every metric on one split, the dict `zoo eval` prints; with `record`, also added to
-        the run's eval.json (keyed by split and K)."""
+        the run's eval.json (keyed by split and K). With `disentanglement`, also MIG and DCI of
+        the posterior means of at most `disentanglement_examples` examples against the
+        dataset's ground-truth factors (a dataset without them is refused)."""
         from zoo.evaluate import evaluate_run
 
         settings = EvaluationSettings(split=split, num_samples=num_samples, batch_size=batch_size, limit=limit, seed=seed,
-                                      proposals=tuple(proposals))
+                                      proposals=tuple(proposals), disentanglement=disentanglement,
+                                      disentanglement_examples=disentanglement_examples)
         metrics = evaluate_run(self.experiment, self.graphdef, self.params, settings, devices=devices, progress=progress)
         result = {"run": str(self.workdir), "variant": self.variant, "step": self.step,
                   "checkpoint": "newest" if self.checkpoint == "newest" else self.checkpoint_used, "split": split, **metrics}
