@@ -75,8 +75,8 @@ def info_vae(alpha: Annotated[float, AtMost(1)] = 1.0, lambda_weight: Annotated[
 
     def loss_fn(model, batch: zoo.Batch, rng, step=None):
         sample_rng, prior_rng = jax.random.split(rng)
-        z, kl = sample_with_kl(model.encode(batch.x, batch.c), model.prior_distribution(batch.c, batch.x.shape[0]), sample_rng)
-        log_px = model.decode(z, batch.c).log_prob(batch.x)
+        terms = model.elbo_terms(batch.x, batch.c, sample_rng)
+        z, kl, log_px = terms.z, terms.kl, terms.log_likelihood
         mmd = _prior_mmd(model, batch, z, prior_rng, kernel, kernel_scale)
         loss = -log_px.mean() + (1.0 - alpha) * kl.mean() + (alpha + lambda_weight - 1.0) * mmd
         return loss, {"elbo": (log_px - kl).mean(), "kl": kl.mean(), "mmd": mmd}

@@ -116,7 +116,7 @@ def test_disentanglement_on_a_dataset_without_factors_names_the_key(book, regist
 
 
 def test_a_suite_asks_for_disentanglement_with_one_key(book, tmp_path):
-    assert load_suite("disentanglement", book).evaluation["disentanglement"] is True
+    assert load_suite("disentanglement", book).evaluation.disentanglement is True
     suite = tmp_path / "s.yaml"
     suite.write_text("name: s\nvariants: [vae_mlp]\neval: {disentanglement: 1}\n")
     with pytest.raises(RecipeError, match="eval.disentanglement: expected true or false, got 1"):

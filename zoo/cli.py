@@ -135,7 +135,7 @@ def cmd_eval(args, registry) -> None:
 
 
 def cmd_sample(args, registry) -> None:
-    from zoo.images import save_grid
+    from zoo.plots import plot_images
     from zoo.progress import stage
     from zoo.trained_run import Run
 
@@ -145,7 +145,7 @@ def cmd_sample(args, registry) -> None:
     stage("sampling")
     images, labels, rows = run.sample_grid(condition_text=args.condition, per_row=args.per_row,
                                            temperature=args.temperature, seed=args.seed)
-    save_grid(images, out, rows=rows, row_labels=labels, title=f"{run.variant} (step {run.step})")
+    plot_images(images, rows, out, f"{run.variant} (step {run.step})", row_labels=labels or ())
     print(out)
 
 

@@ -14,7 +14,7 @@ from flax import nnx
 from zoo import parallel
 from zoo.errors import DataError
 from zoo.interfaces import DiscretePosterior, Split, undefined_metrics
-from zoo.model import LOG_LIKELIHOOD_METRIC, sample_with_kl
+from zoo.model import LOG_LIKELIHOOD_METRIC
 from zoo.progress import Progress
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015: Cov_x(E_q[z]) above 0.01
@@ -27,10 +27,7 @@ def make_bound_metrics(graphdef: nnx.GraphDef, condition) -> Callable:
     def bound_metrics(params, images, labels, rng):
         model = nnx.merge(graphdef, params)
         x, c = condition.split(images, labels)
-        q = model.encode(x, c)
-        prior = model.prior_distribution(c, x.shape[0])
-        z, kl = sample_with_kl(q, prior, rng)  # a hierarchy scores q(z) while drawing z
-        log_likelihood = model.decode(z, c).log_prob(x)
+        q, prior, _, _, log_likelihood, kl = model.elbo_terms(x, c, rng)  # a hierarchy scores q(z) while drawing z
         reconstruction = model.decode(q.mean(), c).mean()
         squared_error = jnp.sum((reconstruction - x).reshape((x.shape[0], -1)) ** 2, axis=-1)
         metrics = {"elbo": log_likelihood - kl, "kl": kl, "reconstruction_error": squared_error, "posterior_mean": q.mean() - prior.mean()}

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from zoo.errors import RunDirectoryError
+from zoo.errors import RunDirectoryError, ZooError
 
 
 def read_json_lines(path: Path) -> list[dict[str, Any]]:
@@ -54,3 +54,18 @@ def naming_write_errors(what: str) -> Iterator[None]:
     except OSError as exc:
         raise RunDirectoryError(f"cannot write {what}: {exc.strerror or exc}; what was written before is intact, "
                                 "free the space and continue with --resume") from None
+
+
+def writable_directory(path: Path, what: str = "the figures") -> Path:
+    """`path`, created if need be and checked writable; one ZooError naming it otherwise."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".zoo-write-probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except (FileExistsError, NotADirectoryError):
+        raise ZooError(f"{path}: cannot write {what} there (it, or a folder above it, is a file)") from None
+    except OSError as exc:
+        raise ZooError(f"{path}: cannot write {what} there ({exc.strerror or exc})") from None
+    return path

@@ -7,7 +7,7 @@ unconditional VAE `c` is None and the prior is N(0, I).
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 
 import distrax
 import jax
@@ -53,6 +53,17 @@ def sample_with_kl(q: distrax.Distribution, p: distrax.Distribution, rng: Array)
         return q.sample(seed=rng), kl
     z, log_q = q.sample_and_log_prob(seed=rng)
     return z, log_q - p.log_prob(z)
+
+
+class ElboTerms(NamedTuple):
+    """The parts of the ELBO log p(x|z,c) - KL(q || p(z|c)) at one z ~ q(z|x,c), per example."""
+
+    q: distrax.Distribution
+    prior: distrax.Distribution
+    z: Array
+    p_x: distrax.Distribution
+    log_likelihood: Array
+    kl: Array
 
 
 def repeat_rows(c: Optional[Array], times: int) -> Optional[Array]:
@@ -116,11 +127,18 @@ class LatentVariableModel(nnx.Module):
         """Mean of p(x | z, c) at the posterior mean of q(z | x, c)."""
         return self.decode(self.encode(x, c).mean(), c).mean()
 
+    def elbo_terms(self, x: Array, c: Optional[Array], rng: Array) -> "ElboTerms":
+        """The ELBO's parts at one reparameterised z ~ q(z|x,c): the one place they are computed
+        (objectives, evaluation and the MMD objectives all take them from here)."""
+        q, prior = self.encode(x, c), self.prior_distribution(c, x.shape[0])
+        z, kl = sample_with_kl(q, prior, rng)
+        p_x = self.decode(z, c)
+        return ElboTerms(q, prior, z, p_x, p_x.log_prob(x), kl)
+
     def forward(self, x: Array, c: Optional[Array], rng: Array) -> tuple[Array, Array, Array]:
         """(mode of p(x|z,c), log p(x|z,c), KL(q||p)) at one reparameterised z ~ q(z|x,c)."""
-        z, kl = sample_with_kl(self.encode(x, c), self.prior_distribution(c, x.shape[0]), rng)
-        p_x = self.decode(z, c)
-        return p_x.mode(), p_x.log_prob(x), kl
+        terms = self.elbo_terms(x, c, rng)
+        return terms.p_x.mode(), terms.log_likelihood, terms.kl
 
     def elbo(self, x: Array, c: Optional[Array], rng: Array) -> Array:
         """Per-example evidence lower bound E_q[log p(x|z,c)] - KL(q || p(z|c))."""

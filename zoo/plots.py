@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from zoo.errors import ZooError
+from zoo.files import writable_directory
 from zoo.images import tile
 
 TRAVERSAL_OFFSETS = np.linspace(-3.0, 3.0, 7)  # in prior standard deviations around the base point
@@ -295,21 +296,6 @@ def plot_learning_curves(records: Sequence[dict], path: Path, title: str) -> Opt
 
 
 # --- A whole run ------------------------------------------------------------------------------
-
-
-def writable_directory(path: Path) -> Path:
-    """`path`, created if need be and checked writable; one ZooError naming it otherwise."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".zoo-write-probe"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except (FileExistsError, NotADirectoryError):
-        raise ZooError(f"{path}: cannot write the figures there (it, or a folder above it, is a file)") from None
-    except OSError as exc:
-        raise ZooError(f"{path}: cannot write the figures there ({exc.strerror or exc})") from None
-    return path
 
 
 class FigureSource(NamedTuple):

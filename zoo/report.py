@@ -251,7 +251,7 @@ def learning_curves(records: list[dict], results_dirs: dict[str, Path], path: Pa
     import matplotlib.pyplot as plt
 
     from zoo import runs
-    from zoo.plots import best_validation
+    from zoo.plots import best_validation, learning_curve_series
 
     figure, axis = plt.subplots(figsize=(7, 4.5))
     plotted = False
@@ -263,14 +263,14 @@ def learning_curves(records: list[dict], results_dirs: dict[str, Path], path: Pa
             workdir = results_dirs.get(record["run"])
             if workdir is None:
                 continue
-            points = [(r["step"], r["elbo"]) for r in runs.read_metrics(workdir) if r.get("split") == "validation"]
-            if points:
-                curves.append(points)
+            validation = learning_curve_series(runs.read_metrics(workdir)).get("validation -ELBO")  # (steps, -ELBO)
+            if validation is not None:
+                curves.append(validation)
         if not curves:
             continue
-        length = min(len(c) for c in curves)
-        steps = [p[0] for p in curves[0][:length]]
-        values = np.mean([[-p[1] for p in c[:length]] for c in curves], axis=0)
+        length = min(len(steps) for steps, _ in curves)
+        steps = curves[0][0][:length]
+        values = np.mean([negative_elbo[:length] for _, negative_elbo in curves], axis=0)
         line, = axis.plot(steps, values, marker="o" if length < 60 else None, markersize=3,
                           label=f"{variant} ({dataset}, {task}), mean of {len(curves)}")
         for record in rows:  # each seed's best checkpoint, a star on the curve
