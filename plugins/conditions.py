@@ -128,7 +128,9 @@ def make_visible_quadrants(image_shape, visible: Sequence[Annotated[int, Between
     if len(image_shape) != 3:
         raise ValueError(f"needs images of shape (height, width, channels), got {tuple(image_shape)}")
     if not visible or len(visible) > 3 or any(q not in range(4) for q in visible):
-        raise ValueError(f"visible must list 1 to 3 distinct quadrants among 0..3 ({', '.join(QUADRANT_NAMES)}), got {list(visible)}")
+        raise ValueError(
+            f"visible must list 1 to 3 distinct quadrants among 0..3 ({', '.join(QUADRANT_NAMES)}), got {list(visible)}"
+        )
     return VisibleQuadrants(tuple(image_shape), visible)
 
 

@@ -31,7 +31,10 @@ class ConvEncoder(nnx.Module):
         self.activation = activation
         sizes = [in_channels, *channels]
         self.convs = nnx.List(
-            [nnx.Conv(a, b, kernel_size=(3, 3), strides=(2, 2), padding="SAME", rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])]
+            [
+                nnx.Conv(a, b, kernel_size=(3, 3), strides=(2, 2), padding="SAME", rngs=rngs)
+                for a, b in zip(sizes[:-1], sizes[1:])
+            ]
         )
         flat = _downsampled(height, len(channels)) * _downsampled(width, len(channels)) * sizes[-1]
         self.trunk = MLP(flat + size(c_shape), (hidden,), activation, rngs=rngs)
@@ -69,7 +72,10 @@ class ConvDecoder(nnx.Module):
         self.project = nnx.Linear(latent_dim + size(c_shape), self.start[0] * self.start[1] * channels[0], rngs=rngs)
         sizes = [channels[0], *channels]
         self.deconvs = nnx.List(
-            [nnx.ConvTranspose(a, b, kernel_size=(3, 3), strides=(2, 2), padding="SAME", rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])]
+            [
+                nnx.ConvTranspose(a, b, kernel_size=(3, 3), strides=(2, 2), padding="SAME", rngs=rngs)
+                for a, b in zip(sizes[:-1], sizes[1:])
+            ]
         )
         self.out = nnx.Conv(sizes[-1], out_channels * params_per_dim, kernel_size=(3, 3), padding="SAME", rngs=rngs)
 
@@ -81,8 +87,15 @@ class ConvDecoder(nnx.Module):
         return self.out(h).reshape((z.shape[0],) + self.output_shape)
 
 
-def make_conv_encoder(x_shape, c_shape, latent_dim, rngs, channels: Sequence[int] = (32, 64), hidden: Annotated[int, AtLeast(1)] = 256,
-                      activation: str = "relu") -> ConvEncoder:
+def make_conv_encoder(
+    x_shape,
+    c_shape,
+    latent_dim,
+    rngs,
+    channels: Sequence[int] = (32, 64),
+    hidden: Annotated[int, AtLeast(1)] = 256,
+    activation: str = "relu",
+) -> ConvEncoder:
     """Convolutional encoder q(z | x, c) for HxWxC images.
 
     >>> enc = make_conv_encoder((8, 8, 1), None, 4, nnx.Rngs(0))  # doctest: +SKIP
@@ -90,7 +103,9 @@ def make_conv_encoder(x_shape, c_shape, latent_dim, rngs, channels: Sequence[int
     return ConvEncoder(tuple(x_shape), c_shape, latent_dim, tuple(channels), hidden, activation, rngs=rngs)
 
 
-def make_conv_decoder(latent_dim, c_shape, output_shape, rngs, channels: Sequence[int] = (64, 32), activation: str = "relu") -> ConvDecoder:
+def make_conv_decoder(
+    latent_dim, c_shape, output_shape, rngs, channels: Sequence[int] = (64, 32), activation: str = "relu"
+) -> ConvDecoder:
     """Convolutional decoder (z, c) -> likelihood parameters for HxWxC images.
 
     >>> dec = make_conv_decoder(4, None, (8, 8, 1, 1), nnx.Rngs(0))  # doctest: +SKIP

@@ -11,8 +11,12 @@ from zoo import AtLeast
 from zoo.data import PixelMode, Seed, image_dataset
 
 
-def make_digits(validation_size: Annotated[int, AtLeast(0)] = 300, test_size: Annotated[int, AtLeast(1)] = 360,
-                seed: Seed = 0, pixels: PixelMode = "dynamic_binarize") -> zoo.Dataset:
+def make_digits(
+    validation_size: Annotated[int, AtLeast(0)] = 300,
+    test_size: Annotated[int, AtLeast(1)] = 360,
+    seed: Seed = 0,
+    pixels: PixelMode = "dynamic_binarize",
+) -> zoo.Dataset:
     """1797 8x8 digits from scikit-learn, intensities in [0, 1], binarized per batch by default.
 
     >>> ds = make_digits(); ds.image_shape  # doctest: +SKIP
@@ -24,7 +28,9 @@ def make_digits(validation_size: Annotated[int, AtLeast(0)] = 300, test_size: An
     images = (bunch.images / 16.0).astype(np.float32)[..., None]
     labels = bunch.target.astype(np.int32)
     if not 0 < test_size < len(images) - validation_size:
-        raise zoo.DataError(f"digits: test_size {test_size} with validation_size {validation_size} leaves no training data out of {len(images)} images")
+        raise zoo.DataError(
+            f"digits: test_size {test_size} with validation_size {validation_size} leaves no training data out of {len(images)} images"
+        )
     # scikit-learn ships no test split: hold one out by a fixed permutation.
     order = np.random.default_rng(seed).permutation(len(images))
     test, rest = np.sort(order[:test_size]), np.sort(order[test_size:])

@@ -66,13 +66,17 @@ def render(factors: np.ndarray, image_size: int, values: dict[str, np.ndarray]) 
     `(N, 5)` (indices, in the order of FACTOR_NAMES)."""
     # Only a window around each shape is sampled: the largest shape's disc, and a pixel either side.
     window = min(image_size, math.ceil(2 * LARGEST_RADIUS * image_size) + 2)
-    offsets = (np.arange(window * SUPERSAMPLING, dtype=np.float32) + 0.5) / SUPERSAMPLING  # in pixels, from the window's corner
+    offsets = (
+        np.arange(window * SUPERSAMPLING, dtype=np.float32) + 0.5
+    ) / SUPERSAMPLING  # in pixels, from the window's corner
     local_x, local_y = (a.ravel()[None] for a in np.meshgrid(offsets, offsets))  # rows are y
     images = np.zeros((len(factors), image_size, image_size, 1), np.float32)
     for start in range(0, len(factors), CHUNK):
         rows = factors[start : start + CHUNK]
         centre_x, centre_y = (values["position"][rows[:, column]] * image_size for column in (3, 4))
-        corner_x, corner_y = (np.clip(np.floor(c - window / 2), 0, image_size - window).astype(int) for c in (centre_x, centre_y))
+        corner_x, corner_y = (
+            np.clip(np.floor(c - window / 2), 0, image_size - window).astype(int) for c in (centre_x, centre_y)
+        )
         dx, dy = local_x + (corner_x - centre_x)[:, None], local_y + (corner_y - centre_y)[:, None]
         radius = (LARGEST_RADIUS * image_size * values["scale"][rows[:, 1]])[:, None]
         angle = values["orientation"][rows[:, 2]][:, None]
@@ -97,15 +101,19 @@ def draw_factors(sizes: tuple[int, ...], num_images: Optional[int], seed: int) -
     if num_images is None:
         chosen = rng.permutation(total)
     elif num_images > total:
-        raise zoo.DataError(f"dsprites: num_images {num_images} exceeds the {total} distinct combinations of the "
-                            f"factors {dict(zip(FACTOR_NAMES, sizes))}; ask for fewer, or null for all of them")
+        raise zoo.DataError(
+            f"dsprites: num_images {num_images} exceeds the {total} distinct combinations of the "
+            f"factors {dict(zip(FACTOR_NAMES, sizes))}; ask for fewer, or null for all of them"
+        )
     else:
         chosen = rng.choice(total, size=num_images, replace=False)
     return np.stack(np.unravel_index(chosen, sizes), axis=1).astype(np.int32)
 
 
 @functools.lru_cache(maxsize=2)
-def generate(image_size: int, sizes: tuple[int, ...], num_images: Optional[int], seed: int) -> tuple[np.ndarray, np.ndarray]:
+def generate(
+    image_size: int, sizes: tuple[int, ...], num_images: Optional[int], seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(images, factors) of every image, read-only; kept for the next call with the same options
     (rendering 10000 images takes seconds, and a process builds its dataset more than once)."""
     factors = draw_factors(sizes, num_images, seed)
@@ -118,29 +126,53 @@ def generate(image_size: int, sizes: tuple[int, ...], num_images: Optional[int],
 Count = Annotated[int, AtLeast(1)]
 
 
-def make_dsprites(image_size: Annotated[int, AtLeast(8)] = 32, scales: Count = 6, orientations: Count = 10,
-                  positions: Count = 16, num_images: Optional[Count] = 10000,
-                  validation_size: Annotated[int, AtLeast(0)] = 1000, test_size: Count = 2000, seed: Seed = 0,
-                  pixels: PixelMode = "dynamic_binarize") -> zoo.Dataset:
+def make_dsprites(
+    image_size: Annotated[int, AtLeast(8)] = 32,
+    scales: Count = 6,
+    orientations: Count = 10,
+    positions: Count = 16,
+    num_images: Optional[Count] = 10000,
+    validation_size: Annotated[int, AtLeast(0)] = 1000,
+    test_size: Count = 2000,
+    seed: Seed = 0,
+    pixels: PixelMode = "dynamic_binarize",
+) -> zoo.Dataset:
     """Shapes with five known factors (shape, scale, orientation, position_x, position_y).
 
     >>> ds = make_dsprites(); ds.factor_names, ds.factor_sizes  # doctest: +SKIP
     (('shape', 'scale', 'orientation', 'position_x', 'position_y'), (3, 6, 10, 16, 16))
     """
-    for option, value, least in (("image_size", image_size, 8), ("scales", scales, 1), ("orientations", orientations, 1),
-                                 ("positions", positions, 1), ("test_size", test_size, 1), ("validation_size", validation_size, 0)):
+    for option, value, least in (
+        ("image_size", image_size, 8),
+        ("scales", scales, 1),
+        ("orientations", orientations, 1),
+        ("positions", positions, 1),
+        ("test_size", test_size, 1),
+        ("validation_size", validation_size, 0),
+    ):
         if not value >= least:
             raise ValueError(f"{option}: expected an int >= {least}, got {value}")
     sizes = (len(SHAPES), scales, orientations, positions, positions)
     images, factors = generate(image_size, sizes, num_images, seed)
     if not test_size + validation_size < len(factors):
-        raise zoo.DataError(f"dsprites: test_size {test_size} with validation_size {validation_size} leaves no training "
-                            f"data out of {len(factors)} images")
+        raise zoo.DataError(
+            f"dsprites: test_size {test_size} with validation_size {validation_size} leaves no training "
+            f"data out of {len(factors)} images"
+        )
     # The rows are in a random order already: the test split is the first test_size of them.
     everything = zoo.Split(images, factors[:, 0].copy(), factors)
     test, rest = everything.take(slice(test_size)), everything.take(slice(test_size, None))
-    return image_dataset("dsprites", rest, test, SHAPES, pixels=pixels, validation_size=validation_size, seed=seed,
-                         factor_names=FACTOR_NAMES, factor_sizes=sizes)
+    return image_dataset(
+        "dsprites",
+        rest,
+        test,
+        SHAPES,
+        pixels=pixels,
+        validation_size=validation_size,
+        seed=seed,
+        factor_names=FACTOR_NAMES,
+        factor_sizes=sizes,
+    )
 
 
 @zoo.hookimpl

@@ -46,6 +46,7 @@ class FlowPosterior(distrax.Transformed):
 
 # --- Inverse autoregressive flow ----------------------------------------------------------------
 
+
 def hidden_degrees(width: int, latent_dim: int) -> tuple[int, ...]:
     """MADE degrees of a hidden layer, cycling through 1 .. D-1 (all 0 for D = 1: context only)."""
     if latent_dim == 1:
@@ -74,8 +75,16 @@ class MADE(nnx.Module):
     """z (..., B, D) and context (B, H) -> shift m and gate logit s, each unit d a function of
     z's units of lower degree in `order` only; the context joins the first hidden layer."""
 
-    def __init__(self, latent_dim: int, context_dim: int, hidden: Sequence[int], order: Sequence[int],
-                 activation: str, *, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        latent_dim: int,
+        context_dim: int,
+        hidden: Sequence[int],
+        order: Sequence[int],
+        activation: str,
+        *,
+        rngs: nnx.Rngs,
+    ):
         degrees = [tuple(order)] + [hidden_degrees(width, latent_dim) for width in hidden]
         self.layers = nnx.List([MaskedDense(a, b, strict=False, rngs=rngs) for a, b in zip(degrees[:-1], degrees[1:])])
         self.context = dense(context_dim, hidden[0], rngs=rngs, use_bias=False)
@@ -120,17 +129,23 @@ class InverseAutoregressiveStep(distrax.Bijector):
 class InverseAutoregressiveFlow(nnx.Module):
     """`steps` IAF steps, the autoregressive order reversed between steps (Kingma et al.)."""
 
-    def __init__(self, latent_dim: int, context_dim: int, steps: int, hidden: Sequence[int], activation: str, *,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self, latent_dim: int, context_dim: int, steps: int, hidden: Sequence[int], activation: str, *, rngs: nnx.Rngs
+    ):
         forward, backward = tuple(range(1, latent_dim + 1)), tuple(range(latent_dim, 0, -1))
-        self.steps = nnx.List([MADE(latent_dim, context_dim, hidden, forward if t % 2 == 0 else backward, activation, rngs=rngs)
-                               for t in range(steps)])
+        self.steps = nnx.List(
+            [
+                MADE(latent_dim, context_dim, hidden, forward if t % 2 == 0 else backward, activation, rngs=rngs)
+                for t in range(steps)
+            ]
+        )
 
     def bijectors(self, features: jax.Array) -> list[distrax.Bijector]:
         return [InverseAutoregressiveStep(made, features) for made in self.steps]
 
 
 # --- Planar flow --------------------------------------------------------------------------------
+
 
 class PlanarStep(distrax.Bijector):
     """z -> z + u_hat tanh(w.z + b), with u_hat = u + (m(w.u) - w.u) w / |w|^2, m(a) = -1 + softplus(a),
@@ -145,7 +160,7 @@ class PlanarStep(distrax.Bijector):
 
     def forward_and_log_det(self, z: jax.Array) -> tuple[jax.Array, jax.Array]:
         h = jnp.tanh(jnp.sum(self.w * z, axis=-1) + self.b)
-        slope = 1.0 + (1.0 - h ** 2) * jnp.sum(self.w * self.u, axis=-1)  # 1 + u_hat . psi(z)
+        slope = 1.0 + (1.0 - h**2) * jnp.sum(self.w * self.u, axis=-1)  # 1 + u_hat . psi(z)
         return z + self.u * h[..., None], jnp.log(jnp.abs(slope))
 
     def inverse_and_log_det(self, y: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -166,9 +181,9 @@ class PlanarStep(distrax.Bijector):
         # bisection's own comparisons carry none).
         root = jax.lax.stop_gradient(0.5 * (low + high))
         h_root = jnp.tanh(root + self.b)
-        a = root - (root + c * h_root - target) / (1.0 + c * (1.0 - h_root ** 2))
+        a = root - (root + c * h_root - target) / (1.0 + c * (1.0 - h_root**2))
         h = jnp.tanh(a + self.b)
-        return y - self.u * h[..., None], -jnp.log(jnp.abs(1.0 + (1.0 - h ** 2) * c))
+        return y - self.u * h[..., None], -jnp.log(jnp.abs(1.0 + (1.0 - h**2) * c))
 
 
 class PlanarFlow(nnx.Module):
@@ -181,10 +196,14 @@ class PlanarFlow(nnx.Module):
     def bijectors(self, features: jax.Array) -> list[distrax.Bijector]:
         d = self.latent_dim
         per_step = self.parameters(features).reshape(features.shape[:-1] + (self.num_steps, 2 * d + 1))
-        return [PlanarStep(per_step[..., t, :d], per_step[..., t, d:2 * d], per_step[..., t, 2 * d]) for t in range(self.num_steps)]
+        return [
+            PlanarStep(per_step[..., t, :d], per_step[..., t, d : 2 * d], per_step[..., t, 2 * d])
+            for t in range(self.num_steps)
+        ]
 
 
 # --- The encoder --------------------------------------------------------------------------------
+
 
 class FlowEncoder(nnx.Module):
     """q(z | x, c): an MLP, a diagonal Gaussian, then a flow whose parameters come from the same features."""
@@ -210,9 +229,17 @@ def _trunk(x_shape, c_shape, latent_dim, hidden, activation, log_variance_bounds
     return trunk, DiagonalGaussianHead(hidden[-1], latent_dim, rngs=rngs, log_variance_bounds=log_variance_bounds)
 
 
-def make_iaf_encoder(x_shape, c_shape, latent_dim, rngs, hidden: Sequence[int] = (512, 512), activation: str = "relu",
-                     steps: Annotated[int, AtLeast(1)] = 2, made_hidden: Sequence[int] = (256, 256),
-                     log_variance_bounds: Optional[Sequence[float]] = None) -> FlowEncoder:
+def make_iaf_encoder(
+    x_shape,
+    c_shape,
+    latent_dim,
+    rngs,
+    hidden: Sequence[int] = (512, 512),
+    activation: str = "relu",
+    steps: Annotated[int, AtLeast(1)] = 2,
+    made_hidden: Sequence[int] = (256, 256),
+    log_variance_bounds: Optional[Sequence[float]] = None,
+) -> FlowEncoder:
     """Gaussian MLP encoder followed by `steps` inverse autoregressive flow steps (Kingma et al. 2016).
 
     Each step is a MADE of `made_hidden` units over z, with the encoder's last hidden layer as
@@ -223,12 +250,21 @@ def make_iaf_encoder(x_shape, c_shape, latent_dim, rngs, hidden: Sequence[int] =
     check_steps(steps)
     check_sizes("made_hidden", made_hidden, allow_empty=False)
     trunk, head = _trunk(x_shape, c_shape, latent_dim, hidden, activation, log_variance_bounds, rngs)
-    return FlowEncoder(trunk, head, InverseAutoregressiveFlow(latent_dim, hidden[-1], steps, tuple(made_hidden), activation, rngs=rngs))
+    return FlowEncoder(
+        trunk, head, InverseAutoregressiveFlow(latent_dim, hidden[-1], steps, tuple(made_hidden), activation, rngs=rngs)
+    )
 
 
-def make_planar_encoder(x_shape, c_shape, latent_dim, rngs, hidden: Sequence[int] = (512, 512), activation: str = "relu",
-                        steps: Annotated[int, AtLeast(1)] = 4,
-                        log_variance_bounds: Optional[Sequence[float]] = None) -> FlowEncoder:
+def make_planar_encoder(
+    x_shape,
+    c_shape,
+    latent_dim,
+    rngs,
+    hidden: Sequence[int] = (512, 512),
+    activation: str = "relu",
+    steps: Annotated[int, AtLeast(1)] = 4,
+    log_variance_bounds: Optional[Sequence[float]] = None,
+) -> FlowEncoder:
     """Gaussian MLP encoder followed by `steps` planar flow steps (Rezende and Mohamed 2015), amortised.
 
     >>> enc = make_planar_encoder((8, 8, 1), None, 4, nnx.Rngs(0), hidden=(32,), steps=4)  # doctest: +SKIP

@@ -30,8 +30,14 @@ from plugins.priors import StandardNormalPrior
 class Network:
     """The settings every network of a hierarchy shares."""
 
-    def __init__(self, hidden: Sequence[int], activation: str, gated: bool, init: str,
-                 log_variance_bounds: Optional[Sequence[float]]):
+    def __init__(
+        self,
+        hidden: Sequence[int],
+        activation: str,
+        gated: bool,
+        init: str,
+        log_variance_bounds: Optional[Sequence[float]],
+    ):
         check_sizes("hidden", hidden, allow_empty=False)
         self.hidden, self.activation, self.gated, self.init = tuple(hidden), activation, gated, init
         self.log_variance_bounds = log_variance_bounds
@@ -40,7 +46,9 @@ class Network:
         return MLP(in_features, hidden, self.activation, rngs=rngs, gated=self.gated, init=self.init)
 
     def head(self, in_features: int, latent: int, rngs: nnx.Rngs) -> DiagonalGaussianHead:
-        return DiagonalGaussianHead(in_features, latent, rngs=rngs, init=self.init, log_variance_bounds=self.log_variance_bounds)
+        return DiagonalGaussianHead(
+            in_features, latent, rngs=rngs, init=self.init, log_variance_bounds=self.log_variance_bounds
+        )
 
 
 def broadcast_join(features: jax.Array, below: jax.Array) -> jax.Array:
@@ -69,8 +77,9 @@ class HierarchicalEncoder(nnx.Module):
         in_x = size(x_shape) + size(c_shape)
         self.top_trunk = net.mlp(in_x, net.hidden, rngs)
         self.top_head = net.head(net.hidden[-1], self.sizes[-1], rngs)
-        self.lower = nnx.List([LowerPosterior(in_x, self.sizes[i + 1], self.sizes[i], net, rngs=rngs)
-                               for i in range(len(self.sizes) - 1)])
+        self.lower = nnx.List(
+            [LowerPosterior(in_x, self.sizes[i + 1], self.sizes[i], net, rngs=rngs) for i in range(len(self.sizes) - 1)]
+        )
 
     def top_posterior(self, x: jax.Array, c: Optional[jax.Array] = None) -> distrax.Distribution:
         """q(z_L | x, c), the top layer alone (what a VampPrior on the top layer mixes)."""
@@ -98,7 +107,9 @@ class LowerPrior(nnx.Module):
 
 def lower_priors(latent_sizes: Sequence[int], net: Network, rngs: nnx.Rngs) -> nnx.List:
     """p(z_l | z_{l+1}) for l = 1 .. L-1, bottom first."""
-    return nnx.List([LowerPrior(latent_sizes[i + 1], latent_sizes[i], net, rngs=rngs) for i in range(len(latent_sizes) - 1)])
+    return nnx.List(
+        [LowerPrior(latent_sizes[i + 1], latent_sizes[i], net, rngs=rngs) for i in range(len(latent_sizes) - 1)]
+    )
 
 
 class HierarchicalPrior(nnx.Module):
@@ -126,7 +137,9 @@ class HierarchicalDecoder(nnx.Module):
         self.branches = nnx.List([net.mlp(s, net.hidden[:1], rngs) for s in self.sizes])
         joined = len(self.sizes) * net.hidden[0] + size(c_shape)
         self.joint = net.mlp(joined, net.hidden[1:], rngs)
-        self.out = dense(net.hidden[-1] if len(net.hidden) > 1 else joined, math.prod(self.output_shape), net.init, rngs=rngs)
+        self.out = dense(
+            net.hidden[-1] if len(net.hidden) > 1 else joined, math.prod(self.output_shape), net.init, rngs=rngs
+        )
 
     def __call__(self, z: jax.Array, c: Optional[jax.Array] = None) -> jax.Array:
         features = [branch(layer) for branch, layer in zip(self.branches, split_layers(z, self.sizes))]
@@ -137,9 +150,17 @@ class HierarchicalDecoder(nnx.Module):
 Init = Literal["lecun", "he"]
 
 
-def make_hierarchical_encoder(x_shape, c_shape, latent_sizes, rngs, hidden: Sequence[int] = (300, 300),
-                              activation: str = "relu", gated: bool = False, init: Init = "lecun",
-                              log_variance_bounds: Optional[Sequence[float]] = None) -> HierarchicalEncoder:
+def make_hierarchical_encoder(
+    x_shape,
+    c_shape,
+    latent_sizes,
+    rngs,
+    hidden: Sequence[int] = (300, 300),
+    activation: str = "relu",
+    gated: bool = False,
+    init: Init = "lecun",
+    log_variance_bounds: Optional[Sequence[float]] = None,
+) -> HierarchicalEncoder:
     """q(z_L | x) prod q(z_l | x, z_{l+1}), the HVAE's posterior; needs `latent_dim` as a list.
 
     The top layer: dense layers `hidden`; each lower layer: an x branch and a
@@ -147,13 +168,27 @@ def make_hierarchical_encoder(x_shape, c_shape, latent_sizes, rngs, hidden: Sequ
 
     >>> enc = make_hierarchical_encoder((28, 28, 1), None, (40, 40), nnx.Rngs(0), gated=True)  # doctest: +SKIP
     """
-    return HierarchicalEncoder(x_shape, c_shape, latent_sizes, Network(hidden, activation, gated, init, log_variance_bounds), rngs=rngs)
+    return HierarchicalEncoder(
+        x_shape, c_shape, latent_sizes, Network(hidden, activation, gated, init, log_variance_bounds), rngs=rngs
+    )
 
 
-def make_hierarchical_prior(latent_sizes, c_shape, encoder, x_shape, rngs, top: Literal["standard_normal", "vampprior"] = "standard_normal",
-                            hidden: Sequence[int] = (300, 300), activation: str = "relu", gated: bool = False,
-                            init: Init = "lecun", log_variance_bounds: Optional[Sequence[float]] = None,
-                            num_pseudo_inputs: PseudoInputs = 500, init_mean: float = 0.05, init_std: Spread = 0.01) -> HierarchicalPrior:
+def make_hierarchical_prior(
+    latent_sizes,
+    c_shape,
+    encoder,
+    x_shape,
+    rngs,
+    top: Literal["standard_normal", "vampprior"] = "standard_normal",
+    hidden: Sequence[int] = (300, 300),
+    activation: str = "relu",
+    gated: bool = False,
+    init: Init = "lecun",
+    log_variance_bounds: Optional[Sequence[float]] = None,
+    num_pseudo_inputs: PseudoInputs = 500,
+    init_mean: float = 0.05,
+    init_std: Spread = 0.01,
+) -> HierarchicalPrior:
     """p(z_L) prod p(z_l | z_{l+1}); the top layer N(0, I) or a VampPrior through the encoder's top layer.
 
     >>> prior = make_hierarchical_prior((40, 40), None, encoder, (28, 28, 1), nnx.Rngs(0), top="vampprior")  # doctest: +SKIP
@@ -169,18 +204,35 @@ def make_hierarchical_prior(latent_sizes, c_shape, encoder, x_shape, rngs, top: 
                 f"prior 'hierarchical' with top vampprior needs an encoder of the hierarchy (one with top_posterior, "
                 f"such as hierarchical_mlp); the recipe's encoder is {type(encoder).__name__}"
             )
-        top_prior = VampPrior(encoder, x_shape, num_pseudo_inputs, init_mean, init_std, rngs=rngs,
-                              level="top" if len(latent_sizes) > 1 else "whole")
+        top_prior = VampPrior(
+            encoder,
+            x_shape,
+            num_pseudo_inputs,
+            init_mean,
+            init_std,
+            rngs=rngs,
+            level="top" if len(latent_sizes) > 1 else "whole",
+        )
     return HierarchicalPrior(latent_sizes, top_prior, lower_priors(latent_sizes, net, rngs))
 
 
-def make_hierarchical_decoder(latent_sizes, c_shape, output_shape, rngs, hidden: Sequence[int] = (300, 300),
-                              activation: str = "relu", gated: bool = False, init: Init = "lecun") -> HierarchicalDecoder:
+def make_hierarchical_decoder(
+    latent_sizes,
+    c_shape,
+    output_shape,
+    rngs,
+    hidden: Sequence[int] = (300, 300),
+    activation: str = "relu",
+    gated: bool = False,
+    init: Init = "lecun",
+) -> HierarchicalDecoder:
     """p(x | z_1, ..., z_L): a branch of width hidden[0] per layer, joined, then hidden[1:].
 
     >>> dec = make_hierarchical_decoder((40, 40), None, (28, 28, 1, 1), nnx.Rngs(0), gated=True)  # doctest: +SKIP
     """
-    return HierarchicalDecoder(latent_sizes, c_shape, output_shape, Network(hidden, activation, gated, init, None), rngs=rngs)
+    return HierarchicalDecoder(
+        latent_sizes, c_shape, output_shape, Network(hidden, activation, gated, init, None), rngs=rngs
+    )
 
 
 # The conformance suite (zoo.testing) checks each of them in a hierarchy of two layers, small networks.

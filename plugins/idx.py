@@ -47,7 +47,9 @@ def read(path: Path, expected_dims: int) -> np.ndarray:
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
     expected = header + int(np.prod(shape))
     if len(raw) != expected:
-        raise zoo.DataError(f"{path}: holds {len(raw)} bytes but its header {shape} needs {expected}; the file is truncated or damaged")
+        raise zoo.DataError(
+            f"{path}: holds {len(raw)} bytes but its header {shape} needs {expected}; the file is truncated or damaged"
+        )
     return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
 
 

@@ -27,10 +27,12 @@ from plugins.layers import flatten_with, size
 from plugins.priors import StandardNormalPrior
 
 
-def precision_weighted(a: distrax.MultivariateNormalDiag, b: distrax.MultivariateNormalDiag) -> distrax.MultivariateNormalDiag:
+def precision_weighted(
+    a: distrax.MultivariateNormalDiag, b: distrax.MultivariateNormalDiag
+) -> distrax.MultivariateNormalDiag:
     """The normalised product of two diagonal Gaussians: precision 1/s_a^2 + 1/s_b^2, mean the
     precision-weighted mean of mu_a and mu_b (Sønderby et al., eq. 18-19). Batch shapes broadcast."""
-    precision_a, precision_b = a.scale_diag ** -2.0, b.scale_diag ** -2.0
+    precision_a, precision_b = a.scale_diag**-2.0, b.scale_diag**-2.0
     precision = precision_a + precision_b
     loc = (a.loc * precision_a + b.loc * precision_b) / precision
     return distrax.MultivariateNormalDiag(loc, jax.lax.rsqrt(precision))
@@ -60,14 +62,24 @@ class LadderEncoder(nnx.Module):
 
     def __call__(self, x: jax.Array, c: Optional[jax.Array] = None) -> LayeredLatent:
         gaussians = self.bottom_up(x, c)
-        conditionals = [lambda z_above, up=up, down=down: precision_weighted(up, down(z_above))
-                        for up, down in zip(gaussians[:-1], self.top_down)]
+        conditionals = [
+            lambda z_above, up=up, down=down: precision_weighted(up, down(z_above))
+            for up, down in zip(gaussians[:-1], self.top_down)
+        ]
         return LayeredLatent(self.sizes, gaussians[-1], conditionals)
 
 
-def make_ladder_encoder(x_shape, c_shape, latent_sizes, rngs, hidden: Sequence[int] = (256, 256), activation: str = "relu",
-                        gated: bool = False, init: Init = "lecun",
-                        log_variance_bounds: Optional[Sequence[float]] = None) -> LadderEncoder:
+def make_ladder_encoder(
+    x_shape,
+    c_shape,
+    latent_sizes,
+    rngs,
+    hidden: Sequence[int] = (256, 256),
+    activation: str = "relu",
+    gated: bool = False,
+    init: Init = "lecun",
+    log_variance_bounds: Optional[Sequence[float]] = None,
+) -> LadderEncoder:
     """The ladder VAE's posterior (Sønderby et al. 2016); `latent_dim` a list, bottom first, e.g. [8, 8].
 
     Each layer's bottom-up block is dense layers `hidden` and a Gaussian head; the top-down
@@ -76,7 +88,9 @@ def make_ladder_encoder(x_shape, c_shape, latent_sizes, rngs, hidden: Sequence[i
 
     >>> enc = make_ladder_encoder((8, 8, 1), None, (8, 8), nnx.Rngs(0), hidden=(64,))  # doctest: +SKIP
     """
-    return LadderEncoder(x_shape, c_shape, latent_sizes, Network(hidden, activation, gated, init, log_variance_bounds), rngs=rngs)
+    return LadderEncoder(
+        x_shape, c_shape, latent_sizes, Network(hidden, activation, gated, init, log_variance_bounds), rngs=rngs
+    )
 
 
 def make_ladder_prior(latent_sizes, encoder) -> HierarchicalPrior:
@@ -93,7 +107,10 @@ def make_ladder_prior(latent_sizes, encoder) -> HierarchicalPrior:
 
 # The conformance suite (zoo.testing) checks each in a ladder of two layers (the prior shares the encoder's networks).
 LADDER_PARTNERS = {"latent_dim": [2, 2], "decoder": {"name": "hierarchical_mlp", "hidden": [16]}}
-make_ladder_encoder.conformance = {"partners": {**LADDER_PARTNERS, "prior": {"name": "ladder"}}, "options": {"hidden": [16]}}  # type: ignore[attr-defined]
+make_ladder_encoder.conformance = {  # type: ignore[attr-defined]
+    "partners": {**LADDER_PARTNERS, "prior": {"name": "ladder"}},
+    "options": {"hidden": [16]},
+}
 make_ladder_prior.conformance = {"partners": {**LADDER_PARTNERS, "encoder": {"name": "ladder_mlp", "hidden": [16]}}}  # type: ignore[attr-defined]
 
 

@@ -51,7 +51,9 @@ def flatten_with(first: jax.Array, condition: Optional[jax.Array]) -> jax.Array:
 INITS = ("lecun", "he")
 
 
-def dense(in_features: int, out_features: int, init: str = "lecun", *, rngs: nnx.Rngs, use_bias: bool = True) -> nnx.Linear:
+def dense(
+    in_features: int, out_features: int, init: str = "lecun", *, rngs: nnx.Rngs, use_bias: bool = True
+) -> nnx.Linear:
     """A dense layer. "lecun": flax's default (LeCun-normal kernel, zero bias); "he": He-normal
     kernel N(0, 2 / fan_in) and PyTorch's default bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
     the initialisation of Tomczak and Welling's VampPrior code."""
@@ -60,9 +62,14 @@ def dense(in_features: int, out_features: int, init: str = "lecun", *, rngs: nnx
     if init == "lecun":
         return nnx.Linear(in_features, out_features, use_bias=use_bias, rngs=rngs)
     bound = 1.0 / math.sqrt(in_features)
-    return nnx.Linear(in_features, out_features, use_bias=use_bias, rngs=rngs,
-                      kernel_init=jax.nn.initializers.normal(math.sqrt(2.0 / in_features)),
-                      bias_init=lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound))
+    return nnx.Linear(
+        in_features,
+        out_features,
+        use_bias=use_bias,
+        rngs=rngs,
+        kernel_init=jax.nn.initializers.normal(math.sqrt(2.0 / in_features)),
+        bias_init=lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound),
+    )
 
 
 def linear_arrays(layer: nnx.Linear) -> tuple[jax.Array, jax.Array]:
@@ -86,8 +93,16 @@ class GatedDense(nnx.Module):
 class MLP(nnx.Module):
     """Dense layers, each followed by the activation; with `gated`, gated layers (no activation)."""
 
-    def __init__(self, in_features: int, hidden: Sequence[int], activation: str, *, rngs: nnx.Rngs,
-                 gated: bool = False, init: str = "lecun"):
+    def __init__(
+        self,
+        in_features: int,
+        hidden: Sequence[int],
+        activation: str,
+        *,
+        rngs: nnx.Rngs,
+        gated: bool = False,
+        init: str = "lecun",
+    ):
         check_sizes("hidden", hidden, allow_empty=True)
         sizes = [in_features, *hidden]
         self.layers: nnx.List
@@ -102,7 +117,9 @@ class MLP(nnx.Module):
     def dense_layers(self) -> list[tuple[jax.Array, jax.Array]]:
         """(kernel, bias) of each layer, input side first, for a zoo.interfaces.DenseNetwork."""
         if self.gated:
-            raise NotImplementedError("its layers are gated, (W h + b) * sigmoid(V h + c), not dense layers and an activation")
+            raise NotImplementedError(
+                "its layers are gated, (W h + b) * sigmoid(V h + c), not dense layers and an activation"
+            )
         return [linear_arrays(layer) for layer in self.layers]
 
     def __call__(self, h: jax.Array) -> jax.Array:
@@ -128,8 +145,15 @@ class DiagonalGaussianHead(nnx.Module):
     VampPrior code's Hardtanh(-6, 2)), which keeps scales away from 0 and infinity.
     """
 
-    def __init__(self, in_features: int, latent_dim: int, *, rngs: nnx.Rngs, init: str = "lecun",
-                 log_variance_bounds: Optional[Sequence[float]] = None):
+    def __init__(
+        self,
+        in_features: int,
+        latent_dim: int,
+        *,
+        rngs: nnx.Rngs,
+        init: str = "lecun",
+        log_variance_bounds: Optional[Sequence[float]] = None,
+    ):
         self.loc = dense(in_features, latent_dim, init, rngs=rngs)
         self.log_scale = dense(in_features, latent_dim, init, rngs=rngs)
         self.log_variance_bounds = check_log_variance_bounds(log_variance_bounds)

@@ -29,7 +29,7 @@ Spread = Annotated[float, AtLeast(0)]  # a standard deviation of the initial val
 
 
 def _expanded_squared_distances(z: jax.Array, locs: jax.Array, scales: jax.Array) -> jax.Array:
-    precision = scales ** -2.0
+    precision = scales**-2.0
     return (z * z) @ precision.T - 2.0 * z @ (locs * precision).T + jnp.sum(locs * locs * precision, axis=-1)
 
 
@@ -46,8 +46,9 @@ def diagonal_gaussian_log_densities(z: jax.Array, locs: jax.Array, scales: jax.A
     a scale is small, so below MATMUL_MIN_SCALE the broadcast form is used (lax.cond: only the
     branch taken runs).
     """
-    squared = jax.lax.cond(jnp.min(scales) >= MATMUL_MIN_SCALE, _expanded_squared_distances,
-                           _broadcast_squared_distances, z, locs, scales)
+    squared = jax.lax.cond(
+        jnp.min(scales) >= MATMUL_MIN_SCALE, _expanded_squared_distances, _broadcast_squared_distances, z, locs, scales
+    )
     normaliser = jnp.sum(jnp.log(scales), axis=-1) + 0.5 * z.shape[-1] * math.log(2.0 * math.pi)
     return -0.5 * squared - normaliser
 
@@ -67,8 +68,13 @@ class VampPriorDistribution(distrax.Distribution):
     from any encoder's distribution.
     """
 
-    def __init__(self, components: distrax.Distribution, pseudo_inputs: jax.Array,
-                 posterior: Callable[[jax.Array], distrax.Distribution], batch_size: int):
+    def __init__(
+        self,
+        components: distrax.Distribution,
+        pseudo_inputs: jax.Array,
+        posterior: Callable[[jax.Array], distrax.Distribution],
+        batch_size: int,
+    ):
         self.components = components
         self.pseudo_inputs = pseudo_inputs
         self.posterior = posterior
@@ -117,8 +123,17 @@ class VampPrior(nnx.Module):
     """p(z) = 1/K sum_k q(z | u_k) with learned pseudo-inputs u_k in [0, 1] (clipped, as the
     paper's Hardtanh(0, 1)), initialised N(init_mean, init_std^2) as in the VampPrior code."""
 
-    def __init__(self, encoder, x_shape, num_pseudo_inputs: int, init_mean: float, init_std: float, *, rngs: nnx.Rngs,
-                 level: str = "whole"):
+    def __init__(
+        self,
+        encoder,
+        x_shape,
+        num_pseudo_inputs: int,
+        init_mean: float,
+        init_std: float,
+        *,
+        rngs: nnx.Rngs,
+        level: str = "whole",
+    ):
         self.encoder = encoder  # shared with the model: the same parameters, not a copy
         self.level = level
         shape = (num_pseudo_inputs,) + tuple(x_shape)
@@ -148,8 +163,15 @@ def check_vampprior(c_shape, num_pseudo_inputs: int, init_std: float) -> None:
         raise ValueError(f"init_std: expected >= 0, got {init_std}")
 
 
-def make_vampprior(encoder, x_shape, c_shape, rngs, num_pseudo_inputs: PseudoInputs = 500, init_mean: float = 0.05,
-                   init_std: Spread = 0.01) -> VampPrior:
+def make_vampprior(
+    encoder,
+    x_shape,
+    c_shape,
+    rngs,
+    num_pseudo_inputs: PseudoInputs = 500,
+    init_mean: float = 0.05,
+    init_std: Spread = 0.01,
+) -> VampPrior:
     """VampPrior p(z) = 1/K sum_k q(z | u_k) over K learned pseudo-inputs (Tomczak and Welling 2018).
 
     Works with any encoder; the defaults are the paper's (K = 500, pseudo-inputs
@@ -168,9 +190,12 @@ class DiagonalGaussianMixture(distrax.MixtureSameFamily):
 
     def __init__(self, logits: jax.Array, locs: jax.Array, scales: jax.Array, batch_size: int):
         (k, d) = locs.shape
-        super().__init__(distrax.Categorical(logits=jnp.broadcast_to(logits, (batch_size, k))),
-                         distrax.MultivariateNormalDiag(jnp.broadcast_to(locs, (batch_size, k, d)),
-                                                        jnp.broadcast_to(scales, (batch_size, k, d))))
+        super().__init__(
+            distrax.Categorical(logits=jnp.broadcast_to(logits, (batch_size, k))),
+            distrax.MultivariateNormalDiag(
+                jnp.broadcast_to(locs, (batch_size, k, d)), jnp.broadcast_to(scales, (batch_size, k, d))
+            ),
+        )
         self._mixture = (logits, locs, scales)
 
     def log_prob(self, value: jax.Array) -> jax.Array:
@@ -191,7 +216,9 @@ class MixturePrior(nnx.Module):
         return DiagonalGaussianMixture(self.logits[...], self.locs[...], jnp.exp(self.log_scales[...]), batch_size)
 
 
-def make_mixture_prior(latent_dim, rngs, num_components: Annotated[int, AtLeast(1)] = 500, init_spread: Spread = 1.0) -> MixturePrior:
+def make_mixture_prior(
+    latent_dim, rngs, num_components: Annotated[int, AtLeast(1)] = 500, init_spread: Spread = 1.0
+) -> MixturePrior:
     """A learned mixture of `num_components` diagonal Gaussians; means start N(0, init_spread^2), scales 1.
 
     >>> prior = make_mixture_prior(40, nnx.Rngs(0), num_components=500)  # doctest: +SKIP

@@ -15,11 +15,27 @@ from plugins.layers import MLP, DiagonalGaussianHead, dense, flatten_with, linea
 class MLPEncoder(nnx.Module):
     """q(z | x, c): flatten x, append c, dense layers, diagonal Gaussian."""
 
-    def __init__(self, x_shape, c_shape, latent_dim, hidden, activation, *, rngs, gated=False, init="lecun",
-                 log_variance_bounds=None):
+    def __init__(
+        self,
+        x_shape,
+        c_shape,
+        latent_dim,
+        hidden,
+        activation,
+        *,
+        rngs,
+        gated=False,
+        init="lecun",
+        log_variance_bounds=None,
+    ):
         self.trunk = MLP(size(x_shape) + size(c_shape), hidden, activation, rngs=rngs, gated=gated, init=init)
-        self.head = DiagonalGaussianHead(hidden[-1] if hidden else size(x_shape) + size(c_shape), latent_dim, rngs=rngs,
-                                         init=init, log_variance_bounds=log_variance_bounds)
+        self.head = DiagonalGaussianHead(
+            hidden[-1] if hidden else size(x_shape) + size(c_shape),
+            latent_dim,
+            rngs=rngs,
+            init=init,
+            log_variance_bounds=log_variance_bounds,
+        )
 
     def __call__(self, x: jax.Array, c: Optional[jax.Array] = None):
         return self.head(self.trunk(flatten_with(x, c)))
@@ -42,9 +58,17 @@ class MLPDecoder(nnx.Module):
         return zoo.DenseNetwork(self.trunk.dense_layers(), self.trunk.activation, {"out": linear_arrays(self.out)})
 
 
-def make_mlp_encoder(x_shape, c_shape, latent_dim, rngs, hidden: Sequence[int] = (512, 512), activation: str = "relu",
-                     gated: bool = False, init: Literal["lecun", "he"] = "lecun",
-                     log_variance_bounds: Optional[Sequence[float]] = None) -> MLPEncoder:
+def make_mlp_encoder(
+    x_shape,
+    c_shape,
+    latent_dim,
+    rngs,
+    hidden: Sequence[int] = (512, 512),
+    activation: str = "relu",
+    gated: bool = False,
+    init: Literal["lecun", "he"] = "lecun",
+    log_variance_bounds: Optional[Sequence[float]] = None,
+) -> MLPEncoder:
     """MLP encoder q(z | x, c) with the given hidden sizes.
 
     `gated`: gated layers (W x + b) * sigmoid(V x + c) instead of activations;
@@ -53,12 +77,29 @@ def make_mlp_encoder(x_shape, c_shape, latent_dim, rngs, hidden: Sequence[int] =
 
     >>> enc = make_mlp_encoder((8, 8, 1), None, 4, nnx.Rngs(0), hidden=(32,), gated=True)  # doctest: +SKIP
     """
-    return MLPEncoder(x_shape, c_shape, latent_dim, tuple(hidden), activation, rngs=rngs, gated=gated, init=init,
-                      log_variance_bounds=log_variance_bounds)
+    return MLPEncoder(
+        x_shape,
+        c_shape,
+        latent_dim,
+        tuple(hidden),
+        activation,
+        rngs=rngs,
+        gated=gated,
+        init=init,
+        log_variance_bounds=log_variance_bounds,
+    )
 
 
-def make_mlp_decoder(latent_dim, c_shape, output_shape, rngs, hidden: Sequence[int] = (512, 512), activation: str = "relu",
-                     gated: bool = False, init: Literal["lecun", "he"] = "lecun") -> MLPDecoder:
+def make_mlp_decoder(
+    latent_dim,
+    c_shape,
+    output_shape,
+    rngs,
+    hidden: Sequence[int] = (512, 512),
+    activation: str = "relu",
+    gated: bool = False,
+    init: Literal["lecun", "he"] = "lecun",
+) -> MLPDecoder:
     """MLP decoder (z, c) -> likelihood parameters (`gated` and `init` as for the encoder).
 
     >>> dec = make_mlp_decoder(4, None, (8, 8, 1, 1), nnx.Rngs(0), hidden=(32,))  # doctest: +SKIP

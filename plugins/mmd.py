@@ -60,8 +60,12 @@ def _prior_mmd(model, batch: zoo.Batch, z: jax.Array, rng, kernel: str, scale: O
     return mmd_squared(z, prior_z, kernel, scale)
 
 
-def info_vae(alpha: Annotated[float, AtMost(1)] = 1.0, lambda_weight: Annotated[float, AtLeast(0)] = 1000.0, kernel: Kernel = "rbf",
-             kernel_scale: KernelScale = None) -> zoo.Objective:
+def info_vae(
+    alpha: Annotated[float, AtMost(1)] = 1.0,
+    lambda_weight: Annotated[float, AtLeast(0)] = 1000.0,
+    kernel: Kernel = "rbf",
+    kernel_scale: KernelScale = None,
+) -> zoo.Objective:
     """InfoVAE: E_q[log p(x|z)] - (1 - alpha) KL(q(z|x) || p(z)) - (alpha + lambda - 1) MMD^2(q(z), p(z)).
 
     alpha = 1 is the MMD-VAE (no per-example KL); alpha = 0, lambda = 1 the ELBO.
@@ -70,8 +74,10 @@ def info_vae(alpha: Annotated[float, AtMost(1)] = 1.0, lambda_weight: Annotated[
     """
     check_kernel(kernel, kernel_scale)
     if not alpha <= 1 or not alpha + lambda_weight - 1 >= 0:
-        raise ValueError(f"alpha and lambda_weight: expected alpha <= 1 and alpha + lambda_weight >= 1 (weights >= 0), "
-                         f"got {alpha} and {lambda_weight}")
+        raise ValueError(
+            f"alpha and lambda_weight: expected alpha <= 1 and alpha + lambda_weight >= 1 (weights >= 0), "
+            f"got {alpha} and {lambda_weight}"
+        )
 
     def loss_fn(model, batch: zoo.Batch, rng, step=None):
         sample_rng, prior_rng = jax.random.split(rng)
@@ -84,8 +90,12 @@ def info_vae(alpha: Annotated[float, AtMost(1)] = 1.0, lambda_weight: Annotated[
     return loss_fn
 
 
-def wae_mmd(mmd_weight: Annotated[float, AtLeast(0)] = 10.0, kernel: Kernel = "imq", kernel_scale: KernelScale = None,
-            deterministic: bool = True) -> zoo.Objective:
+def wae_mmd(
+    mmd_weight: Annotated[float, AtLeast(0)] = 10.0,
+    kernel: Kernel = "imq",
+    kernel_scale: KernelScale = None,
+    deterministic: bool = True,
+) -> zoo.Objective:
     """WAE-MMD: the reconstruction cost -log p(x|z) plus mmd_weight * MMD^2(q(z), p(z)).
 
     With `deterministic` (the paper's MNIST setting) z is the encoder's mean, else a sample of

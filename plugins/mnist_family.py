@@ -28,6 +28,7 @@ import zoo
 from plugins import idx
 from zoo import AtLeast
 from zoo.data import PixelMode, Seed, image_dataset
+
 CACHE_ENV = "VAE_ZOO_CACHE"
 
 
@@ -45,20 +46,37 @@ class Source:
 
 DIGITS = tuple(str(d) for d in range(10))
 SOURCES = {
-    "mnist": Source("mnist", "zoo_mnist", DIGITS, ("/usr/share/datasets/mnist",),
-                    "https://storage.googleapis.com/cvdf-datasets/mnist/",
-                    "pass --data-dir DIR holding train-images-idx3-ubyte.gz and the other three MNIST IDX files"),
-    "fashion_mnist": Source("fashion_mnist", "zoo_fashion_mnist",
-                            ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-                            ("/usr/share/datasets/fashion-mnist",),
-                            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-                            "install Debian's package (apt-get install dataset-fashion-mnist) or pass --data-dir DIR holding its four IDX files"),
-    "kmnist": Source("kmnist", "zoo_kmnist", ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"), (),
-                     "http://codh.rois.ac.jp/kmnist/dataset/kmnist/",
-                     "pass --data-dir DIR holding the four KMNIST IDX files (train-images-idx3-ubyte.gz, ...)"),
+    "mnist": Source(
+        "mnist",
+        "zoo_mnist",
+        DIGITS,
+        ("/usr/share/datasets/mnist",),
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        "pass --data-dir DIR holding train-images-idx3-ubyte.gz and the other three MNIST IDX files",
+    ),
+    "fashion_mnist": Source(
+        "fashion_mnist",
+        "zoo_fashion_mnist",
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        ("/usr/share/datasets/fashion-mnist",),
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "install Debian's package (apt-get install dataset-fashion-mnist) or pass --data-dir DIR holding its four IDX files",
+    ),
+    "kmnist": Source(
+        "kmnist",
+        "zoo_kmnist",
+        ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+        (),
+        "http://codh.rois.ac.jp/kmnist/dataset/kmnist/",
+        "pass --data-dir DIR holding the four KMNIST IDX files (train-images-idx3-ubyte.gz, ...)",
+    ),
 }
 IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-AMAT_FILES = {"train": "binarized_mnist_train.amat", "validation": "binarized_mnist_valid.amat", "test": "binarized_mnist_test.amat"}
+AMAT_FILES = {
+    "train": "binarized_mnist_train.amat",
+    "validation": "binarized_mnist_valid.amat",
+    "test": "binarized_mnist_test.amat",
+}
 
 
 def default_cache_dir() -> Path:
@@ -79,12 +97,16 @@ def builder_classes() -> dict[str, type]:
         zoo_files = None
 
         def _info(self):
-            features = tfds.features.FeaturesDict({
-                "image": tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
-                "label": tfds.features.Tensor(shape=(), dtype=np.int64),
-            })
+            features = tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
+                    "label": tfds.features.Tensor(shape=(), dtype=np.int64),
+                }
+            )
             # No shuffling: records keep the files' order, so the test set is the published one, in order.
-            return self.dataset_info_from_configs(features=features, supervised_keys=("image", "label"), disable_shuffling=True)
+            return self.dataset_info_from_configs(
+                features=features, supervised_keys=("image", "label"), disable_shuffling=True
+            )
 
         def _split_generators(self, dl_manager):
             # zoo_files: the local IDX files by stem, set by prepared_arrays; else download them.
@@ -92,7 +114,9 @@ def builder_classes() -> dict[str, type]:
             return {"train": self._generate_examples(files, "train"), "test": self._generate_examples(files, "t10k")}
 
         def _generate_examples(self, files, prefix):
-            images, labels = read_28x28(Path(files[f"{prefix}-images-idx3-ubyte"]), Path(files[f"{prefix}-labels-idx1-ubyte"]))
+            images, labels = read_28x28(
+                Path(files[f"{prefix}-images-idx3-ubyte"]), Path(files[f"{prefix}-labels-idx1-ubyte"])
+            )
             for index in range(len(images)):
                 yield index, {"image": images[index], "label": int(labels[index])}
 
@@ -116,8 +140,12 @@ def builder_classes() -> dict[str, type]:
     classes = {}
     for source in SOURCES.values():
         name = "".join(part.title() for part in source.builder.split("_"))
-        classes[source.name] = type(name, (IdxImages,), {"SOURCE": source, "name": source.builder, "__module__": __name__})
-    classes["binarized_mnist"] = type("ZooBinarizedMnist", (BinarizedMnist,), {"name": "zoo_binarized_mnist", "__module__": __name__})
+        classes[source.name] = type(
+            name, (IdxImages,), {"SOURCE": source, "name": source.builder, "__module__": __name__}
+        )
+    classes["binarized_mnist"] = type(
+        "ZooBinarizedMnist", (BinarizedMnist,), {"name": "zoo_binarized_mnist", "__module__": __name__}
+    )
     return classes
 
 
@@ -156,7 +184,9 @@ def locate_idx(source: Source, source_dir: Optional[str]) -> Optional[dict[str, 
             raise zoo.DataError(f"{source.name}: {directory} is not a directory; {source.how_to_get}")
         missing = [stem for stem in IDX_STEMS if not _has_idx(directory, stem)]
         if missing:
-            raise zoo.DataError(f"{source.name}: {directory} lacks {', '.join(m + '.gz' for m in missing)}; {source.how_to_get}")
+            raise zoo.DataError(
+                f"{source.name}: {directory} lacks {', '.join(m + '.gz' for m in missing)}; {source.how_to_get}"
+            )
         return {stem: idx.find(directory, stem) for stem in IDX_STEMS}
     for known in map(Path, source.local_dirs):
         if all(_has_idx(known, stem) for stem in IDX_STEMS):
@@ -173,8 +203,9 @@ def fingerprint(files: dict[str, Path]) -> str:
     return digest.hexdigest()[:12]
 
 
-def prepared_arrays(name: str, files: Optional[dict[str, Path]], cache_root: Path, download: bool,
-                    how_to_get: str) -> dict[str, dict[str, np.ndarray]]:
+def prepared_arrays(
+    name: str, files: Optional[dict[str, Path]], cache_root: Path, download: bool, how_to_get: str
+) -> dict[str, dict[str, np.ndarray]]:
     """Every split as arrays, preparing the TFDS dataset first if its cache is missing or damaged.
 
     The cache lives under cache_root/<hash of the source files> (or /download),
@@ -189,7 +220,9 @@ def prepared_arrays(name: str, files: Optional[dict[str, Path]], cache_root: Pat
                 return _read_all(builder)
             except Exception as exc:  # a damaged cache (killed while written, truncated file): rebuild it
                 if attempt:
-                    raise zoo.DataError(f"{name}: the prepared copy under {cache_dir} cannot be read after rebuilding it: {exc}") from exc
+                    raise zoo.DataError(
+                        f"{name}: the prepared copy under {cache_dir} cannot be read after rebuilding it: {exc}"
+                    ) from exc
         _remove_partial(builder)
         if files is None and not download:
             raise zoo.DataError(f"{name}: no local files and no downloaded copy under {cache_dir}; {how_to_get}")
@@ -243,15 +276,28 @@ def _read_all(builder) -> dict[str, dict[str, np.ndarray]]:
 def make_idx_dataset_factory(source: Source):
     """A dataset factory for one MNIST-family dataset."""
 
-    def factory(data_dir=None, source_dir: Optional[str] = None, cache_dir: Optional[str] = None,
-                pixels: PixelMode = "dynamic_binarize", validation_size: Annotated[int, AtLeast(0)] = 5000, seed: Seed = 0,
-                download: bool = False) -> zoo.Dataset:
+    def factory(
+        data_dir=None,
+        source_dir: Optional[str] = None,
+        cache_dir: Optional[str] = None,
+        pixels: PixelMode = "dynamic_binarize",
+        validation_size: Annotated[int, AtLeast(0)] = 5000,
+        seed: Seed = 0,
+        download: bool = False,
+    ) -> zoo.Dataset:
         files = locate_idx(source, data_dir or source_dir)
         cache = Path(cache_dir) if cache_dir else default_cache_dir()
         arrays = prepared_arrays(source.name, files, cache, download, source.how_to_get)
         to_split = lambda a: zoo.Split((a["image"] / 255.0).astype(np.float32), a["label"].astype(np.int32))
-        return image_dataset(source.name, to_split(arrays["train"]), to_split(arrays["test"]), source.class_names,
-                             pixels=pixels, validation_size=validation_size, seed=seed)
+        return image_dataset(
+            source.name,
+            to_split(arrays["train"]),
+            to_split(arrays["test"]),
+            source.class_names,
+            pixels=pixels,
+            validation_size=validation_size,
+            seed=seed,
+        )
 
     factory.conformance = {"files": "idx"}  # type: ignore[attr-defined]  # zoo.testing: the suite supplies source_dir
     factory.__name__ = f"make_{source.name}"
@@ -262,7 +308,9 @@ def make_idx_dataset_factory(source: Source):
     return factory
 
 
-def make_binarized_mnist(data_dir=None, source_dir: Optional[str] = None, cache_dir: Optional[str] = None) -> zoo.Dataset:
+def make_binarized_mnist(
+    data_dir=None, source_dir: Optional[str] = None, cache_dir: Optional[str] = None
+) -> zoo.Dataset:
     """Binarized MNIST (Larochelle's fixed binarisation, 50k/10k/10k, no labels) from its .amat files.
 
     >>> make_binarized_mnist(source_dir='/path/to/amat')  # doctest: +SKIP
@@ -271,14 +319,21 @@ def make_binarized_mnist(data_dir=None, source_dir: Optional[str] = None, cache_
     missing = [n for n in AMAT_FILES.values() if directory is None or not (Path(directory) / n).is_file()]
     if missing:
         where = directory or "no directory given"
-        raise zoo.DataError(f"binarized_mnist: missing {', '.join(missing)} ({where}); pass --data-dir DIR holding binarized_mnist_train.amat, _valid and _test")
+        raise zoo.DataError(
+            f"binarized_mnist: missing {', '.join(missing)} ({where}); pass --data-dir DIR holding binarized_mnist_train.amat, _valid and _test"
+        )
     assert directory is not None  # else every file is missing, refused above
     files = {split: Path(directory) / name for split, name in AMAT_FILES.items()}
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     arrays = prepared_arrays("binarized_mnist", files, cache, download=False, how_to_get="")
     to_split = lambda a: zoo.Split(a["image"].astype(np.float32), np.zeros(len(a["image"]), np.int32))
-    return image_dataset("binarized_mnist", to_split(arrays["train"]), to_split(arrays["test"]), [],
-                         validation=to_split(arrays["validation"]))
+    return image_dataset(
+        "binarized_mnist",
+        to_split(arrays["train"]),
+        to_split(arrays["test"]),
+        [],
+        validation=to_split(arrays["validation"]),
+    )
 
 
 make_binarized_mnist.conformance = {"files": "amat"}  # type: ignore[attr-defined]  # zoo.testing: the suite supplies source_dir

@@ -46,8 +46,12 @@ class ConditionalPrior(nnx.Module):
         """Its layers as arrays, for `zoo export-web` (zoo.interfaces.DenseExportable)."""
         heads = self.head.dense_heads()
         if self.fixed_scale is not None:
-            return zoo.DenseNetwork(self.trunk.dense_layers(), self.trunk.activation, {"loc": heads["loc"]},
-                                    fixed_scale=float(self.fixed_scale))
+            return zoo.DenseNetwork(
+                self.trunk.dense_layers(),
+                self.trunk.activation,
+                {"loc": heads["loc"]},
+                fixed_scale=float(self.fixed_scale),
+            )
         return zoo.DenseNetwork(self.trunk.dense_layers(), self.trunk.activation, heads)
 
 
@@ -59,8 +63,14 @@ def make_standard_normal_prior(latent_dim) -> StandardNormalPrior:
     return StandardNormalPrior(latent_dim)
 
 
-def make_conditional_prior(latent_dim, c_shape, rngs, hidden: Sequence[int] = (256,), activation: str = "relu",
-                           fixed_scale: Optional[Annotated[float, Above(0)]] = None) -> ConditionalPrior:
+def make_conditional_prior(
+    latent_dim,
+    c_shape,
+    rngs,
+    hidden: Sequence[int] = (256,),
+    activation: str = "relu",
+    fixed_scale: Optional[Annotated[float, Above(0)]] = None,
+) -> ConditionalPrior:
     """Conditional prior network p(z | c) of Sohn et al.; needs a condition.
 
     With `fixed_scale` the network gives only the mean and the scale is that

@@ -58,16 +58,22 @@ def beta_tc(beta: Weight = 6.0, alpha: Weight = 1.0, gamma: Weight = 1.0) -> zoo
     def loss_fn(model, batch: zoo.Batch, rng, step=None):
         q = model.encode(batch.x, batch.c)
         if not isinstance(q, distrax.MultivariateNormalDiag):
-            raise zoo.ModelBuildError(f"objective 'beta_tc' needs a diagonal Gaussian posterior, the encoder gives {type(q).__name__}")
+            raise zoo.ModelBuildError(
+                f"objective 'beta_tc' needs a diagonal Gaussian posterior, the encoder gives {type(q).__name__}"
+            )
         z, log_q = q.sample_and_log_prob(seed=rng)
         log_px = model.decode(z, batch.c).log_prob(batch.x)
         log_pz = model.prior_distribution(batch.c, batch.x.shape[0]).log_prob(z)
         log_joint, log_marginals = aggregate_log_densities(z, q.loc, q.scale_diag)
         information, correlation, dimension_kl = log_q - log_joint, log_joint - log_marginals, log_marginals - log_pz
         bound = log_px - alpha * information - beta * correlation - gamma * dimension_kl
-        return -bound.mean(), {"elbo": (log_px - log_q + log_pz).mean(), "kl": (log_q - log_pz).mean(),
-                               "mutual_information": information.mean(), "total_correlation": correlation.mean(),
-                               "dimension_kl": dimension_kl.mean()}
+        return -bound.mean(), {
+            "elbo": (log_px - log_q + log_pz).mean(),
+            "kl": (log_q - log_pz).mean(),
+            "mutual_information": information.mean(),
+            "total_correlation": correlation.mean(),
+            "dimension_kl": dimension_kl.mean(),
+        }
 
     return loss_fn
 

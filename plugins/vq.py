@@ -27,8 +27,10 @@ import zoo
 from zoo import AtLeast
 from plugins.layers import MLP, activation_fn, check_sizes, dense, flatten_with, size
 
-UNDEFINED = ("a VQ-VAE's posterior is a point mass on codes, no importance-sampling proposal, and its decoder "
-             "was trained at the codes alone; the ELBO against the uniform prior over codes is reported instead")
+UNDEFINED = (
+    "a VQ-VAE's posterior is a point mass on codes, no importance-sampling proposal, and its decoder "
+    "was trained at the codes alone; the ELBO against the uniform prior over codes is reported instead"
+)
 
 
 def nearest_codes(groups: jax.Array, codebook: jax.Array) -> jax.Array:
@@ -40,7 +42,11 @@ def code_perplexity(codes: jax.Array, num_codes: int) -> jax.Array:
     """exp(entropy) of how often each code is chosen in `codes`: K for equal use of K codes, 1 for one."""
     counts = jnp.sum(jax.nn.one_hot(codes.reshape(-1), num_codes), axis=0)
     probabilities = counts / jnp.sum(counts)
-    return jnp.exp(-jnp.sum(jnp.where(probabilities > 0, probabilities * jnp.log(jnp.where(probabilities > 0, probabilities, 1.0)), 0.0)))
+    return jnp.exp(
+        -jnp.sum(
+            jnp.where(probabilities > 0, probabilities * jnp.log(jnp.where(probabilities > 0, probabilities, 1.0)), 0.0)
+        )
+    )
 
 
 def is_close(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -142,12 +148,24 @@ class VQEncoder(nnx.Module):
     latent_kind = "discrete"
     undefined_metrics = {"log_likelihood": UNDEFINED, "log_likelihood_prior": UNDEFINED}
 
-    def __init__(self, x_shape, c_shape, latent_dim: int, hidden, activation: str, codebook_size: int, code_dim: int, *,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self,
+        x_shape,
+        c_shape,
+        latent_dim: int,
+        hidden,
+        activation: str,
+        codebook_size: int,
+        code_dim: int,
+        *,
+        rngs: nnx.Rngs,
+    ):
         self.trunk = MLP(size(x_shape) + size(c_shape), hidden, activation, rngs=rngs)
         self.out = dense(hidden[-1] if hidden else size(x_shape) + size(c_shape), latent_dim, rngs=rngs)
         bound = 1.0 / codebook_size  # as the reference implementations: U(-1/K, 1/K)
-        self.codebook = nnx.Param(jax.random.uniform(rngs.params(), (codebook_size, code_dim), minval=-bound, maxval=bound))
+        self.codebook = nnx.Param(
+            jax.random.uniform(rngs.params(), (codebook_size, code_dim), minval=-bound, maxval=bound)
+        )
         self.positions = latent_dim // code_dim
 
     def __call__(self, x: jax.Array, c: Optional[jax.Array] = None) -> QuantisedPosterior:
@@ -166,9 +184,16 @@ class CodebookPrior(nnx.Module):
         return UniformCodes(self.encoder.codebook[...], self.encoder.positions, batch_size)
 
 
-def make_vq_encoder(x_shape, c_shape, latent_dim, rngs, hidden: Sequence[int] = (256, 256), activation: str = "relu",
-                    codebook_size: Annotated[int, AtLeast(1)] = 64,
-                    code_dim: Annotated[int, AtLeast(1)] = 4) -> VQEncoder:
+def make_vq_encoder(
+    x_shape,
+    c_shape,
+    latent_dim,
+    rngs,
+    hidden: Sequence[int] = (256, 256),
+    activation: str = "relu",
+    codebook_size: Annotated[int, AtLeast(1)] = 64,
+    code_dim: Annotated[int, AtLeast(1)] = 4,
+) -> VQEncoder:
     """VQ-VAE encoder: dense layers to z_e, each of its positions quantised to the nearest learned code.
 
     z_e has `latent_dim / code_dim` positions of `code_dim` units, each replaced by the nearest
@@ -191,8 +216,10 @@ def make_uniform_codebook_prior(encoder) -> CodebookPrior:
     >>> prior = make_uniform_codebook_prior(make_vq_encoder((8, 8, 1), None, 16, nnx.Rngs(0)))  # doctest: +SKIP
     """
     if not isinstance(encoder, VQEncoder):
-        raise zoo.ModelBuildError(f"prior 'uniform_codebook' draws the codes of encoder 'vq_mlp'; the recipe's encoder is "
-                                  f"{type(encoder).__name__}")
+        raise zoo.ModelBuildError(
+            f"prior 'uniform_codebook' draws the codes of encoder 'vq_mlp'; the recipe's encoder is "
+            f"{type(encoder).__name__}"
+        )
     return CodebookPrior(encoder)
 
 
@@ -212,8 +239,14 @@ def vq(commitment: Annotated[float, AtLeast(0)] = 0.25) -> zoo.Objective:
         kl = q.kl_divergence(model.prior_distribution(batch.c, batch.x.shape[0]))
         codebook, committed = q.codebook_loss().mean(), q.commitment_loss().mean()
         loss = -log_likelihood.mean() + codebook + commitment * committed
-        return loss, {"elbo": (log_likelihood - kl).mean(), "log_likelihood": log_likelihood.mean(), "kl": kl.mean(),
-                      "codebook_loss": codebook, "commitment_loss": committed, "perplexity": code_perplexity(q.codes, q.num_codes)}
+        return loss, {
+            "elbo": (log_likelihood - kl).mean(),
+            "log_likelihood": log_likelihood.mean(),
+            "kl": kl.mean(),
+            "codebook_loss": codebook,
+            "commitment_loss": committed,
+            "perplexity": code_perplexity(q.codes, q.num_codes),
+        }
 
     loss_fn.latent_kinds = ("discrete",)  # type: ignore[attr-defined]
     return loss_fn
@@ -221,8 +254,14 @@ def vq(commitment: Annotated[float, AtLeast(0)] = 0.25) -> zoo.Objective:
 
 # The conformance suite (zoo.testing) checks each with the discrete partners it needs.
 SMALL_VQ_ENCODER = {"name": "vq_mlp", "hidden": [16], "codebook_size": 8, "code_dim": 2}
-make_vq_encoder.conformance = {"partners": {"prior": {"name": "uniform_codebook"}}, "options": {"hidden": [16], "codebook_size": 8,  # type: ignore[attr-defined]
-                                                                                             "code_dim": 2}}
+make_vq_encoder.conformance = {  # type: ignore[attr-defined]
+    "partners": {"prior": {"name": "uniform_codebook"}},
+    "options": {
+        "hidden": [16],
+        "codebook_size": 8,
+        "code_dim": 2,
+    },
+}
 make_uniform_codebook_prior.conformance = {"partners": {"encoder": SMALL_VQ_ENCODER}}  # type: ignore[attr-defined]
 vq.conformance = {"partners": {"encoder": SMALL_VQ_ENCODER, "prior": {"name": "uniform_codebook"}}}  # type: ignore[attr-defined]
 

@@ -26,9 +26,13 @@ def first_party_modules() -> list:
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10: the installed project's metadata holds the same table
-        targets = [ep.value for ep in importlib.metadata.entry_points(group="vae_zoo") if ep.dist and ep.dist.name == "vae-zoo"]
+        targets = [
+            ep.value for ep in importlib.metadata.entry_points(group="vae_zoo") if ep.dist and ep.dist.name == "vae-zoo"
+        ]
     else:
-        targets = list(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["vae_zoo"].values())
+        targets = list(
+            tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["vae_zoo"].values()
+        )
     return [importlib.import_module(target.split(":")[0]) for target in targets]
 
 

@@ -11,8 +11,16 @@ import zoo
 from zoo import cli, runs
 from zoo.progress import Progress, duration
 
-SMALL = {"encoder.hidden": [32], "decoder.hidden": [32], "latent_dim": 4, "train.batch_size": 32,
-         "train.steps": 40, "train.log_every": 10, "train.checkpoint_every": 20, "train.validate_every": 20}
+SMALL = {
+    "encoder.hidden": [32],
+    "decoder.hidden": [32],
+    "latent_dim": 4,
+    "train.batch_size": 32,
+    "train.steps": 40,
+    "train.log_every": 10,
+    "train.checkpoint_every": 20,
+    "train.validate_every": 20,
+}
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +104,9 @@ def test_a_class_conditional_run_samples_the_classes_asked_for(cvae_run):
         cvae_run.encode(cvae_run.experiment.dataset.test.images[:2])
     labels = cvae_run.experiment.dataset.test.labels[:6]
     images = cvae_run.experiment.dataset.test.images[:6]
-    np.testing.assert_allclose(cvae_run.reconstruct(images, labels), cvae_run.decode(cvae_run.encode(images, labels), labels), atol=1e-6)
+    np.testing.assert_allclose(
+        cvae_run.reconstruct(images, labels), cvae_run.decode(cvae_run.encode(images, labels), labels), atol=1e-6
+    )
 
 
 def test_bad_arguments_are_named(vae_run):
@@ -136,15 +146,29 @@ def test_compare_takes_run_directories_and_gives_the_table_as_rows(vae_run, cvae
 def test_compare_refuses_a_run_not_yet_evaluated_and_a_training_log(tmp_path, vae_run, capsys):
     fresh = zoo.train("vae_mlp", tmp_path / "fresh", overrides={**SMALL, "train.steps": 10}, progress=False)
     assert cli.main(["compare", str(fresh.workdir)]) == 2
-    assert f"{fresh.workdir} has not been evaluated (no eval.json); run `zoo eval {fresh.workdir}` first" in capsys.readouterr().err
+    assert (
+        f"{fresh.workdir} has not been evaluated (no eval.json); run `zoo eval {fresh.workdir}` first"
+        in capsys.readouterr().err
+    )
     assert cli.main(["compare", str(fresh.workdir / "metrics.jsonl")]) == 2
     assert "not a run's training log" in capsys.readouterr().err
 
 
 def test_resume_reads_the_runs_own_recipe_and_records_a_changed_budget(tmp_path, capsys):
     workdir = tmp_path / "run"
-    assert cli.main(["train", "vae_mlp", "--workdir", str(workdir), "--quiet",
-                     *[f"--set={k}={json.dumps(v)}" for k, v in {**SMALL, "train.steps": 20}.items()]]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "vae_mlp",
+                "--workdir",
+                str(workdir),
+                "--quiet",
+                *[f"--set={k}={json.dumps(v)}" for k, v in {**SMALL, "train.steps": 20}.items()],
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     # no variant, no --set of the model: the run's own recipe (hidden 32, latent 4) continues
     assert cli.main(["train", "--resume", str(workdir), "--set", "train.steps=40", "--quiet"]) == 0
@@ -152,7 +176,10 @@ def test_resume_reads_the_runs_own_recipe_and_records_a_changed_budget(tmp_path,
     assert json.loads(captured.out)["step"] == 40
     assert "train.steps: 20 in the run, 40 now" in captured.err and "recipe_history.jsonl" in captured.err
     history = [json.loads(line) for line in (workdir / runs.HISTORY_FILE).read_text().splitlines()]
-    assert history[0]["changed"] == ["train.steps: 20 in the run, 40 now"] and history[0]["previous_recipe"]["train"]["steps"] == 20
+    assert (
+        history[0]["changed"] == ["train.steps: 20 in the run, 40 now"]
+        and history[0]["previous_recipe"]["train"]["steps"] == 20
+    )
     assert yaml.safe_load((workdir / "recipe.yaml").read_text())["train"]["steps"] == 40
     assert yaml.safe_load((workdir / "recipe.yaml").read_text())["encoder"]["hidden"] == [32]
     # the model may not change, and the variant must be the run's

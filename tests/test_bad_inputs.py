@@ -21,8 +21,15 @@ from hypothesis import strategies as st
 from zoo.cli import main
 from zoo.experiment import train_and_evaluate
 
-TINY = ["encoder.hidden=[8]", "decoder.hidden=[8]", "latent_dim=2", "train.steps=10", "train.log_every=10",
-        "train.checkpoint_every=10", "train.batch_size=16"]
+TINY = [
+    "encoder.hidden=[8]",
+    "decoder.hidden=[8]",
+    "latent_dim=2",
+    "train.steps=10",
+    "train.log_every=10",
+    "train.checkpoint_every=10",
+    "train.batch_size=16",
+]
 
 CASES = [
     # recipes, overrides and recipe files
@@ -71,24 +78,54 @@ CASES = [
     (["train", "vae_mlp", "--workdir", "{file}/run"], "is not a directory"),
     (["train", "vae_mlp", "--workdir", "w", "--set", "train.batch_size=5000"], "batch"),
     (["train", "vae_mlp", "--workdir", "{run}", *[w for s in TINY for w in ("--set", s)]], "already holds a run"),
-    (["train", "vae_mlp", "--workdir", "{run}", "--resume", "--set", "latent_dim=5"], "the recipe differs at latent_dim"),
+    (
+        ["train", "vae_mlp", "--workdir", "{run}", "--resume", "--set", "latent_dim=5"],
+        "the recipe differs at latent_dim",
+    ),
     (["train", "vae_mlp", "--coordinator", "x:1"], "need --distributed"),
     (["train", "vae_mlp", "--num-processes", "0"], "--num-processes"),
     (["train", "vae_mlp", "--process-id", "-1"], "--process-id"),
     (["train", "vae_mlp", "--workdir", "w", "--set", "objective.free_bits=-1"], "free_bits"),
-    (["train", "vae_mlp", "--workdir", "w", "--set", "objective.kl_warmup_steps=100000", "--set", "train.steps=10"], "warm"),
+    (
+        ["train", "vae_mlp", "--workdir", "w", "--set", "objective.kl_warmup_steps=100000", "--set", "train.steps=10"],
+        "warm",
+    ),
     (["train", "cvae_mlp", "--workdir", "w", "--set", "prior={name: vampprior}"], "vampprior"),
-    (["train", "vae_mlp", "--workdir", "w", "--set", "train.schedule={name: warmup_cosine_decay, warmup_steps: -5, decay_steps: 10}"],
-     "warmup_steps"),
-    (["train", "cvae_quadrants", "--workdir", "w", "--set", "decoder={name: conv}"], "decoder 'conv' could not be built"),
+    (
+        [
+            "train",
+            "vae_mlp",
+            "--workdir",
+            "w",
+            "--set",
+            "train.schedule={name: warmup_cosine_decay, warmup_steps: -5, decay_steps: 10}",
+        ],
+        "warmup_steps",
+    ),
+    (
+        ["train", "cvae_quadrants", "--workdir", "w", "--set", "decoder={name: conv}"],
+        "decoder 'conv' could not be built",
+    ),
     (["train", "vae_mlp", "--workdir", "w", "--set", "objective={name: iwae, num_samples: 0}"], "num_samples"),
     (["train", "cvae_sohn", "--workdir", "w", "--set", "objective.alpha=2"], "alpha"),
-    (["train", "vae_mlp", "--workdir", "w", "--set", "dataset={name: fashion_mnist}", "--data-dir", "/nonexistent"], "/nonexistent"),
+    (
+        ["train", "vae_mlp", "--workdir", "w", "--set", "dataset={name: fashion_mnist}", "--data-dir", "/nonexistent"],
+        "/nonexistent",
+    ),
     (["train", "vae_mlp", "--workdir", "w", "--set", "encoder.hidden=[0]"], "hidden sizes must be positive"),
-    (["train", "vae_mlp", "--workdir", "w", "--set", "dataset.validation_size=-1"], "vae_mlp.dataset.validation_size: expected an int >= 0, got -1"),
+    (
+        ["train", "vae_mlp", "--workdir", "w", "--set", "dataset.validation_size=-1"],
+        "vae_mlp.dataset.validation_size: expected an int >= 0, got -1",
+    ),
     (["train", "vae_mlp", "--workdir", "w", "--set", "prior={name: mixture, num_components: 0}"], "num_components"),
-    (["train", "vae_mlp", "--workdir", "w", "--set", "prior={name: vampprior, num_pseudo_inputs: 0}"], "num_pseudo_inputs"),
-    (["train", "vae_mlp", "--workdir", "w", "--set", "objective={name: beta_elbo, beta: -1}"], "vae_mlp.objective.beta: expected a float >= 0, got -1"),
+    (
+        ["train", "vae_mlp", "--workdir", "w", "--set", "prior={name: vampprior, num_pseudo_inputs: 0}"],
+        "num_pseudo_inputs",
+    ),
+    (
+        ["train", "vae_mlp", "--workdir", "w", "--set", "objective={name: beta_elbo, beta: -1}"],
+        "vae_mlp.objective.beta: expected a float >= 0, got -1",
+    ),
     (["train", "vae_mlp", "--workdir", "w", "--set", "train.learning_rate=.inf"], "train.learning_rate"),
     (["train", "vae_mlp", "--workdir", "w", "--set", "encoder.log_variance_bounds=[2, -6]"], "log_variance_bounds"),
     # eval
@@ -145,7 +182,10 @@ CASES = [
     (["bench", "{suite_bad_yaml}"], "invalid YAML"),
     (["bench", "{suite_bad_budget}"], "budget.steps"),
     (["bench", "{suite_unknown_variant}"], "vae_mpl"),
-    (["bench", "{suite_disentanglement}"], "s6.yaml: eval.disentanglement: dataset 'digits' has no ground-truth factors"),
+    (
+        ["bench", "{suite_disentanglement}"],
+        "s6.yaml: eval.disentanglement: dataset 'digits' has no ground-truth factors",
+    ),
     (["bench", "{suite_bad_disentanglement}"], "eval.disentanglement: expected true or false"),
     (["bench", "quick", "--variants", "nosuch"], "nosuch"),
     (["bench", "quick", "--out", "{file}"], "is not a directory"),
@@ -178,8 +218,11 @@ def trained(book, registry, variant: str, workdir: Path) -> Path:
 def places(book, registry, tmp_path_factory) -> dict[str, Path]:
     """The runs and damaged files the placeholders name (made once)."""
     root = tmp_path_factory.mktemp("bad_inputs")
-    places = {"run": trained(book, registry, "vae_mlp", root / "run"), "cvae": trained(book, registry, "cvae_mlp", root / "cvae"),
-              "quad": trained(book, registry, "cvae_quadrants", root / "quad")}
+    places = {
+        "run": trained(book, registry, "vae_mlp", root / "run"),
+        "cvae": trained(book, registry, "cvae_mlp", root / "cvae"),
+        "quad": trained(book, registry, "cvae_quadrants", root / "quad"),
+    }
     run = places["run"]
 
     def copy(name: str) -> Path:
@@ -215,16 +258,29 @@ def places(book, registry, tmp_path_factory) -> dict[str, Path]:
         "suite_bad_yaml": ("s3.yaml", b"name: s3\nvariants: [vae_mlp\n"),
         "suite_bad_budget": ("s4.yaml", b"name: s4\nvariants: [vae_mlp]\nbudget: {steps: -5}\n"),
         "suite_unknown_variant": ("s5.yaml", b"name: s5\nvariants: [vae_mpl]\n"),
-        "suite_disentanglement": ("s6.yaml", b"name: s6\nvariants: [vae_mlp]\nbudget: {steps: 10}\neval: {disentanglement: true}\n"),
-        "suite_bad_disentanglement": ("s7.yaml", b"name: s7\nvariants: [vae_mlp]\neval: {disentanglement: yes please}\n"),
+        "suite_disentanglement": (
+            "s6.yaml",
+            b"name: s6\nvariants: [vae_mlp]\nbudget: {steps: 10}\neval: {disentanglement: true}\n",
+        ),
+        "suite_bad_disentanglement": (
+            "s7.yaml",
+            b"name: s7\nvariants: [vae_mlp]\neval: {disentanglement: yes please}\n",
+        ),
         "damaged_results": ("results.jsonl", b'{"suite": "quick", "run\n{"a": 1}\n'),
     }
     for key, (name, data) in files.items():
         (root / "files").mkdir(exist_ok=True)
         places[key] = root / "files" / name
         places[key].write_bytes(data)
-    good = {"suite": "quick", "run": "vae_mlp-seed0", "variant": "vae_mlp", "dataset": "digits", "task": "unconditional",
-            "seed": 0, "elbo": -30.0}
+    good = {
+        "suite": "quick",
+        "run": "vae_mlp-seed0",
+        "variant": "vae_mlp",
+        "dataset": "digits",
+        "task": "unconditional",
+        "seed": 0,
+        "elbo": -30.0,
+    }
     places["results"] = root / "files" / "good.jsonl"
     places["results"].write_text(json.dumps(good) + "\n")
     return places
@@ -269,11 +325,32 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, fragment, places,
     assert snapshot(tmp_path, *places.values()) == before, "a refused command wrote or changed files"
 
 
-SET_VALUES = st.one_of(st.text(max_size=12), st.integers(-10**12, 10**12).map(str), st.floats(allow_nan=True).map(str),
-                       st.lists(st.integers(-5, 5), max_size=3).map(str), st.sampled_from(["null", "[", "{", "]", "a: b", "''"]))
-SET_KEYS = st.sampled_from(["latent_dim", "encoder.hidden", "encoder.activation", "train.batch_size", "train.learning_rate",
-                            "train.steps", "train.epochs", "train.seed", "prior.name", "objective.kl_warmup_epochs",
-                            "train.early_stopping", "train.schedule", "train.optimizer", "dataset.validation_size", "nokey"])
+SET_VALUES = st.one_of(
+    st.text(max_size=12),
+    st.integers(-(10**12), 10**12).map(str),
+    st.floats(allow_nan=True).map(str),
+    st.lists(st.integers(-5, 5), max_size=3).map(str),
+    st.sampled_from(["null", "[", "{", "]", "a: b", "''"]),
+)
+SET_KEYS = st.sampled_from(
+    [
+        "latent_dim",
+        "encoder.hidden",
+        "encoder.activation",
+        "train.batch_size",
+        "train.learning_rate",
+        "train.steps",
+        "train.epochs",
+        "train.seed",
+        "prior.name",
+        "objective.kl_warmup_epochs",
+        "train.early_stopping",
+        "train.schedule",
+        "train.optimizer",
+        "dataset.validation_size",
+        "nokey",
+    ]
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -286,16 +363,34 @@ def test_any_set_value_is_accepted_or_refused_in_one_line(key, value, capsys):
         assert len(lines) == 1 and lines[0].startswith("zoo: error: "), err
 
 
-RECIPE_VALUES = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-3, 300), st.floats(-1e3, 1e3), st.text(max_size=8)),
-                             lambda children: st.one_of(st.lists(children, max_size=3),
-                                                        st.dictionaries(st.text(max_size=8), children, max_size=3)),
-                             max_leaves=8)
+RECIPE_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-3, 300), st.floats(-1e3, 1e3), st.text(max_size=8)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3), st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=8,
+)
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(section=st.sampled_from(["encoder", "decoder", "prior", "likelihood", "objective", "dataset", "train", "latent_dim",
-                                "condition", "base", "description"]),
-       value=RECIPE_VALUES)
+@given(
+    section=st.sampled_from(
+        [
+            "encoder",
+            "decoder",
+            "prior",
+            "likelihood",
+            "objective",
+            "dataset",
+            "train",
+            "latent_dim",
+            "condition",
+            "base",
+            "description",
+        ]
+    ),
+    value=RECIPE_VALUES,
+)
 def test_any_recipe_structure_is_accepted_or_refused_in_one_line(section, value, tmp_path_factory, capsys):
     path = tmp_path_factory.mktemp("recipes") / "mine.yaml"
     path.write_text(json.dumps({"mine": {"base": "vae_mlp", section: value}}))  # JSON is YAML

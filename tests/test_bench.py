@@ -29,9 +29,15 @@ def write_suite(tmp_path, text=TINY, name="tiny.yaml"):
 def test_suite_errors_name_the_file_and_key(tmp_path, book):
     cases = [
         (TINY.replace("budget: {steps: 6}", "budget: {stepz: 6}"), "budget.stepz: unknown key (did you mean 'steps'?)"),
-        (TINY.replace("[vae_mlp, cvae_mlp]", "[vae_mlp, cvae_mpl]"), "variants[1]: unknown variant 'cvae_mpl' (did you mean 'cvae_mlp'?)"),
+        (
+            TINY.replace("[vae_mlp, cvae_mlp]", "[vae_mlp, cvae_mpl]"),
+            "variants[1]: unknown variant 'cvae_mpl' (did you mean 'cvae_mlp'?)",
+        ),
         (TINY.replace("seeds: [0, 1, 2]", "seeds: [0, one]"), "seeds: expected a list of int, got [0, 'one']"),
-        (TINY.replace("budget: {steps: 6}", "budget: {steps: 6, epochs: 1}"), "budget: give exactly one of steps or epochs"),
+        (
+            TINY.replace("budget: {steps: 6}", "budget: {steps: 6, epochs: 1}"),
+            "budget: give exactly one of steps or epochs",
+        ),
         (TINY + "optimiser: adam\n", "optimiser: unknown key"),
         (TINY.replace("eval: {", "eval: {split: tset, "), "eval.split: expected train, validation or test, got 'tset'"),
     ]
@@ -44,24 +50,43 @@ def test_suite_errors_name_the_file_and_key(tmp_path, book):
         bench.load_suite("quik", book)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    (TINY.replace("budget: {steps: 6}", "budget: {steps: -5}"), "budget.steps: expected an int >= 1 or null, got -5"),
-    (TINY.replace("budget: {steps: 6}", "budget: {epochs: .inf}"), "budget.epochs: expected a float > 0 or null, got inf"),
-    (TINY.replace("num_samples: 5", "num_samples: -1"), "eval.num_samples: expected an int >= 0, got -1"),
-    (TINY.replace("eval: {", "eval: {proposals: [posterior, likelihood], "),
-     "eval.proposals: expected a list of posterior and/or prior, got ['posterior', 'likelihood']"),
-    (TINY.replace("eval: {", "eval: {proposals: [], "), "eval.proposals: expected a list of posterior and/or prior, got []"),
-    (TINY + "variant_seeds: {vae_mlp: [0, x]}\n", "variant_seeds.vae_mlp: expected a list of ints, got [0, 'x']"),
-    (TINY + "variant_seeds: {vae_mlp: []}\n", "variant_seeds.vae_mlp: expected at least one seed"),
-    (TINY + "variant_seeds: {vae_mpl: [0]}\n", "variant_seeds.vae_mpl: unknown variant of this suite 'vae_mpl' (did you mean 'vae_mlp'?)"),
-    (TINY + "published: [{model: VAE, metric: NLL, value: 86.76}]\n", "published[0].source: missing"),
-    (TINY + "published: [{model: VAE, metric: NLL, value: 86.76, source: x, colour: red}]\n",
-     "published[0].colour: unknown key"),
-    (TINY + "datasets: [{pixels: binarize}]\n", "datasets[0]: missing 'name'"),
-    (TINY.replace("variants: [vae_mlp, cvae_mlp]\n", ""), "variants: missing"),
-    (TINY.replace("name: tiny", "name: [tiny]"), "name: expected a string or null, got ['tiny']"),
-    ("[vae_mlp]\n", "expected a mapping of suite keys, got list"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            TINY.replace("budget: {steps: 6}", "budget: {steps: -5}"),
+            "budget.steps: expected an int >= 1 or null, got -5",
+        ),
+        (
+            TINY.replace("budget: {steps: 6}", "budget: {epochs: .inf}"),
+            "budget.epochs: expected a float > 0 or null, got inf",
+        ),
+        (TINY.replace("num_samples: 5", "num_samples: -1"), "eval.num_samples: expected an int >= 0, got -1"),
+        (
+            TINY.replace("eval: {", "eval: {proposals: [posterior, likelihood], "),
+            "eval.proposals: expected a list of posterior and/or prior, got ['posterior', 'likelihood']",
+        ),
+        (
+            TINY.replace("eval: {", "eval: {proposals: [], "),
+            "eval.proposals: expected a list of posterior and/or prior, got []",
+        ),
+        (TINY + "variant_seeds: {vae_mlp: [0, x]}\n", "variant_seeds.vae_mlp: expected a list of ints, got [0, 'x']"),
+        (TINY + "variant_seeds: {vae_mlp: []}\n", "variant_seeds.vae_mlp: expected at least one seed"),
+        (
+            TINY + "variant_seeds: {vae_mpl: [0]}\n",
+            "variant_seeds.vae_mpl: unknown variant of this suite 'vae_mpl' (did you mean 'vae_mlp'?)",
+        ),
+        (TINY + "published: [{model: VAE, metric: NLL, value: 86.76}]\n", "published[0].source: missing"),
+        (
+            TINY + "published: [{model: VAE, metric: NLL, value: 86.76, source: x, colour: red}]\n",
+            "published[0].colour: unknown key",
+        ),
+        (TINY + "datasets: [{pixels: binarize}]\n", "datasets[0]: missing 'name'"),
+        (TINY.replace("variants: [vae_mlp, cvae_mlp]\n", ""), "variants: missing"),
+        (TINY.replace("name: tiny", "name: [tiny]"), "name: expected a string or null, got ['tiny']"),
+        ("[vae_mlp]\n", "expected a mapping of suite keys, got list"),
+    ],
+)
 def test_suite_keys_are_checked_as_recipes_are(tmp_path, book, text, message):
     path = write_suite(tmp_path, text)
     with pytest.raises(zoo.RecipeError) as info:
@@ -70,7 +95,9 @@ def test_suite_keys_are_checked_as_recipes_are(tmp_path, book, text, message):
 
 
 def test_a_suite_reads_as_typed_sections(tmp_path, book):
-    suite = bench.load_suite(str(write_suite(tmp_path, TINY + "published: [{model: VAE, metric: NLL, value: 86, source: x}]\n")), book)
+    suite = bench.load_suite(
+        str(write_suite(tmp_path, TINY + "published: [{model: VAE, metric: NLL, value: 86, source: x}]\n")), book
+    )
     assert suite.budget == zoo.config.SuiteBudget(steps=6)
     assert suite.evaluation == zoo.config.SuiteEvaluation(num_samples=5, limit=20, accuracy_samples=2)
     assert suite.published == ({"model": "VAE", "metric": "NLL", "value": 86.0, "source": "x", "protocol": None},)
@@ -113,7 +140,16 @@ def test_a_killed_suite_continues_with_the_runs_it_had_not_finished(tmp_path, bo
     records = report.read_results([out / "results.jsonl"])
     assert [r["run"] for r in records] == [r.run_id for r in bench.expand(suite)]
     record = records[-1]
-    for key in ("recipe", "versions", "seed", "wall_seconds", "seconds_per_epoch", "elbo", "conditional_log_likelihood", "class_accuracy"):
+    for key in (
+        "recipe",
+        "versions",
+        "seed",
+        "wall_seconds",
+        "seconds_per_epoch",
+        "elbo",
+        "conditional_log_likelihood",
+        "class_accuracy",
+    ):
         assert key in record
     assert 0.0 <= record["class_accuracy"] <= 1.0
     # The report: table, learning curves, and the figures of `zoo plot` for each variant's first seed.
@@ -145,8 +181,17 @@ def test_table_marks_the_best_per_column():
     records = []
     for variant, elbo, accuracy in (("a", -10.0, 0.9), ("b", -12.0, 0.95)):
         for seed in range(3):
-            records.append({"dataset": "d", "task": "t", "variant": variant, "run": f"{variant}{seed}",
-                            "elbo": elbo + seed, "class_accuracy": accuracy, "kl": 1.0})
+            records.append(
+                {
+                    "dataset": "d",
+                    "task": "t",
+                    "variant": variant,
+                    "run": f"{variant}{seed}",
+                    "elbo": elbo + seed,
+                    "class_accuracy": accuracy,
+                    "kl": 1.0,
+                }
+            )
     text = report.table(records)
     assert "| a | 3 | **9.00 ± 2.48** | 1.00 ± 0.00 | 0.90 ± 0.00 |" in text
     assert "| b | 3 | 11.00 ± 2.48 | 1.00 ± 0.00 | **0.95 ± 0.00** |" in text
@@ -184,17 +229,29 @@ def test_run_names_repeat_no_word(book):
 def test_runs_that_would_share_a_directory_are_refused(tmp_path, book):
     text = TINY + "datasets: [{name: digits, pixels: grayscale}, {name: digits, pixels: static_binarize}]\n"
     path = write_suite(tmp_path, text)
-    with pytest.raises(zoo.RecipeError, match=f"^{re.escape(str(path))}: two runs would share the directory runs/vae_mlp-digits-seed0"):
+    with pytest.raises(
+        zoo.RecipeError, match=f"^{re.escape(str(path))}: two runs would share the directory runs/vae_mlp-digits-seed0"
+    ):
         bench.load_suite(str(path), book)
 
 
 def test_a_suite_begun_under_an_earlier_run_name_resumes_that_run(tmp_path, book, registry):
-    suite = bench.load_suite(str(write_suite(tmp_path, TINY.replace("[vae_mlp, cvae_mlp]", "[vae_mlp]").replace("[0, 1, 2]", "[0]"))), book)
+    suite = bench.load_suite(
+        str(write_suite(tmp_path, TINY.replace("[vae_mlp, cvae_mlp]", "[vae_mlp]").replace("[0, 1, 2]", "[0]"))), book
+    )
     (run,) = bench.expand(suite)
     assert run.run_id == "vae_mlp-seed0" and "vae_mlp-recipe-recipe-seed0" in run.earlier_run_ids()
     earlier = tmp_path / "out" / "runs" / "vae_mlp-recipe-recipe-seed0"
     earlier.mkdir(parents=True)
-    record = {"suite": "tiny", "run": earlier.name, "variant": "vae_mlp", "dataset": "digits", "task": "recipe", "seed": 0, "elbo": -30.0}
+    record = {
+        "suite": "tiny",
+        "run": earlier.name,
+        "variant": "vae_mlp",
+        "dataset": "digits",
+        "task": "recipe",
+        "seed": 0,
+        "elbo": -30.0,
+    }
     (earlier / "result.json").write_text(json.dumps(record))
     lines = []
     results = bench.run_suite(suite, tmp_path / "out", book, registry, log=lines.append)
@@ -209,5 +266,8 @@ def test_bench_prints_the_table_once_and_writes_the_report(tmp_path, capsys):
     assert main(["bench", str(path), "--out", str(tmp_path / "out"), "--report", str(tmp_path / "report")]) == 0
     printed = capsys.readouterr().out
     assert printed.count("| variant | seeds |") == 1 and printed.count("| vae_mlp | 1 |") == 1
-    assert f"report: {tmp_path / 'report' / 'report.md'}" in printed and f"results: {tmp_path / 'out' / 'results.jsonl'}" in printed
+    assert (
+        f"report: {tmp_path / 'report' / 'report.md'}" in printed
+        and f"results: {tmp_path / 'out' / 'results.jsonl'}" in printed
+    )
     assert "| vae_mlp | 1 |" in (tmp_path / "report" / "report.md").read_text()

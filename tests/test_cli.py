@@ -14,7 +14,9 @@ ZOO = [sys.executable, "-m", "zoo.cli"]
 
 
 def zoo(*args, cwd=None, env=None, check=True):
-    result = subprocess.run([*ZOO, *args], capture_output=True, text=True, cwd=cwd or REPO, env={**os.environ, **(env or {})}, timeout=300)
+    result = subprocess.run(
+        [*ZOO, *args], capture_output=True, text=True, cwd=cwd or REPO, env={**os.environ, **(env or {})}, timeout=300
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"zoo {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
     return result
@@ -31,7 +33,12 @@ def assert_clean_error(result, message):
 
 def test_list_show_and_plugins():
     listing = zoo("list").stdout
-    for expected in ("encoder     mlp", "prior       conditional", "likelihood  gaussian_diagonal", "variant     cvae_sohn"):
+    for expected in (
+        "encoder     mlp",
+        "prior       conditional",
+        "likelihood  gaussian_diagonal",
+        "variant     cvae_sohn",
+    ):
         assert expected in listing
     assert zoo("list", "variant", "cvae*").stdout.count("variant") == 3
     assert "hidden: [64]" in zoo("show", "vae_mlp", "--set", "encoder.hidden=[64]").stdout
@@ -40,7 +47,9 @@ def test_list_show_and_plugins():
 
 def test_train_eval_sample_a_cvae(tmp_path):
     run = tmp_path / "run"
-    zoo("train", "cvae_sohn", "--workdir", str(run), "--quiet", "--set", "train.steps=20", "--set", "train.log_every=10")
+    zoo(
+        "train", "cvae_sohn", "--workdir", str(run), "--quiet", "--set", "train.steps=20", "--set", "train.log_every=10"
+    )
     evaluation = json.loads(zoo("eval", str(run), "-k", "50", "--limit", "100", "--prior-proposal").stdout)
     assert evaluation["conditional_log_likelihood_prior"] <= evaluation["conditional_log_likelihood"] + 1.0
     assert evaluation["step"] == 20 and evaluation["num_examples"] == 100
@@ -60,15 +69,30 @@ def test_train_eval_sample_a_cvae(tmp_path):
     ("args", "message"),
     [
         (("train", "vae_mpl"), "unknown variant 'vae_mpl' (did you mean 'vae_mlp'?)"),
-        (("train", "vae_mlp", "--set", "encoder.hidden=big"), "--set: vae_mlp.encoder.hidden: expected a list of ints, got 'big'"),
+        (
+            ("train", "vae_mlp", "--set", "encoder.hidden=big"),
+            "--set: vae_mlp.encoder.hidden: expected a list of ints, got 'big'",
+        ),
         (("eval", "/nonexistent/run"), "/nonexistent/run: no such run directory"),
         (("list", "encodr"), "unknown kind 'encodr' (did you mean 'encoder'?)"),
         (("train", "cvae_quadrants", "--set", "decoder={name: conv}"), "decoder 'conv' could not be built"),
         (("train", "iaf_vae", "--set", "encoder.steps=0"), "--set: iaf_vae.encoder.steps: expected an int >= 1, got 0"),
-        (("train", "planar_vae", "--set", "encoder.steps=-2"), "--set: planar_vae.encoder.steps: expected an int >= 1, got -2"),
-        (("train", "vq_vae", "--set", "encoder.codebook_size=0"), "--set: vq_vae.encoder.codebook_size: expected an int >= 1, got 0"),
-        (("train", "info_vae", "--set", "objective.kernel=gauss"), "--set: info_vae.objective.kernel: expected one of 'imq', 'rbf', got 'gauss'"),
-        (("train", "wae_mmd", "--set", "objective.kernel=laplace"), "--set: wae_mmd.objective.kernel: expected one of 'imq', 'rbf', got 'laplace'"),
+        (
+            ("train", "planar_vae", "--set", "encoder.steps=-2"),
+            "--set: planar_vae.encoder.steps: expected an int >= 1, got -2",
+        ),
+        (
+            ("train", "vq_vae", "--set", "encoder.codebook_size=0"),
+            "--set: vq_vae.encoder.codebook_size: expected an int >= 1, got 0",
+        ),
+        (
+            ("train", "info_vae", "--set", "objective.kernel=gauss"),
+            "--set: info_vae.objective.kernel: expected one of 'imq', 'rbf', got 'gauss'",
+        ),
+        (
+            ("train", "wae_mmd", "--set", "objective.kernel=laplace"),
+            "--set: wae_mmd.objective.kernel: expected one of 'imq', 'rbf', got 'laplace'",
+        ),
     ],
 )
 def test_bad_input_gets_one_clear_line(args, message, tmp_path):
@@ -78,13 +102,29 @@ def test_bad_input_gets_one_clear_line(args, message, tmp_path):
 def test_a_bad_option_in_a_recipe_file_is_named_with_its_file(tmp_path):
     mine = tmp_path / "mine.yaml"
     mine.write_text("flow:\n  base: iaf_vae\n  encoder: {steps: 0}\n")
-    assert_clean_error(zoo("--recipes", str(mine), "show", "flow", check=False), f"{mine}: flow.encoder.steps: expected an int >= 1, got 0")
+    assert_clean_error(
+        zoo("--recipes", str(mine), "show", "flow", check=False),
+        f"{mine}: flow.encoder.steps: expected an int >= 1, got 0",
+    )
 
 
 def test_a_vq_vae_reports_its_log_likelihood_as_not_defined(tmp_path):
     run = tmp_path / "vq"
-    zoo("train", "vq_vae", "--workdir", str(run), "--quiet", "--set", "train.steps=20", "--set", "train.log_every=10",
-        "--set", "encoder.hidden=[32]", "--set", "decoder.hidden=[32]")
+    zoo(
+        "train",
+        "vq_vae",
+        "--workdir",
+        str(run),
+        "--quiet",
+        "--set",
+        "train.steps=20",
+        "--set",
+        "train.log_every=10",
+        "--set",
+        "encoder.hidden=[32]",
+        "--set",
+        "decoder.hidden=[32]",
+    )
     evaluation = json.loads(zoo("eval", str(run), "-k", "10", "--limit", "50").stdout)
     assert evaluation["log_likelihood"] is None and "point mass" in evaluation["log_likelihood_undefined"]
     assert 1.0 <= evaluation["codebook_perplexity"] <= 64 and "elbo" in evaluation
@@ -159,8 +199,22 @@ def test_third_party_plugin_installs_lists_and_trains(tmp_path):
     (source / "zoo_linear_plugin" / "__init__.py").write_text(PLUGIN_MODULE)
     site = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index", "--target", str(site), str(source)],
-        check=True, capture_output=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(site),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     env = {"PYTHONPATH": str(site)}
     listing = zoo("list", "encoder", env=env).stdout
@@ -170,12 +224,14 @@ def test_third_party_plugin_installs_lists_and_trains(tmp_path):
     assert zoo("linear-size", "4", env=env).stdout == "linear 264\n"  # a command, found through the entry point
     assert "zoo linear-size [-h] latent_dim" in zoo("linear-size", "--help", env=env).stdout
     recipes = tmp_path / "mine.yaml"
-    recipes.write_text(textwrap.dedent("""
+    recipes.write_text(
+        textwrap.dedent("""
         linear_vae:
           base: vae_mlp
           encoder: {name: linear}
           train: {steps: 10, log_every: 5}
-    """))
+    """)
+    )
     run = tmp_path / "run"
     out = zoo("--recipes", str(recipes), "train", "linear_vae", "--workdir", str(run), "--quiet", env=env).stdout
     assert json.loads(out)["step"] == 10

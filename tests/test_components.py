@@ -35,7 +35,11 @@ def test_gaussian_likelihoods_match_scipy(jit):
     cases = [
         (likelihoods.make_gaussian_identity(), loc[..., None], np.ones_like(loc)),
         (likelihoods.make_gaussian_fixed(scale=0.3), loc[..., None], np.full_like(loc, 0.3)),
-        (likelihoods.make_gaussian_diagonal(min_scale=0.01), np.stack([loc, raw_scale], -1), np.log1p(np.exp(raw_scale)) + 0.01),
+        (
+            likelihoods.make_gaussian_diagonal(min_scale=0.01),
+            np.stack([loc, raw_scale], -1),
+            np.log1p(np.exp(raw_scale)) + 0.01,
+        ),
     ]
     for likelihood, params, scale in cases:
         log_prob = lambda p, v: likelihood(p).log_prob(v)  # noqa: B023  (called in this iteration)
@@ -83,8 +87,21 @@ def test_onehot_label_parses_what_a_user_types(registry):
 
 def test_class_names_of_several_words_are_one_class(registry):
     dataset = registry.build("dataset", {"name": "digits"})
-    fashion = dataclasses.replace(dataset, class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                                       "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"))
+    fashion = dataclasses.replace(
+        dataset,
+        class_names=(
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
+    )
     condition = conditions.make_onehot_label((8, 8, 1), 10)
     assert condition.parse("Sneaker Ankle boot 0", fashion)[1] == ["Sneaker", "Ankle boot", "T-shirt/top"]
     assert condition.parse("ankle BOOT", fashion)[1] == ["Ankle boot"]
@@ -130,8 +147,13 @@ def test_model_build_names_both_components_and_shapes(registry):
     for component in registry.list():
         registry_with.register(component.kind, component.name, component.factory, plugin=component.plugin)
     registry_with.register("decoder", "wrong", make_wrong_decoder, plugin="test")
-    recipe = {"latent_dim": 2, "encoder": {"name": "mlp", "hidden": (4,)}, "decoder": {"name": "wrong"},
-              "prior": {"name": "standard_normal"}, "likelihood": {"name": "gaussian_diagonal"}}
+    recipe = {
+        "latent_dim": 2,
+        "encoder": {"name": "mlp", "hidden": (4,)},
+        "decoder": {"name": "wrong"},
+        "prior": {"name": "standard_normal"},
+        "likelihood": {"name": "gaussian_diagonal"},
+    }
     with pytest.raises(zoo.ModelBuildError) as info:
         zoo.build_model(recipe, registry_with, x_shape=(8, 8, 1), c_shape=None, rngs=nnx.Rngs(0))
     assert str(info.value) == (
@@ -145,10 +167,19 @@ def test_model_build_names_both_components_and_shapes(registry):
     [
         # Options with a range are refused by recipe validation, naming the key (tests/test_ranges.py);
         # the factories' own checks, for callers from Python, are asserted there too.
-        (["objective={name: iwae, num_samples: 0}"], "--set: vae_mlp.objective.num_samples: expected an int >= 1, got 0"),
-        (["objective={name: hybrid, alpha: 1.5}"], "--set: vae_mlp.objective.alpha: expected a float in [0, 1], got 1.5"),
+        (
+            ["objective={name: iwae, num_samples: 0}"],
+            "--set: vae_mlp.objective.num_samples: expected an int >= 1, got 0",
+        ),
+        (
+            ["objective={name: hybrid, alpha: 1.5}"],
+            "--set: vae_mlp.objective.alpha: expected a float in [0, 1], got 1.5",
+        ),
         (["encoder.hidden=[0]"], "encoder 'mlp' could not be built: hidden sizes must be positive, got [0]"),
-        (["encoder={name: conv, channels: []}"], "encoder 'conv' could not be built: channels must list at least one size"),
+        (
+            ["encoder={name: conv, channels: []}"],
+            "encoder 'conv' could not be built: channels must list at least one size",
+        ),
         (["dataset.validation_size=5000"], "digits: test_size 360 with validation_size 5000 leaves no training data"),
     ],
 )
@@ -167,7 +198,9 @@ def test_train_section_refuses_negative_seed_and_nan_rate(registry, book):
         book.resolve("vae_mlp", registry, ["train.learning_rate=nan"])
 
 
-@pytest.mark.parametrize("make", [lambda p: distrax.Bernoulli(logits=p[..., 0]), lambda p: distrax.Normal(p[..., 0], 0.3)])
+@pytest.mark.parametrize(
+    "make", [lambda p: distrax.Bernoulli(logits=p[..., 0]), lambda p: distrax.Normal(p[..., 0], 0.3)]
+)
 def test_flat_events_are_distrax_independent(make):
     """The likelihoods' flat scoring is the same distribution as distrax.Independent over the image axes."""
     params = jax.random.normal(jax.random.key(0), (3, 4, 5, 1, 1))
@@ -185,5 +218,9 @@ def test_flat_events_are_distrax_independent(make):
 def test_logit_bernoulli_is_distraxs_bernoulli():
     logits = jnp.array([-30.0, -3.0, -0.5, 0.0, 0.7, 4.0, 30.0])
     for x in (jnp.zeros(7), jnp.ones(7), jnp.full(7, 0.3)):
-        np.testing.assert_allclose(likelihoods.LogitBernoulli(logits=logits).log_prob(x),
-                                   distrax.Bernoulli(logits=logits).log_prob(x), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(
+            likelihoods.LogitBernoulli(logits=logits).log_prob(x),
+            distrax.Bernoulli(logits=logits).log_prob(x),
+            rtol=1e-6,
+            atol=1e-6,
+        )

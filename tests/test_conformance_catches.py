@@ -174,7 +174,11 @@ def broken():
     [
         ("encoder", "constant", r"the encoder's q\(z \| x, c\) does not depend on x"),
         ("decoder", "z_blind", "the decoder's output does not depend on z"),
-        ("likelihood", "mean_bernoulli", r"exp\(log_prob\) sums to .* not 1: its log_prob must be the density of the whole event"),
+        (
+            "likelihood",
+            "mean_bernoulli",
+            r"exp\(log_prob\) sums to .* not 1: its log_prob must be the density of the whole event",
+        ),
         ("likelihood", "per_pixel_bernoulli", r"gives log-probabilities of shape \(2, 8, 8, 1\) for a batch of 2"),
         ("prior", "wide_log_prob", r"prior 'wide_log_prob': its log_prob does not fit its samples: .* \(expected -1\)"),
         ("encoder", "unnormalised", r"encoder 'unnormalised': exp\(log_prob\) integrates to \[2\.7"),

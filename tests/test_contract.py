@@ -134,8 +134,10 @@ def test_an_encoder_that_cannot_be_traced_is_refused(book, broken):
 
 def test_a_decoder_with_non_finite_output_is_refused_on_real_examples(book, broken):
     message = build_error(book, broken, "decoder={name: nan}")
-    assert message == ("vae_mlp.decoder: decoder 'nan' gives non-finite values (nan) in its output on 4 real examples, "
-                       "so the loss is not finite")
+    assert message == (
+        "vae_mlp.decoder: decoder 'nan' gives non-finite values (nan) in its output on 4 real examples, "
+        "so the loss is not finite"
+    )
 
 
 def test_the_command_prints_one_line_and_writes_no_run(broken, monkeypatch, tmp_path, capsys):
@@ -151,6 +153,10 @@ def test_the_command_prints_one_line_and_writes_no_run(broken, monkeypatch, tmp_
 
 def test_hierarchies_vampprior_and_conditional_priors_keep_the_contract(book, registry):
     paper = ["dataset={name: digits}", "train.epochs=null", "objective={name: elbo}", "prior.num_pseudo_inputs=5"]
-    for variant, overrides in (("hvae_vampprior_paper", [*paper, "latent_dim=[3, 4]"]), ("vampprior_paper", paper),
-                               ("cvae_sohn", []), ("cvae_quadrants", [])):
+    for variant, overrides in (
+        ("hvae_vampprior_paper", [*paper, "latent_dim=[3, 4]"]),
+        ("vampprior_paper", paper),
+        ("cvae_sohn", []),
+        ("cvae_quadrants", []),
+    ):
         assemble(book.resolve(variant, registry, ["train.batch_size=4", *overrides]), registry)  # no ContractError

@@ -55,10 +55,26 @@ def test_pixel_modes(registry, idx_dir, tmp_path):
     ("damage", "message"),
     [
         (lambda d: (d / "t10k-labels-idx1-ubyte.gz").unlink(), "lacks t10k-labels-idx1-ubyte.gz"),
-        (lambda d: (d / "train-images-idx3-ubyte.gz").write_bytes((d / "train-images-idx3-ubyte.gz").read_bytes()[:500]), "train-images-idx3-ubyte.gz: cannot read"),
-        (lambda d: idx.write(d / "train-images-idx3-ubyte.gz", np.zeros((300, 28, 20), np.uint8)), "train-images-idx3-ubyte.gz: images are 28x20; expected 28x28"),
-        (lambda d: (d / "train-labels-idx1-ubyte.gz").write_bytes(__import__("gzip").compress(b"PK\x03\x04 not idx")), "train-labels-idx1-ubyte.gz: not an IDX file"),
-        (lambda d: __import__("shutil").copy(d / "train-labels-idx1-ubyte.gz", d / "train-images-idx3-ubyte.gz"), "IDX header says type 0x08 with 1 dimensions; expected unsigned bytes (0x08) with 3"),
+        (
+            lambda d: (d / "train-images-idx3-ubyte.gz").write_bytes(
+                (d / "train-images-idx3-ubyte.gz").read_bytes()[:500]
+            ),
+            "train-images-idx3-ubyte.gz: cannot read",
+        ),
+        (
+            lambda d: idx.write(d / "train-images-idx3-ubyte.gz", np.zeros((300, 28, 20), np.uint8)),
+            "train-images-idx3-ubyte.gz: images are 28x20; expected 28x28",
+        ),
+        (
+            lambda d: (d / "train-labels-idx1-ubyte.gz").write_bytes(
+                __import__("gzip").compress(b"PK\x03\x04 not idx")
+            ),
+            "train-labels-idx1-ubyte.gz: not an IDX file",
+        ),
+        (
+            lambda d: __import__("shutil").copy(d / "train-labels-idx1-ubyte.gz", d / "train-images-idx3-ubyte.gz"),
+            "IDX header says type 0x08 with 1 dimensions; expected unsigned bytes (0x08) with 3",
+        ),
         (lambda d: idx.write(d / "t10k-labels-idx1-ubyte.gz", np.zeros(99, np.uint8)), "holds 100 images but"),
     ],
 )
@@ -78,22 +94,31 @@ def test_truncated_raw_idx_file_is_named(tmp_path):
     path = tmp_path / "train-images-idx3-ubyte"
     idx.write(path, np.zeros((10, 28, 28), np.uint8))
     path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(zoo.DataError, match="holds 7756 bytes but its header \\(10, 28, 28\\) needs 7856; the file is truncated"):
+    with pytest.raises(
+        zoo.DataError, match="holds 7756 bytes but its header \\(10, 28, 28\\) needs 7856; the file is truncated"
+    ):
         idx.read(path, 3)
 
 
 def test_no_source_fails_at_once_with_what_to_do(registry, tmp_path):
     with pytest.raises(zoo.DataError) as info:
         registry.build("dataset", {"name": "kmnist", "cache_dir": str(tmp_path)}, data_dir=None)
-    assert "kmnist: no local files and no downloaded copy under" in str(info.value) and "pass --data-dir DIR" in str(info.value)
+    assert "kmnist: no local files and no downloaded copy under" in str(info.value) and "pass --data-dir DIR" in str(
+        info.value
+    )
     with pytest.raises(zoo.DataError, match="is not a directory"):
-        registry.build("dataset", {"name": "fashion_mnist", "cache_dir": str(tmp_path)}, data_dir=str(tmp_path / "nope"))
+        registry.build(
+            "dataset", {"name": "fashion_mnist", "cache_dir": str(tmp_path)}, data_dir=str(tmp_path / "nope")
+        )
     with pytest.raises(zoo.DataError, match="binarized_mnist: missing binarized_mnist_train.amat"):
         registry.build("dataset", {"name": "binarized_mnist", "cache_dir": str(tmp_path)}, data_dir=str(tmp_path))
 
 
 def test_unknown_dataset_name_lists_the_known(registry, book):
-    with pytest.raises(zoo.RecipeError, match="unknown dataset 'fashion_mnst' \\(did you mean 'fashion_mnist'\\?\\); known: binarized_mnist, digits, dsprites, fashion_mnist, kmnist, mnist"):
+    with pytest.raises(
+        zoo.RecipeError,
+        match="unknown dataset 'fashion_mnst' \\(did you mean 'fashion_mnist'\\?\\); known: binarized_mnist, digits, dsprites, fashion_mnist, kmnist, mnist",
+    ):
         book.resolve("vae_mlp", registry, ["dataset={name: fashion_mnst}"])
 
 
@@ -120,7 +145,9 @@ def test_binarized_mnist_reads_amat_files(registry, tmp_path):
         np.savetxt(tmp_path / f"binarized_mnist_{name}.amat", bits, fmt="%d")
         if name == "test":
             expected = bits
-    dataset = registry.build("dataset", {"name": "binarized_mnist", "cache_dir": str(tmp_path / "cache")}, data_dir=str(tmp_path))
+    dataset = registry.build(
+        "dataset", {"name": "binarized_mnist", "cache_dir": str(tmp_path / "cache")}, data_dir=str(tmp_path)
+    )
     assert (len(dataset.train.images), len(dataset.validation.images)) == (30, 10)
     np.testing.assert_array_equal(dataset.test.images.reshape(12, 784), expected)
     with pytest.raises(ValueError, match="no class labels"):
@@ -133,7 +160,9 @@ def test_dynamic_binarization_draws_fresh_bits_every_batch(registry, idx_dir, tm
     from zoo.experiment import assemble
     from zoo.training import TrainState, make_optimizer, make_train_step
 
-    recipe = book.resolve("vae_mlp", registry, ["dataset={name: mnist, cache_dir: " + str(tmp_path) + ", validation_size: 50}"])
+    recipe = book.resolve(
+        "vae_mlp", registry, ["dataset={name: mnist, cache_dir: " + str(tmp_path) + ", validation_size: 50}"]
+    )
     experiment = assemble(recipe, registry, data_dir=str(idx_dir))
     seen = []
 
@@ -157,19 +186,34 @@ def test_dynamic_binarization_draws_fresh_bits_every_batch(registry, idx_dir, tm
 
 def test_quadrant_task_works_on_28x28_images(registry, idx_dir, tmp_path):
     dataset = load(registry, idx_dir, tmp_path, validation_size=50)
-    condition = registry.build("condition", {"name": "visible_quadrants", "visible": (0, 1, 2)}, image_shape=dataset.image_shape, num_classes=10)
+    condition = registry.build(
+        "condition",
+        {"name": "visible_quadrants", "visible": (0, 1, 2)},
+        image_shape=dataset.image_shape,
+        num_classes=10,
+    )
     x, c = condition.split(jnp.asarray(dataset.test.images[:4]), None)
     assert x.shape == (4, 14 * 14) and c.shape == (4, 3 * 14 * 14)
 
 
-@pytest.mark.skipif(not FASHION_DIR.is_dir() and os.environ.get("CI") != "true",
-                    reason="real Fashion-MNIST is not installed: apt-get install dataset-fashion-mnist (Debian)")
+@pytest.mark.skipif(
+    not FASHION_DIR.is_dir() and os.environ.get("CI") != "true",
+    reason="real Fashion-MNIST is not installed: apt-get install dataset-fashion-mnist (Debian)",
+)
 def test_trains_on_real_fashion_mnist(registry, book, tmp_path):
     assert FASHION_DIR.is_dir(), f"CI must have Debian's dataset-fashion-mnist at {FASHION_DIR}"
     from zoo.experiment import train_and_evaluate
 
-    recipe = book.resolve("vae_mlp", registry, ["dataset={name: fashion_mnist, cache_dir: " + str(tmp_path / "cache") + "}",
-                                                "train.steps=20", "train.log_every=10", "train.checkpoint_every=20"])
+    recipe = book.resolve(
+        "vae_mlp",
+        registry,
+        [
+            "dataset={name: fashion_mnist, cache_dir: " + str(tmp_path / "cache") + "}",
+            "train.steps=20",
+            "train.log_every=10",
+            "train.checkpoint_every=20",
+        ],
+    )
     summary = train_and_evaluate(recipe, tmp_path / "run", registry, progress=False)
     assert summary["step"] == 20 and np.isfinite(summary["validation_elbo"])
     first_loss = zoo.runs.read_metrics(tmp_path / "run")[0]["loss"]

@@ -7,8 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from zoo.disentanglement import (dci, dci_from_importance, disentanglement_scores, mig, mutual_information,
-                                 require_factors)
+from zoo.disentanglement import (
+    dci,
+    dci_from_importance,
+    disentanglement_scores,
+    mig,
+    mutual_information,
+    require_factors,
+)
 from zoo.errors import DataError
 
 SIZES = (3, 6, 10, 16, 16)  # the dsprites factors' sizes

@@ -20,19 +20,26 @@ EXAMPLES = re.findall(r"<!-- example: (\w+) (\w+) -->\n```python\n(.*?)```", DOC
 
 
 def test_contract_section_is_generated_from_the_protocols():
-    section = DOC[DOC.index(BEGIN) + len(BEGIN):DOC.index(END)]
-    assert section == contract_markdown(), "docs/plugins.md is stale: paste the output of `python -m zoo.contract` between its contract markers"
+    section = DOC[DOC.index(BEGIN) + len(BEGIN) : DOC.index(END)]
+    assert section == contract_markdown(), (
+        "docs/plugins.md is stale: paste the output of `python -m zoo.contract` between its contract markers"
+    )
 
 
 def test_doc_lists_every_member_of_every_protocol():
-    protocols = [v for v in vars(interfaces).values() if isinstance(v, type) and getattr(v, "_is_protocol", False)
-                 and v is not typing.Protocol]
+    protocols = [
+        v
+        for v in vars(interfaces).values()
+        if isinstance(v, type) and getattr(v, "_is_protocol", False) and v is not typing.Protocol
+    ]
     assert {p.__name__ for p in protocols} <= {name for _, names in DOCUMENTED for name in names}
     assert sorted(kind for kind, _ in DOCUMENTED) == sorted(KINDS)
     for protocol in protocols:
         assert f"`zoo.interfaces.{protocol.__name__}`" in DOC
         for member in protocol_members(protocol):
-            assert re.search(rf"^- `{re.escape(member)}[`(]", DOC, flags=re.M), f"{protocol.__name__}.{member} is not in docs/plugins.md"
+            assert re.search(rf"^- `{re.escape(member)}[`(]", DOC, flags=re.M), (
+                f"{protocol.__name__}.{member} is not in docs/plugins.md"
+            )
 
 
 def test_every_kind_has_a_worked_example():

@@ -15,8 +15,14 @@ from zoo.experiment import train_and_evaluate
 from zoo.trained_run import Run
 
 SMALL = {"scales": 2, "orientations": 4, "positions": 3}  # 3 x 2 x 4 x 3 x 3 = 216 combinations
-TINY = ["train.steps=10", "train.log_every=10", "train.checkpoint_every=10", "train.batch_size=16",
-        "encoder.hidden=[8]", "decoder.hidden=[8]"]
+TINY = [
+    "train.steps=10",
+    "train.log_every=10",
+    "train.checkpoint_every=10",
+    "train.batch_size=16",
+    "encoder.hidden=[8]",
+    "decoder.hidden=[8]",
+]
 
 
 def all_factors(dataset: zoo.Dataset) -> np.ndarray:
@@ -42,7 +48,9 @@ def test_deterministic_by_seed_and_not_cached_into_sameness():
     generate.cache_clear()
     again = make_dsprites(num_images=100, validation_size=10, test_size=10, seed=5)
     other = make_dsprites(num_images=100, validation_size=10, test_size=10, seed=6)
-    assert np.array_equal(first.train.images, again.train.images) and np.array_equal(all_factors(first), all_factors(again))
+    assert np.array_equal(first.train.images, again.train.images) and np.array_equal(
+        all_factors(first), all_factors(again)
+    )
     assert not np.array_equal(all_factors(first), all_factors(other))
 
 
@@ -68,7 +76,10 @@ def test_each_factor_changes_the_image_as_named():
         ys, xs = np.indices(picture.shape)
         return np.sum(xs * picture) / picture.sum(), np.sum(ys * picture) / picture.sum()
 
-    assert centre(image(position_x=12))[0] > centre(image())[0] + 4 and centre(image(position_y=12))[1] > centre(image())[1] + 4
+    assert (
+        centre(image(position_x=12))[0] > centre(image())[0] + 4
+        and centre(image(position_y=12))[1] > centre(image())[1] + 4
+    )
     assert image(scale=5).sum() > 1.5 * image(scale=0).sum()
     assert not np.allclose(image(orientation=4), image())  # a heart turned half way is another image
     # The documented ambiguity: a square a quarter turn on (2 of 8 steps) is the same image.
@@ -76,7 +87,9 @@ def test_each_factor_changes_the_image_as_named():
     assert not np.allclose(image(shape=0, orientation=2), image(shape=0, orientation=1), atol=0.05)
     for shape in range(3):  # the largest shape in a corner is whole: as much of it shows as in the middle
         for orientation in range(8):
-            corner, middle = (render(np.array([[shape, 5, orientation, x, y]]), 32, values).sum() for x, y in ((0, 15), (7, 7)))
+            corner, middle = (
+                render(np.array([[shape, 5, orientation, x, y]]), 32, values).sum() for x, y in ((0, 15), (7, 7))
+            )
             assert corner == pytest.approx(middle, rel=0.02), (shape, orientation)
 
 
@@ -119,5 +132,5 @@ def test_a_suite_asks_for_disentanglement_with_one_key(book, tmp_path):
     assert load_suite("disentanglement", book).evaluation.disentanglement is True
     suite = tmp_path / "s.yaml"
     suite.write_text("name: s\nvariants: [vae_mlp]\neval: {disentanglement: 1}\n")
-    with pytest.raises(RecipeError, match="eval.disentanglement: expected true or false, got 1"):
+    with pytest.raises(RecipeError, match="eval.disentanglement: expected a boolean, got 1"):
         load_suite(str(suite), book)

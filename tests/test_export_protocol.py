@@ -43,8 +43,11 @@ class OneHiddenLayer(nnx.Module):
         return self.last(h).reshape((z.shape[0],) + self.output_shape)
 
     def dense_network(self):
-        return zoo.DenseNetwork([(self.first.kernel[...], self.first.bias[...])], self.declared_activation,
-                                {"out": (self.last.kernel[...], self.last.bias[...])})
+        return zoo.DenseNetwork(
+            [(self.first.kernel[...], self.first.bias[...])],
+            self.declared_activation,
+            {"out": (self.last.kernel[...], self.last.bias[...])},
+        )
 
 
 class AttributesOnly(nnx.Module):
@@ -57,11 +60,14 @@ class AttributesOnly(nnx.Module):
         return self.out(self.trunk(flat_inputs(z, c))).reshape((z.shape[0],) + self.output_shape)
 
 
-@pytest.mark.parametrize(("variant", "overrides"), [
-    ("vae_mlp", []),  # the MLP decoder, N(0, I) without parameters
-    ("cvae_sohn", []),  # and the conditional prior network, loc and log_scale heads
-    ("cvae_sohn", ["prior.fixed_scale=0.001"]),  # loc and a constant scale
-])
+@pytest.mark.parametrize(
+    ("variant", "overrides"),
+    [
+        ("vae_mlp", []),  # the MLP decoder, N(0, I) without parameters
+        ("cvae_sohn", []),  # and the conditional prior network, loc and log_scale heads
+        ("cvae_sohn", ["prior.fixed_scale=0.001"]),  # loc and a constant scale
+    ],
+)
 def test_first_party_decoder_and_prior_export_through_the_protocol(book, registry, variant, overrides):
     experiment = experiment_of(book, registry, variant, *overrides)
     model = experiment.model
@@ -99,22 +105,40 @@ def test_the_attributes_export_once_read_are_not_enough(book, registry):
 def test_a_declaration_that_does_not_match_the_component_is_refused(book, registry):
     experiment = experiment_of(book, registry, "vae_mlp")
     model = experiment.model
-    model.decoder = OneHiddenLayer(model.latent_dim, model.decoder.output_shape, declared_activation="relu", rngs=nnx.Rngs(1))
-    with pytest.raises(ExportError, match=r"^decoder 'mlp': dense layers on \[z, c\]: the exported network does not reproduce"):
+    model.decoder = OneHiddenLayer(
+        model.latent_dim, model.decoder.output_shape, declared_activation="relu", rngs=nnx.Rngs(1)
+    )
+    with pytest.raises(
+        ExportError, match=r"^decoder 'mlp': dense layers on \[z, c\]: the exported network does not reproduce"
+    ):
         export(experiment)
 
 
 def test_a_first_party_network_that_is_not_dense_here_says_why(book, registry):
     with pytest.raises(ExportError) as refused:
         export(experiment_of(book, registry, "vae_mlp", "decoder.gated=true"))
-    assert str(refused.value).startswith("decoder 'mlp' (MLPDecoder) is not an MLP export-web can run: its layers are gated")
+    assert str(refused.value).startswith(
+        "decoder 'mlp' (MLPDecoder) is not an MLP export-web can run: its layers are gated"
+    )
 
 
-@pytest.mark.parametrize(("declared", "message"), [
-    (lambda net: net._replace(activation="softsign"), "decoder 'mlp': activation 'softsign' has no in-browser version"),
-    (lambda net: net._replace(heads={"mean": net.heads["out"]}), "decoder 'mlp': its dense network has no head 'out'"),
-    (lambda net: net._replace(layers=[(k.T, b) for k, b in net.layers]), "decoder 'mlp' layer 0: expected a kernel (2, n)"),
-])
+@pytest.mark.parametrize(
+    ("declared", "message"),
+    [
+        (
+            lambda net: net._replace(activation="softsign"),
+            "decoder 'mlp': activation 'softsign' has no in-browser version",
+        ),
+        (
+            lambda net: net._replace(heads={"mean": net.heads["out"]}),
+            "decoder 'mlp': its dense network has no head 'out'",
+        ),
+        (
+            lambda net: net._replace(layers=[(k.T, b) for k, b in net.layers]),
+            "decoder 'mlp' layer 0: expected a kernel (2, n)",
+        ),
+    ],
+)
 def test_a_malformed_declaration_is_refused_naming_the_component(book, registry, monkeypatch, declared, message):
     experiment = experiment_of(book, registry, "vae_mlp", "latent_dim=2")
     decoder_class = type(experiment.model.decoder)

@@ -33,8 +33,17 @@ def tiny(book, registry, *extra):
 
 
 def start_training(workdir: Path, *extra: str) -> subprocess.Popen:
-    args = [sys.executable, "-m", "zoo.cli", "train", "vae_mlp", "--workdir", str(workdir), "--quiet",
-            *[word for setting in [*TINY, f"train.steps={LONG}", *extra] for word in ("--set", setting)]]
+    args = [
+        sys.executable,
+        "-m",
+        "zoo.cli",
+        "train",
+        "vae_mlp",
+        "--workdir",
+        str(workdir),
+        "--quiet",
+        *[word for setting in [*TINY, f"train.steps={LONG}", *extra] for word in ("--set", setting)],
+    ]
     return subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -43,7 +52,11 @@ def wait_for_step(workdir: Path, process: subprocess.Popen, step: int, timeout: 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
-        logged = [r["step"] for r in runs.read_metrics(workdir) if r["split"] == "train"] if (workdir / "metrics.jsonl").exists() else []
+        logged = (
+            [r["step"] for r in runs.read_metrics(workdir) if r["split"] == "train"]
+            if (workdir / "metrics.jsonl").exists()
+            else []
+        )
         if logged and logged[-1] >= step:
             return
         time.sleep(0.05)
@@ -72,17 +85,24 @@ def finish_and_compare(workdir: Path, stopped_at: int, book, registry, tmp_path:
     target = (stopped_at // 20 + 2) * 20
     straight = tmp_path / "straight"
     train_and_evaluate(tiny(book, registry, f"train.steps={target}"), straight, registry, progress=False)
-    summary = train_and_evaluate(tiny(book, registry, f"train.steps={target}"), workdir, registry, resume=True, progress=False)
+    summary = train_and_evaluate(
+        tiny(book, registry, f"train.steps={target}"), workdir, registry, resume=True, progress=False
+    )
     assert summary["step"] == target
     assert_same_run(workdir, straight, registry)
 
 
-@pytest.mark.parametrize(("signum", "status", "checkpoint_every"), [
-    (signal.SIGINT, 130, 100000),  # no scheduled checkpoint before the signal
-    (signal.SIGTERM, 143, 100000),
-    (signal.SIGTERM, 143, 5),  # most of the time goes to writing checkpoints: the signal lands in or near a write
-])
-def test_a_signal_checkpoints_the_step_reached_and_says_how_to_resume(signum, status, checkpoint_every, tmp_path, book, registry):
+@pytest.mark.parametrize(
+    ("signum", "status", "checkpoint_every"),
+    [
+        (signal.SIGINT, 130, 100000),  # no scheduled checkpoint before the signal
+        (signal.SIGTERM, 143, 100000),
+        (signal.SIGTERM, 143, 5),  # most of the time goes to writing checkpoints: the signal lands in or near a write
+    ],
+)
+def test_a_signal_checkpoints_the_step_reached_and_says_how_to_resume(
+    signum, status, checkpoint_every, tmp_path, book, registry
+):
     workdir = tmp_path / "run"
     process = start_training(workdir, f"train.checkpoint_every={checkpoint_every}")
     wait_for_step(workdir, process, 200)
@@ -127,18 +147,28 @@ def test_the_lock_of_a_dead_trainer_is_taken_over(tmp_path, book, registry, caps
     workdir.mkdir()
     (workdir / runs.LOCK_FILE).write_text(json.dumps({"pid": 999999, "host": "elsewhere", "since": "yesterday"}))
     train_and_evaluate(tiny(book, registry, "train.steps=20"), workdir, registry, progress=False)
-    assert "taking over the lock of PID 999999 on host elsewhere (since yesterday), which no longer runs" in capsys.readouterr().err
+    assert (
+        "taking over the lock of PID 999999 on host elsewhere (since yesterday), which no longer runs"
+        in capsys.readouterr().err
+    )
     assert (workdir / runs.LOCK_FILE).read_text() == ""
 
 
 def test_a_torn_last_log_line_is_tolerated_and_dropped_on_resume(tmp_path, book, registry):
     workdir = tmp_path / "run"
-    train_and_evaluate(tiny(book, registry, "train.steps=40", "train.checkpoint_every=20"), workdir, registry, progress=False)
+    train_and_evaluate(
+        tiny(book, registry, "train.steps=40", "train.checkpoint_every=20"), workdir, registry, progress=False
+    )
     with open(workdir / "metrics.jsonl", "a") as log:
         log.write('{"step": 60, "split": "tr')  # a kill mid-write
     assert [r["step"] for r in runs.read_metrics(workdir)][-1] == 40
-    train_and_evaluate(tiny(book, registry, "train.steps=60", "train.checkpoint_every=20"), workdir, registry, resume=True,
-                       progress=False)
+    train_and_evaluate(
+        tiny(book, registry, "train.steps=60", "train.checkpoint_every=20"),
+        workdir,
+        registry,
+        resume=True,
+        progress=False,
+    )
     text = (workdir / "metrics.jsonl").read_text()
     assert text.endswith("\n") and '"tr\n' not in text and '"split": "tr{' not in text
     assert [r["step"] for r in runs.read_metrics(workdir) if r["split"] == "train"] == [20, 40, 60]
@@ -181,8 +211,12 @@ def damage(checkpoint: Path, how: str) -> None:
 def two_checkpoints(book, registry, tmp_path_factory):
     """A run with checkpoints at steps 20 and 40 (newest and best at 40)."""
     workdir = tmp_path_factory.mktemp("faults") / "run"
-    train_and_evaluate(book.resolve("vae_mlp", registry, [*TINY, "train.steps=40", "train.checkpoint_every=20"]), workdir, registry,
-                       progress=False)
+    train_and_evaluate(
+        book.resolve("vae_mlp", registry, [*TINY, "train.steps=40", "train.checkpoint_every=20"]),
+        workdir,
+        registry,
+        progress=False,
+    )
     return workdir
 
 
@@ -194,8 +228,10 @@ def test_a_damaged_newest_checkpoint_is_named_and_the_one_before_used(how, two_c
     step = Run.load(workdir, registry, checkpoint="newest").step
     err = capsys.readouterr().err
     assert step == 20
-    assert f"the checkpoint {(workdir / 'checkpoints' / '40').resolve()} is damaged" in err or \
-        f"the checkpoint {workdir / 'checkpoints' / '40'} is damaged" in err, err
+    assert (
+        f"the checkpoint {(workdir / 'checkpoints' / '40').resolve()} is damaged" in err
+        or f"the checkpoint {workdir / 'checkpoints' / '40'} is damaged" in err
+    ), err
     assert "using step 20 of" in err and err.count("\n") == 1
 
 
@@ -234,17 +270,24 @@ def test_a_recipe_edited_to_another_model_is_named(two_checkpoints, registry, tm
     os.system(f"cp -r '{two_checkpoints}' '{workdir}'")
     recipe = workdir / "recipe.yaml"
     recipe.write_text(recipe.read_text().replace("latent_dim: 2", "latent_dim: 3"))
-    with pytest.raises(zoo.RunDirectoryError, match=r"best/40 does not match the run's recipe.yaml: .* is \(2, 16\) in the "
-                                                    r"checkpoint, \(3, 16\) in the model recipe.yaml describes \(was recipe.yaml edited\?\)"):
+    with pytest.raises(
+        zoo.RunDirectoryError,
+        match=r"best/40 does not match the run's recipe.yaml: .* is \(2, 16\) in the "
+        r"checkpoint, \(3, 16\) in the model recipe.yaml describes \(was recipe.yaml edited\?\)",
+    ):
         Run.load(workdir, registry)
 
 
 def test_a_refused_recipe_writes_nothing(tmp_path, book, registry):
     workdir = tmp_path / "run"
     with pytest.raises(zoo.ZooError, match="batch"):
-        train_and_evaluate(tiny(book, registry, "train.batch_size=5000", "train.steps=5"), workdir, registry, progress=False)
+        train_and_evaluate(
+            tiny(book, registry, "train.batch_size=5000", "train.steps=5"), workdir, registry, progress=False
+        )
     assert not workdir.exists()
-    train_and_evaluate(tiny(book, registry, "train.steps=5", "train.log_every=5"), workdir, registry, progress=False)  # the retry
+    train_and_evaluate(
+        tiny(book, registry, "train.steps=5", "train.log_every=5"), workdir, registry, progress=False
+    )  # the retry
 
 
 def test_a_full_disk_is_one_line_and_the_resume_continues(tmp_path, book, registry, monkeypatch):
@@ -262,8 +305,11 @@ def test_a_full_disk_is_one_line_and_the_resume_continues(tmp_path, book, regist
         return real_save(self, step, *args, **kwargs)
 
     monkeypatch.setattr(ocp.CheckpointManager, "save", full_at_40)
-    with pytest.raises(zoo.RunDirectoryError, match=r"cannot write the (best )?checkpoint of step 40 in .*: No space left on device; "
-                                                    "what was written before is intact"):
+    with pytest.raises(
+        zoo.RunDirectoryError,
+        match=r"cannot write the (best )?checkpoint of step 40 in .*: No space left on device; "
+        "what was written before is intact",
+    ):
         train_and_evaluate(recipe, workdir, registry, progress=False)
     monkeypatch.setattr(ocp.CheckpointManager, "save", real_save)
     assert checkpoints.checkpoint_manager(workdir).latest_step() == 20

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from plugins.flows import MADE, FlowPosterior, InverseAutoregressiveStep, PlanarStep, make_iaf_encoder, make_planar_encoder
+from plugins.flows import (
+    MADE,
+    FlowPosterior,
+    InverseAutoregressiveStep,
+    PlanarStep,
+    make_iaf_encoder,
+    make_planar_encoder,
+)
 from zoo.model import closed_form_kl
 
 D = 4
@@ -47,7 +54,9 @@ def test_iaf_step_log_det_is_that_of_its_jacobian_which_is_triangular(order):
         # Unit d depends on unit e only through its own degree or a lower one: the masks hold.
         degree = np.array(order)
         assert np.all(jacobian[degree[:, None] < degree[None, :]] == 0)
-        np.testing.assert_allclose(step.forward_log_det_jacobian(z), log_abs_det_of_jacobian(step, z), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            step.forward_log_det_jacobian(z), log_abs_det_of_jacobian(step, z), rtol=1e-4, atol=1e-4
+        )
         np.testing.assert_allclose(step.inverse(step.forward(z)), z, rtol=1e-4, atol=1e-4)
 
 
@@ -56,7 +65,9 @@ def test_planar_step_log_det_is_that_of_its_jacobian_and_it_inverts(w_dot_u):
     step = planar_step(1, w_dot_u=w_dot_u)
     assert float(jnp.dot(step.w, step.u)) > -1.0  # u_hat: invertible whatever u was
     for z in jax.random.normal(jax.random.key(6), (3, D)) * 2:
-        np.testing.assert_allclose(step.forward_log_det_jacobian(z), log_abs_det_of_jacobian(step, z), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            step.forward_log_det_jacobian(z), log_abs_det_of_jacobian(step, z), rtol=1e-4, atol=1e-4
+        )
         y, log_det = step.forward_and_log_det(z)
         back, inverse_log_det = step.inverse_and_log_det(y)
         np.testing.assert_allclose(back, z, rtol=1e-4, atol=1e-4)
@@ -65,10 +76,18 @@ def test_planar_step_log_det_is_that_of_its_jacobian_and_it_inverts(w_dot_u):
 
 def two_dimensional_flows():
     base = distrax.MultivariateNormalDiag(jnp.array([[0.3, -0.2]]), jnp.array([[0.9, 0.6]]))
-    iaf = [InverseAutoregressiveStep(strong_made(order, seed, 1.0), jnp.ones((1, 3))) for seed, order in ((0, (1, 2)), (3, (2, 1)))]
-    planar = [PlanarStep(*[jnp.asarray(a)[None] for a in p]) for p in
-              (([1.5, 0.5], [2.0, 1.0], 0.3), ([-1.0, 1.2], [0.5, -2.0], -0.5), ([0.8, 0.8], [1.0, 1.0], 0.0))]
-    return {"iaf": FlowPosterior(base, distrax.Chain(iaf[::-1])), "planar": FlowPosterior(base, distrax.Chain(planar[::-1]))}
+    iaf = [
+        InverseAutoregressiveStep(strong_made(order, seed, 1.0), jnp.ones((1, 3)))
+        for seed, order in ((0, (1, 2)), (3, (2, 1)))
+    ]
+    planar = [
+        PlanarStep(*[jnp.asarray(a)[None] for a in p])
+        for p in (([1.5, 0.5], [2.0, 1.0], 0.3), ([-1.0, 1.2], [0.5, -2.0], -0.5), ([0.8, 0.8], [1.0, 1.0], 0.0))
+    ]
+    return {
+        "iaf": FlowPosterior(base, distrax.Chain(iaf[::-1])),
+        "planar": FlowPosterior(base, distrax.Chain(planar[::-1])),
+    }
 
 
 @pytest.mark.parametrize("flow", ["iaf", "planar"])

@@ -35,8 +35,10 @@ def test_importing_the_core_loads_no_plugin_module():
 
 def test_import_and_help_load_no_heavy_module():
     # `import zoo` and `zoo --help` stay fast: JAX, flax, distrax and numpy load on first use of a name.
-    code = ("import sys, zoo, zoo.cli; zoo.cli.build_parser().format_help(); "
-            "print(sorted(m for m in ('jax', 'flax', 'distrax', 'optax', 'numpy', 'pluggy') if m in sys.modules))")
+    code = (
+        "import sys, zoo, zoo.cli; zoo.cli.build_parser().format_help(); "
+        "print(sorted(m for m in ('jax', 'flax', 'distrax', 'optax', 'numpy', 'pluggy') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO / "tests")
     assert out.stdout.strip() == "[]"
 

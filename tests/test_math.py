@@ -104,7 +104,9 @@ def test_estimate_is_at_least_the_elbo_and_tightens_with_k(problem):
     keys = jax.random.split(jax.random.key(2), 50)
     elbo = float(jnp.mean(jax.vmap(lambda key: model.elbo(x, None, key))(keys)))
     one_sample = float(jnp.mean(jax.vmap(lambda key: model.log_likelihood(x, None, key, num_samples=1))(keys)))
-    bounds = [float(jnp.mean(model.log_likelihood(x, None, keys[0], num_samples=k, chunk_size=100))) for k in (10, 100, 1000)]
+    bounds = [
+        float(jnp.mean(model.log_likelihood(x, None, keys[0], num_samples=k, chunk_size=100))) for k in (10, 100, 1000)
+    ]
     assert one_sample == pytest.approx(elbo, abs=0.1)  # K = 1 estimates the ELBO
     assert elbo < bounds[0] < bounds[1] < bounds[2] <= exact + 0.01
     assert exact - bounds[2] < 0.01 < 0.1 < exact - elbo

@@ -12,8 +12,9 @@ from plugins.mmd import mmd_squared
 def expected_rbf(mean_gap, covariance, scale):
     """E exp(-|x - y|^2 / C) for x - y ~ N(mean_gap, covariance)."""
     dim = len(mean_gap)
-    return (np.linalg.det(np.eye(dim) + 2.0 * covariance / scale) ** -0.5
-            * np.exp(-0.5 * mean_gap @ np.linalg.solve(covariance + scale / 2.0 * np.eye(dim), mean_gap)))
+    return np.linalg.det(np.eye(dim) + 2.0 * covariance / scale) ** -0.5 * np.exp(
+        -0.5 * mean_gap @ np.linalg.solve(covariance + scale / 2.0 * np.eye(dim), mean_gap)
+    )
 
 
 MEAN_X, MEAN_Y = np.array([0.0, 0.5]), np.array([0.8, -0.3])
@@ -21,7 +22,9 @@ COV_X, COV_Y = np.array([[1.0, 0.3], [0.3, 0.5]]), np.array([[0.6, -0.2], [-0.2,
 
 
 def samples(key, n, mean, covariance):
-    return jax.random.multivariate_normal(key, jnp.asarray(mean, jnp.float32), jnp.asarray(covariance, jnp.float32), (n,))
+    return jax.random.multivariate_normal(
+        key, jnp.asarray(mean, jnp.float32), jnp.asarray(covariance, jnp.float32), (n,)
+    )
 
 
 def replicated(statistic, n, m, same, replicates=2000):
@@ -45,13 +48,22 @@ def test_unbiased_mmd_is_zero_on_average_for_one_distribution(kernel):
 
 def test_unbiased_mmd_equals_the_closed_form_for_two_gaussians_under_the_rbf_kernel():
     scale = 2.0
-    exact = (expected_rbf(np.zeros(2), 2 * COV_X, scale) + expected_rbf(np.zeros(2), 2 * COV_Y, scale)
-             - 2 * expected_rbf(MEAN_X - MEAN_Y, COV_X + COV_Y, scale))
+    exact = (
+        expected_rbf(np.zeros(2), 2 * COV_X, scale)
+        + expected_rbf(np.zeros(2), 2 * COV_Y, scale)
+        - 2 * expected_rbf(MEAN_X - MEAN_Y, COV_X + COV_Y, scale)
+    )
     assert exact > 0.1
     values = replicated(lambda x, y: mmd_squared(x, y, "rbf", scale), 6, 9, same=False)
     assert abs(values.mean() - exact) < 3 * values.std() / np.sqrt(len(values))  # unbiased even at 6 and 9 samples
-    large = float(mmd_squared(samples(jax.random.key(1), 3000, MEAN_X, COV_X), samples(jax.random.key(2), 3000, MEAN_Y, COV_Y),
-                              "rbf", scale))
+    large = float(
+        mmd_squared(
+            samples(jax.random.key(1), 3000, MEAN_X, COV_X),
+            samples(jax.random.key(2), 3000, MEAN_Y, COV_Y),
+            "rbf",
+            scale,
+        )
+    )
     assert large == pytest.approx(exact, abs=0.025)  # about 4 standard deviations of the estimate at 3000 samples
 
 
@@ -60,7 +72,9 @@ def test_mmd_objectives(book, registry):
     from zoo.experiment import assemble
 
     small = ["encoder.hidden=[16]", "decoder.hidden=[16]"]
-    elbo_like = assemble(book.resolve("info_vae", registry, [*small, "objective.alpha=0.0", "objective.lambda_weight=1.0"]), registry)
+    elbo_like = assemble(
+        book.resolve("info_vae", registry, [*small, "objective.alpha=0.0", "objective.lambda_weight=1.0"]), registry
+    )
     x = jnp.asarray(elbo_like.dataset.train.images[:16])
     loss, metrics = elbo_like.objective(elbo_like.model, zoo.Batch(x), jax.random.key(0))
     np.testing.assert_allclose(float(loss), -float(metrics["elbo"]), rtol=1e-5)  # alpha 0, lambda 1: the ELBO

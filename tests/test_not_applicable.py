@@ -35,8 +35,17 @@ def evaluated(experiment, objective):
 
     graphdef, params = nnx.split(experiment.model)
     test = experiment.dataset.test
-    return evaluate(graphdef, params, experiment.condition, Split(test.images[:20], test.labels[:20]), jax.random.key(0),
-                    num_samples=4, conditional=experiment.model.conditional, proposals=("posterior", "prior"), objective=objective)
+    return evaluate(
+        graphdef,
+        params,
+        experiment.condition,
+        Split(test.images[:20], test.labels[:20]),
+        jax.random.key(0),
+        num_samples=4,
+        conditional=experiment.model.conditional,
+        proposals=("posterior", "prior"),
+        objective=objective,
+    )
 
 
 @pytest.mark.parametrize("variant", ["quadrant_baseline", "quadrant_gsnn"])
@@ -73,10 +82,32 @@ def test_a_declaration_naming_an_unknown_metric_is_refused_at_build(book):
 
 def test_compare_prints_na_with_a_footnote_never_a_number():
     reason = "the gsnn objective never trains the encoder q(z | x, c)"
-    records = [{"dataset": "d", "task": "t", "variant": "quadrant_baseline", "run": f"b{seed}", "elbo": None, "elbo_undefined": reason,
-                "kl": None, "kl_undefined": reason, "conditional_log_likelihood_prior": -195.3 - seed} for seed in range(3)]
-    records += [{"dataset": "d", "task": "t", "variant": "quadrant_cvae", "run": f"c{seed}", "elbo": -178.0 - seed, "kl": 4.8,
-                 "conditional_log_likelihood_prior": -177.0} for seed in range(3)]
+    records = [
+        {
+            "dataset": "d",
+            "task": "t",
+            "variant": "quadrant_baseline",
+            "run": f"b{seed}",
+            "elbo": None,
+            "elbo_undefined": reason,
+            "kl": None,
+            "kl_undefined": reason,
+            "conditional_log_likelihood_prior": -195.3 - seed,
+        }
+        for seed in range(3)
+    ]
+    records += [
+        {
+            "dataset": "d",
+            "task": "t",
+            "variant": "quadrant_cvae",
+            "run": f"c{seed}",
+            "elbo": -178.0 - seed,
+            "kl": 4.8,
+            "conditional_log_likelihood_prior": -177.0,
+        }
+        for seed in range(3)
+    ]
     text = report.table(records)
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| quadrant")}
     cells = [cell.strip() for cell in rows["quadrant_baseline"].split("|")[3:-1]]
@@ -90,14 +121,16 @@ def test_a_suite_carries_not_applicable_through_results_eval_and_compare(tmp_pat
     from zoo.cli import main
 
     suite_file = tmp_path / "baseline.yaml"
-    suite_file.write_text(textwrap.dedent(f"""
+    suite_file.write_text(
+        textwrap.dedent(f"""
         name: baseline
         variants: [quadrant_baseline, quadrant_cvae]
         seeds: [0]
         budget: {{steps: 6}}
         set: {json.dumps([*SMALL, "train.log_every=3"])}
         eval: {{num_samples: 4, limit: 20, proposals: [posterior, prior]}}
-    """))
+    """)
+    )
     suite = bench.load_suite(str(suite_file), book)
     out = tmp_path / "out"
     bench.run_suite(suite, out, book, registry, log=lambda _: None)

@@ -12,8 +12,13 @@ from zoo.interfaces import Batch
 
 @pytest.fixture(scope="module")
 def cvae(registry):
-    recipe = {"latent_dim": 3, "encoder": {"name": "mlp", "hidden": (16,)}, "decoder": {"name": "mlp", "hidden": (16,)},
-              "prior": {"name": "conditional", "hidden": (8,)}, "likelihood": {"name": "bernoulli"}}
+    recipe = {
+        "latent_dim": 3,
+        "encoder": {"name": "mlp", "hidden": (16,)},
+        "decoder": {"name": "mlp", "hidden": (16,)},
+        "prior": {"name": "conditional", "hidden": (8,)},
+        "likelihood": {"name": "bernoulli"},
+    }
     model = zoo.build_model(recipe, registry, x_shape=(6,), c_shape=(4,), rngs=nnx.Rngs(0))
     rng = np.random.default_rng(0)
     batch = Batch(rng.uniform(size=(10, 6)).astype(np.float32), np.eye(4, dtype=np.float32)[rng.integers(0, 4, 10)])
@@ -53,5 +58,8 @@ def test_gsnn_ignores_the_encoder(cvae):
 
 def test_iwae_bound_rises_with_k_towards_the_likelihood(cvae):
     model, batch = cvae
-    bounds = [float(np.mean([-objectives.iwae(num_samples=k)(model, batch, jax.random.key(s))[0] for s in range(20)])) for k in (1, 8, 64)]
+    bounds = [
+        float(np.mean([-objectives.iwae(num_samples=k)(model, batch, jax.random.key(s))[0] for s in range(20)]))
+        for k in (1, 8, 64)
+    ]
     assert bounds[0] < bounds[1] < bounds[2]

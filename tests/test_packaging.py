@@ -30,8 +30,23 @@ def build_wheel(tmp_path: Path) -> tuple[Path, str]:
             shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(REPO / name, source / name)
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation",
-                            "-w", str(tmp_path / "dist"), str(source)], capture_output=True, text=True, timeout=300)
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-v",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path / "dist"),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert build.returncode == 0, build.stdout + build.stderr
     return next((tmp_path / "dist").glob("vae_zoo-*.whl")), build.stdout + build.stderr
 
@@ -43,8 +58,12 @@ def fresh_venv(path: Path) -> Path:
     install of the checkout there stays out."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True, timeout=120)
     python = path / "bin" / "python"
-    own = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                         capture_output=True, text=True, check=True).stdout.strip()
+    own = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     ours = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
     (Path(own) / "dependencies_of_the_test_environment.pth").write_text("\n".join(ours) + "\n")
     return python
@@ -55,13 +74,36 @@ def test_the_installed_wheel_works_from_an_empty_directory(tmp_path):
     warnings = [line for line in build_output.splitlines() if re.search(r"\w*Warning\b", line)]
     assert not warnings, "the build warned:\n" + "\n".join(warnings)
     names = set(zipfile.ZipFile(wheel).namelist())
-    for data in ("zoo/registry.yaml", "zoo/suites/quick.yaml", "zoo/suites/quadrants.yaml", "zoo/web/index.html",
-                 "zoo/web/app.js", "zoo/web/decoder.js", "zoo/web/style.css", "plugins/mlp.py", "plugins/vq.py"):
+    for data in (
+        "zoo/registry.yaml",
+        "zoo/suites/quick.yaml",
+        "zoo/suites/quadrants.yaml",
+        "zoo/web/index.html",
+        "zoo/web/app.js",
+        "zoo/web/decoder.js",
+        "zoo/web/style.css",
+        "plugins/mlp.py",
+        "plugins/vq.py",
+    ):
         assert data in names, f"{data} is not in the wheel"
 
     python = fresh_venv(tmp_path / "venv")
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps", "--no-index",
-                    str(wheel)], check=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ],
+        check=True,
+        timeout=300,
+    )
     empty = tmp_path / "empty"
     empty.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VAE_ZOO_REGISTRY")}
@@ -72,14 +114,20 @@ def test_the_installed_wheel_works_from_an_empty_directory(tmp_path):
         assert not check or done.returncode == 0, done.stdout + done.stderr
         return done
 
-    where = run(str(python), "-c", "import zoo, plugins, zoo.bench, zoo.serve; print(zoo.__file__); print(plugins.__file__); "
-                "print(zoo.bench.SUITES_DIR); print(len(zoo.serve.web_asset('index.html')))").stdout.split()
+    where = run(
+        str(python),
+        "-c",
+        "import zoo, plugins, zoo.bench, zoo.serve; print(zoo.__file__); print(plugins.__file__); "
+        "print(zoo.bench.SUITES_DIR); print(len(zoo.serve.web_asset('index.html')))",
+    ).stdout.split()
     site = str(tmp_path / "venv")
     assert all(path.startswith(site) for path in where[:3]), where  # the installed copy, not the checkout
     assert int(where[3]) > 0
     listing = run(str(zoo_command), "list").stdout
     assert re.search(r"^variant\s+vae_mlp\s+VAE, MLP", listing, flags=re.M)
-    assert re.search(r"^encoder\s+mlp\s", listing, flags=re.M) and re.search(r"^objective\s+gsnn\s", listing, flags=re.M)
+    assert re.search(r"^encoder\s+mlp\s", listing, flags=re.M) and re.search(
+        r"^objective\s+gsnn\s", listing, flags=re.M
+    )
     shown = run(str(zoo_command), "show", "vae_mlp").stdout
     assert "variant: vae_mlp" in shown and "latent_dim: 16" in shown and "name: bernoulli" in shown
     help_text = run(str(zoo_command), "bench", "quick", "--help").stdout
@@ -91,16 +139,26 @@ def test_the_installed_wheel_works_from_an_empty_directory(tmp_path):
 
 def make_dry_run(target: str, venv: Path) -> list[str]:
     """The commands `make TARGET` would run on a machine with no venv yet (make -n runs none)."""
-    done = subprocess.run(["make", "-n", target, f"VENV={venv}"], cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        ["make", "-n", target, f"VENV={venv}"], cwd=REPO, capture_output=True, text=True, timeout=60, check=True
+    )
     return done.stdout.splitlines()
 
 
 def test_make_run_installs_only_what_the_main_job_needs(tmp_path):
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
-    installs = [line for line in make_dry_run("run", tmp_path / "venv") if " pip install " in line and "--upgrade pip" not in line]
+    installs = [
+        line
+        for line in make_dry_run("run", tmp_path / "venv")
+        if " pip install " in line and "--upgrade pip" not in line
+    ]
     assert installs == [f"{tmp_path / 'venv'}/bin/python -m pip install --quiet -c constraints.txt -e ."]
-    test_installs = [line for line in make_dry_run("test", tmp_path / "venv") if " pip install " in line and "--upgrade pip" not in line]
+    test_installs = [
+        line
+        for line in make_dry_run("test", tmp_path / "venv")
+        if " pip install " in line and "--upgrade pip" not in line
+    ]
     assert test_installs[-1].endswith('-e ".[test,perf]"')  # the extras, on top of the main job's install
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     main_needs = {re.split(r"[<>=!~\[ ]", requirement)[0].lower() for requirement in project["dependencies"]}
@@ -111,4 +169,6 @@ def test_make_run_installs_only_what_the_main_job_needs(tmp_path):
 
 def test_make_run_is_one_command_that_prints_the_table_once(tmp_path):
     commands = [line for line in make_dry_run("run", tmp_path / "venv") if "/bin/zoo " in line]
-    assert commands == [f"{tmp_path / 'venv'}/bin/zoo bench quick --out runs/bench/quick --report runs/bench/quick/report"]
+    assert commands == [
+        f"{tmp_path / 'venv'}/bin/zoo bench quick --out runs/bench/quick --report runs/bench/quick/report"
+    ]

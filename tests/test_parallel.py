@@ -59,8 +59,14 @@ TRAIN_BOTH = textwrap.dedent("""
 
 
 def run_python(code: str, *args, env=None):
-    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, **FOUR_DEVICES, **(env or {})}, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **FOUR_DEVICES, **(env or {})},
+        timeout=600,
+    )
 
 
 VARIANTS = ("vae_mlp", "cvae_sohn")  # unconditional, and a condition through encoder, prior and decoder
@@ -103,9 +109,14 @@ def test_four_devices_follow_one(variant, one_and_four):
 
 def test_the_readme_multi_device_command_finishes(tmp_path):
     """The README's example, exactly (3000 steps at the recipe's intervals), in an empty directory."""
-    result = subprocess.run([sys.executable, "-m", "zoo.cli", "train", "vae_mlp", "--devices", "4"], capture_output=True,
-                            text=True, cwd=tmp_path, env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
-                            timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "zoo.cli", "train", "vae_mlp", "--devices", "4"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout)["step"] == 3000
     assert sorted(int(p.name) for p in (tmp_path / "runs" / "vae_mlp" / "checkpoints").iterdir()) == [2500, 3000]
@@ -128,6 +139,7 @@ RESUME_ELSEWHERE = textwrap.dedent("""
 def test_a_run_trained_on_four_devices_resumes_on_two(tmp_path):
     """Checkpoints hold whole arrays: a run stopped at step 300 on four devices continues on two,
     and ends where the uninterrupted four-device run ends."""
+
     def train(workdir, steps, devices, resume):
         result = run_python(RESUME_ELSEWHERE, workdir, steps, devices, "resume" if resume else "new")
         assert result.returncode == 0, result.stderr[-3000:]
@@ -146,12 +158,26 @@ def test_a_run_trained_on_four_devices_resumes_on_two(tmp_path):
 def test_mesh_errors_name_the_setting(tmp_path):
     cli = [sys.executable, "-m", "zoo.cli", "train", "vae_mlp", "--quiet", "--set", "train.steps=2"]
     env = {**os.environ, **FOUR_DEVICES}
-    uneven = subprocess.run([*cli, "--devices", "3", "--workdir", str(tmp_path / "a")], capture_output=True, text=True,
-                            cwd=REPO, env=env, timeout=300)
-    too_many = subprocess.run([*cli, "--devices", "8", "--workdir", str(tmp_path / "b")], capture_output=True, text=True,
-                              cwd=REPO, env=env, timeout=300)
-    for result, message in ((uneven, "train.batch_size is 128, which does not split over 3 devices; use a multiple of 3"),
-                            (too_many, "train.devices is 8 but JAX sees 4 cpu device(s)")):
+    uneven = subprocess.run(
+        [*cli, "--devices", "3", "--workdir", str(tmp_path / "a")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=300,
+    )
+    too_many = subprocess.run(
+        [*cli, "--devices", "8", "--workdir", str(tmp_path / "b")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=300,
+    )
+    for result, message in (
+        (uneven, "train.batch_size is 128, which does not split over 3 devices; use a multiple of 3"),
+        (too_many, "train.devices is 8 but JAX sees 4 cpu device(s)"),
+    ):
         assert result.returncode == 2, result.stderr
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("zoo: error: ") and message in lines[0], result.stderr
@@ -168,12 +194,38 @@ def free_port() -> int:
 
 def train_on_two_hosts(run: Path, *settings: str) -> list[str]:
     """`zoo train vae_mlp` as two processes of two CPU devices each; the stderr of those that failed."""
-    command = [sys.executable, "-m", "zoo.cli", "train", "vae_mlp", "--quiet", "--workdir", str(run), "--devices", "0",
-               "--set", "train.steps=300", *settings,
-               "--distributed", "--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "zoo.cli",
+        "train",
+        "vae_mlp",
+        "--quiet",
+        "--workdir",
+        str(run),
+        "--devices",
+        "0",
+        "--set",
+        "train.steps=300",
+        *settings,
+        "--distributed",
+        "--coordinator",
+        f"127.0.0.1:{free_port()}",
+        "--num-processes",
+        "2",
+    ]
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
-    hosts = [subprocess.Popen([*command, "--process-id", str(index)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, cwd=REPO, env=env) for index in range(2)]
+    hosts = [
+        subprocess.Popen(
+            [*command, "--process-id", str(index)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env=env,
+        )
+        for index in range(2)
+    ]
     outputs = [host.communicate(timeout=600) for host in hosts]
     return [stderr for host, (_, stderr) in zip(hosts, outputs) if host.returncode != 0]
 

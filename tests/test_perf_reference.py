@@ -25,8 +25,10 @@ sys.path.append(str(PERF))  # appended: its modules never shadow an installed on
 import flop_count  # noqa: E402
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
-needs_torch = pytest.mark.skipif(not HAVE_TORCH and os.environ.get("CI") != "true",
-                                 reason="torch is not installed: pip install -c constraints.txt -e '.[perf]'")
+needs_torch = pytest.mark.skipif(
+    not HAVE_TORCH and os.environ.get("CI") != "true",
+    reason="torch is not installed: pip install -c constraints.txt -e '.[perf]'",
+)
 SMALL = {
     "perf_vae_mlp": ["encoder.hidden=[32, 24]", "decoder.hidden=[24, 32]", "latent_dim=8"],
     "perf_cvae_mlp": ["encoder.hidden=[32]", "decoder.hidden=[32]", "latent_dim=6"],
@@ -153,7 +155,16 @@ def test_conv_flops_match_the_parameter_shapes(perf_book, registry):
     enc, dec = model.encoder, model.decoder
     size = lambda layer: int(np.prod(layer.kernel.shape))
     positions = [14 * 14, 7 * 7, 1, 1, 1, 1, 7 * 7, 14 * 14, 28 * 28]
-    kernels = [enc.convs[0], enc.convs[1], enc.trunk.layers[0], enc.head.loc, enc.head.log_scale,
-               dec.project, dec.deconvs[0], dec.deconvs[1], dec.out]
+    kernels = [
+        enc.convs[0],
+        enc.convs[1],
+        enc.trunk.layers[0],
+        enc.head.loc,
+        enc.head.log_scale,
+        dec.project,
+        dec.deconvs[0],
+        dec.deconvs[1],
+        dec.out,
+    ]
     encoder, decoder = flop_count.layers(recipe, (28, 28, 1))
     assert [layer.macs for layer in encoder + decoder] == [p * size(k) for p, k in zip(positions, kernels)]

@@ -14,7 +14,13 @@ from zoo.data import evaluation_split
 from zoo.experiment import assemble, train_and_evaluate
 from zoo.trained_run import Run
 
-TINY = ["train.steps=50", "train.log_every=10", "train.checkpoint_every=25", "encoder.hidden=[64]", "decoder.hidden=[64]"]
+TINY = [
+    "train.steps=50",
+    "train.log_every=10",
+    "train.checkpoint_every=25",
+    "encoder.hidden=[64]",
+    "decoder.hidden=[64]",
+]
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +110,10 @@ def test_learning_curves_are_the_runs_metrics(trained):
     steps, values = series["validation -ELBO"]
     assert list(steps) == [25, 50]
     np.testing.assert_allclose(values, [-r["elbo"] for r in records if r["split"] == "validation"])
-    hybrid = [{"step": 5, "split": "train", "loss": 3.0, "elbo": -4.0}, {"step": 10, "split": "train", "loss": 2.0, "elbo": -3.0}]
+    hybrid = [
+        {"step": 5, "split": "train", "loss": 3.0, "elbo": -4.0},
+        {"step": 10, "split": "train", "loss": 2.0, "elbo": -3.0},
+    ]
     series = plots.learning_curve_series(hybrid)
     assert list(series) == ["training -ELBO", "training loss (the objective)"]
     np.testing.assert_allclose(series["training loss (the objective)"][1], [3.0, 2.0])
@@ -118,7 +127,9 @@ def test_interpolation_ends_are_the_reconstructions_of_a_class_pair(trained, reg
     pairs, labels = plots.interpolation_pairs(condition, test.labels, experiment.dataset.class_names, rows=8)
     assert labels == [str(d) for d in range(10)]
     assert all(test.labels[a] == test.labels[b] == k for k, (a, b) in enumerate(pairs))
-    images = plots.interpolation_images(model, condition, test.images, test.labels, pairs, steps=5).reshape((10, 5, 8, 8, 1))
+    images = plots.interpolation_images(model, condition, test.images, test.labels, pairs, steps=5).reshape(
+        (10, 5, 8, 8, 1)
+    )
     for end, column in ((0, 0), (1, -1)):
         chosen = [pair[end] for pair in pairs]
         x, c = condition.split(jnp.asarray(test.images[chosen]), jnp.asarray(test.labels[chosen]))
@@ -129,7 +140,9 @@ def test_interpolation_ends_are_the_reconstructions_of_a_class_pair(trained, reg
 def test_quadrant_reconstructions_keep_the_visible_part(book, registry):
     experiment = assemble(book.resolve("cvae_quadrants", registry, ["condition.visible=[2]"]), registry)
     test = evaluation_split(experiment.dataset, "test")
-    shown, labels = plots.reconstruction_images(experiment.model, experiment.condition, test.images[:4], test.labels[:4], per_row=4)
+    shown, labels = plots.reconstruction_images(
+        experiment.model, experiment.condition, test.images[:4], test.labels[:4], per_row=4
+    )
     assert labels == ["input", "reconstruction"]
     inputs, rebuilt = shown[:4], shown[4:]
     np.testing.assert_array_equal(inputs, test.images[:4])
@@ -165,5 +178,7 @@ def test_zoo_plot_errors_get_one_line(trained, tmp_path, capsys):
     assert_one_line_error(zoo(capsys, "plot", untrained), "holds no checkpoint yet")
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    assert_one_line_error(zoo(capsys, "plot", trained["vae"], "--out", blocker / "plots"),
-                          f"{blocker / 'plots'}: cannot write the figures there")
+    assert_one_line_error(
+        zoo(capsys, "plot", trained["vae"], "--out", blocker / "plots"),
+        f"{blocker / 'plots'}: cannot write the figures there",
+    )

@@ -33,6 +33,7 @@ def command_plugin(plugin_name: str, command: str, run, arguments=()) -> types.M
 @pytest.fixture
 def install(monkeypatch):
     """Install test plugins beside the first-party ones, as `zoo` would find them."""
+
     def install(*modules):
         monkeypatch.setattr(plugin_manager, "_DEFAULT_MANAGER", first_party_manager(*modules))
 
@@ -68,7 +69,9 @@ def test_a_plugins_command_parses_like_a_built_in_one(install, capsys):
     with pytest.raises(SystemExit) as exited:
         main(["count"])
     error = capsys.readouterr().err
-    assert exited.value.code == 2 and error.startswith("zoo: error: zoo count: the following arguments are required: kind")
+    assert exited.value.code == 2 and error.startswith(
+        "zoo: error: zoo count: the following arguments are required: kind"
+    )
     with pytest.raises(SystemExit) as exited:
         main(["cuont"])
     assert exited.value.code == 2 and "invalid choice: 'cuont'" in capsys.readouterr().err
@@ -85,20 +88,27 @@ def test_zoo_plugins_lists_each_plugins_commands(install, capsys):
 def test_a_command_named_as_a_built_in_one_is_refused_naming_the_plugin(install, capsys, name):
     install(command_plugin("zoo_greedy", name, count_components))
     assert main(["plugins"]) == 2
-    assert capsys.readouterr().err == (f"zoo: error: plugin 'zoo_greedy' registers command {name!r}, which is a built-in "
-                                       "zoo command; the plugin must choose another name\n")
+    assert capsys.readouterr().err == (
+        f"zoo: error: plugin 'zoo_greedy' registers command {name!r}, which is a built-in "
+        "zoo command; the plugin must choose another name\n"
+    )
 
 
 def test_two_plugins_with_one_command_name_are_both_named(install, capsys):
-    install(command_plugin("zoo_first", "count", count_components), command_plugin("zoo_second", "count", count_components))
+    install(
+        command_plugin("zoo_first", "count", count_components), command_plugin("zoo_second", "count", count_components)
+    )
     assert main(["count", "encoder"]) == 2
     assert capsys.readouterr().err == "zoo: error: plugins 'zoo_first' and 'zoo_second' both register command 'count'\n"
 
 
-@pytest.mark.parametrize(("name", "run", "problem"), [
-    ("Count Things", count_components, "registers a command named 'Count Things'; a command name is lowercase"),
-    ("count", "count_components", "registers command 'count' with 'count_components', which is not callable"),
-])
+@pytest.mark.parametrize(
+    ("name", "run", "problem"),
+    [
+        ("Count Things", count_components, "registers a command named 'Count Things'; a command name is lowercase"),
+        ("count", "count_components", "registers command 'count' with 'count_components', which is not callable"),
+    ],
+)
 def test_a_malformed_command_is_refused_naming_the_plugin(install, capsys, name, run, problem):
     install(command_plugin("zoo_sloppy", name, run))
     assert main(["list", "encoder"]) == 2
@@ -115,15 +125,20 @@ def test_a_hook_that_raises_is_named(install, capsys):
     module.register_commands = register_commands
     install(module)
     assert main(["plugins"]) == 2
-    assert capsys.readouterr().err == "zoo: error: plugin 'zoo_exploding' failed in register_commands: RuntimeError: boom\n"
+    assert (
+        capsys.readouterr().err
+        == "zoo: error: plugin 'zoo_exploding' failed in register_commands: RuntimeError: boom\n"
+    )
 
 
 def test_help_loads_no_plugin():
     # Plugin modules import JAX at their top: help, the zoo's or a built-in command's, does without them.
-    code = ("import sys, zoo.cli\n"
-            "for argv in (['--help'], ['list', '--help'], ['--recipes', 'x.yaml', 'train', '--help']):\n"
-            "    try:\n        zoo.cli.main(argv)\n    except SystemExit as exit:\n        assert exit.code == 0, argv\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'pluggy', 'plugins')))")
+    code = (
+        "import sys, zoo.cli\n"
+        "for argv in (['--help'], ['list', '--help'], ['--recipes', 'x.yaml', 'train', '--help']):\n"
+        "    try:\n        zoo.cli.main(argv)\n    except SystemExit as exit:\n        assert exit.code == 0, argv\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'pluggy', 'plugins')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO / "tests")
     assert out.stdout.strip().endswith("[]")
     assert "`zoo plugins` lists them" in out.stdout
@@ -139,5 +154,11 @@ def test_the_documented_command_plugin_works(install, registry, capsys):
     counts = dict(line.split() for line in capsys.readouterr().out.splitlines())
     model = zoo.build("vae_mlp", ["encoder.hidden=[16]"], registry=registry)
     assert int(counts["encoder"].replace(",", "")) == module.count_parameters(model.encoder)
-    assert module.count_parameters(model.encoder) == 64 * 16 + 16 + 2 * (16 * model.latent_dim + model.latent_dim)  # 8x8 digits
-    assert int(counts["total"].replace(",", "")) == module.count_parameters(model) > int(counts["decoder"].replace(",", ""))
+    assert module.count_parameters(model.encoder) == 64 * 16 + 16 + 2 * (
+        16 * model.latent_dim + model.latent_dim
+    )  # 8x8 digits
+    assert (
+        int(counts["total"].replace(",", ""))
+        == module.count_parameters(model)
+        > int(counts["decoder"].replace(",", ""))
+    )

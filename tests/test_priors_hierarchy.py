@@ -29,8 +29,15 @@ def test_vampprior_density_is_the_log_mean_of_the_encoders_gaussians():
     pseudo_inputs = np.clip(np.asarray(prior.pseudo_inputs[...]), 0, 1)
     q = encoder(jnp.asarray(pseudo_inputs), None)
     loc, scale = np.asarray(q.loc, np.float64), np.asarray(q.scale_diag, np.float64)
-    densities = np.array([[stats.multivariate_normal(loc[k], np.diag(scale[k] ** 2)).logpdf(np.asarray(z[b], np.float64))
-                           for k in range(7)] for b in range(5)])
+    densities = np.array(
+        [
+            [
+                stats.multivariate_normal(loc[k], np.diag(scale[k] ** 2)).logpdf(np.asarray(z[b], np.float64))
+                for k in range(7)
+            ]
+            for b in range(5)
+        ]
+    )
     np.testing.assert_allclose(ours, special.logsumexp(densities, axis=1) - np.log(7), rtol=1e-5, atol=1e-4)
 
 
@@ -72,8 +79,16 @@ def test_mixture_prior_density_equals_scipy():
     ours = np.asarray(prior(None, 6).log_prob(z))
     weights = np.asarray(jax.nn.softmax(prior.logits[...]), np.float64)
     locs, scales = np.asarray(prior.locs[...], np.float64), np.exp(np.asarray(prior.log_scales[...], np.float64))
-    expected = [np.log(sum(weights[k] * stats.multivariate_normal(locs[k], np.diag(scales[k] ** 2)).pdf(np.asarray(row, np.float64))
-                           for k in range(4))) for row in z]
+    expected = [
+        np.log(
+            sum(
+                weights[k]
+                * stats.multivariate_normal(locs[k], np.diag(scales[k] ** 2)).pdf(np.asarray(row, np.float64))
+                for k in range(4)
+            )
+        )
+        for row in z
+    ]
     np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-4)
     # Sampling and the mean are distrax's MixtureSameFamily.
     samples = prior(None, 2).sample(seed=jax.random.key(3), sample_shape=(50000,))
@@ -84,7 +99,11 @@ def test_mixture_prior_density_equals_scipy():
 def test_gaussian_densities_match_distrax(smallest_log_scale):
     z = jax.random.normal(jax.random.key(0), (2, 5, 4)) * 3
     locs = jax.random.normal(jax.random.key(1), (6, 4))
-    scales = jnp.exp(jax.random.uniform(jax.random.key(2), (6, 4), minval=-2.9, maxval=1)).at[0, 0].set(np.exp(smallest_log_scale))
+    scales = (
+        jnp.exp(jax.random.uniform(jax.random.key(2), (6, 4), minval=-2.9, maxval=1))
+        .at[0, 0]
+        .set(np.exp(smallest_log_scale))
+    )
     reference = distrax.MultivariateNormalDiag(locs, scales).log_prob(z[..., None, :])
     np.testing.assert_allclose(diagonal_gaussian_log_densities(z, locs, scales), reference, rtol=2e-5, atol=2e-3)
 
@@ -106,19 +125,19 @@ class LinearGaussianModel:
     def joint_of_z(self):
         """Mean and covariance of z = [z1, z2] under the prior."""
         mean = np.concatenate([self.a, np.zeros(D2)])
-        cov = np.block([[self.A @ self.A.T + np.diag(self.s1 ** 2), self.A], [self.A.T, np.eye(D2)]])
+        cov = np.block([[self.A @ self.A.T + np.diag(self.s1**2), self.A], [self.A.T, np.eye(D2)]])
         return mean, cov
 
     def marginal(self):
         mean, cov = self.joint_of_z()
         M = np.concatenate([self.B, self.C], axis=1)
-        return stats.multivariate_normal(M @ mean + self.b, M @ cov @ M.T + np.diag(self.sx ** 2))
+        return stats.multivariate_normal(M @ mean + self.b, M @ cov @ M.T + np.diag(self.sx**2))
 
     def posterior(self, x):
         """Exact p(z | x): mean (B, D1 + D2) and covariance."""
         mean, cov = self.joint_of_z()
         M = np.concatenate([self.B, self.C], axis=1)
-        gain = cov @ M.T @ np.linalg.inv(M @ cov @ M.T + np.diag(self.sx ** 2))
+        gain = cov @ M.T @ np.linalg.inv(M @ cov @ M.T + np.diag(self.sx**2))
         return mean + (x - (M @ mean + self.b)) @ gain.T, cov - gain @ M @ cov
 
 
@@ -156,7 +175,11 @@ def test_hierarchy_importance_sampling_reaches_the_exact_marginal():
 
     def prior(c, batch_size):
         top = distrax.MultivariateNormalDiag(jnp.zeros((batch_size, D2)), jnp.ones((batch_size, D2)))
-        return LayeredLatent((D1, D2), top, [lambda z2: distrax.MultivariateNormalDiag(z2 @ f32(truth.A).T + f32(truth.a), f32(truth.s1))])
+        return LayeredLatent(
+            (D1, D2),
+            top,
+            [lambda z2: distrax.MultivariateNormalDiag(z2 @ f32(truth.A).T + f32(truth.a), f32(truth.s1))],
+        )
 
     def decoder(z, c):
         mean = z[:, :D1] @ f32(truth.B).T + z[:, D1:] @ f32(truth.C).T + f32(truth.b)
@@ -164,8 +187,15 @@ def test_hierarchy_importance_sampling_reaches_the_exact_marginal():
 
     likelihood = Fixed(lambda params: distrax.MultivariateNormalDiag(params[..., 0], f32(truth.sx)))
     likelihood.params_per_dim = 1
-    model = LatentVariableModel(Fixed(lambda x_, c: exact_posterior_as_layers(truth, np.asarray(x_, np.float64))),
-                                Fixed(prior), Fixed(decoder), likelihood, x_shape=(DX,), c_shape=None, latent_dim=D1 + D2)
+    model = LatentVariableModel(
+        Fixed(lambda x_, c: exact_posterior_as_layers(truth, np.asarray(x_, np.float64))),
+        Fixed(prior),
+        Fixed(decoder),
+        likelihood,
+        x_shape=(DX,),
+        c_shape=None,
+        latent_dim=D1 + D2,
+    )
     estimate = np.asarray(model.log_likelihood(f32(x), None, jax.random.key(0), num_samples=64))
     np.testing.assert_allclose(estimate, truth.marginal().logpdf(x), rtol=1e-4, atol=2e-3)
     # With the exact posterior the ELBO is the marginal too: KL by Monte Carlo over the layers.
@@ -176,7 +206,9 @@ def test_hierarchy_importance_sampling_reaches_the_exact_marginal():
 def test_layered_latent_scores_what_it_samples():
     """log_prob of the concatenated sample is the sum of each layer's density; sampling returns that sum."""
     top = distrax.MultivariateNormalDiag(jnp.zeros((3, 2)), jnp.ones((3, 2)))
-    lower = lambda z2: distrax.MultivariateNormalDiag(2.0 * z2[..., :1] * jnp.ones(z2.shape[:-1] + (1,)), 0.5 * jnp.ones(z2.shape[:-1] + (1,)))  # noqa: E731
+    lower = lambda z2: distrax.MultivariateNormalDiag(
+        2.0 * z2[..., :1] * jnp.ones(z2.shape[:-1] + (1,)), 0.5 * jnp.ones(z2.shape[:-1] + (1,))
+    )  # noqa: E731
     layers = LayeredLatent((1, 2), top, [lower])
     z, log_prob = layers.sample_and_log_prob(seed=jax.random.key(0), sample_shape=(7,))
     assert z.shape == (7, 3, 3) and layers.event_shape == (3,) and layers.batch_shape == (3,)
@@ -190,8 +222,14 @@ def test_layered_latent_scores_what_it_samples():
 def test_hvae_components_build_a_two_level_model(book, registry):
     from zoo.experiment import assemble
 
-    experiment = assemble(book.resolve("hvae_vampprior_paper", registry, ["dataset={name: digits}", "train.epochs=null",
-                                                                          "prior.num_pseudo_inputs=5"]), registry)
+    experiment = assemble(
+        book.resolve(
+            "hvae_vampprior_paper",
+            registry,
+            ["dataset={name: digits}", "train.epochs=null", "prior.num_pseudo_inputs=5"],
+        ),
+        registry,
+    )
     model = experiment.model
     x = jnp.asarray(experiment.dataset.train.images[:4])
     q, p = model.encode(x), model.prior_distribution(None, 4)
@@ -203,7 +241,9 @@ def test_hvae_components_build_a_two_level_model(book, registry):
 
 
 def test_vampprior_variance_is_the_mixture_variance():
-    prior = make_vampprior(small_encoder(), X_SHAPE, None, nnx.Rngs(8), num_pseudo_inputs=4, init_mean=0.5, init_std=0.4)
+    prior = make_vampprior(
+        small_encoder(), X_SHAPE, None, nnx.Rngs(8), num_pseudo_inputs=4, init_mean=0.5, init_std=0.4
+    )
     distribution = prior(None, 2)
     samples = distribution.sample(seed=jax.random.key(9), sample_shape=(100000,))
     np.testing.assert_allclose(np.asarray(distribution.variance()), np.asarray(jnp.var(samples, axis=0)), rtol=0.03)
@@ -214,11 +254,19 @@ def test_traversals_of_a_hierarchy_step_in_its_sampled_spread(book, registry):
     from zoo.plots import prior_spread, traversal_images
     from zoo.experiment import assemble
 
-    small = ["dataset={name: digits}", "train.epochs=null", "latent_dim=[3, 4]", "encoder.hidden=[16]", "decoder.hidden=[16]",
-             "prior.hidden=[16]"]
+    small = [
+        "dataset={name: digits}",
+        "train.epochs=null",
+        "latent_dim=[3, 4]",
+        "encoder.hidden=[16]",
+        "decoder.hidden=[16]",
+        "prior.hidden=[16]",
+    ]
     experiment = assemble(book.resolve("hvae_paper", registry, small), registry)
     spread = prior_spread(experiment.model.prior_distribution(None, 1))
     assert spread.shape == (1, 7)
     np.testing.assert_allclose(spread[0, 3:], 1.0, atol=0.06)  # the top layer is N(0, I)
-    images, labels = traversal_images(experiment.model, experiment.condition, experiment.dataset, [0, 5], np.array([-2.0, 0.0, 2.0]))
+    images, labels = traversal_images(
+        experiment.model, experiment.condition, experiment.dataset, [0, 5], np.array([-2.0, 0.0, 2.0])
+    )
     assert images.shape == (1, 2, 3, 8, 8, 1) and np.isfinite(images).all()

@@ -47,12 +47,19 @@ RANGES = {
     ("dataset", "digits", "test_size"): AtLeast(1),
     ("dataset", "digits", "seed"): AtLeast(0),
     ("dataset", "dsprites", "image_size"): AtLeast(8),
-    **{("dataset", "dsprites", option): AtLeast(1) for option in ("scales", "orientations", "positions", "num_images", "test_size")},
+    **{
+        ("dataset", "dsprites", option): AtLeast(1)
+        for option in ("scales", "orientations", "positions", "num_images", "test_size")
+    },
     **{("dataset", "dsprites", option): AtLeast(0) for option in ("validation_size", "seed")},
     **{("objective", name, "kl_warmup_steps"): AtLeast(0) for name in ("elbo", "beta_elbo", "hybrid")},
     **{("objective", name, "kl_warmup_epochs"): AtLeast(0) for name in ("elbo", "beta_elbo", "hybrid")},
     **{("objective", name, "free_bits"): AtLeast(0) for name in ("elbo", "beta_elbo", "hybrid")},
-    **{("dataset", name, option): AtLeast(0) for name in ("mnist", "fashion_mnist", "kmnist") for option in ("validation_size", "seed")},
+    **{
+        ("dataset", name, option): AtLeast(0)
+        for name in ("mnist", "fashion_mnist", "kmnist")
+        for option in ("validation_size", "seed")
+    },
 }
 
 
@@ -105,7 +112,9 @@ def test_hybrid_alpha_2_is_refused_naming_the_key(capsys):
     from zoo.cli import main
 
     assert main(["show", "cvae_sohn", "--set", "objective.alpha=2"]) == 2
-    assert capsys.readouterr().err == "zoo: error: --set: cvae_sohn.objective.alpha: expected a float in [0, 1], got 2\n"
+    assert (
+        capsys.readouterr().err == "zoo: error: --set: cvae_sohn.objective.alpha: expected a float in [0, 1], got 2\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -115,9 +124,21 @@ def test_hybrid_alpha_2_is_refused_naming_the_key(capsys):
         ("cvae_sohn", "objective.alpha=.nan", "cvae_sohn.objective.alpha: expected a float in [0, 1], got nan"),
         ("info_vae", "objective.alpha=1.5", "info_vae.objective.alpha: expected a float <= 1, got 1.5"),
         ("wae_mmd", "objective.kernel_scale=0", "wae_mmd.objective.kernel_scale: expected a float > 0 or null, got 0"),
-        ("quadrant_baseline", "prior.fixed_scale=-0.001", "quadrant_baseline.prior.fixed_scale: expected a float > 0 or null, got -0.001"),
-        ("cvae_quadrants", "condition.visible=[2, 4]", "cvae_quadrants.condition.visible: expected a list of ints in [0, 3], got [2, 4]"),
-        ("vae_gaussian_mlp", "likelihood.min_scale=-1", "vae_gaussian_mlp.likelihood.min_scale: expected a float >= 0, got -1"),
+        (
+            "quadrant_baseline",
+            "prior.fixed_scale=-0.001",
+            "quadrant_baseline.prior.fixed_scale: expected a float > 0 or null, got -0.001",
+        ),
+        (
+            "cvae_quadrants",
+            "condition.visible=[2, 4]",
+            "cvae_quadrants.condition.visible: expected a list of ints in [0, 3], got [2, 4]",
+        ),
+        (
+            "vae_gaussian_mlp",
+            "likelihood.min_scale=-1",
+            "vae_gaussian_mlp.likelihood.min_scale: expected a float >= 0, got -1",
+        ),
         ("vae_mlp", "dataset.seed=-3", "vae_mlp.dataset.seed: expected an int >= 0, got -3"),
     ],
 )
@@ -127,9 +148,16 @@ def test_recipes_are_refused_outside_a_range(book, registry, variant, assignment
     assert str(info.value) == f"--set: {message}"
 
 
-@pytest.mark.parametrize(("variant", "assignment"), [("cvae_sohn", "objective.alpha=0"), ("cvae_sohn", "objective.alpha=1"),
-                                                      ("info_vae", "objective.alpha=-2.0"), ("wae_mmd", "objective.kernel_scale=null"),
-                                                      ("cvae_quadrants", "condition.visible=[0, 3]")])
+@pytest.mark.parametrize(
+    ("variant", "assignment"),
+    [
+        ("cvae_sohn", "objective.alpha=0"),
+        ("cvae_sohn", "objective.alpha=1"),
+        ("info_vae", "objective.alpha=-2.0"),
+        ("wae_mmd", "objective.kernel_scale=null"),
+        ("cvae_quadrants", "condition.visible=[0, 3]"),
+    ],
+)
 def test_the_ends_of_a_closed_range_and_null_are_accepted(book, registry, variant, assignment):
     book.resolve(variant, registry, [assignment])
 
@@ -145,6 +173,11 @@ def test_factories_check_their_ranges_for_callers_from_python():
 
 def test_interval_words_and_membership():
     assert [i.words() for i in (AtLeast(1), AtMost(1), Above(0), Between(0, 1), Interval(0, 1, low_open=True))] == [
-        ">= 1", "<= 1", "> 0", "in [0, 1]", "in (0, 1]"]
+        ">= 1",
+        "<= 1",
+        "> 0",
+        "in [0, 1]",
+        "in (0, 1]",
+    ]
     assert 0 in Between(0, 1) and 1 in Between(0, 1) and 1.01 not in Between(0, 1) and math.nan not in Between(0, 1)
     assert 0 not in Above(0) and 1e-9 in Above(0) and math.inf in AtLeast(0) and -math.inf not in AtLeast(0)

@@ -42,7 +42,10 @@ def test_every_shipped_variant_resolves(book, registry):
 
 def test_wrong_type_names_file_recipe_and_key_path(tmp_path, registry, book):
     text = zoo.default_registry_path().read_text()
-    text = text.replace("prior: {name: conditional, hidden: [256], activation: relu}\n  objective: {name: hybrid", "prior: {name: conditional, hidden: big, activation: relu}\n  objective: {name: hybrid")
+    text = text.replace(
+        "prior: {name: conditional, hidden: [256], activation: relu}\n  objective: {name: hybrid",
+        "prior: {name: conditional, hidden: big, activation: relu}\n  objective: {name: hybrid",
+    )
     assert "hidden: big" in text
     message = error_of(tmp_path, registry, text, "cvae_sohn")
     assert message == "registry.yaml: cvae_sohn.prior.hidden: expected a list of ints, got 'big'"
@@ -81,10 +84,20 @@ def test_train_section_is_checked(tmp_path, registry):
 
 
 def test_base_inherits_and_overrides(tmp_path, registry):
-    path = write(tmp_path, GOOD + "child:\n  base: base_vae\n  encoder: {hidden: [8, 8]}\n  prior: {name: conditional}\n  condition: {name: onehot_label}\n")
+    path = write(
+        tmp_path,
+        GOOD
+        + "child:\n  base: base_vae\n  encoder: {hidden: [8, 8]}\n  prior: {name: conditional}\n  condition: {name: onehot_label}\n",
+    )
     recipe = RecipeBook([path]).resolve("child", registry)
-    assert recipe["encoder"] == {"name": "mlp", "hidden": (8, 8), "activation": "relu", "gated": False, "init": "lecun",
-                                 "log_variance_bounds": None}
+    assert recipe["encoder"] == {
+        "name": "mlp",
+        "hidden": (8, 8),
+        "activation": "relu",
+        "gated": False,
+        "init": "lecun",
+        "log_variance_bounds": None,
+    }
     assert recipe["prior"] == {"name": "conditional", "hidden": (256,), "activation": "relu", "fixed_scale": None}
 
 
@@ -95,7 +108,11 @@ def test_circular_base_is_refused(tmp_path, registry):
 
 def test_user_file_adds_and_overrides_variants(tmp_path, registry):
     shipped = write(tmp_path, GOOD)
-    mine = write(tmp_path, "base_vae:\n  dataset: {name: digits}\n  latent_dim: 2\n  encoder: mlp\n  decoder: mlp\n  prior: standard_normal\n  likelihood: bernoulli\n  objective: elbo\nmine:\n  base: base_vae\n  latent_dim: 3\n", "mine.yaml")
+    mine = write(
+        tmp_path,
+        "base_vae:\n  dataset: {name: digits}\n  latent_dim: 2\n  encoder: mlp\n  decoder: mlp\n  prior: standard_normal\n  likelihood: bernoulli\n  objective: elbo\nmine:\n  base: base_vae\n  latent_dim: 3\n",
+        "mine.yaml",
+    )
     book = RecipeBook([shipped, mine])
     assert book.resolve("base_vae", registry)["latent_dim"] == 2
     assert book.resolve("mine", registry)["latent_dim"] == 3
@@ -104,18 +121,25 @@ def test_user_file_adds_and_overrides_variants(tmp_path, registry):
 
 def test_set_overrides_one_field_and_is_blamed_for_its_errors(tmp_path, registry):
     path = write(tmp_path, GOOD)
-    recipe = RecipeBook([path]).resolve("base_vae", registry, ["train.steps=7", "encoder.hidden=[3, 4]", "train.learning_rate=1e-4"])
+    recipe = RecipeBook([path]).resolve(
+        "base_vae", registry, ["train.steps=7", "encoder.hidden=[3, 4]", "train.learning_rate=1e-4"]
+    )
     assert recipe["train"]["steps"] == 7 and recipe["encoder"]["hidden"] == (3, 4)
     assert recipe["train"]["learning_rate"] == pytest.approx(1e-4)
     assert error_of(tmp_path, registry, GOOD, "base_vae", ["encoder.hidden=big"]) == (
         "--set: base_vae.encoder.hidden: expected a list of ints, got 'big'"
     )
-    assert error_of(tmp_path, registry, GOOD, "base_vae", ["encoder.hidden"]) == "--set 'encoder.hidden': expected key.path=value"
+    assert (
+        error_of(tmp_path, registry, GOOD, "base_vae", ["encoder.hidden"])
+        == "--set 'encoder.hidden': expected key.path=value"
+    )
 
 
 def test_unknown_variant_lists_known(tmp_path, registry):
     path = write(tmp_path, GOOD)
-    with pytest.raises(zoo.UnknownComponentError, match="unknown variant 'base_vea' \\(did you mean 'base_vae'\\?\\); known: base_vae"):
+    with pytest.raises(
+        zoo.UnknownComponentError, match="unknown variant 'base_vea' \\(did you mean 'base_vae'\\?\\); known: base_vae"
+    ):
         RecipeBook([path]).resolve("base_vea", registry)
 
 

@@ -11,11 +11,37 @@ from tests.conftest import first_party_registry, plugin_of
 
 
 def test_first_party_components_are_registered(registry):
-    assert registry.names("encoder") == ["conv", "hierarchical_mlp", "iaf_mlp", "ladder_mlp", "mlp", "planar_mlp", "vq_mlp"]
+    assert registry.names("encoder") == [
+        "conv",
+        "hierarchical_mlp",
+        "iaf_mlp",
+        "ladder_mlp",
+        "mlp",
+        "planar_mlp",
+        "vq_mlp",
+    ]
     assert registry.names("decoder") == ["conv", "hierarchical_mlp", "mlp"]
-    assert registry.names("prior") == ["conditional", "hierarchical", "ladder", "mixture", "standard_normal", "uniform_codebook", "vampprior"]
+    assert registry.names("prior") == [
+        "conditional",
+        "hierarchical",
+        "ladder",
+        "mixture",
+        "standard_normal",
+        "uniform_codebook",
+        "vampprior",
+    ]
     assert registry.names("likelihood") == ["bernoulli", "gaussian_diagonal", "gaussian_fixed", "gaussian_identity"]
-    assert registry.names("objective") == ["beta_elbo", "beta_tc", "elbo", "gsnn", "hybrid", "info_vae", "iwae", "vq", "wae_mmd"]
+    assert registry.names("objective") == [
+        "beta_elbo",
+        "beta_tc",
+        "elbo",
+        "gsnn",
+        "hybrid",
+        "info_vae",
+        "iwae",
+        "vq",
+        "wae_mmd",
+    ]
     assert registry.names("condition") == ["onehot_label", "visible_quadrants"]
     assert "digits" in registry.names("dataset")
 
@@ -23,7 +49,10 @@ def test_first_party_components_are_registered(registry):
 def test_duplicate_name_names_both_plugins():
     first = plugin_of("first_plugin", ("encoder", "resnet", lambda: None))
     second = plugin_of("second_plugin", ("encoder", "resnet", lambda: None))
-    with pytest.raises(zoo.DuplicateComponentError, match="encoder 'resnet' is registered twice: by plugin 'first_plugin' and by plugin 'second_plugin'"):
+    with pytest.raises(
+        zoo.DuplicateComponentError,
+        match="encoder 'resnet' is registered twice: by plugin 'first_plugin' and by plugin 'second_plugin'",
+    ):
         first_party_registry(first, second)
 
 
@@ -36,7 +65,10 @@ def test_duplicate_of_a_first_party_name_fails_at_start_up():
 def test_unknown_name_lists_known_names_and_closest(registry):
     with pytest.raises(zoo.UnknownComponentError) as info:
         registry.get("encoder", "mpl")
-    assert str(info.value) == "unknown encoder 'mpl' (did you mean 'mlp'?); known: conv, hierarchical_mlp, iaf_mlp, ladder_mlp, mlp, planar_mlp, vq_mlp"
+    assert (
+        str(info.value)
+        == "unknown encoder 'mpl' (did you mean 'mlp'?); known: conv, hierarchical_mlp, iaf_mlp, ladder_mlp, mlp, planar_mlp, vq_mlp"
+    )
 
 
 def test_unknown_kind_is_refused(registry):
@@ -48,7 +80,11 @@ def test_unknown_kind_is_refused(registry):
 
 
 def test_list_filters_by_kind_and_glob(registry):
-    assert [c.name for c in registry.list("likelihood", "gaussian_*")] == ["gaussian_diagonal", "gaussian_fixed", "gaussian_identity"]
+    assert [c.name for c in registry.list("likelihood", "gaussian_*")] == [
+        "gaussian_diagonal",
+        "gaussian_fixed",
+        "gaussian_identity",
+    ]
     assert {c.kind for c in registry.list(None, "mlp")} == {"encoder", "decoder"}
 
 
@@ -87,7 +123,9 @@ def test_hook_that_raises_is_named():
         raise RuntimeError("boom")
 
     module.register_components = register_components
-    with pytest.raises(zoo.PluginLoadError, match="plugin 'exploding' failed in register_components: RuntimeError: boom"):
+    with pytest.raises(
+        zoo.PluginLoadError, match="plugin 'exploding' failed in register_components: RuntimeError: boom"
+    ):
         first_party_registry(module)
 
 

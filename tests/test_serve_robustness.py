@@ -58,7 +58,9 @@ def test_two_hundred_simultaneous_clients_are_all_answered(server):
     def client(index: int) -> None:
         start.wait()
         try:
-            statuses[index] = request(server, "POST", "/api/sample", json.dumps({"text": str(index % 10), "seed": index}).encode())[0]
+            statuses[index] = request(
+                server, "POST", "/api/sample", json.dumps({"text": str(index % 10), "seed": index}).encode()
+            )[0]
         except OSError as exc:
             statuses[index] = type(exc).__name__
 
@@ -96,7 +98,7 @@ def test_clients_that_leave_early_print_no_traceback(server, capfd):
     for index in range(40):
         with socket.create_connection(server, timeout=10) as rude:
             if index % 2:
-                rude.sendall(b"POST /api/sample HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"te")  # then leaves mid-body
+                rude.sendall(b'POST /api/sample HTTP/1.1\r\nContent-Length: 100\r\n\r\n{"te')  # then leaves mid-body
             else:  # reads its answer, then resets the kept-alive connection the server waits on
                 rude.sendall(b"GET /api/info HTTP/1.1\r\nHost: x\r\n\r\n")
                 assert rude.recv(65536).startswith(b"HTTP/1.1 200")
@@ -107,12 +109,17 @@ def test_clients_that_leave_early_print_no_traceback(server, capfd):
     assert "Traceback" not in err and "Exception" not in err, err[-2000:]
 
 
-JSON_VALUES = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
-                                     st.text(max_size=20)),
-                           lambda children: st.one_of(st.lists(children, max_size=3), st.dictionaries(st.text(max_size=6), children, max_size=3)),
-                           max_leaves=6)
-BODIES = st.one_of(st.fixed_dictionaries({}, optional={"text": JSON_VALUES, "temperature": JSON_VALUES, "seed": JSON_VALUES}),
-                   JSON_VALUES)
+JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True), st.text(max_size=20)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3), st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
+    max_leaves=6,
+)
+BODIES = st.one_of(
+    st.fixed_dictionaries({}, optional={"text": JSON_VALUES, "temperature": JSON_VALUES, "seed": JSON_VALUES}),
+    JSON_VALUES,
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -6,12 +6,20 @@ from zoo import runs
 from zoo.tensorboard import TENSORBOARD_DIR, TensorBoardLog, read_events
 from zoo.experiment import train_and_evaluate
 
-SMALL = ["encoder.hidden=[16]", "decoder.hidden=[16]", "latent_dim=2", "train.batch_size=32", "train.log_every=10",
-         "train.checkpoint_every=20"]
+SMALL = [
+    "encoder.hidden=[16]",
+    "decoder.hidden=[16]",
+    "latent_dim=2",
+    "train.batch_size=32",
+    "train.log_every=10",
+    "train.checkpoint_every=20",
+]
 
 
 def test_events_hold_the_logged_metrics_and_a_sample_grid_per_checkpoint(tmp_path, book, registry):
-    train_and_evaluate(book.resolve("cvae_mlp", registry, [*SMALL, "train.steps=40"]), tmp_path, registry, progress=False)
+    train_and_evaluate(
+        book.resolve("cvae_mlp", registry, [*SMALL, "train.steps=40"]), tmp_path, registry, progress=False
+    )
     events = read_events(tmp_path)
     for record in runs.read_metrics(tmp_path):
         for name in ("loss", "elbo", "kl"):
@@ -22,17 +30,25 @@ def test_events_hold_the_logged_metrics_and_a_sample_grid_per_checkpoint(tmp_pat
 
 
 def test_a_resume_leaves_one_history(tmp_path, book, registry):
-    train_and_evaluate(book.resolve("vae_mlp", registry, [*SMALL, "train.steps=40"]), tmp_path, registry, progress=False)
+    train_and_evaluate(
+        book.resolve("vae_mlp", registry, [*SMALL, "train.steps=40"]), tmp_path, registry, progress=False
+    )
     stale = TensorBoardLog(tmp_path, 41)  # a killed continuation that logged past its last checkpoint
     stale.scalars("train", {"loss": 1e9}, 50)
     stale.close()
-    train_and_evaluate(book.resolve("vae_mlp", registry, [*SMALL, "train.steps=60"]), tmp_path, registry, resume=True, progress=False)
+    train_and_evaluate(
+        book.resolve("vae_mlp", registry, [*SMALL, "train.steps=60"]), tmp_path, registry, resume=True, progress=False
+    )
     losses = [(step, value) for step, tag, value in read_events(tmp_path) if tag == "train/loss"]
     assert [step for step, _ in losses] == [10, 20, 30, 40, 50, 60]
     assert all(value < 1e8 for _, value in losses)
 
 
 def test_tensorboard_off(tmp_path, book, registry):
-    train_and_evaluate(book.resolve("vae_mlp", registry, [*SMALL, "train.steps=20", "train.tensorboard=false"]), tmp_path, registry,
-                       progress=False)
+    train_and_evaluate(
+        book.resolve("vae_mlp", registry, [*SMALL, "train.steps=20", "train.tensorboard=false"]),
+        tmp_path,
+        registry,
+        progress=False,
+    )
     assert not (tmp_path / TENSORBOARD_DIR).exists()

@@ -22,7 +22,7 @@ def gaussian_aggregate(correlation, scales, relative_width, size, seed):
     sigma = relative_width * scales
     centres = rng.multivariate_normal(np.zeros(len(scales)), covariance, size=size)
     z = centres + sigma * rng.normal(size=centres.shape)
-    aggregate = covariance + np.diag(sigma ** 2)
+    aggregate = covariance + np.diag(sigma**2)
     exact = -0.5 * np.log(np.linalg.det(aggregate / np.sqrt(np.outer(np.diag(aggregate), np.diag(aggregate)))))
     f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
     return f32(z), f32(centres), f32(np.broadcast_to(sigma, centres.shape)), exact
@@ -59,8 +59,12 @@ def test_beta_tc_with_unit_weights_is_the_elbo(book, registry):
     loss, metrics = unit.objective(unit.model, zoo.Batch(x), jax.random.key(0))
     # alpha = beta = gamma = 1: MI + TC + dimension-wise KL = log q(z|x) - log p(z), whatever q(z) is.
     np.testing.assert_allclose(float(loss), -float(metrics["elbo"]), rtol=1e-5)
-    np.testing.assert_allclose(float(metrics["mutual_information"] + metrics["total_correlation"] + metrics["dimension_kl"]),
-                               float(metrics["kl"]), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        float(metrics["mutual_information"] + metrics["total_correlation"] + metrics["dimension_kl"]),
+        float(metrics["kl"]),
+        rtol=1e-4,
+        atol=1e-4,
+    )
     weighted = assemble(book.resolve("beta_tc_vae", registry, small), registry)
     nnx.update(weighted.model, nnx.state(unit.model))
     heavier, _ = weighted.objective(weighted.model, zoo.Batch(x), jax.random.key(0))

@@ -13,7 +13,14 @@ from zoo.experiment import train_and_evaluate
 from zoo.trained_run import Run
 from zoo.training import step_key
 
-SMALL = ["encoder.hidden=[32]", "decoder.hidden=[32]", "latent_dim=4", "train.batch_size=32", "train.log_every=5", "train.checkpoint_every=10"]
+SMALL = [
+    "encoder.hidden=[32]",
+    "decoder.hidden=[32]",
+    "latent_dim=4",
+    "train.batch_size=32",
+    "train.log_every=5",
+    "train.checkpoint_every=10",
+]
 
 
 def recipe(book, registry, *extra, variant="vae_mlp"):
@@ -43,7 +50,9 @@ def test_resume_continues_where_a_killed_run_stopped(tmp_path, book, registry):
     train_and_evaluate(recipe(book, registry, "train.steps=10"), killed, registry, progress=False)
     # A kill after logging step 15 but before its checkpoint: the stale line must go.
     runs.append_metrics(killed, {"step": 15, "split": "train", "loss": 1e9})
-    summary = train_and_evaluate(recipe(book, registry, "train.steps=20"), killed, registry, resume=True, progress=False)
+    summary = train_and_evaluate(
+        recipe(book, registry, "train.steps=20"), killed, registry, resume=True, progress=False
+    )
     assert summary["step"] == 20
     steps = [r["step"] for r in runs.read_metrics(killed) if r["split"] == "train"]
     assert steps == [5, 10, 15, 20]
@@ -59,7 +68,9 @@ def test_an_existing_run_is_never_overwritten(tmp_path, book, registry):
     with pytest.raises(zoo.RunDirectoryError, match="already holds a run; pass --resume"):
         train_and_evaluate(recipe(book, registry, "train.steps=5"), tmp_path, registry, progress=False)
     with pytest.raises(zoo.RunDirectoryError, match="the recipe differs at latent_dim: 4 in the run, 5 now"):
-        train_and_evaluate(recipe(book, registry, "train.steps=5", "latent_dim=5"), tmp_path, registry, resume=True, progress=False)
+        train_and_evaluate(
+            recipe(book, registry, "train.steps=5", "latent_dim=5"), tmp_path, registry, resume=True, progress=False
+        )
 
 
 def test_a_run_saved_before_an_option_existed_resumes_at_its_default(tmp_path, book, registry):
@@ -69,11 +80,18 @@ def test_a_run_saved_before_an_option_existed_resumes_at_its_default(tmp_path, b
     old = yaml.safe_load(saved.read_text())
     del old["objective"]["free_bits"]
     saved.write_text(yaml.safe_dump(old))
-    summary = train_and_evaluate(recipe(book, registry, "train.steps=20"), tmp_path, registry, resume=True, progress=False)
+    summary = train_and_evaluate(
+        recipe(book, registry, "train.steps=20"), tmp_path, registry, resume=True, progress=False
+    )
     assert summary["step"] == 20
     with pytest.raises(zoo.RunDirectoryError, match="differs at objective.free_bits: 0.0 in the run, 1.0 now"):
-        train_and_evaluate(recipe(book, registry, "train.steps=30", "objective.free_bits=1.0"), tmp_path, registry,
-                           resume=True, progress=False)
+        train_and_evaluate(
+            recipe(book, registry, "train.steps=30", "objective.free_bits=1.0"),
+            tmp_path,
+            registry,
+            resume=True,
+            progress=False,
+        )
 
 
 def test_workdir_holds_recipe_versions_metrics_and_checkpoints(tmp_path, book, registry):
@@ -112,14 +130,23 @@ def test_nan_loss_stops_with_the_step_and_last_good_checkpoint(tmp_path, book):
     first_bad = int(np.argmax(draws < 0.15)) + 1  # the key of step s trains towards step s + 1
     assert first_bad > 10, "the seed must let a checkpoint be written first"
     with pytest.raises(zoo.TrainingDivergedError) as info:
-        train_and_evaluate(recipe(book, registry, "train.steps=200", "objective={name: nan_sometimes}"), tmp_path, registry, progress=False)
+        train_and_evaluate(
+            recipe(book, registry, "train.steps=200", "objective={name: nan_sometimes}"),
+            tmp_path,
+            registry,
+            progress=False,
+        )
     last_checkpoint = (first_bad - 1) // 10 * 10
     assert f"loss became nan at step {first_bad};" in str(info.value)
-    assert f"the last good checkpoint is step {last_checkpoint} in {tmp_path}/checkpoints/{last_checkpoint}" in str(info.value)
+    assert f"the last good checkpoint is step {last_checkpoint} in {tmp_path}/checkpoints/{last_checkpoint}" in str(
+        info.value
+    )
 
 
 def test_wall_clock_cap_stops_at_a_log_boundary_with_a_checkpoint(tmp_path, book, registry):
-    summary = train_and_evaluate(recipe(book, registry, "train.steps=1000"), tmp_path, registry, progress=False, max_seconds=1e-9)
+    summary = train_and_evaluate(
+        recipe(book, registry, "train.steps=1000"), tmp_path, registry, progress=False, max_seconds=1e-9
+    )
     assert summary["stopped_by_time_limit"] and summary["step"] == 5
     step, _ = params_of(tmp_path, registry)
     assert step == 5

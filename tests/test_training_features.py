@@ -22,9 +22,14 @@ def train_settings(book, registry, *overrides):
 
 
 def test_optimizer_and_schedule_are_optax_own(book, registry):
-    train = train_settings(book, registry, "train.optimizer={name: sgd, momentum: 0.9}",
-                           "train.schedule={name: warmup_cosine_decay, warmup_steps: 10, decay_steps: 100, end_value: 1.0e-5}",
-                           "train.learning_rate=0.1", "train.clip_grad_norm=1.0")
+    train = train_settings(
+        book,
+        registry,
+        "train.optimizer={name: sgd, momentum: 0.9}",
+        "train.schedule={name: warmup_cosine_decay, warmup_steps: 10, decay_steps: 100, end_value: 1.0e-5}",
+        "train.learning_rate=0.1",
+        "train.clip_grad_norm=1.0",
+    )
     config = TrainConfig(**train)
     schedule = optim.learning_rate_schedule(config)
     reference = optax.warmup_cosine_decay_schedule(0.0, 0.1, 10, 100, 1e-5)  # the warm-up rises from 0
@@ -86,23 +91,46 @@ def test_free_bits_hold_the_kl_term(book, registry):
     kl = float(metrics["kl"])
     for free_bits, expected_kl_term in ((kl / 2, kl), (kl + 5.0, kl + 5.0)):
         held = assemble(book.resolve("vae_mlp", registry, [f"objective.free_bits={free_bits}"]), registry).objective
-        assert float(held(plain.model, Batch(x), rng)[0]) == pytest.approx(-float(metrics["log_likelihood"]) + expected_kl_term, rel=1e-5)
+        assert float(held(plain.model, Batch(x), rng)[0]) == pytest.approx(
+            -float(metrics["log_likelihood"]) + expected_kl_term, rel=1e-5
+        )
     with pytest.raises(zoo.ModelBuildError, match="free_bits: expected nats >= 0, got -1.0"):
         assemble(book.resolve("vae_mlp", registry, ["objective.free_bits=-1"]), registry)
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("train.optimizer={name: adamx}", "train.optimizer.name: unknown optimizer 'adamx' (did you mean 'adamax'?); known: adabelief,"),
-    ("train.optimizer={name: adam, beta1: 0.9}", "train.optimizer.beta1: unknown option of optimizer 'adam'"),
-    ("train.optimizer={name: adam, b1: fast}", "train.optimizer.b1: expected a number, got 'fast'"),
-    ("train.schedule={name: cosine}", "train.schedule.name: unknown schedule 'cosine' (did you mean 'cosine_decay'?); known: constant,"),
-    ("train.schedule={name: linear, end_value: 0.0, transition_steps: -5}", "train.schedule.transition_steps: expected a number of steps >= 0, got -5"),
-    ("train.schedule={name: cosine_decay}", "train.schedule.decay_steps: missing (required by schedule 'cosine_decay')"),
-    ("train.early_stopping={patience: 0}", "train.early_stopping.patience: expected a positive number, got 0"),
-    ("train.early_stopping={metric: accuracy}", "train.early_stopping.metric: expected one of 'elbo', 'reconstruction_error', 'kl'"),
-    ("train.validate_every=weekly", "train.validate_every: expected an int or one of 'epoch' or null, got 'weekly'"),
-    ("train.epochs=-1", "train.epochs: expected a positive number, got -1"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "train.optimizer={name: adamx}",
+            "train.optimizer.name: unknown optimizer 'adamx' (did you mean 'adamax'?); known: adabelief,",
+        ),
+        ("train.optimizer={name: adam, beta1: 0.9}", "train.optimizer.beta1: unknown option of optimizer 'adam'"),
+        ("train.optimizer={name: adam, b1: fast}", "train.optimizer.b1: expected a number, got 'fast'"),
+        (
+            "train.schedule={name: cosine}",
+            "train.schedule.name: unknown schedule 'cosine' (did you mean 'cosine_decay'?); known: constant,",
+        ),
+        (
+            "train.schedule={name: linear, end_value: 0.0, transition_steps: -5}",
+            "train.schedule.transition_steps: expected a number of steps >= 0, got -5",
+        ),
+        (
+            "train.schedule={name: cosine_decay}",
+            "train.schedule.decay_steps: missing (required by schedule 'cosine_decay')",
+        ),
+        ("train.early_stopping={patience: 0}", "train.early_stopping.patience: expected a positive number, got 0"),
+        (
+            "train.early_stopping={metric: accuracy}",
+            "train.early_stopping.metric: expected one of 'elbo', 'reconstruction_error', 'kl'",
+        ),
+        (
+            "train.validate_every=weekly",
+            "train.validate_every: expected an int or one of 'epoch' or null, got 'weekly'",
+        ),
+        ("train.epochs=-1", "train.epochs: expected a positive number, got -1"),
+    ],
+)
 def test_bad_training_settings_name_the_key(book, registry, override, message):
     with pytest.raises(zoo.RecipeError) as caught:
         book.resolve("vae_mlp", registry, [override])
@@ -125,7 +153,9 @@ def test_early_stopping_update_on_a_scripted_curve():
     assert run(EarlyStopping(patience=3)) == (3, 0, -10.0)
     assert run(settings) == (11, 8, -8.0)
     lower_is_better = EarlyStopping(patience=1, metric="reconstruction_error")
-    watch, improved = early_stopping.update(early_stopping.Watch(best=5.0, best_step=1, seen=1), 4.0, 2, lower_is_better)
+    watch, improved = early_stopping.update(
+        early_stopping.Watch(best=5.0, best_step=1, seen=1), 4.0, 2, lower_is_better
+    )
     assert improved and watch.best == 4.0
 
 
@@ -152,9 +182,20 @@ def scripted_validation(monkeypatch, interrupt_at=None):
 
 
 def scripted_recipe(book, registry):
-    return book.resolve("vae_mlp", registry, [
-        "train.steps=40", "train.batch_size=32", "train.validate_every=2", "train.log_every=2", "train.checkpoint_every=4",
-        "train.early_stopping={patience: 3}", "encoder.hidden=[16]", "decoder.hidden=[16]"])
+    return book.resolve(
+        "vae_mlp",
+        registry,
+        [
+            "train.steps=40",
+            "train.batch_size=32",
+            "train.validate_every=2",
+            "train.log_every=2",
+            "train.checkpoint_every=4",
+            "train.early_stopping={patience: 3}",
+            "encoder.hidden=[16]",
+            "decoder.hidden=[16]",
+        ],
+    )
 
 
 def test_early_stopping_stops_and_keeps_the_best_checkpoint(book, registry, tmp_path, monkeypatch):
@@ -187,8 +228,23 @@ def test_resume_keeps_the_early_stopping_counter(book, registry, tmp_path, monke
 
 def test_epoch_budget_and_eval_of_the_best_checkpoint(tmp_path):
     workdir = tmp_path / "run"
-    run_zoo("train", "vae_mlp", "--workdir", str(workdir), "--quiet", "--set", "train.epochs=3", "--set", "train.batch_size=100",
-            "--set", "train.validate_every=epoch", "--set", "encoder.hidden=[16]", "--set", "decoder.hidden=[16]")
+    run_zoo(
+        "train",
+        "vae_mlp",
+        "--workdir",
+        str(workdir),
+        "--quiet",
+        "--set",
+        "train.epochs=3",
+        "--set",
+        "train.batch_size=100",
+        "--set",
+        "train.validate_every=epoch",
+        "--set",
+        "encoder.hidden=[16]",
+        "--set",
+        "decoder.hidden=[16]",
+    )
     records = runs.read_metrics(workdir)
     # 1137 training digits, batch 100: 11 steps an epoch, 33 steps, a validation per epoch.
     assert [r["step"] for r in records if r["split"] == "validation"] == [11, 22, 33]
@@ -199,14 +255,31 @@ def test_epoch_budget_and_eval_of_the_best_checkpoint(tmp_path):
     assert json.loads(run_zoo("eval", str(workdir), "-k", "0", "--checkpoint", "newest").stdout)["step"] == 33
 
 
-@pytest.mark.parametrize(("variant", "overrides", "message"), [
-    ("vampprior_paper", ["dataset={name: digits}", "condition={name: onehot_label}", "train.epochs=null"],
-     "prior 'vampprior' is p(z) of an unconditional model"),
-    ("vae_mlp", ["objective.kl_warmup_steps=5000"], "kl_warmup_steps: the warm-up (5000 steps) is not shorter than the training budget (3000 steps)"),
-    ("vae_mlp", ["train.early_stopping={patience: 0}"], "vae_mlp.train.early_stopping.patience: expected a positive number, got 0"),
-    ("vae_mlp", ["train.schedule={name: exponential_decay, transition_steps: -1, decay_rate: 0.5}"],
-     "vae_mlp.train.schedule.transition_steps: expected a number of steps >= 0, got -1"),
-])
+@pytest.mark.parametrize(
+    ("variant", "overrides", "message"),
+    [
+        (
+            "vampprior_paper",
+            ["dataset={name: digits}", "condition={name: onehot_label}", "train.epochs=null"],
+            "prior 'vampprior' is p(z) of an unconditional model",
+        ),
+        (
+            "vae_mlp",
+            ["objective.kl_warmup_steps=5000"],
+            "kl_warmup_steps: the warm-up (5000 steps) is not shorter than the training budget (3000 steps)",
+        ),
+        (
+            "vae_mlp",
+            ["train.early_stopping={patience: 0}"],
+            "vae_mlp.train.early_stopping.patience: expected a positive number, got 0",
+        ),
+        (
+            "vae_mlp",
+            ["train.schedule={name: exponential_decay, transition_steps: -1, decay_rate: 0.5}"],
+            "vae_mlp.train.schedule.transition_steps: expected a number of steps >= 0, got -1",
+        ),
+    ],
+)
 def test_bad_protocol_settings_are_one_line_and_leave_no_run(tmp_path, variant, overrides, message):
     workdir = tmp_path / "run"
     sets = [arg for override in overrides for arg in ("--set", override)]
@@ -228,7 +301,9 @@ def test_a_checkpoint_of_the_earlier_format_is_still_read(book, registry, tmp_pa
     manager.wait_until_finished()
     step, restored, progress = checkpoints.restore_latest(checkpoints.checkpoint_manager(tmp_path), state)
     assert step == 7 and progress == {}
-    np.testing.assert_array_equal(restored.params["decoder"]["out"]["bias"][...], state.params["decoder"]["out"]["bias"][...])
+    np.testing.assert_array_equal(
+        restored.params["decoder"]["out"]["bias"][...], state.params["decoder"]["out"]["bias"][...]
+    )
 
 
 def test_resume_forgets_best_checkpoints_the_resume_redoes(book, registry, tmp_path, monkeypatch):

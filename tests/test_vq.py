@@ -22,12 +22,16 @@ def test_quantiser_picks_the_nearest_code_at_every_position():
     expected = np.argmin(((groups[:, :, None, :] - codebook) ** 2).sum(-1), axis=-1)
     np.testing.assert_array_equal(np.asarray(q.codes), expected)
     np.testing.assert_allclose(np.asarray(q.quantised), codebook[expected].reshape(5, 6), rtol=1e-6)
-    np.testing.assert_allclose(np.asarray(q.sample(seed=jax.random.key(0))), codebook[expected].reshape(5, 6), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(q.sample(seed=jax.random.key(0))), codebook[expected].reshape(5, 6), rtol=1e-5, atol=1e-6
+    )
     assert q.batch_shape == (5,) and q.event_shape == (6,)
     # The point mass and the uniform prior: KL = positions * log K, log q = 0 at the codes.
     prior = UniformCodes(jnp.asarray(codebook, jnp.float32), 2, 5)
     np.testing.assert_allclose(np.asarray(q.kl_divergence(prior)), 2 * math.log(7), rtol=1e-6)
-    assert np.all(np.asarray(q.log_prob(q.quantised)) == 0) and np.all(np.isinf(np.asarray(q.log_prob(q.quantised + 0.1))))
+    assert np.all(np.asarray(q.log_prob(q.quantised)) == 0) and np.all(
+        np.isinf(np.asarray(q.log_prob(q.quantised + 0.1)))
+    )
     draws = prior.sample(seed=jax.random.key(1), sample_shape=(3,))
     np.testing.assert_allclose(np.asarray(prior.log_prob(draws)), -2 * math.log(7), rtol=1e-6)
 
@@ -44,8 +48,12 @@ def test_straight_through_passes_the_gradient_unchanged_and_the_losses_move_thei
     np.testing.assert_allclose(to_encoder, weights, rtol=1e-6)  # d/dz_e of z_e + sg(z_q - z_e) is the identity
     assert np.all(np.asarray(to_codebook) == 0)
     q = QuantisedPosterior(z_e, codebook)
-    codebook_to_encoder, codebook_to_codes = jax.grad(lambda a, b: QuantisedPosterior(a, b).codebook_loss().sum(), argnums=(0, 1))(z_e, codebook)
-    commit_to_encoder, commit_to_codes = jax.grad(lambda a, b: QuantisedPosterior(a, b).commitment_loss().sum(), argnums=(0, 1))(z_e, codebook)
+    codebook_to_encoder, codebook_to_codes = jax.grad(
+        lambda a, b: QuantisedPosterior(a, b).codebook_loss().sum(), argnums=(0, 1)
+    )(z_e, codebook)
+    commit_to_encoder, commit_to_codes = jax.grad(
+        lambda a, b: QuantisedPosterior(a, b).commitment_loss().sum(), argnums=(0, 1)
+    )(z_e, codebook)
     assert np.all(np.asarray(codebook_to_encoder) == 0) and np.all(np.asarray(commit_to_codes) == 0)
     np.testing.assert_allclose(commit_to_encoder, 2 * (z_e - q.quantised), rtol=1e-5)
     groups = np.asarray(z_e).reshape(-1, 2)
@@ -67,7 +75,9 @@ def test_perplexity_of_uniform_usage_is_the_number_of_codes():
 def small_vq(book, registry, *overrides):
     from zoo.experiment import assemble
 
-    return assemble(book.resolve("vq_vae", registry, ["encoder.hidden=[16]", "decoder.hidden=[16]", *overrides]), registry)
+    return assemble(
+        book.resolve("vq_vae", registry, ["encoder.hidden=[16]", "decoder.hidden=[16]", *overrides]), registry
+    )
 
 
 def test_evaluation_reports_the_log_likelihood_as_not_defined(book, registry):
@@ -79,8 +89,15 @@ def test_evaluation_reports_the_log_likelihood_as_not_defined(book, registry):
     experiment = small_vq(book, registry)
     graphdef, params = nnx.split(experiment.model)
     test = experiment.dataset.test
-    metrics = evaluate(graphdef, params, experiment.condition, Split(test.images[:40], test.labels[:40]), jax.random.key(0),
-                       num_samples=10, proposals=("posterior", "prior"))
+    metrics = evaluate(
+        graphdef,
+        params,
+        experiment.condition,
+        Split(test.images[:40], test.labels[:40]),
+        jax.random.key(0),
+        num_samples=10,
+        proposals=("posterior", "prior"),
+    )
     assert metrics["log_likelihood"] is None and metrics["log_likelihood_prior"] is None
     assert "point mass" in metrics["log_likelihood_undefined"]
     assert 1.0 <= metrics["codebook_perplexity"] <= 64
@@ -92,14 +109,22 @@ def test_evaluation_reports_the_log_likelihood_as_not_defined(book, registry):
 def test_report_prints_not_defined_for_a_metric_every_run_left_undefined():
     from zoo.report import table
 
-    records = [{"dataset": "digits", "task": "unconditional", "variant": "vq_vae", "elbo": -30.0, "log_likelihood": None},
-               {"dataset": "digits", "task": "unconditional", "variant": "vae_mlp", "elbo": -25.0, "log_likelihood": -24.0}]
-    rows = {line.split("|")[1].strip(): line for line in table(records).splitlines() if line.startswith("| vq") or line.startswith("| vae")}
+    records = [
+        {"dataset": "digits", "task": "unconditional", "variant": "vq_vae", "elbo": -30.0, "log_likelihood": None},
+        {"dataset": "digits", "task": "unconditional", "variant": "vae_mlp", "elbo": -25.0, "log_likelihood": -24.0},
+    ]
+    rows = {
+        line.split("|")[1].strip(): line
+        for line in table(records).splitlines()
+        if line.startswith("| vq") or line.startswith("| vae")
+    }
     assert "not defined" in rows["vq_vae"] and "not defined" not in rows["vae_mlp"]
 
 
 def test_discrete_and_continuous_parts_are_not_mixed(book, registry):
-    with pytest.raises(zoo.ModelBuildError, match="encoder 'vq_mlp' gives a discrete latent but prior 'standard_normal'"):
+    with pytest.raises(
+        zoo.ModelBuildError, match="encoder 'vq_mlp' gives a discrete latent but prior 'standard_normal'"
+    ):
         small_vq(book, registry, "prior={name: standard_normal}")
     with pytest.raises(zoo.ModelBuildError, match="objective 'iwae' works with a continuous latent"):
         small_vq(book, registry, "objective={name: iwae}")

@@ -92,8 +92,12 @@ def test_api_answers_bad_requests_with_json_errors_and_keeps_serving(cvae_server
     for path, body, status, phrase in BAD_REQUESTS:
         answer = post(cvae_server + path, json.dumps(body).encode())
         assert answer[0] == status and phrase in answer[1]["error"], (path, body, answer)
-    for raw, status, phrase in ((b'{"text": "20', 400, "malformed JSON"), (b"[1, 2]", 400, "must be an object"),
-                                (b"\xff\xfe", 400, "malformed JSON"), (b" " * 20000, 413, "at most 16384")):
+    for raw, status, phrase in (
+        (b'{"text": "20', 400, "malformed JSON"),
+        (b"[1, 2]", 400, "must be an object"),
+        (b"\xff\xfe", 400, "malformed JSON"),
+        (b" " * 20000, 413, "at most 16384"),
+    ):
         answer = post(cvae_server + "api/sample", raw)
         assert answer[0] == status and phrase in answer[1]["error"], (raw[:20], answer)
     connection = http.client.HTTPConnection(urllib.parse.urlsplit(cvae_server).netloc, timeout=60)
@@ -116,7 +120,10 @@ def test_api_answers_bad_requests_with_json_errors_and_keeps_serving(cvae_server
 
 def test_serve_refuses_a_directory_without_a_model(cvae_run, tmp_path, capsys):
     assert main(["serve", str(tmp_path)]) == 2
-    assert capsys.readouterr().err == f"zoo: error: {tmp_path} holds no run (no recipe.yaml); train one with `zoo train VARIANT --workdir {tmp_path}`\n"
+    assert (
+        capsys.readouterr().err
+        == f"zoo: error: {tmp_path} holds no run (no recipe.yaml); train one with `zoo train VARIANT --workdir {tmp_path}`\n"
+    )
     (tmp_path / "recipe.yaml").write_text((cvae_run / "recipe.yaml").read_text())
     assert main(["serve", str(tmp_path), "--port", "0"]) == 2
     error = capsys.readouterr().err
@@ -139,7 +146,9 @@ def test_exported_page_runs_the_model_in_the_browser(browser, registry, cvae_run
     assert report["files"] == {name: (out / name).stat().st_size for name in PAGE_FILES}
     assert report["page_bytes"] == sum(report["files"].values())
     assert report["weights_bytes_int8"] < report["weights_bytes_float32"] / 3
-    assert report["class_accuracy_float"] >= 0.8 and report["class_accuracy_int8"] >= report["class_accuracy_float"] - 0.05
+    assert (
+        report["class_accuracy_float"] >= 0.8 and report["class_accuracy_int8"] >= report["class_accuracy_float"] - 0.05
+    )
     assert not any(word in (out / name).read_text() for name in PAGE_FILES for word in ("http://", "https://"))
 
     browser.get((out / "index.html").as_uri())
@@ -153,8 +162,14 @@ def test_exported_page_runs_the_model_in_the_browser(browser, registry, cvae_run
     experiment, graphdef, params = loaded.experiment, loaded.graphdef, loaded.params
     z = np.random.default_rng(1).standard_normal((5, experiment.model.latent_dim))
     c = np.eye(10)[[0, 3, 5, 7, 9]]
-    in_browser = np.array([browser.execute_script("return window.zooPage.backend.decode(arguments[0], arguments[1]);",
-                                                  row.tolist(), onehot.tolist()) for row, onehot in zip(z, c)])
+    in_browser = np.array(
+        [
+            browser.execute_script(
+                "return window.zooPage.backend.decode(arguments[0], arguments[1]);", row.tolist(), onehot.tolist()
+            )
+            for row, onehot in zip(z, c)
+        ]
+    )
     model = nnx.merge(graphdef, params)
     expected = np.asarray(model.decode(jnp.asarray(z, jnp.float32), jnp.asarray(c, jnp.float32)).mean()).reshape(5, -1)
     assert np.abs(in_browser - expected).max() < 0.05

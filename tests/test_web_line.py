@@ -13,8 +13,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.web_page import (REPO, drawn_line, glyph_spans, line_glyphs, page_state, post, set_text, settled, type_text,
-                            wait_until)
+from tests.web_page import (
+    REPO,
+    drawn_line,
+    glyph_spans,
+    line_glyphs,
+    page_state,
+    post,
+    set_text,
+    settled,
+    type_text,
+    wait_until,
+)
 from zoo import classifier
 from zoo.export_web import export_web
 from zoo.writing import GAP_CHARACTERS, WHITESPACE, classes, layout
@@ -95,10 +105,12 @@ def test_the_save_button_writes_the_line_as_a_png(browser, page_url, tmp_path):
     assert [start for start, _ in gaps] == [0, 4 * SCALE + 8 * SCALE] and all(np.all(ink[:, a:b] == 0) for a, b in gaps)
 
 
-REFUSED = [("12x4", "unknown class '12x4'; classes are 0..9 (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)"),
-           ("3 ²", "unknown class '²'; classes are 0..9"),
-           ("-.", "empty condition: nothing to write"),
-           ("1" * 65, "65 classes asked for; at most 64 at a time")]
+REFUSED = [
+    ("12x4", "unknown class '12x4'; classes are 0..9 (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)"),
+    ("3 ²", "unknown class '²'; classes are 0..9"),
+    ("-.", "empty condition: nothing to write"),
+    ("1" * 65, "65 classes asked for; at most 64 at a time"),
+]
 
 
 def test_refused_input_is_shown_inline_and_the_page_keeps_working(browser, page_url):
@@ -126,7 +138,9 @@ def test_the_api_answers_the_layout_and_one_image_per_class(cvae_server):
         status, answer = post(cvae_server + "api/sample", json.dumps({"text": text, "seed": 1}).encode())
         tokens = layout(text, DIGITS)
         assert status == 200 and answer["layout"] == tokens, (text, answer.get("layout"))
-        assert answer["labels"] == [DIGITS[k] for k in classes(tokens)] and len(answer["images"]) == len(classes(tokens))
+        assert answer["labels"] == [DIGITS[k] for k in classes(tokens)] and len(answer["images"]) == len(
+            classes(tokens)
+        )
     status, answer = post(cvae_server + "api/sample", json.dumps({"text": "2 0x6"}).encode())
     assert status == 400 and answer["error"].startswith("unknown class '0x6'; classes are 0..9")
 
@@ -165,10 +179,36 @@ def random_lines(count: int, seed: int) -> list[str]:
     return ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 10))) for _ in range(count)]
 
 
-CROSS_CHECKED = [*FORGIVING, "2026", "3 12", "  7 ", "12x4", "²", "", "--", "sandal", "ankle boot", "snea", "s", "t",
-                 "T-SHIRT/TOP, bag", "Ankle boot,Sandal", "ankle b", "boots", "ki su", "ts", "11", "class 1", "class"]
-NAME_SETS = {"digits": DIGITS, "fashion": FASHION, "kmnist": ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"],
-             "twelve": [f"class {k}" for k in range(12)]}
+CROSS_CHECKED = [
+    *FORGIVING,
+    "2026",
+    "3 12",
+    "  7 ",
+    "12x4",
+    "²",
+    "",
+    "--",
+    "sandal",
+    "ankle boot",
+    "snea",
+    "s",
+    "t",
+    "T-SHIRT/TOP, bag",
+    "Ankle boot,Sandal",
+    "ankle b",
+    "boots",
+    "ki su",
+    "ts",
+    "11",
+    "class 1",
+    "class",
+]
+NAME_SETS = {
+    "digits": DIGITS,
+    "fashion": FASHION,
+    "kmnist": ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"],
+    "twelve": [f"class {k}" for k in range(12)],
+}
 
 
 @pytest.mark.parametrize("names", NAME_SETS.values(), ids=NAME_SETS.keys())
@@ -176,11 +216,16 @@ def test_the_javascript_parser_gives_the_python_answers(browser, names):
     texts = CROSS_CHECKED + random_lines(300, seed=len(names))
     info = {"class_names": names, "gap_characters": GAP_CHARACTERS, "whitespace": WHITESPACE}
     browser.get("about:blank")
-    in_browser = browser.execute_script((REPO / "zoo" / "web" / "writing.js").read_text() + """
+    in_browser = browser.execute_script(
+        (REPO / "zoo" / "web" / "writing.js").read_text()
+        + """
         return arguments[1].map((text) => {
             try { return {tokens: window.ZooWriting.layout(text, arguments[0])}; }
             catch (error) { return {error: error.message}; }
-        });""", info, texts)
+        });""",
+        info,
+        texts,
+    )
 
     def in_python(text: str) -> dict:
         try:
@@ -190,4 +235,6 @@ def test_the_javascript_parser_gives_the_python_answers(browser, names):
 
     differences = [(text, js, py) for text, js in zip(texts, in_browser) if js != (py := in_python(text))]
     assert differences == []
-    assert sum("tokens" in answer for answer in in_browser) > 10 and sum("error" in answer for answer in in_browser) > 10
+    assert (
+        sum("tokens" in answer for answer in in_browser) > 10 and sum("error" in answer for answer in in_browser) > 10
+    )

@@ -62,10 +62,18 @@ REFUSED = [
     (DIGITS, "-.,/", "empty condition"),
     (FASHION, "s", "ambiguous class 's': it could be Sandal, Shirt, Sneaker; type more of the name"),
     (FASHION, "2 T", "ambiguous class 'T': it could be T-shirt/top, Trouser"),
-    (FASHION, "boot", "unknown class 'boot'; classes are 0..9 (T-shirt/top, Trouser, Pullover, Dress, Coat, "
-                      "Sandal, Shirt, Sneaker, Bag, Ankle boot)"),
+    (
+        FASHION,
+        "boot",
+        "unknown class 'boot'; classes are 0..9 (T-shirt/top, Trouser, Pullover, Dress, Coat, "
+        "Sandal, Shirt, Sneaker, Bag, Ankle boot)",
+    ),
     (FASHION, "sandals", "unknown class 'sandals'"),
-    (FASHION, ",", "empty condition: nothing to write; give class numbers such as '3' or '2 0 2 6' or names such as 'T-shirt/top'"),
+    (
+        FASHION,
+        ",",
+        "empty condition: nothing to write; give class numbers such as '3' or '2 0 2 6' or names such as 'T-shirt/top'",
+    ),
     (TWELVE, "12", "unknown class '12'; classes are 0..11"),
     (TWELVE, "class", "ambiguous class 'class': it could be class 0, class 1,"),
 ]
@@ -81,8 +89,10 @@ def test_what_cannot_be_written_is_refused_naming_why(names, text, message):
 SEPARATORS = st.text(alphabet=GAP_CHARACTERS, min_size=1, max_size=3)
 
 
-@given(st.lists(st.tuples(st.text(alphabet="0123456789", min_size=1, max_size=4), SEPARATORS), min_size=1, max_size=6),
-       SEPARATORS)
+@given(
+    st.lists(st.tuples(st.text(alphabet="0123456789", min_size=1, max_size=4), SEPARATORS), min_size=1, max_size=6),
+    SEPARATORS,
+)
 def test_a_number_writes_every_digit_and_a_gap_per_separator_where_it_stands(groups, lead):
     text = lead + "".join(digits + separator for digits, separator in groups)
     kept = text.strip(WHITESPACE)
@@ -96,15 +106,20 @@ def prefixes(names):
     for index, name in enumerate(lowered):
         for end in range(1, len(name) + 1):
             prefix = name[:end]
-            if prefix[-1] not in GAP_CHARACTERS and (prefix in lowered or sum(n.startswith(prefix) for n in lowered) == 1):
+            if prefix[-1] not in GAP_CHARACTERS and (
+                prefix in lowered or sum(n.startswith(prefix) for n in lowered) == 1
+            ):
                 yield prefix, index
 
 
 FASHION_PREFIXES = sorted(prefixes(FASHION))
 
 
-@given(st.lists(st.sampled_from(FASHION_PREFIXES), min_size=1, max_size=5), st.randoms(use_true_random=False),
-       st.sampled_from([" ", ", ", "/", " - "]))
+@given(
+    st.lists(st.sampled_from(FASHION_PREFIXES), min_size=1, max_size=5),
+    st.randoms(use_true_random=False),
+    st.sampled_from([" ", ", ", "/", " - "]),
+)
 def test_names_match_in_any_case_by_any_unique_beginning(chosen, random, separator):
     cased = ["".join(ch.upper() if random.random() < 0.5 else ch for ch in prefix) for prefix, _ in chosen]
     tokens = layout(separator.join(cased), FASHION)
@@ -112,8 +127,10 @@ def test_names_match_in_any_case_by_any_unique_beginning(chosen, random, separat
     assert tokens.count(None) == len(separator) * (len(chosen) - 1)
 
 
-@given(st.text(alphabet=st.sampled_from(list("0123456789abkstSTe ,-./€²") + ["\u202f", "\U0001f600"]), max_size=30),
-       st.sampled_from([DIGITS, FASHION, KMNIST, TWELVE]))
+@given(
+    st.text(alphabet=st.sampled_from(list("0123456789abkstSTe ,-./€²") + ["\u202f", "\U0001f600"]), max_size=30),
+    st.sampled_from([DIGITS, FASHION, KMNIST, TWELVE]),
+)
 def test_any_text_is_written_or_refused_with_a_reason(text, names):
     try:
         tokens = layout(text, names)

@@ -23,16 +23,26 @@ REPO = Path(__file__).resolve().parent.parent
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 INSTALL_HINT = "apt-get install chromium chromium-driver (Debian) and pip install selenium (the test extra)"
 CVAE_STEPS = 200  # the fewest here whose samples the classifier recognises (98% at 200 steps, 76% at 100)
-HEADLESS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1100,900")
+HEADLESS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1100,900",
+)
 
 
 def train_run(registry, book, variant: str, steps: int, workdir: Path) -> Path:
     """Train `variant` on the digits for `steps` steps, checkpointing at the end."""
     from zoo.experiment import train_and_evaluate  # here, not at the top: conftest imports this module for every test
 
-    recipe = book.resolve(variant, registry, [f"train.steps={steps}", f"train.log_every={steps}",
-                                              f"train.checkpoint_every={steps}"])
+    recipe = book.resolve(
+        variant, registry, [f"train.steps={steps}", f"train.log_every={steps}", f"train.checkpoint_every={steps}"]
+    )
     train_and_evaluate(recipe, workdir, registry, progress=False)
     return workdir
 
@@ -57,8 +67,13 @@ def cvae_server(cvae_run, tmp_path_factory, request):
     """`zoo serve RUN --port 0` in a subprocess; yields the address it printed."""
     log = tmp_path_factory.mktemp("serve") / "stderr.txt"
     with open(log, "w") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "zoo.cli", "serve", str(cvae_run), "--port", "0"],
-                                   stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=REPO)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "zoo.cli", "serve", str(cvae_run), "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            cwd=REPO,
+        )
     try:
         request.getfixturevalue("digit_classifier")  # trained meanwhile: the server spends ~10 s loading
         line = read_line(process, timeout=120)
@@ -142,20 +157,26 @@ def type_text(driver, text: str, until) -> dict:
 def set_text(driver, text: str, until) -> dict:
     """Put `text` in the text box in one input event (as a paste would), so that no shorter text is
     ever rendered on the way; wait until the page's state satisfies `until`."""
-    driver.execute_script("""
+    driver.execute_script(
+        """
         const box = document.getElementById("text");
         box.value = arguments[0];
-        box.dispatchEvent(new Event("input"));""", text)
+        box.dispatchEvent(new Event("input"));""",
+        text,
+    )
     return wait_until(lambda: (s := page_state(driver))["state"] in ("ready", "error") and until(s) and s, what=text)
 
 
 def canvas_images(driver, selector: str) -> np.ndarray:
     """The drawn images read back from the canvases, (N, H, W, 1) with 1 = ink."""
-    rows = driver.execute_script("""
+    rows = driver.execute_script(
+        """
         return Array.from(document.querySelectorAll(arguments[0])).map(c => {
             const data = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
             return [c.height, c.width, Array.from(data.filter((_, i) => i % 4 === 0))];
-        });""", selector)
+        });""",
+        selector,
+    )
     return np.stack([1.0 - np.asarray(red, np.float64).reshape(h, w, 1) / 255.0 for h, w, red in rows])
 
 
@@ -183,14 +204,19 @@ def line_glyphs(line: np.ndarray, shown: dict) -> np.ndarray:
     height, width = shown["shape"][:2]
     scale = shown["scale"]
     glyphs, _ = glyph_spans(shown["layout"], shown["shape"], scale)
-    return np.stack([line[:, start:stop].reshape(height, scale, width, scale).mean(axis=(1, 3))[..., None]
-                     for start, stop in glyphs])
+    return np.stack(
+        [
+            line[:, start:stop].reshape(height, scale, width, scale).mean(axis=(1, 3))[..., None]
+            for start, stop in glyphs
+        ]
+    )
 
 
 def post(url: str, body: bytes, method: str = "POST") -> tuple[int, dict]:
     """(status, JSON answer) of one request."""
-    request = urllib.request.Request(url, data=body if method == "POST" else None, method=method,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=body if method == "POST" else None, method=method, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())

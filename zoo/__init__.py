@@ -123,8 +123,19 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ lo
     )
     from zoo.config import Above, AtLeast, AtMost, Between, Interval
     from zoo.hookspecs import hookimpl
-    from zoo.interfaces import (Batch, Condition, Dataset, Decoder, DenseExportable, DenseNetwork, Encoder, Likelihood,
-                                Objective, Prior, Split)
+    from zoo.interfaces import (
+        Batch,
+        Condition,
+        Dataset,
+        Decoder,
+        DenseExportable,
+        DenseNetwork,
+        Encoder,
+        Likelihood,
+        Objective,
+        Prior,
+        Split,
+    )
     from zoo.model import LatentVariableModel, build_model, kl_divergence
     from zoo.plugin_manager import default_registry, fill_registry, make_plugin_manager
     from zoo.recipes import RecipeBook, default_registry_path

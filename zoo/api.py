@@ -51,8 +51,14 @@ def assignments(overrides: Overrides) -> list[str]:
     return list(overrides)
 
 
-def build(variant: str, overrides: Overrides = None, *, recipes: Iterable[PathLike] = (), registry=None,
-          data_dir: Optional[str] = None):
+def build(
+    variant: str,
+    overrides: Overrides = None,
+    *,
+    recipes: Iterable[PathLike] = (),
+    registry=None,
+    data_dir: Optional[str] = None,
+):
     """An untrained model (a flax NNX module) from a variant's recipe, checked as training checks it."""
     from zoo.experiment import assemble
 
@@ -61,8 +67,14 @@ def build(variant: str, overrides: Overrides = None, *, recipes: Iterable[PathLi
     return assemble(recipe, registry, data_dir).model
 
 
-def training_recipe(variant: Optional[str], workdir: Optional[PathLike], overrides: Overrides, resume: Union[bool, PathLike],
-                    book, registry) -> tuple[dict[str, Any], Path]:
+def training_recipe(
+    variant: Optional[str],
+    workdir: Optional[PathLike],
+    overrides: Overrides,
+    resume: Union[bool, PathLike],
+    book,
+    registry,
+) -> tuple[dict[str, Any], Path]:
     """(resolved recipe, workdir) of a `train` call.
 
     Resuming a run reads the run's own recipe (its variant and every option it
@@ -85,28 +97,56 @@ def training_recipe(variant: Optional[str], workdir: Optional[PathLike], overrid
         saved = runs.resolved_recipe(workdir, registry)
         if variant is not None and variant != saved["variant"]:
             raise RunDirectoryError(f"{workdir} holds a run of {saved['variant']!r}, not {variant!r}")
-        return with_overrides(saved, registry, assignments(overrides), name=saved["variant"],
-                              source=str(workdir / runs.RECIPE_FILE)), workdir
+        return with_overrides(
+            saved, registry, assignments(overrides), name=saved["variant"], source=str(workdir / runs.RECIPE_FILE)
+        ), workdir
     if variant is None:
-        raise RunDirectoryError(f"{workdir} holds no run to resume (no {runs.RECIPE_FILE}); give a VARIANT to start one")
+        raise RunDirectoryError(
+            f"{workdir} holds no run to resume (no {runs.RECIPE_FILE}); give a VARIANT to start one"
+        )
     return book.resolve(variant, registry, assignments(overrides)), workdir
 
 
-def train_in(variant: Optional[str] = None, workdir: Optional[PathLike] = None, *, overrides: Overrides = None,
-             resume: Union[bool, PathLike] = False, recipes: Iterable[PathLike] = (), registry=None,
-             data_dir: Optional[str] = None, progress: bool = True, max_seconds: Optional[float] = None) -> dict[str, Any]:
+def train_in(
+    variant: Optional[str] = None,
+    workdir: Optional[PathLike] = None,
+    *,
+    overrides: Overrides = None,
+    resume: Union[bool, PathLike] = False,
+    recipes: Iterable[PathLike] = (),
+    registry=None,
+    data_dir: Optional[str] = None,
+    progress: bool = True,
+    max_seconds: Optional[float] = None,
+) -> dict[str, Any]:
     """Train (or resume) a run; returns the training summary (what `zoo train` prints)."""
     from zoo.experiment import train_and_evaluate
 
     registry = _registry(registry)
     recipe, workdir = training_recipe(variant, workdir, overrides, resume, recipe_book(recipes), registry)
-    return train_and_evaluate(recipe, workdir, registry, resume=resume is not False, progress=progress,
-                              data_dir=data_dir, max_seconds=max_seconds)
+    return train_and_evaluate(
+        recipe,
+        workdir,
+        registry,
+        resume=resume is not False,
+        progress=progress,
+        data_dir=data_dir,
+        max_seconds=max_seconds,
+    )
 
 
-def train(variant: Optional[str] = None, workdir: Optional[PathLike] = None, *, overrides: Overrides = None,
-          resume: Union[bool, PathLike] = False, recipes: Iterable[PathLike] = (), registry=None,
-          data_dir: Optional[str] = None, progress: bool = True, max_seconds: Optional[float] = None) -> "Run":
+def train(
+    variant: Optional[str] = None,
+    workdir: Optional[PathLike] = None,
+    *,
+    overrides: Overrides = None,
+    resume: Union[bool, PathLike] = False,
+    recipes: Iterable[PathLike] = (),
+    registry=None,
+    data_dir: Optional[str] = None,
+    progress: bool = True,
+    max_seconds: Optional[float] = None,
+) -> "Run":
     """Train a variant in `workdir` (default runs/VARIANT) and return the trained `Run` at its
     best checkpoint. `resume=True` (or `resume="runs/a"`) continues a run from its newest
     checkpoint with its own recipe; `overrides` then may change training settings only.
@@ -114,8 +154,17 @@ def train(variant: Optional[str] = None, workdir: Optional[PathLike] = None, *, 
     from zoo.trained_run import Run
 
     registry = _registry(registry)
-    summary = train_in(variant, workdir, overrides=overrides, resume=resume, recipes=recipes, registry=registry,
-                       data_dir=data_dir, progress=progress, max_seconds=max_seconds)
+    summary = train_in(
+        variant,
+        workdir,
+        overrides=overrides,
+        resume=resume,
+        recipes=recipes,
+        registry=registry,
+        data_dir=data_dir,
+        progress=progress,
+        max_seconds=max_seconds,
+    )
     run = Run.load(summary["workdir"], registry, data_dir)
     run.summary = summary
     return run

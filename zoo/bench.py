@@ -76,17 +76,27 @@ def load_suite(name_or_path: str, book: RecipeBook) -> Suite:
         raise fail("", f"expected a mapping of suite keys, got {type(raw).__name__}")
     keys = validate_dataclass(SuiteFile, raw, "", fail)
     check_suite(keys, book, fail)
-    suite = Suite(keys["name"] or path.stem, where, tuple(keys["variants"]),
-                  tuple(component_spec(d, f"datasets[{i}]", fail) for i, d in enumerate(keys["datasets"])) or (None,),
-                  tuple(task_spec(t, f"tasks[{i}]", fail) for i, t in enumerate(keys["tasks"])) or (None,),
-                  tuple(keys["seeds"]) or (0,), {v: tuple(seeds) for v, seeds in keys["variant_seeds"].items()},
-                  SuiteBudget(**keys["budget"]), tuple(keys["set"]), SuiteEvaluation(**keys["eval"]),
-                  tuple(keys["published"]), keys["description"] or "")
+    suite = Suite(
+        keys["name"] or path.stem,
+        where,
+        tuple(keys["variants"]),
+        tuple(component_spec(d, f"datasets[{i}]", fail) for i, d in enumerate(keys["datasets"])) or (None,),
+        tuple(task_spec(t, f"tasks[{i}]", fail) for i, t in enumerate(keys["tasks"])) or (None,),
+        tuple(keys["seeds"]) or (0,),
+        {v: tuple(seeds) for v, seeds in keys["variant_seeds"].items()},
+        SuiteBudget(**keys["budget"]),
+        tuple(keys["set"]),
+        SuiteEvaluation(**keys["eval"]),
+        tuple(keys["published"]),
+        keys["description"] or "",
+    )
     named: dict[str, Run] = {}
     for run in expand(suite):  # a run name leaves out what the recipe decides and a dataset's options
         if named.setdefault(run.run_id, run) != run:
-            raise RecipeError(f"{where}: two runs would share the directory runs/{run.run_id} ({named[run.run_id]} and {run}); "
-                              "give the datasets or tasks that differ only in their options as separate suites")
+            raise RecipeError(
+                f"{where}: two runs would share the directory runs/{run.run_id} ({named[run.run_id]} and {run}); "
+                "give the datasets or tasks that differ only in their options as separate suites"
+            )
     return suite
 
 
@@ -99,7 +109,10 @@ def check_suite(keys: Mapping[str, Any], book: RecipeBook, fail) -> None:
             raise fail(f"variants[{index}]", unknown_name_message("variant", variant, book.names()))
     for variant, seeds in keys["variant_seeds"].items():
         if variant not in keys["variants"]:
-            raise fail(f"variant_seeds.{variant}", unknown_name_message("variant of this suite", str(variant), keys["variants"]))
+            raise fail(
+                f"variant_seeds.{variant}",
+                unknown_name_message("variant of this suite", str(variant), keys["variants"]),
+            )
         if not seeds:
             raise fail(f"variant_seeds.{variant}", "expected at least one seed")
     if keys["budget"]["steps"] is not None and keys["budget"]["epochs"] is not None:
@@ -172,8 +185,10 @@ class Run:
         begun before a renaming resumes its runs rather than training them again."""
         dataset = [self.dataset["name"]] if self.dataset else []
         task = [task_label(self.task)] if self.task is not None else []
-        names = ["-".join([self.variant, *dataset, *task, f"seed{self.seed}"]),  # the task's words in full
-                 f"{self.variant}-{dataset[0] if dataset else 'recipe'}-{task_label(self.task)}-seed{self.seed}"]  # 'recipe' for each default
+        names = [
+            "-".join([self.variant, *dataset, *task, f"seed{self.seed}"]),  # the task's words in full
+            f"{self.variant}-{dataset[0] if dataset else 'recipe'}-{task_label(self.task)}-seed{self.seed}",
+        ]  # 'recipe' for each default
         return [name for name in dict.fromkeys(map(safe_name, names)) if name != self.run_id]
 
     def overrides(self, suite: Suite) -> list[str]:
@@ -208,8 +223,14 @@ def expand(suite: Suite) -> list[Run]:
     """Every run of a suite, in a fixed order: every variant's first seed before any second seed."""
     seeds = {v: suite.variant_seeds.get(v, suite.seeds) for v in suite.variants}
     depth = max(len(s) for s in seeds.values())
-    return [Run(v, d, t, seeds[v][i]) for i in range(depth) for d in suite.datasets for t in suite.tasks
-            for v in suite.variants if i < len(seeds[v])]
+    return [
+        Run(v, d, t, seeds[v][i])
+        for i in range(depth)
+        for d in suite.datasets
+        for t in suite.tasks
+        for v in suite.variants
+        if i < len(seeds[v])
+    ]
 
 
 def resolve_run(run: Run, suite: Suite, book: RecipeBook, registry: Registry, data_dir: Optional[str]) -> dict:
@@ -221,12 +242,25 @@ def resolve_run(run: Run, suite: Suite, book: RecipeBook, registry: Registry, da
         return recipe  # the recipe's own budget (train.steps or train.epochs, early stopping)
     steps = suite.budget.steps
     checkpoint_every = min(recipe["train"]["checkpoint_every"], steps)
-    return book.resolve(run.variant, registry, run.overrides(suite) + [f"train.steps={steps}", "train.epochs=null",
-                                                                       f"train.checkpoint_every={checkpoint_every}"])
+    return book.resolve(
+        run.variant,
+        registry,
+        run.overrides(suite)
+        + [f"train.steps={steps}", "train.epochs=null", f"train.checkpoint_every={checkpoint_every}"],
+    )
 
 
-def run_suite(suite: Suite, out: Path, book: RecipeBook, registry: Registry, *, data_dir: Optional[str] = None,
-              progress: bool = False, log=print, variants: Optional[list[str]] = None) -> list[dict]:
+def run_suite(
+    suite: Suite,
+    out: Path,
+    book: RecipeBook,
+    registry: Registry,
+    *,
+    data_dir: Optional[str] = None,
+    progress: bool = False,
+    log=print,
+    variants: Optional[list[str]] = None,
+) -> list[dict]:
     """Run every unfinished run of a suite (of `variants` only, when given); returns all
     results of the suite found in `out` (finished earlier, by another process, or now)."""
     from zoo.experiment import train_and_evaluate
@@ -234,11 +268,17 @@ def run_suite(suite: Suite, out: Path, book: RecipeBook, registry: Registry, *, 
     out = Path(out)
     for variant in variants or ():
         if variant not in suite.variants:
-            raise RecipeError(f"{suite.path}: --variants: " + unknown_name_message("variant of this suite", variant, suite.variants))
+            raise RecipeError(
+                f"{suite.path}: --variants: " + unknown_name_message("variant of this suite", variant, suite.variants)
+            )
     planned = [run for run in expand(suite) if not variants or run.variant in variants]
     if suite.evaluation.disentanglement:  # refused before anything is trained or written
-        require_factors_of([resolve_run(run, suite, book, registry, data_dir) for run in planned], registry, data_dir,
-                           f"{suite.path}: eval.disentanglement")
+        require_factors_of(
+            [resolve_run(run, suite, book, registry, data_dir) for run in planned],
+            registry,
+            data_dir,
+            f"{suite.path}: eval.disentanglement",
+        )
     out.mkdir(parents=True, exist_ok=True)
     (out / "suite.yaml").write_text(Path(suite.path).read_text(encoding="utf-8"), encoding="utf-8")
     timings: list[float] = []  # wall seconds of each run trained by this process: the estimate of what is left
@@ -248,18 +288,30 @@ def run_suite(suite: Suite, out: Path, book: RecipeBook, registry: Registry, *, 
         if result_file.exists():
             log(f"[{number}/{len(planned)}] {workdir.name}: done earlier")
             continue
-        left = len([r for r in planned[number - 1:] if not (run_dir(out, r) / "result.json").exists()])
+        left = len([r for r in planned[number - 1 :] if not (run_dir(out, r) / "result.json").exists()])
         estimate = f", about {duration(sum(timings) / len(timings) * left)} left for {left} runs" if timings else ""
         log(f"[{number}/{len(planned)}] {workdir.name}: training{estimate}")
         recipe = resolve_run(run, suite, book, registry, data_dir)
         began = time.perf_counter()
-        summary = train_and_evaluate(recipe, workdir, registry, resume=True, progress=progress, data_dir=data_dir,
-                                     max_seconds=suite.budget.max_seconds)
+        summary = train_and_evaluate(
+            recipe,
+            workdir,
+            registry,
+            resume=True,
+            progress=progress,
+            data_dir=data_dir,
+            max_seconds=suite.budget.max_seconds,
+        )
         record = evaluate_run(suite, run, recipe, workdir, registry, data_dir, out)
-        record.update(wall_seconds=round(time.perf_counter() - began, 2), steps=summary["step"],  # training + evaluation
-                      epochs=summary["epochs"], best_step=summary["best_step"], best_epoch=summary["best_epoch"],
-                      stopped_early=bool(summary.get("stopped_early")),
-                      stopped_by_time_limit=bool(summary.get("stopped_by_time_limit")))
+        record.update(
+            wall_seconds=round(time.perf_counter() - began, 2),
+            steps=summary["step"],  # training + evaluation
+            epochs=summary["epochs"],
+            best_step=summary["best_step"],
+            best_epoch=summary["best_epoch"],
+            stopped_early=bool(summary.get("stopped_early")),
+            stopped_by_time_limit=bool(summary.get("stopped_by_time_limit")),
+        )
         write_atomically(result_file, json.dumps(record, indent=1) + "\n")  # a result is there whole or not at all
         write_results(suite, out)
         timings.append(record["wall_seconds"])
@@ -288,30 +340,46 @@ def write_results(suite: Suite, out: Path) -> list[dict]:
     return results
 
 
-def evaluate_run(suite: Suite, run: Run, recipe: dict, workdir: Path, registry: Registry,
-                 data_dir: Optional[str], out: Path) -> dict:
+def evaluate_run(
+    suite: Suite, run: Run, recipe: dict, workdir: Path, registry: Registry, data_dir: Optional[str], out: Path
+) -> dict:
     """Every metric of a trained run at its best checkpoint (`zoo eval`'s evaluation, with the
     suite's settings), with what it was: recipe, versions, seed."""
     from zoo import trained_run
 
     trained = trained_run.Run.load(workdir, registry, data_dir)
     settings = suite.evaluation
-    evaluation = trained.evaluate(settings.split, settings.num_samples, limit=settings.limit, seed=run.seed,
-                                  proposals=tuple(settings.proposals), devices=recipe["train"]["devices"],
-                                  disentanglement=settings.disentanglement)
+    evaluation = trained.evaluate(
+        settings.split,
+        settings.num_samples,
+        limit=settings.limit,
+        seed=run.seed,
+        proposals=tuple(settings.proposals),
+        devices=recipe["train"]["devices"],
+        disentanglement=settings.disentanglement,
+    )
     experiment = trained.experiment
     for key in ("run", "variant", "step"):
         evaluation.pop(key)
     record = {
-        "suite": suite.name, "run": workdir.name, "variant": run.variant, "dataset": experiment.dataset.name,
+        "suite": suite.name,
+        "run": workdir.name,
+        "variant": run.variant,
+        "dataset": experiment.dataset.name,
         "task": task_label(run.task if run.task is not None else (recipe["condition"] or UNCONDITIONAL)),
-        "seed": run.seed, "evaluated_step": trained.step, **evaluation,
-        "seconds_per_epoch": runs.seconds_per_epoch(workdir, len(experiment.dataset.train.images) // recipe["train"]["batch_size"]),
-        "recipe": yaml.safe_load(dump(recipe)), "versions": runs.versions(),
+        "seed": run.seed,
+        "evaluated_step": trained.step,
+        **evaluation,
+        "seconds_per_epoch": runs.seconds_per_epoch(
+            workdir, len(experiment.dataset.train.images) // recipe["train"]["batch_size"]
+        ),
+        "recipe": yaml.safe_load(dump(recipe)),
+        "versions": runs.versions(),
     }
     if getattr(experiment.condition, "class_conditional", False) and settings.accuracy_samples:
-        record["class_accuracy"] = sample_accuracy(experiment, trained.graphdef, trained.params, out,
-                                                   settings.accuracy_samples, run.seed)
+        record["class_accuracy"] = sample_accuracy(
+            experiment, trained.graphdef, trained.params, out, settings.accuracy_samples, run.seed
+        )
     return record
 
 

@@ -114,11 +114,14 @@ class BrowserModel:
 
     def with_kernels(self, transform: Callable[[np.ndarray], np.ndarray]) -> "BrowserModel":
         """A copy with every kernel replaced by transform(kernel); biases are kept."""
+
         def network(net: Optional[Network]) -> Optional[Network]:
             if net is None:
                 return None
             convert = lambda d: Dense(transform(d.kernel), d.bias)
-            return Network([convert(d) for d in net.layers], net.activation, {k: convert(d) for k, d in net.heads.items()})
+            return Network(
+                [convert(d) for d in net.layers], net.activation, {k: convert(d) for k, d in net.heads.items()}
+            )
 
         return dataclasses.replace(self, decoder=network(self.decoder), prior=network(self.prior))  # type: ignore[arg-type]
 
@@ -139,9 +142,11 @@ def dequantise(kernel: np.ndarray) -> np.ndarray:
 def declared_network(module: Any, what: str, heads: str) -> DenseNetwork:
     """What a component declares through `DenseExportable`, or an ExportError naming it."""
     if not isinstance(module, DenseExportable):
-        raise ExportError(f"{what} ({type(module).__name__}) is not an MLP: export-web runs dense layers followed by "
-                          f"linear heads ({heads}), read through zoo.interfaces.DenseExportable (`dense_network()`), "
-                          "which it does not implement")
+        raise ExportError(
+            f"{what} ({type(module).__name__}) is not an MLP: export-web runs dense layers followed by "
+            f"linear heads ({heads}), read through zoo.interfaces.DenseExportable (`dense_network()`), "
+            "which it does not implement"
+        )
     try:
         return module.dense_network()
     except NotImplementedError as exc:
@@ -152,25 +157,33 @@ def dense(pair: Any, inputs: int, where: str) -> Dense:
     """A declared (kernel, bias) as float64 arrays, refused unless kernel is (inputs, n) and bias (n,)."""
     kernel, bias = (np.asarray(array, np.float64) for array in pair)
     if kernel.ndim != 2 or kernel.shape[0] != inputs or bias.shape != kernel.shape[1:]:
-        raise ExportError(f"{where}: expected a kernel ({inputs}, n) and a bias (n,), "
-                          f"got shapes {kernel.shape} and {bias.shape}")
+        raise ExportError(
+            f"{where}: expected a kernel ({inputs}, n) and a bias (n,), got shapes {kernel.shape} and {bias.shape}"
+        )
     return Dense(kernel, bias)
 
 
 def network(declared: DenseNetwork, inputs: int, heads: tuple[str, ...], what: str) -> Network:
     """The Network of a declared DenseNetwork with the named heads, its shapes checked from `inputs` on."""
     if declared.activation not in ACTIVATIONS:
-        raise ExportError(f"{what}: activation {declared.activation!r} has no in-browser version; known: {', '.join(ACTIVATIONS)}")
+        raise ExportError(
+            f"{what}: activation {declared.activation!r} has no in-browser version; known: {', '.join(ACTIVATIONS)}"
+        )
     missing = [name for name in heads if name not in declared.heads]
     if missing:
-        raise ExportError(f"{what}: its dense network has no head {', '.join(map(repr, missing))}; "
-                          f"export-web needs {', '.join(map(repr, heads))}")
+        raise ExportError(
+            f"{what}: its dense network has no head {', '.join(map(repr, missing))}; "
+            f"export-web needs {', '.join(map(repr, heads))}"
+        )
     layers = []
     for index, pair in enumerate(declared.layers):
         layers.append(dense(pair, inputs, f"{what} layer {index}"))
         inputs = layers[-1].kernel.shape[1]
-    return Network(layers, declared.activation, {name: dense(declared.heads[name], inputs, f"{what} head {name!r}")
-                                                 for name in heads})
+    return Network(
+        layers,
+        declared.activation,
+        {name: dense(declared.heads[name], inputs, f"{what} head {name!r}") for name in heads},
+    )
 
 
 def extract(experiment, graphdef: nnx.GraphDef, params: Any) -> BrowserModel:
@@ -186,8 +199,15 @@ def extract(experiment, graphdef: nnx.GraphDef, params: Any) -> BrowserModel:
         fixed_scale = declared.fixed_scale
         heads = ("loc",) if fixed_scale is not None else ("loc", "log_scale")
         prior = network(declared, condition_size, heads, names["prior"])
-    browser = BrowserModel(decoder, prior, None if fixed_scale is None else float(fixed_scale), "identity",
-                           model.likelihood.params_per_dim, model.latent_dim, condition_size)
+    browser = BrowserModel(
+        decoder,
+        prior,
+        None if fixed_scale is None else float(fixed_scale),
+        "identity",
+        model.likelihood.params_per_dim,
+        model.latent_dim,
+        condition_size,
+    )
     return check_faithful(browser, model, names)
 
 
@@ -209,8 +229,10 @@ def check_faithful(browser: BrowserModel, model, names: Mapping[str, str]) -> Br
     for formula, function in MEANS.items():
         if np.allclose(function(raw[..., 0].reshape(PROBE_ROWS, -1)), mean, atol=TOLERANCE):
             return dataclasses.replace(browser, mean=formula)
-    raise ExportError(f"{names['likelihood']}: its mean is not one the page computes "
-                      f"({' or '.join(MEANS)} of the decoder's first parameter per pixel)")
+    raise ExportError(
+        f"{names['likelihood']}: its mean is not one the page computes "
+        f"({' or '.join(MEANS)} of the decoder's first parameter per pixel)"
+    )
 
 
 def compare(ours: np.ndarray, theirs: np.ndarray, what: str) -> None:
@@ -220,4 +242,6 @@ def compare(ours: np.ndarray, theirs: np.ndarray, what: str) -> None:
         raise ExportError(f"{what}: the exported network gives shape {ours.shape}, the model {theirs.shape}")
     difference = float(np.max(np.abs(ours - theirs))) if ours.size else 0.0
     if not difference <= TOLERANCE * max(1.0, float(np.max(np.abs(theirs)))):
-        raise ExportError(f"{what}: the exported network does not reproduce the model (max difference {difference:.3g})")
+        raise ExportError(
+            f"{what}: the exported network does not reproduce the model (max difference {difference:.3g})"
+        )

@@ -33,16 +33,22 @@ def checkpoint_manager(workdir: Path) -> ocp.CheckpointManager:
     return ocp.CheckpointManager((workdir / CHECKPOINT_DIR).resolve(), options=options)
 
 
-def best_checkpoint_manager(workdir: Path, metric: str = "elbo", higher_is_better: bool = True) -> ocp.CheckpointManager:
+def best_checkpoint_manager(
+    workdir: Path, metric: str = "elbo", higher_is_better: bool = True
+) -> ocp.CheckpointManager:
     """Orbax manager keeping the two checkpoints whose validation `metric` is best.
 
     A checkpoint is saved here only when it improves on the best, so the newest
     kept is the best; the one before it survives a resume that drops the newest
     (`drop_best_after`).
     """
-    options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True, best_fn=lambda metrics: metrics[metric],
-                                           best_mode="max" if higher_is_better else "min",
-                                           keep_checkpoints_without_metrics=False)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=2,
+        create=True,
+        best_fn=lambda metrics: metrics[metric],
+        best_mode="max" if higher_is_better else "min",
+        keep_checkpoints_without_metrics=False,
+    )
     return ocp.CheckpointManager((workdir / BEST_DIR).resolve(), options=options)
 
 
@@ -79,7 +85,9 @@ class NoGoodCheckpointError(RunDirectoryError):
 
 def stored_shapes(directory: Path) -> dict[str, tuple[int, ...]]:
     """{leaf path: shape} of the state saved in one checkpoint directory, from orbax's metadata."""
-    item = directory / "state" if (directory / "state").is_dir() else directory / "default"  # "default": the earlier format
+    item = (
+        directory / "state" if (directory / "state").is_dir() else directory / "default"
+    )  # "default": the earlier format
     try:
         metadata = ocp.StandardCheckpointer().metadata(item.resolve())
         tree = getattr(metadata, "item_metadata", metadata)
@@ -101,18 +109,25 @@ def check_matches(directory: Path, like: Any) -> None:
         raise CheckpointDamaged("orbax finds no arrays in it")
     for name in wanted:
         if name in stored and stored[name] != wanted[name]:
-            raise RunDirectoryError(f"the checkpoint {directory} does not match the run's recipe.yaml: {name} is "
-                                    f"{stored[name]} in the checkpoint, {wanted[name]} in the model recipe.yaml describes "
-                                    "(was recipe.yaml edited?)")
+            raise RunDirectoryError(
+                f"the checkpoint {directory} does not match the run's recipe.yaml: {name} is "
+                f"{stored[name]} in the checkpoint, {wanted[name]} in the model recipe.yaml describes "
+                "(was recipe.yaml edited?)"
+            )
     missing, extra = sorted(set(wanted) - set(stored)), sorted(set(stored) - set(wanted))
-    differences = ([f"the model has {', '.join(missing[:3])} that the checkpoint lacks"] if missing else []) + \
-        ([f"the checkpoint has {', '.join(extra[:3])} that the model lacks"] if extra else [])
+    differences = ([f"the model has {', '.join(missing[:3])} that the checkpoint lacks"] if missing else []) + (
+        [f"the checkpoint has {', '.join(extra[:3])} that the model lacks"] if extra else []
+    )
     if differences:
-        raise RunDirectoryError(f"the checkpoint {directory} does not match the run's recipe.yaml: {'; '.join(differences)} "
-                                "(was recipe.yaml edited?)")
+        raise RunDirectoryError(
+            f"the checkpoint {directory} does not match the run's recipe.yaml: {'; '.join(differences)} "
+            "(was recipe.yaml edited?)"
+        )
 
 
-def restore(manager: ocp.CheckpointManager, step: int, like: Any, *, progress: bool = True) -> tuple[Any, dict[str, Any]]:
+def restore(
+    manager: ocp.CheckpointManager, step: int, like: Any, *, progress: bool = True
+) -> tuple[Any, dict[str, Any]]:
     """(state, progress) of the checkpoint at `step`, the state shaped like `like`.
 
     CheckpointDamaged when it cannot be read; RunDirectoryError when it can
@@ -137,8 +152,9 @@ def restore(manager: ocp.CheckpointManager, step: int, like: Any, *, progress: b
     return state, dict(restored["progress"] or {}) if progress else {}
 
 
-def restore_latest(manager: ocp.CheckpointManager, like: Any, *, progress: bool = True, note=None,
-                   set_aside: Optional[Path] = None) -> Optional[tuple[int, Any, dict[str, Any]]]:
+def restore_latest(
+    manager: ocp.CheckpointManager, like: Any, *, progress: bool = True, note=None, set_aside: Optional[Path] = None
+) -> Optional[tuple[int, Any, dict[str, Any]]]:
     """(step, state, progress) of the newest checkpoint that reads, the state shaped like `like`;
     None when there is none.
 
@@ -158,8 +174,10 @@ def restore_latest(manager: ocp.CheckpointManager, like: Any, *, progress: bool 
             continue
         for bad, reason in damaged:
             if note is not None:
-                note(f"the checkpoint {bad} is damaged ({reason}); using step {step} of {manager.directory} instead"
-                     + (f", and moving the damaged one to {set_aside}" if set_aside is not None else ""))
+                note(
+                    f"the checkpoint {bad} is damaged ({reason}); using step {step} of {manager.directory} instead"
+                    + (f", and moving the damaged one to {set_aside}" if set_aside is not None else "")
+                )
             if set_aside is not None:
                 set_aside.mkdir(parents=True, exist_ok=True)
                 os.replace(bad, set_aside / f"{bad.parent.name}-{bad.name}")
@@ -167,14 +185,18 @@ def restore_latest(manager: ocp.CheckpointManager, like: Any, *, progress: bool 
             manager.reload()
         return step, state, saved
     if damaged:
-        raise NoGoodCheckpointError("no readable checkpoint: " + "; ".join(f"{bad} ({reason})" for bad, reason in damaged))
+        raise NoGoodCheckpointError(
+            "no readable checkpoint: " + "; ".join(f"{bad} ({reason})" for bad, reason in damaged)
+        )
     return None
 
 
 def _best_reader(workdir: Path) -> Optional[ocp.CheckpointManager]:
     if not (Path(workdir) / BEST_DIR).is_dir():
         return None
-    return ocp.CheckpointManager((Path(workdir) / BEST_DIR).resolve(), options=ocp.CheckpointManagerOptions(create=False))
+    return ocp.CheckpointManager(
+        (Path(workdir) / BEST_DIR).resolve(), options=ocp.CheckpointManagerOptions(create=False)
+    )
 
 
 def restore_best_step(workdir: Path) -> Optional[int]:

@@ -35,8 +35,15 @@ def logits(params: dict[str, jax.Array], images: jax.Array) -> jax.Array:
     return h @ params["w2"] + params["b2"]
 
 
-def train(dataset: Dataset, *, seed: int = 0, steps: int = 3000, batch_size: int = 128, hidden: int = 256,
-          progress: bool = False) -> dict[str, np.ndarray]:
+def train(
+    dataset: Dataset,
+    *,
+    seed: int = 0,
+    steps: int = 3000,
+    batch_size: int = 128,
+    hidden: int = 256,
+    progress: bool = False,
+) -> dict[str, np.ndarray]:
     """Fit the classifier on the training split (Adam, cross-entropy)."""
     from zoo.progress import Progress
 
@@ -47,7 +54,9 @@ def train(dataset: Dataset, *, seed: int = 0, steps: int = 3000, batch_size: int
     @jax.jit
     def step(params, opt_state, key):
         rows = jax.random.randint(key, (batch_size,), 0, images.shape[0])
-        loss_fn = lambda p: optax.softmax_cross_entropy_with_integer_labels(logits(p, images[rows]), labels[rows]).mean()
+        loss_fn = lambda p: optax.softmax_cross_entropy_with_integer_labels(
+            logits(p, images[rows]), labels[rows]
+        ).mean()
         grads = jax.grad(loss_fn)(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state

@@ -46,8 +46,10 @@ def image_file(path: Path, option: str) -> Path:
         raise ZooError(f"{option} {path}: is a directory; give a file name, e.g. {path / 'samples.png'}")
     formats = sorted(Figure().canvas.get_supported_filetypes())
     if path.suffix.lower().lstrip(".") not in formats:
-        raise ZooError(f"{option} {path}: cannot write an image of type {path.suffix or '(no extension)'!r}; "
-                       f"use one of {', '.join('.' + f for f in formats)}")
+        raise ZooError(
+            f"{option} {path}: cannot write an image of type {path.suffix or '(no extension)'!r}; "
+            f"use one of {', '.join('.' + f for f in formats)}"
+        )
     output_dir(path.parent, option)
     return path
 
@@ -110,8 +112,16 @@ def cmd_train(args, registry) -> None:
         overrides.insert(0, "condition=null" if args.task == UNCONDITIONAL else f"condition={{name: {args.task}}}")
     if args.workdir:
         output_dir(Path(args.workdir), "--workdir")
-    summary = train_in(args.variant, args.workdir, overrides=overrides, resume=args.resume, recipes=args.recipes,
-                       registry=registry, data_dir=args.data_dir, progress=not args.quiet)
+    summary = train_in(
+        args.variant,
+        args.workdir,
+        overrides=overrides,
+        resume=args.resume,
+        recipes=args.recipes,
+        registry=registry,
+        data_dir=args.data_dir,
+        progress=not args.quiet,
+    )
     print(json.dumps(summary, indent=2))
 
 
@@ -126,10 +136,18 @@ def cmd_eval(args, registry) -> None:
     run = Run.load(args.run, registry, args.data_dir, args.checkpoint)
     if args.disentanglement:
         require_factors(run.experiment.dataset, "--disentanglement")
-    result = run.evaluate(args.split, args.num_samples, batch_size=args.batch_size, limit=args.limit, seed=args.seed,
-                          proposals=("posterior", "prior") if args.prior_proposal else ("posterior",),
-                          devices=args.devices, progress=is_main_process(), disentanglement=args.disentanglement,
-                          disentanglement_examples=args.disentanglement_examples)
+    result = run.evaluate(
+        args.split,
+        args.num_samples,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        seed=args.seed,
+        proposals=("posterior", "prior") if args.prior_proposal else ("posterior",),
+        devices=args.devices,
+        progress=is_main_process(),
+        disentanglement=args.disentanglement,
+        disentanglement_examples=args.disentanglement_examples,
+    )
     if is_main_process():
         print(json.dumps(result, indent=2))
 
@@ -143,8 +161,9 @@ def cmd_sample(args, registry) -> None:
     stage(f"loading {args.run}")
     run = Run.load(args.run, registry, args.data_dir)
     stage("sampling")
-    images, labels, rows = run.sample_grid(condition_text=args.condition, per_row=args.per_row,
-                                           temperature=args.temperature, seed=args.seed)
+    images, labels, rows = run.sample_grid(
+        condition_text=args.condition, per_row=args.per_row, temperature=args.temperature, seed=args.seed
+    )
     plot_images(images, rows, out, f"{run.variant} (step {run.step})", row_labels=labels or ())
     print(out)
 
@@ -152,8 +171,14 @@ def cmd_sample(args, registry) -> None:
 def cmd_plot(args, registry) -> None:
     from zoo.plots import plot_run
 
-    for path in plot_run(Path(args.run), Path(args.out or Path(args.run) / "plots"), registry, seed=args.seed, data_dir=args.data_dir,
-                         progress=True):
+    for path in plot_run(
+        Path(args.run),
+        Path(args.out or Path(args.run) / "plots"),
+        registry,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        progress=True,
+    ):
         print(path)
 
 
@@ -166,8 +191,16 @@ def cmd_bench(args, registry) -> None:
     out = output_dir(Path(args.out or Path("runs") / "bench" / suite.name), "--out")
     variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
     report = output_dir(Path(args.report), "--report") if args.report else None
-    run_suite(suite, out, book, registry, data_dir=args.data_dir, progress=args.progress,
-              log=lambda line: print(line, file=sys.stderr, flush=True), variants=variants)
+    run_suite(
+        suite,
+        out,
+        book,
+        registry,
+        data_dir=args.data_dir,
+        progress=args.progress,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+        variants=variants,
+    )
     print_comparison([out / "results.jsonl"], report, registry)  # the table once: `make run` is this one command
     print(f"\nresults: {out / 'results.jsonl'}")
 
@@ -175,8 +208,12 @@ def cmd_bench(args, registry) -> None:
 def cmd_compare(args, registry) -> None:
     from zoo.report import print_comparison
 
-    print_comparison(args.results, output_dir(Path(args.report), "--report") if args.report else None, registry,
-                     samples=not args.no_samples)
+    print_comparison(
+        args.results,
+        output_dir(Path(args.report), "--report") if args.report else None,
+        registry,
+        samples=not args.no_samples,
+    )
 
 
 def cmd_serve(args, registry) -> None:
@@ -203,8 +240,15 @@ def cmd_serve(args, registry) -> None:
 def cmd_export_web(args, registry) -> None:
     from zoo.export_web import export_web
 
-    report = export_web(Path(args.run), output_dir(Path(args.dir), "DIR"), registry, per_class=args.per_class, seed=args.seed,
-                        data_dir=args.data_dir, progress=True)
+    report = export_web(
+        Path(args.run),
+        output_dir(Path(args.dir), "DIR"),
+        registry,
+        per_class=args.per_class,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        progress=True,
+    )
     print(json.dumps(report, indent=2))
 
 
@@ -234,9 +278,19 @@ def resume_command(argv: Sequence[str], command: str) -> str:
     return shlex.join(words)
 
 
-COMMANDS = {"list": cmd_list, "plugins": cmd_plugins, "show": cmd_show, "train": cmd_train, "eval": cmd_eval,
-            "sample": cmd_sample, "plot": cmd_plot, "bench": cmd_bench, "compare": cmd_compare,
-            "serve": cmd_serve, "export-web": cmd_export_web}
+COMMANDS = {
+    "list": cmd_list,
+    "plugins": cmd_plugins,
+    "show": cmd_show,
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "sample": cmd_sample,
+    "plot": cmd_plot,
+    "bench": cmd_bench,
+    "compare": cmd_compare,
+    "serve": cmd_serve,
+    "export-web": cmd_export_web,
+}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -263,7 +317,9 @@ def run_command(argv: list[str]) -> int:
         plugin_commands = load_plugin_commands(parser)  # the parser must know a plugin's command to parse it
     args = parser.parse_args(argv)  # exits here on --help and on argparse's errors
     quiet_dependencies()
-    if plugin_commands is None:  # after parsing, so `zoo list --help` imports no plugin; a clash is refused on every run
+    if (
+        plugin_commands is None
+    ):  # after parsing, so `zoo list --help` imports no plugin; a clash is refused on every run
         plugin_commands = load_plugin_commands(parser)
     from zoo.plugin_manager import default_registry
 

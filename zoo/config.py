@@ -155,13 +155,15 @@ class SuiteEvaluation:
     # Importance samples K per example (0 skips the estimate).
     num_samples: Annotated[int, AtLeast(0)] = 1000
     split: Literal["train", "validation", "test"] = dataclasses.field(
-        default="test", metadata={"expected": "train, validation or test"})
+        default="test", metadata={"expected": "train, validation or test"}
+    )
     # Only the first `limit` examples of the split.
     limit: Optional[Annotated[int, AtLeast(1)]] = None
     # Samples per class that the harness classifier reads, for a class-conditional model's accuracy.
     accuracy_samples: Annotated[int, AtLeast(0)] = 100
     proposals: Sequence[Literal["posterior", "prior"]] = dataclasses.field(
-        default=("posterior",), metadata={"expected": "a list of posterior and/or prior"})
+        default=("posterior",), metadata={"expected": "a list of posterior and/or prior"}
+    )
     # MIG and DCI against the dataset's ground-truth factors (a dataset with factors, e.g. dsprites).
     disentanglement: bool = False
 
@@ -241,11 +243,13 @@ def _is_sequence(origin: Any) -> bool:
 
 def _plural(annotation: Any) -> str:
     if typing.get_origin(annotation) is typing.Annotated:  # "ints in [0, 3]", not "int in [0, 3]s"
-        return _plural(typing.get_args(annotation)[0]) + "".join(f" {interval.words()}" for interval in intervals(annotation))
+        return _plural(typing.get_args(annotation)[0]) + "".join(
+            f" {interval.words()}" for interval in intervals(annotation)
+        )
     word = describe(annotation)
     for article in ("an ", "a "):
         if word.startswith(article):
-            return word[len(article):] + "s"
+            return word[len(article) :] + "s"
     return word
 
 
@@ -318,4 +322,3 @@ def type_hints(function: Any) -> dict[str, Any]:
         return typing.get_type_hints(target, include_extras=True)  # keep Annotated ranges (Interval)
     except Exception:  # unresolvable annotations: skip type checks rather than fail
         return {}
-

@@ -52,7 +52,13 @@ class Checker:
         self.model = model
         self.names = {kind: recipe[kind]["name"] for kind in KINDS_OF_MODEL}
         self.variant = recipe.get("variant")
-        dims = {model.latent_dim, model.likelihood.params_per_dim, *model.x_shape, *(model.c_shape or ()), *latent_sizes(recipe)}
+        dims = {
+            model.latent_dim,
+            model.likelihood.params_per_dim,
+            *model.x_shape,
+            *(model.c_shape or ()),
+            *latent_sizes(recipe),
+        }
         # No other axis of the model has this length: batch and event axes cannot be confused.
         self.batch = distinct_size(dims, 3)
         self.samples = distinct_size(dims | {self.batch}, 2)
@@ -85,8 +91,9 @@ class Checker:
         if floating and dtype is not None and not jnp.issubdtype(dtype, jnp.floating):
             raise self.fail(kind, f"gives {what} of dtype {dtype}; expected a floating dtype")
 
-    def distribution(self, kind: str, found: Any, event: tuple[int, ...], event_name: str,
-                     batch: Optional[int] = None) -> None:
+    def distribution(
+        self, kind: str, found: Any, event: tuple[int, ...], event_name: str, batch: Optional[int] = None
+    ) -> None:
         """A distrax.Distribution of batch shape (B,) and the given event shape."""
         batch = self.batch if batch is None else batch
         if not isinstance(found, distrax.Distribution):
@@ -111,8 +118,14 @@ class Checker:
             self.distribution(kind, q, (d,), f"the latent, latent_dim {d}")
             z = q.sample(seed=key) if z is None else z
             many = q.sample(seed=key, sample_shape=(k,))
-            return {"sample": q.sample(seed=key), "samples": many, "log_prob": q.log_prob(z),
-                    "log_probs": q.log_prob(many), "mean": q.mean(), "z": z}
+            return {
+                "sample": q.sample(seed=key),
+                "samples": many,
+                "log_prob": q.log_prob(z),
+                "log_probs": q.log_prob(many),
+                "mean": q.mean(),
+                "z": z,
+            }
 
         out = self.trace(kind, "to its distribution, sample, log_prob and mean", probe, *args)
         self.expect(kind, "a sample", out["sample"], (b, d))
@@ -128,8 +141,11 @@ class Checker:
             component = getattr(self.model, kind)
             if not isinstance(component, protocol):
                 members = ", ".join(protocol_members(protocol))
-                raise self.fail(kind, f"is a {type(component).__name__}, without what zoo.interfaces.{protocol.__name__} "
-                                      f"requires ({members})")
+                raise self.fail(
+                    kind,
+                    f"is a {type(component).__name__}, without what zoo.interfaces.{protocol.__name__} "
+                    f"requires ({members})",
+                )
 
     def check_shapes(self) -> None:
         """Every component's output against the contract, traced abstractly."""
@@ -144,9 +160,14 @@ class Checker:
         from zoo.model import sample_with_kl
 
         model, b = self.model, self.batch
-        kl = self.trace("prior", "in KL(q || p) against the encoder's q",
-                        lambda x, c, key: sample_with_kl(model.encode(x, c), model.prior_distribution(c, b), key)[1],
-                        x, c, key)
+        kl = self.trace(
+            "prior",
+            "in KL(q || p) against the encoder's q",
+            lambda x, c, key: sample_with_kl(model.encode(x, c), model.prior_distribution(c, b), key)[1],
+            x,
+            c,
+            key,
+        )
         self.expect("prior", "KL(q || p) against the encoder's q", kl, (b,))
 
     def check_decoder(self, batch: int) -> None:
@@ -204,8 +225,13 @@ class Checker:
             p = model.prior_distribution(c, x.shape[0])
             z, kl = sample_with_kl(q, p, key)
             params = model.decoder(z, c)
-            return {"encoder": (z, q.log_prob(z), q.mean()), "prior": (p.log_prob(z), p.mean(), p.sample(seed=key)),
-                    "kl": (kl,), "decoder": (params,), "likelihood": (model.likelihood(params).log_prob(x),)}
+            return {
+                "encoder": (z, q.log_prob(z), q.mean()),
+                "prior": (p.log_prob(z), p.mean(), p.sample(seed=key)),
+                "kl": (kl,),
+                "decoder": (params,),
+                "likelihood": (model.likelihood(params).log_prob(x),),
+            }
 
         found = values(state, x, c, jax.random.key(0))
         for kind, key, what in (
@@ -218,8 +244,11 @@ class Checker:
             bad = [a for a in found[key] if not np.all(np.isfinite(np.asarray(a)))]
             if bad:
                 values_seen = sorted({str(v) for v in np.asarray(bad[0]).ravel() if not np.isfinite(v)})
-                raise self.fail(kind, f"gives non-finite values ({', '.join(values_seen)}) in {what} on {x.shape[0]} "
-                                      "real examples, so the loss is not finite")
+                raise self.fail(
+                    kind,
+                    f"gives non-finite values ({', '.join(values_seen)}) in {what} on {x.shape[0]} "
+                    "real examples, so the loss is not finite",
+                )
 
 
 def check_model(model, recipe: Mapping[str, Any], example: Optional[tuple[Any, Any]] = None) -> None:
@@ -250,15 +279,22 @@ def example_batch(recipe: Mapping[str, Any], dataset, condition, rows: int = EXA
     where = f"{recipe.get('variant')}.condition: condition {name!r}" if name else None
     if where and not isinstance(condition, Condition):
         members = ", ".join(protocol_members(Condition))
-        raise ContractError(f"{where} is a {type(condition).__name__}, without what zoo.interfaces.Condition requires ({members})")
+        raise ContractError(
+            f"{where} is a {type(condition).__name__}, without what zoo.interfaces.Condition requires ({members})"
+        )
     train = dataset.train
     x, c = condition.split(jnp.asarray(train.images[:rows]), jnp.asarray(train.labels[:rows]))
     found = (tuple(x.shape), None if c is None else tuple(c.shape))
     count = len(train.images[:rows])
-    expected = ((count,) + tuple(condition.x_shape), None if condition.c_shape is None else (count,) + tuple(condition.c_shape))
+    expected = (
+        (count,) + tuple(condition.x_shape),
+        None if condition.c_shape is None else (count,) + tuple(condition.c_shape),
+    )
     if where and found != expected:
-        raise ContractError(f"{where} splits {count} images into x and c of shapes {found}; expected {expected} "
-                            "(its x_shape and c_shape)")
+        raise ContractError(
+            f"{where} splits {count} images into x and c of shapes {found}; expected {expected} "
+            "(its x_shape and c_shape)"
+        )
     return x, c
 
 
@@ -285,7 +321,11 @@ def member_docs(cls: type) -> dict[str, str]:
     body = ast.parse(inspect.getsource(cls)).body[0].body  # type: ignore[attr-defined]
     for node, following in zip(body, body[1:] + [None]):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            text = following.value.value if isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant) else ""
+            text = (
+                following.value.value
+                if isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
+                else ""
+            )
             docs[node.target.id] = inspect.cleandoc(str(text))
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             docs[node.name] = inspect.cleandoc(ast.get_docstring(node) or "")

@@ -54,9 +54,19 @@ def binarize(images: np.ndarray, seed: int) -> np.ndarray:
     return (np.random.default_rng(seed).uniform(size=images.shape) < images).astype(np.float32)
 
 
-def image_dataset(name: str, train: Split, test: Split, class_names, *, pixels: str = "grayscale",
-                  validation_size: int = 0, seed: int = 0, validation: Optional[Split] = None,
-                  factor_names: Sequence[str] = (), factor_sizes: Sequence[int] = ()) -> Dataset:
+def image_dataset(
+    name: str,
+    train: Split,
+    test: Split,
+    class_names,
+    *,
+    pixels: str = "grayscale",
+    validation_size: int = 0,
+    seed: int = 0,
+    validation: Optional[Split] = None,
+    factor_names: Sequence[str] = (),
+    factor_sizes: Sequence[int] = (),
+) -> Dataset:
     """A Dataset from train and test images in [0, 1]: the validation split held out of train
     by a seeded permutation (unless the dataset has its own), then the pixel mode applied.
     The splits' factors (if any) follow their images.
@@ -67,7 +77,9 @@ def image_dataset(name: str, train: Split, test: Split, class_names, *, pixels: 
         raise DataError(f"{name}: unknown pixels mode {pixels!r}; modes: {', '.join(PIXEL_MODES)}")
     if validation is None:
         if not 0 <= validation_size < len(train.images):
-            raise DataError(f"{name}: validation_size {validation_size} must lie in 0..{len(train.images) - 1} (the training split has {len(train.images)} images)")
+            raise DataError(
+                f"{name}: validation_size {validation_size} must lie in 0..{len(train.images) - 1} (the training split has {len(train.images)} images)"
+            )
         order = np.random.default_rng(seed).permutation(len(train.images))
         held, kept = np.sort(order[:validation_size]), np.sort(order[validation_size:])
         train, validation = train.take(kept), train.take(held)
@@ -77,8 +89,16 @@ def image_dataset(name: str, train: Split, test: Split, class_names, *, pixels: 
         test = test._replace(images=binarize(test.images, seed + 2))
     if pixels == "static_binarize":
         train = train._replace(images=binarize(train.images, seed))
-    return Dataset(name, train, validation, test, list(class_names), dynamic_binarization=pixels == "dynamic_binarize",
-                   factor_names=tuple(factor_names), factor_sizes=tuple(int(s) for s in factor_sizes))
+    return Dataset(
+        name,
+        train,
+        validation,
+        test,
+        list(class_names),
+        dynamic_binarization=pixels == "dynamic_binarize",
+        factor_names=tuple(factor_names),
+        factor_sizes=tuple(int(s) for s in factor_sizes),
+    )
 
 
 def evaluation_split(dataset: Dataset, name: str, seed: int = 0) -> Split:
@@ -98,7 +118,9 @@ def build_dataset(recipe: Mapping[str, Any], registry: Registry, data_dir: Optio
     if not isinstance(dataset, Dataset):
         raise DataError(f"dataset {spec['name']!r} returned {type(dataset).__name__}, not a zoo.Dataset")
     if dataset.train.images.ndim != 4:
-        raise DataError(f"dataset {spec['name']!r}: images must be (N, height, width, channels), got {dataset.train.images.shape}")
+        raise DataError(
+            f"dataset {spec['name']!r}: images must be (N, height, width, channels), got {dataset.train.images.shape}"
+        )
     check_factors(dataset, f"dataset {spec['name']!r}")
     return dataset
 
@@ -108,28 +130,40 @@ def check_factors(dataset: Dataset, where: str) -> None:
     within its factor's size; a dataset that declares none has none."""
     names, sizes = tuple(dataset.factor_names), tuple(dataset.factor_sizes)
     if len(names) != len(sizes) or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in sizes):
-        raise DataError(f"{where}: factor_sizes {list(sizes)} must give a size >= 1 for each of the factors {list(names)}")
+        raise DataError(
+            f"{where}: factor_sizes {list(sizes)} must give a size >= 1 for each of the factors {list(names)}"
+        )
     for split_name in ("train", "validation", "test"):
         split = dataset.split(split_name)
         factors = split.factors
         if not names:
             if factors is not None:
-                raise DataError(f"{where}: the {split_name} split has factors but the dataset names none (factor_names)")
+                raise DataError(
+                    f"{where}: the {split_name} split has factors but the dataset names none (factor_names)"
+                )
             continue
         expected = (len(split.images), len(names))
         if factors is None or factors.shape != expected or not np.issubdtype(factors.dtype, np.integer):
             found = None if factors is None else f"{factors.dtype} {factors.shape}"
             raise DataError(f"{where}: the {split_name} split's factors must be ints of shape {expected}, got {found}")
         if len(factors) and (np.any(factors < 0) or np.any(factors >= np.asarray(sizes))):
-            raise DataError(f"{where}: the {split_name} split's factors fall outside 0..size - 1 of {dict(zip(names, sizes))}")
+            raise DataError(
+                f"{where}: the {split_name} split's factors fall outside 0..size - 1 of {dict(zip(names, sizes))}"
+            )
 
 
 def build_condition(recipe: Mapping[str, Any], registry: Registry, dataset: Dataset):
     """The recipe's condition for this dataset, or Unconditional when it names none."""
     if recipe.get("condition") is None:
         return Unconditional(dataset.image_shape)
-    return build_component(registry, "condition", recipe["condition"], ModelBuildError,
-                           image_shape=dataset.image_shape, num_classes=dataset.num_classes)
+    return build_component(
+        registry,
+        "condition",
+        recipe["condition"],
+        ModelBuildError,
+        image_shape=dataset.image_shape,
+        num_classes=dataset.num_classes,
+    )
 
 
 def batch_indices(num_examples: int, batch_size: int, seed: int, start_step: int, num_steps: int) -> np.ndarray:

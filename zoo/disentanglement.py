@@ -35,8 +35,10 @@ METRICS = ("mig", "dci_disentanglement", "dci_completeness", "dci_informativenes
 def require_factors(dataset: Any, key: str) -> None:
     """Refuse a request for disentanglement metrics (`key` names it) on a dataset without factors."""
     if not getattr(dataset, "has_factors", False):
-        raise DataError(f"{key}: dataset {dataset.name!r} has no ground-truth factors to score disentanglement "
-                        "against (a dataset generated from known factors has them, e.g. dsprites)")
+        raise DataError(
+            f"{key}: dataset {dataset.name!r} has no ground-truth factors to score disentanglement "
+            "against (a dataset generated from known factors has them, e.g. dsprites)"
+        )
 
 
 def discretise(codes: np.ndarray, bins: int = BINS) -> np.ndarray:
@@ -137,15 +139,20 @@ def dci(codes: np.ndarray, factors: np.ndarray, seed: int = 0) -> dict[str, floa
     """DCI disentanglement, completeness and informativeness of codes for the factors."""
     importance, accuracy = importance_matrix(np.asarray(codes, np.float64), np.asarray(factors), seed)
     disentanglement, completeness = dci_from_importance(importance)
-    return {"dci_disentanglement": disentanglement, "dci_completeness": completeness,
-            "dci_informativeness": float(np.mean(accuracy))}
+    return {
+        "dci_disentanglement": disentanglement,
+        "dci_completeness": completeness,
+        "dci_informativeness": float(np.mean(accuracy)),
+    }
 
 
 def disentanglement_scores(codes: np.ndarray, factors: np.ndarray, seed: int = 0) -> dict[str, Any]:
     """MIG and DCI of codes `(N, D)` against factors `(N, F)`, with the number of examples used."""
     codes, factors = np.asarray(codes, np.float64), np.asarray(factors)
     if codes.ndim != 2 or factors.ndim != 2 or len(codes) != len(factors):
-        raise DataError(f"disentanglement metrics need codes (N, D) and factors (N, F); got {codes.shape} and {factors.shape}")
+        raise DataError(
+            f"disentanglement metrics need codes (N, D) and factors (N, F); got {codes.shape} and {factors.shape}"
+        )
     if len(codes) < 10:
         raise DataError(f"disentanglement metrics need at least 10 examples, got {len(codes)}")
     return {"mig": mig(codes, factors), **dci(codes, factors, seed), "disentanglement_examples": int(len(codes))}

@@ -30,7 +30,12 @@ def make_bound_metrics(graphdef: nnx.GraphDef, condition) -> Callable:
         q, prior, _, _, log_likelihood, kl = model.elbo_terms(x, c, rng)  # a hierarchy scores q(z) while drawing z
         reconstruction = model.decode(q.mean(), c).mean()
         squared_error = jnp.sum((reconstruction - x).reshape((x.shape[0], -1)) ** 2, axis=-1)
-        metrics = {"elbo": log_likelihood - kl, "kl": kl, "reconstruction_error": squared_error, "posterior_mean": q.mean() - prior.mean()}
+        metrics = {
+            "elbo": log_likelihood - kl,
+            "kl": kl,
+            "reconstruction_error": squared_error,
+            "posterior_mean": q.mean() - prior.mean(),
+        }
         if isinstance(q, DiscretePosterior):  # how often each code is chosen, summed over positions
             metrics["code_counts"] = jnp.sum(jax.nn.one_hot(q.codes, q.num_codes), axis=-2)
         return metrics
@@ -45,8 +50,9 @@ def perplexity(counts: np.ndarray) -> float:
     return float(np.exp(-np.sum(used * np.log(used))))
 
 
-def make_importance_sampled(graphdef: nnx.GraphDef, condition, num_samples: int, chunk_size: Optional[int] = None,
-                            proposal: str = "posterior") -> Callable:
+def make_importance_sampled(
+    graphdef: nnx.GraphDef, condition, num_samples: int, chunk_size: Optional[int] = None, proposal: str = "posterior"
+) -> Callable:
     """A jitted `(params, images, labels, rng) -> log p(x | c)` estimate per example."""
 
     @jax.jit
@@ -58,8 +64,15 @@ def make_importance_sampled(graphdef: nnx.GraphDef, condition, num_samples: int,
     return importance_sampled
 
 
-def over_batches(function: Callable, params: Any, split: Split, rng: jax.Array, batch_size: int,
-                 mesh: Optional[parallel.Mesh] = None, progress: Optional[Progress] = None) -> Any:
+def over_batches(
+    function: Callable,
+    params: Any,
+    split: Split,
+    rng: jax.Array,
+    batch_size: int,
+    mesh: Optional[parallel.Mesh] = None,
+    progress: Optional[Progress] = None,
+) -> Any:
     """Apply a per-batch function to a whole split and concatenate its per-example outputs.
 
     With a `mesh`, each batch is split over its devices (a short last batch is
@@ -155,9 +168,19 @@ def evaluate(
         if metric in undefined:
             metrics[metric] = None  # its name below; not estimated at all
             continue
-        log_likelihood = importance_sampled_over(graphdef, params, condition, split, is_rng, num_samples=num_samples,
-                                                 batch_size=batch_size, chunk_size=chunk_size, proposal=proposal,
-                                                 mesh=mesh, progress=progress)
+        log_likelihood = importance_sampled_over(
+            graphdef,
+            params,
+            condition,
+            split,
+            is_rng,
+            num_samples=num_samples,
+            batch_size=batch_size,
+            chunk_size=chunk_size,
+            proposal=proposal,
+            mesh=mesh,
+            progress=progress,
+        )
         metrics[metric] = float(np.mean(log_likelihood))
         metrics["num_importance_samples"] = int(num_samples)
     return mark_undefined(metrics, undefined, conditional)
@@ -186,11 +209,20 @@ def mark_undefined(metrics: dict[str, Any], undefined: dict[str, str], condition
     return marked
 
 
-
-def importance_sampled_over(graphdef: nnx.GraphDef, params: Any, condition, split: Split, rng: jax.Array, *,
-                            num_samples: int, batch_size: int = 100, chunk_size: Optional[int] = None,
-                            proposal: str = "posterior", mesh: Optional[parallel.Mesh] = None,
-                            progress: bool = False) -> np.ndarray:
+def importance_sampled_over(
+    graphdef: nnx.GraphDef,
+    params: Any,
+    condition,
+    split: Split,
+    rng: jax.Array,
+    *,
+    num_samples: int,
+    batch_size: int = 100,
+    chunk_size: Optional[int] = None,
+    proposal: str = "posterior",
+    mesh: Optional[parallel.Mesh] = None,
+    progress: bool = False,
+) -> np.ndarray:
     """The importance-sampled log p(x | c) of every example of a split (K = `num_samples`)."""
     estimate = make_importance_sampled(graphdef, condition, num_samples, chunk_size, proposal)
     description = f"log-likelihood, K = {num_samples}" + (" (prior proposal)" if proposal == "prior" else "")
@@ -219,8 +251,15 @@ class EvaluationSettings:
     """At most this many examples (the split's first) for the disentanglement metrics."""
 
 
-def evaluate_run(experiment, graphdef: nnx.GraphDef, params: Any, settings: EvaluationSettings, *,
-                 devices: Optional[int] = None, progress: bool = False) -> dict[str, Any]:
+def evaluate_run(
+    experiment,
+    graphdef: nnx.GraphDef,
+    params: Any,
+    settings: EvaluationSettings,
+    *,
+    devices: Optional[int] = None,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Every metric of a trained model on the split `settings` name (`evaluate` on it)."""
     from zoo.data import evaluation_split
     from zoo.disentanglement import require_factors
@@ -231,8 +270,18 @@ def evaluate_run(experiment, graphdef: nnx.GraphDef, params: Any, settings: Eval
     if settings.limit:
         split = split.take(slice(settings.limit))
     mesh = parallel.mesh_for(devices, "--devices")  # a short batch is padded to the mesh (over_batches)
-    return evaluate(graphdef, params, experiment.condition, split, jax.random.key(settings.seed),
-                    num_samples=settings.num_samples, batch_size=settings.batch_size,
-                    conditional=experiment.model.conditional, proposals=settings.proposals, mesh=mesh, progress=progress,
-                    objective=experiment.objective,
-                    disentanglement=settings.disentanglement_examples if settings.disentanglement else None)
+    return evaluate(
+        graphdef,
+        params,
+        experiment.condition,
+        split,
+        jax.random.key(settings.seed),
+        num_samples=settings.num_samples,
+        batch_size=settings.batch_size,
+        conditional=experiment.model.conditional,
+        proposals=settings.proposals,
+        mesh=mesh,
+        progress=progress,
+        objective=experiment.objective,
+        disentanglement=settings.disentanglement_examples if settings.disentanglement else None,
+    )

@@ -36,21 +36,36 @@ class Experiment:
     objective: Any
 
 
-def assemble(recipe: Mapping[str, Any], registry: Registry, data_dir: Optional[str] = None,
-             check_values: bool = True) -> Experiment:
+def assemble(
+    recipe: Mapping[str, Any], registry: Registry, data_dir: Optional[str] = None, check_values: bool = True
+) -> Experiment:
     """Build every part of a resolved recipe; incompatible parts are refused here (with
     `check_values`, also non-finite outputs of the untrained model on a few examples)."""
     dataset = build_dataset(recipe, registry, data_dir)
     condition = build_condition(recipe, registry, dataset)
     rngs = nnx.Rngs(recipe["train"]["seed"])
-    model = build_model(recipe, registry, x_shape=condition.x_shape, c_shape=condition.c_shape, rngs=rngs,
-                        example=example_batch(recipe, dataset, condition) if check_values else None)
+    model = build_model(
+        recipe,
+        registry,
+        x_shape=condition.x_shape,
+        c_shape=condition.c_shape,
+        rngs=rngs,
+        example=example_batch(recipe, dataset, condition) if check_values else None,
+    )
     config = train_config(recipe)
     train_size = len(dataset.train.images)
     # Objectives with schedules (the KL warm-up) learn the budget's length in steps.
-    objective = build_component(registry, "objective", recipe["objective"], ModelBuildError,
-                                steps_per_epoch=config.steps_per_epoch(train_size), total_steps=config.total_steps(train_size))
-    undefined_metrics(model.encoder, model.prior, model.decoder, model.likelihood, objective)  # a misnamed metric is refused here
+    objective = build_component(
+        registry,
+        "objective",
+        recipe["objective"],
+        ModelBuildError,
+        steps_per_epoch=config.steps_per_epoch(train_size),
+        total_steps=config.total_steps(train_size),
+    )
+    undefined_metrics(
+        model.encoder, model.prior, model.decoder, model.likelihood, objective
+    )  # a misnamed metric is refused here
     if model.latent_kind not in objective_latent_kinds(objective):
         raise ModelBuildError(
             f"objective {recipe['objective']['name']!r} works with a {' or '.join(objective_latent_kinds(objective))} latent; "
@@ -59,9 +74,16 @@ def assemble(recipe: Mapping[str, Any], registry: Registry, data_dir: Optional[s
     return Experiment(recipe, dataset, condition, model, objective)
 
 
-def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Registry, *, resume: bool = False,
-                       progress: bool = True, data_dir: Optional[str] = None,
-                       max_seconds: Optional[float] = None) -> dict[str, Any]:
+def train_and_evaluate(
+    recipe: Mapping[str, Any],
+    workdir: Path,
+    registry: Registry,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    data_dir: Optional[str] = None,
+    max_seconds: Optional[float] = None,
+) -> dict[str, Any]:
     """Train a resolved recipe in `workdir` (resumable), validating every `train.validate_every`.
 
     The budget is `train.steps` or `train.epochs`; with `train.early_stopping`
@@ -76,7 +98,9 @@ def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Regis
     workdir = Path(workdir)
     config = train_config(recipe)
     experiment = assemble(recipe, registry, data_dir)  # before touching the workdir: a bad recipe leaves no run behind
-    batch_indices(len(experiment.dataset.train.images), config.batch_size, config.seed, 0, 1)  # refuses a batch larger than the data
+    batch_indices(
+        len(experiment.dataset.train.images), config.batch_size, config.seed, 0, 1
+    )  # refuses a batch larger than the data
     mesh = training.training_mesh(config)
     main = parallel.is_main_process()
     # Every process checks the run directory before any writes to it (a refusal stops them all
@@ -87,11 +111,12 @@ def train_and_evaluate(recipe: Mapping[str, Any], workdir: Path, registry: Regis
     with lock, stop_requested_by_signals() as stop_request:
         if main:  # checked again under the lock (another trainer may have started meanwhile), then written
             runs.prepare(workdir, recipe, resume=resume, write=True, registry=registry)
-        return training.train_loop(experiment, config, workdir, mesh, stop_request, progress=progress, max_seconds=max_seconds)
-
+        return training.train_loop(
+            experiment, config, workdir, mesh, stop_request, progress=progress, max_seconds=max_seconds
+        )
 
 
 def checkpoint_used(workdir: Path, step: int) -> str:
-    """"best" when `step` is the run's best checkpoint, else "newest"."""
+    """ "best" when `step` is the run's best checkpoint, else "newest"."""
     best = checkpoints.restore_best_step(Path(workdir))
     return "best" if best == step else "newest"

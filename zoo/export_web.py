@@ -27,7 +27,9 @@ from zoo.serve import BACKEND_MARK, web_asset
 COPIED_FILES = ("style.css", "app.js", "writing.js", "decoder.js")
 PAGE_FILES = ("index.html", *COPIED_FILES, "model.js")
 REPORT_FILE = "export.json"
-BACKEND_SCRIPTS = '<script src="model.js"></script>\n<script src="writing.js"></script>\n<script src="decoder.js"></script>'
+BACKEND_SCRIPTS = (
+    '<script src="model.js"></script>\n<script src="writing.js"></script>\n<script src="decoder.js"></script>'
+)
 
 
 def pack(model: BrowserModel) -> tuple[bytes, dict[str, Any]]:
@@ -48,8 +50,11 @@ def network_spec(network: Optional[Network], prefix: str) -> Optional[dict[str, 
     """How the manifest describes a network: tensor names of its layers and heads, and its activation."""
     if network is None:
         return None
-    return {"layers": [f"{prefix}.layers.{i}" for i in range(len(network.layers))], "activation": network.activation,
-            "heads": {name: f"{prefix}.{name}" for name in network.heads}}
+    return {
+        "layers": [f"{prefix}.layers.{i}" for i in range(len(network.layers))],
+        "activation": network.activation,
+        "heads": {name: f"{prefix}.{name}" for name in network.heads},
+    }
 
 
 def manifest(info: dict[str, Any], model: BrowserModel, specs: dict[str, Any], walk: Optional[dict]) -> dict[str, Any]:
@@ -57,9 +62,16 @@ def manifest(info: dict[str, Any], model: BrowserModel, specs: dict[str, Any], w
     prior = network_spec(model.prior, "prior")
     if prior is not None:
         prior["fixed_scale"] = model.fixed_scale
-    return {**info, "decoder": network_spec(model.decoder, "decoder"), "prior": prior, "mean": model.mean,
-            "params_per_dim": model.params_per_dim, "condition_size": model.condition_size, "tensors": specs,
-            "walk": walk}
+    return {
+        **info,
+        "decoder": network_spec(model.decoder, "decoder"),
+        "prior": prior,
+        "mean": model.mean,
+        "params_per_dim": model.params_per_dim,
+        "condition_size": model.condition_size,
+        "tensors": specs,
+        "walk": walk,
+    }
 
 
 def check_output_dir(out: Path) -> None:
@@ -69,7 +81,9 @@ def check_output_dir(out: Path) -> None:
     ours = set(PAGE_FILES) | {REPORT_FILE}
     others = sorted(p.name for p in out.iterdir() if p.name not in ours) if out.is_dir() else []
     if others:
-        raise RunDirectoryError(f"{out} already holds other files ({', '.join(others[:3])}); choose a new or empty directory")
+        raise RunDirectoryError(
+            f"{out} already holds other files ({', '.join(others[:3])}); choose a new or empty directory"
+        )
 
 
 def write_page(out: Path, model_script: str) -> dict[str, int]:
@@ -82,8 +96,15 @@ def write_page(out: Path, model_script: str) -> dict[str, int]:
     return {name: (out / name).stat().st_size for name in PAGE_FILES}
 
 
-def quantisation_cost(experiment, model: BrowserModel, quantised: BrowserModel, classifier_path: Path,
-                      per_class: int, seed: int, progress: bool = False) -> dict[str, Any]:
+def quantisation_cost(
+    experiment,
+    model: BrowserModel,
+    quantised: BrowserModel,
+    classifier_path: Path,
+    per_class: int,
+    seed: int,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Class accuracy of generated samples (float and int8 weights, same noise) and the largest output changes."""
     dataset = experiment.dataset
     classes = model.condition_size
@@ -93,9 +114,11 @@ def quantisation_cost(experiment, model: BrowserModel, quantised: BrowserModel, 
     loc, scale = model.prior_moments(c, len(labels))
     z = loc + scale * noise
     images = {name: m.sample(noise, c) for name, m in (("float", model), ("int8", quantised))}
-    cost: dict[str, Any] = {"samples": len(labels),
-            "max_abs_decoder_output_difference": float(np.max(np.abs(model.decode(z, c) - quantised.decode(z, c)))),
-            "max_abs_image_difference": float(np.max(np.abs(images["float"] - images["int8"])))}
+    cost: dict[str, Any] = {
+        "samples": len(labels),
+        "max_abs_decoder_output_difference": float(np.max(np.abs(model.decode(z, c) - quantised.decode(z, c)))),
+        "max_abs_image_difference": float(np.max(np.abs(images["float"] - images["int8"]))),
+    }
     for name in images:
         cost[f"class_accuracy_{name}"] = None
     if classes:
@@ -106,8 +129,17 @@ def quantisation_cost(experiment, model: BrowserModel, quantised: BrowserModel, 
     return cost
 
 
-def export_web(run: Path, out: Path, registry, *, per_class: int = 100, seed: int = 0,
-               data_dir: Optional[str] = None, classifier_path: Optional[Path] = None, progress: bool = False) -> dict[str, Any]:
+def export_web(
+    run: Path,
+    out: Path,
+    registry,
+    *,
+    per_class: int = 100,
+    seed: int = 0,
+    data_dir: Optional[str] = None,
+    classifier_path: Optional[Path] = None,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Write the static page for a trained run into `out`; returns (and writes) the report."""
     from zoo.progress import stage
     from zoo.trained_run import Run
@@ -123,15 +155,24 @@ def export_web(run: Path, out: Path, registry, *, per_class: int = 100, seed: in
     quantised = model.with_kernels(dequantise)
     blob, specs = pack(model)
     walk = walk_basis(experiment, graphdef, params) if info["kind"] == "unconditional" else None
-    script = (f"window.ZOO_MODEL = {json.dumps(manifest(info, model, specs, walk))};\n"
-              f"window.ZOO_WEIGHTS = \"{base64.b64encode(blob).decode('ascii')}\";\n")
+    script = (
+        f"window.ZOO_MODEL = {json.dumps(manifest(info, model, specs, walk))};\n"
+        f'window.ZOO_WEIGHTS = "{base64.b64encode(blob).decode("ascii")}";\n'
+    )
     sizes = write_page(out, script)
     classifier_path = Path(classifier_path or run / "classifiers" / f"{experiment.dataset.name}.npz")
     float_bytes = sum(4 * (layer.kernel.size + layer.bias.size) for _, layer in model.tensors())
-    report = {"run": str(run), "variant": info["variant"], "step": step, "dir": str(out),
-              "page_bytes": sum(sizes.values()), "files": sizes,
-              "weights_bytes_float32": float_bytes, "weights_bytes_int8": len(blob),
-              "quantisation": "int8 kernels, one symmetric scale per tensor; float32 biases",
-              **quantisation_cost(experiment, model, quantised, classifier_path, per_class, seed, progress)}
+    report = {
+        "run": str(run),
+        "variant": info["variant"],
+        "step": step,
+        "dir": str(out),
+        "page_bytes": sum(sizes.values()),
+        "files": sizes,
+        "weights_bytes_float32": float_bytes,
+        "weights_bytes_int8": len(blob),
+        "quantisation": "int8 kernels, one symmetric scale per tensor; float32 biases",
+        **quantisation_cost(experiment, model, quantised, classifier_path, per_class, seed, progress),
+    }
     (out / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
     return report

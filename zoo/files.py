@@ -52,8 +52,10 @@ def naming_write_errors(what: str) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise RunDirectoryError(f"cannot write {what}: {exc.strerror or exc}; what was written before is intact, "
-                                "free the space and continue with --resume") from None
+        raise RunDirectoryError(
+            f"cannot write {what}: {exc.strerror or exc}; what was written before is intact, "
+            "free the space and continue with --resume"
+        ) from None
 
 
 def writable_directory(path: Path, what: str = "the figures") -> Path:

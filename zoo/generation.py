@@ -46,8 +46,10 @@ def servable_kind(experiment) -> str:
     if getattr(experiment.condition, "class_conditional", False):
         return "conditional"
     name = (experiment.recipe.get("condition") or {}).get("name", "?")
-    raise ZooError(f"the page writes classes or samples freely; this run's condition {name!r} is neither "
-                   "class-conditional nor absent")
+    raise ZooError(
+        f"the page writes classes or samples freely; this run's condition {name!r} is neither "
+        "class-conditional nor absent"
+    )
 
 
 def bucket(count: int) -> int:
@@ -96,7 +98,9 @@ def walk_latents(basis: dict[str, list], side: int = WALK_SIDE) -> np.ndarray:
     centre, directions, spread = (np.asarray(basis[k]) for k in ("centre", "directions", "spread"))
     steps = np.linspace(-WALK_SPREAD, WALK_SPREAD, side)
     b, a = np.meshgrid(steps, steps, indexing="ij")
-    return (centre + a.reshape(-1, 1) * spread[0] * directions[0] + b.reshape(-1, 1) * spread[1] * directions[1]).astype(np.float32)
+    return (
+        centre + a.reshape(-1, 1) * spread[0] * directions[0] + b.reshape(-1, 1) * spread[1] * directions[1]
+    ).astype(np.float32)
 
 
 def page_info(experiment, step: int) -> dict[str, Any]:
@@ -104,13 +108,24 @@ def page_info(experiment, step: int) -> dict[str, Any]:
     kind = servable_kind(experiment)
     dataset = experiment.dataset
     names = [str(n) for n in dataset.class_names]
-    return {"kind": kind, "variant": experiment.recipe.get("variant"), "step": step,
-            "dataset": dataset.name, "class_names": names if kind == "conditional" else [],
-            "digits": names == [str(i) for i in range(len(names))],
-            "latent_dim": experiment.model.latent_dim, "image_shape": list(dataset.image_shape),
-            "max_input_length": MAX_INPUT_LENGTH, "max_text_chars": MAX_TEXT_CHARS,
-            "max_temperature": MAX_TEMPERATURE, "grid_side": GRID_SIDE, "walk_side": WALK_SIDE,
-            "walk_spread": WALK_SPREAD, "gap_characters": writing.GAP_CHARACTERS, "whitespace": writing.WHITESPACE}
+    return {
+        "kind": kind,
+        "variant": experiment.recipe.get("variant"),
+        "step": step,
+        "dataset": dataset.name,
+        "class_names": names if kind == "conditional" else [],
+        "digits": names == [str(i) for i in range(len(names))],
+        "latent_dim": experiment.model.latent_dim,
+        "image_shape": list(dataset.image_shape),
+        "max_input_length": MAX_INPUT_LENGTH,
+        "max_text_chars": MAX_TEXT_CHARS,
+        "max_temperature": MAX_TEMPERATURE,
+        "grid_side": GRID_SIDE,
+        "walk_side": WALK_SIDE,
+        "walk_spread": WALK_SPREAD,
+        "gap_characters": writing.GAP_CHARACTERS,
+        "whitespace": writing.WHITESPACE,
+    }
 
 
 class PageGenerator:
@@ -185,7 +200,11 @@ class PageGenerator:
 
 def check_sampling(temperature: Any, seed: Any) -> tuple[float, int]:
     """A valid (temperature, seed) pair from a request, or a RequestError saying which is wrong."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= MAX_TEMPERATURE:
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not 0 <= temperature <= MAX_TEMPERATURE
+    ):
         raise RequestError(f"'temperature' must be a number in [0, {MAX_TEMPERATURE}], got {temperature!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise RequestError(f"'seed' must be an integer in [0, {MAX_SEED}], got {seed!r}")
@@ -195,5 +214,8 @@ def check_sampling(temperature: Any, seed: Any) -> tuple[float, int]:
 def image_payload(images: Any, labels: Sequence[str]) -> dict[str, Any]:
     """Images (N, H, W, C) as JSON: each a flat row-major list in [0, 1], 3 decimals."""
     array = np.clip(np.asarray(images, np.float64), 0.0, 1.0)
-    return {"shape": list(array.shape[1:]), "labels": [str(label) for label in labels],
-            "images": np.round(array.reshape(array.shape[0], -1), 3).tolist()}
+    return {
+        "shape": list(array.shape[1:]),
+        "labels": [str(label) for label in labels],
+        "images": np.round(array.reshape(array.shape[0], -1), 3).tolist(),
+    }

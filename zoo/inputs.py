@@ -48,8 +48,9 @@ def stacked_metrics(outputs: list) -> dict[str, np.ndarray]:
     return jax.tree.map(lambda *steps: np.stack(steps), *parallel.to_host(outputs))
 
 
-def run_steps(train_step, state, images, labels, indices: np.ndarray, start: int,
-              mesh: Optional[parallel.Mesh] = None, halt=None):
+def run_steps(
+    train_step, state, images, labels, indices: np.ndarray, start: int, mesh: Optional[parallel.Mesh] = None, halt=None
+):
     """Run len(indices) in-memory steps from `start`; returns the state and each metric per step (host arrays).
 
     Steps are dispatched without waiting, so the host stays ahead of the device;
@@ -73,10 +74,10 @@ def split_bytes(split: Split) -> int:
 
 
 def choose_input(config, split: Split) -> str:
-    """"memory" or "stream": `train.input`, or with "auto" whether the split fits `train.memory_budget_mb`."""
+    """ "memory" or "stream": `train.input`, or with "auto" whether the split fits `train.memory_budget_mb`."""
     if config.input != "auto":
         return config.input
-    return "stream" if split_bytes(split) > config.memory_budget_mb * 2 ** 20 else "memory"
+    return "stream" if split_bytes(split) > config.memory_budget_mb * 2**20 else "memory"
 
 
 def process_rows(rows: np.ndarray, mesh: Optional[parallel.Mesh]) -> np.ndarray:
@@ -84,11 +85,12 @@ def process_rows(rows: np.ndarray, mesh: Optional[parallel.Mesh]) -> np.ndarray:
     if mesh is None or jax.process_count() == 1:
         return rows
     share = len(rows) // jax.process_count()
-    return rows[jax.process_index() * share:(jax.process_index() + 1) * share]
+    return rows[jax.process_index() * share : (jax.process_index() + 1) * share]
 
 
-def host_blocks(split: Split, batch_size: int, seed: int, start: int, stop: int,
-                mesh: Optional[parallel.Mesh]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def host_blocks(
+    split: Split, batch_size: int, seed: int, start: int, stop: int, mesh: Optional[parallel.Mesh]
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Blocks (images (n, B, ...), labels (n, B)) of the batches of steps start..stop-1, STEPS_PER_READ
     steps a block (fewer in the last), read by grain on background threads with one gather each:
     per element grain costs about 0.4 ms here, as much as a small model's whole step."""
@@ -100,16 +102,22 @@ def host_blocks(split: Split, batch_size: int, seed: int, start: int, stop: int,
         return split.images[rows], split.labels[rows]
 
     blocks = grain.MapDataset.range(start, stop, STEPS_PER_READ).map(read)
-    return iter(blocks.to_iter_dataset(grain.ReadOptions(num_threads=STREAM_THREADS, prefetch_buffer_size=STREAM_PREFETCH)))
+    return iter(
+        blocks.to_iter_dataset(grain.ReadOptions(num_threads=STREAM_THREADS, prefetch_buffer_size=STREAM_PREFETCH))
+    )
 
 
-def place(block: tuple[np.ndarray, np.ndarray], batch_size: int, mesh: Optional[parallel.Mesh]) -> tuple[jax.Array, jax.Array]:
+def place(
+    block: tuple[np.ndarray, np.ndarray], batch_size: int, mesh: Optional[parallel.Mesh]
+) -> tuple[jax.Array, jax.Array]:
     """A host block of batches on the device, or split over the mesh (batch axis 1) from each process's own rows."""
     if mesh is None:
         return jax.device_put(block[0]), jax.device_put(block[1])
     sharding = parallel.batch_sharded(mesh, 1)
-    return tuple(jax.make_array_from_process_local_data(sharding, part, (len(part), batch_size) + part.shape[2:])
-                 for part in block)
+    return tuple(
+        jax.make_array_from_process_local_data(sharding, part, (len(part), batch_size) + part.shape[2:])
+        for part in block
+    )
 
 
 class StreamedInput:
@@ -120,8 +128,16 @@ class StreamedInput:
     host no more than in memory.
     """
 
-    def __init__(self, train_step, split: Split, batch_size: int, seed: int, start: int, stop: int,
-                 mesh: Optional[parallel.Mesh] = None):
+    def __init__(
+        self,
+        train_step,
+        split: Split,
+        batch_size: int,
+        seed: int,
+        start: int,
+        stop: int,
+        mesh: Optional[parallel.Mesh] = None,
+    ):
         self.train_step, self.batch_size, self.mesh = train_step, batch_size, mesh
         self.host = host_blocks(split, batch_size, seed, start, stop, mesh)
         self.ready: collections.deque = collections.deque()
@@ -147,7 +163,9 @@ class StreamedInput:
         When `halt` turns true no further step is dispatched, as in `run_steps`.
         """
         if start != self.next_step or stop > self.stop:
-            raise ValueError(f"this stream feeds steps {self.next_step}..{self.stop - 1} in order; asked for {start}..{stop - 1}")
+            raise ValueError(
+                f"this stream feeds steps {self.next_step}..{self.stop - 1} in order; asked for {start}..{stop - 1}"
+            )
         outputs: list[Any] = []
         for step in range(start, stop):
             if outputs and halt:
@@ -169,7 +187,9 @@ class InMemoryInput:
         if mesh is None:
             self.images, self.labels = jnp.asarray(split.images), jnp.asarray(split.labels)
         else:
-            self.images, self.labels = (parallel.global_array(a, parallel.replicated(mesh)) for a in (split.images, split.labels))
+            self.images, self.labels = (
+                parallel.global_array(a, parallel.replicated(mesh)) for a in (split.images, split.labels)
+            )
 
     def run(self, state: Any, start: int, stop: int, halt=None):
         """Run steps start..stop-1; returns the state and each metric per step (host arrays); `halt` as in `run_steps`."""

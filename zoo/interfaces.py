@@ -188,9 +188,12 @@ class Objective(Protocol):
     `elbo` entry is logged). Traced under `jax.jit` and differentiated.
     """
 
-    def __call__(self, model: Any, batch: Batch, rng: Array, step: Optional[Array] = None) -> tuple[Array, dict[str, Array]]:
+    def __call__(
+        self, model: Any, batch: Batch, rng: Array, step: Optional[Array] = None
+    ) -> tuple[Array, dict[str, Array]]:
         """(loss, metrics) of one batch."""
         ...
+
 
 class DenseNetwork(NamedTuple):
     """A network of dense layers as plain arrays, what `DenseExportable.dense_network` returns:
@@ -238,8 +241,15 @@ def objective_latent_kinds(objective) -> tuple[str, ...]:
 
 # The metrics of evaluation (zoo.evaluate) a component may declare undefined: named as for an
 # unconditional model; a CVAE's log-likelihoods are reported as conditional_log_likelihood[_prior].
-EVALUATION_METRICS = ("elbo", "kl", "reconstruction_error", "active_units", "codebook_perplexity",
-                      "log_likelihood", "log_likelihood_prior")
+EVALUATION_METRICS = (
+    "elbo",
+    "kl",
+    "reconstruction_error",
+    "active_units",
+    "codebook_perplexity",
+    "log_likelihood",
+    "log_likelihood_prior",
+)
 
 
 def undefined_metrics(*components: Any) -> dict[str, str]:
@@ -251,8 +261,10 @@ def undefined_metrics(*components: Any) -> dict[str, str]:
         declared = getattr(component, "undefined_metrics", None) or {}
         for metric, reason in declared.items():
             if metric not in EVALUATION_METRICS:
-                raise ModelBuildError(f"{type(component).__name__} declares an unknown metric {metric!r} undefined; "
-                                      f"metrics: {', '.join(EVALUATION_METRICS)}")
+                raise ModelBuildError(
+                    f"{type(component).__name__} declares an unknown metric {metric!r} undefined; "
+                    f"metrics: {', '.join(EVALUATION_METRICS)}"
+                )
             found.setdefault(metric, str(reason))
     return found
 

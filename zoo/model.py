@@ -76,7 +76,9 @@ def repeat_rows(c: Optional[Array], times: int) -> Optional[Array]:
 class LatentVariableModel(nnx.Module):
     """A VAE or CVAE: encoder q(z|x,c), prior p(z|c), decoder and likelihood p(x|z,c)."""
 
-    def __init__(self, encoder, prior, decoder, likelihood, *, x_shape: Shape, c_shape: Optional[Shape], latent_dim: int):
+    def __init__(
+        self, encoder, prior, decoder, likelihood, *, x_shape: Shape, c_shape: Optional[Shape], latent_dim: int
+    ):
         self.encoder = encoder
         self.prior = prior
         self.decoder = decoder
@@ -92,7 +94,7 @@ class LatentVariableModel(nnx.Module):
 
     @property
     def latent_kind(self) -> str:
-        """"continuous" or "discrete", as the encoder declares it (see `zoo.interfaces.latent_kind`)."""
+        """ "continuous" or "discrete", as the encoder declares it (see `zoo.interfaces.latent_kind`)."""
         return latent_kind(self.encoder)
 
     @property
@@ -145,8 +147,9 @@ class LatentVariableModel(nnx.Module):
         _, log_likelihood, kl = self.forward(x, c, rng)
         return log_likelihood - kl
 
-    def log_importance_weights(self, x: Array, c: Optional[Array], rng: Array, num_samples: int,
-                               proposal: str = "posterior") -> Array:
+    def log_importance_weights(
+        self, x: Array, c: Optional[Array], rng: Array, num_samples: int, proposal: str = "posterior"
+    ) -> Array:
         """log p(x, z_k | c) - log r(z_k) for z_k ~ r, shape (num_samples, B).
 
         The proposal r is q(z | x, c) ("posterior") or p(z | c) ("prior": the
@@ -158,12 +161,22 @@ class LatentVariableModel(nnx.Module):
         return self._log_weights(x, c, q, self.prior_distribution(c, x.shape[0]), rng, num_samples, proposal)
 
     def _check_log_likelihood_defined(self, proposal: str) -> None:
-        reason = self.undefined_metrics.get(LOG_LIKELIHOOD_METRIC[proposal]) if proposal in LOG_LIKELIHOOD_METRIC else None
+        reason = (
+            self.undefined_metrics.get(LOG_LIKELIHOOD_METRIC[proposal]) if proposal in LOG_LIKELIHOOD_METRIC else None
+        )
         if reason is not None:
             raise ModelBuildError(f"the importance-sampled log-likelihood is not defined for this model: {reason}")
 
-    def _log_weights(self, x: Array, c: Optional[Array], q: Optional[distrax.Distribution], prior: distrax.Distribution,
-                     rng: Array, num_samples: int, proposal: str) -> Array:
+    def _log_weights(
+        self,
+        x: Array,
+        c: Optional[Array],
+        q: Optional[distrax.Distribution],
+        prior: distrax.Distribution,
+        rng: Array,
+        num_samples: int,
+        proposal: str,
+    ) -> Array:
         """`log_importance_weights` with q(z | x, c) and p(z | c) already computed."""
         batch = x.shape[0]
         if proposal == "posterior":
@@ -181,8 +194,15 @@ class LatentVariableModel(nnx.Module):
         log_px = p_x.log_prob(repeat_rows(x, num_samples)).reshape((num_samples, batch))
         return log_px + log_ratio
 
-    def log_likelihood(self, x: Array, c: Optional[Array], rng: Array, num_samples: int = 5000,
-                       chunk_size: Optional[int] = None, proposal: str = "posterior") -> Array:
+    def log_likelihood(
+        self,
+        x: Array,
+        c: Optional[Array],
+        rng: Array,
+        num_samples: int = 5000,
+        chunk_size: Optional[int] = None,
+        proposal: str = "posterior",
+    ) -> Array:
         """Importance-sampled log p(x | c) = log (1/K) sum_k p(x, z_k|c) / q(z_k|x,c), per example.
 
         The K samples are drawn `chunk_size` at a time (lax.map), so memory
@@ -203,8 +223,15 @@ class LatentVariableModel(nnx.Module):
         return jax.nn.logsumexp(log_w, axis=0) - jnp.log(num_samples)
 
 
-def build_model(recipe: Mapping[str, Any], registry: Registry, *, x_shape: Shape, c_shape: Optional[Shape], rngs: nnx.Rngs,
-                example: Optional[tuple[Array, Optional[Array]]] = None) -> LatentVariableModel:
+def build_model(
+    recipe: Mapping[str, Any],
+    registry: Registry,
+    *,
+    x_shape: Shape,
+    c_shape: Optional[Shape],
+    rngs: nnx.Rngs,
+    example: Optional[tuple[Array, Optional[Array]]] = None,
+) -> LatentVariableModel:
     """Assemble a model from a resolved recipe; components that cannot fit are refused here.
 
     Every component's output is checked against its kind's contract (`zoo.contract`):
@@ -216,7 +243,9 @@ def build_model(recipe: Mapping[str, Any], registry: Registry, *, x_shape: Shape
     likelihood = _build(registry, recipe, "likelihood")
     params_per_dim = getattr(likelihood, "params_per_dim", None)
     if not isinstance(params_per_dim, int) or params_per_dim < 1:
-        raise ModelBuildError(f"likelihood {recipe['likelihood']['name']!r} does not declare params_per_dim (a positive int)")
+        raise ModelBuildError(
+            f"likelihood {recipe['likelihood']['name']!r} does not declare params_per_dim (a positive int)"
+        )
     output_shape = tuple(x_shape) + (params_per_dim,)
     shared = dict(latent_dim=latent_dim, latent_sizes=sizes, c_shape=c_shape, rngs=rngs)
     encoder = _build(registry, recipe, "encoder", x_shape=tuple(x_shape), **shared)
@@ -228,7 +257,9 @@ def build_model(recipe: Mapping[str, Any], registry: Registry, *, x_shape: Shape
             f"encoder {recipe['encoder']['name']!r} gives a {latent_kind(encoder)} latent but prior "
             f"{recipe['prior']['name']!r} is over a {latent_kind(prior)} one"
         )
-    model = LatentVariableModel(encoder, prior, decoder, likelihood, x_shape=x_shape, c_shape=c_shape, latent_dim=latent_dim)
+    model = LatentVariableModel(
+        encoder, prior, decoder, likelihood, x_shape=x_shape, c_shape=c_shape, latent_dim=latent_dim
+    )
     check_model(model, recipe, example)
     return model
 

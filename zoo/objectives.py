@@ -27,8 +27,12 @@ WarmupEpochs = Annotated[float, AtLeast(0)]
 FreeBits = Annotated[float, AtLeast(0)]
 
 
-def kl_weight_schedule(kl_warmup_steps: int = 0, kl_warmup_epochs: float = 0.0,
-                       steps_per_epoch: Optional[int] = None, total_steps: Optional[int] = None):
+def kl_weight_schedule(
+    kl_warmup_steps: int = 0,
+    kl_warmup_epochs: float = 0.0,
+    steps_per_epoch: Optional[int] = None,
+    total_steps: Optional[int] = None,
+):
     """The KL term's weight against the step: rising linearly from 0 to 1 over the
     warm-up (given in steps or in epochs), then 1 (optax.linear_schedule).
 
@@ -36,16 +40,22 @@ def kl_weight_schedule(kl_warmup_steps: int = 0, kl_warmup_epochs: float = 0.0,
     would never be trained on its real objective.
     """
     if kl_warmup_steps < 0 or kl_warmup_epochs < 0:
-        raise ValueError(f"kl_warmup: expected a warm-up >= 0, got {kl_warmup_steps if kl_warmup_steps < 0 else kl_warmup_epochs}")
+        raise ValueError(
+            f"kl_warmup: expected a warm-up >= 0, got {kl_warmup_steps if kl_warmup_steps < 0 else kl_warmup_epochs}"
+        )
     if kl_warmup_steps and kl_warmup_epochs:
         raise ValueError("kl_warmup_steps and kl_warmup_epochs: give one of them, not both")
     steps, option = kl_warmup_steps, "kl_warmup_steps"
     if kl_warmup_epochs:
         if steps_per_epoch is None:
-            raise ValueError("kl_warmup_epochs needs the number of steps per epoch, known only in training; give kl_warmup_steps")
+            raise ValueError(
+                "kl_warmup_epochs needs the number of steps per epoch, known only in training; give kl_warmup_steps"
+            )
         steps, option = math.ceil(kl_warmup_epochs * steps_per_epoch), "kl_warmup_epochs"
     if steps and total_steps is not None and steps >= total_steps:
-        raise ValueError(f"{option}: the warm-up ({steps} steps) is not shorter than the training budget ({total_steps} steps)")
+        raise ValueError(
+            f"{option}: the warm-up ({steps} steps) is not shorter than the training budget ({total_steps} steps)"
+        )
     return linear_warmup(steps) if steps else None
 
 
@@ -66,8 +76,13 @@ def check_free_bits(free_bits: float) -> None:
         raise ValueError(f"free_bits: expected nats >= 0, got {free_bits}")
 
 
-def elbo(kl_warmup_steps: WarmupSteps = 0, kl_warmup_epochs: WarmupEpochs = 0.0, free_bits: FreeBits = 0.0,
-         steps_per_epoch=None, total_steps=None) -> Objective:
+def elbo(
+    kl_warmup_steps: WarmupSteps = 0,
+    kl_warmup_epochs: WarmupEpochs = 0.0,
+    free_bits: FreeBits = 0.0,
+    steps_per_epoch=None,
+    total_steps=None,
+) -> Objective:
     """The evidence lower bound of Kingma and Welling (one reparameterised sample).
 
     With a KL warm-up (Bowman et al. 2016; the VampPrior protocol uses 100
@@ -79,8 +94,14 @@ def elbo(kl_warmup_steps: WarmupSteps = 0, kl_warmup_epochs: WarmupEpochs = 0.0,
     return beta_elbo(1.0, kl_warmup_steps, kl_warmup_epochs, free_bits, steps_per_epoch, total_steps)
 
 
-def beta_elbo(beta: Annotated[float, AtLeast(0)] = 4.0, kl_warmup_steps: WarmupSteps = 0, kl_warmup_epochs: WarmupEpochs = 0.0,
-              free_bits: FreeBits = 0.0, steps_per_epoch=None, total_steps=None) -> Objective:
+def beta_elbo(
+    beta: Annotated[float, AtLeast(0)] = 4.0,
+    kl_warmup_steps: WarmupSteps = 0,
+    kl_warmup_epochs: WarmupEpochs = 0.0,
+    free_bits: FreeBits = 0.0,
+    steps_per_epoch=None,
+    total_steps=None,
+) -> Objective:
     """E_q[log p(x|z,c)] - beta * KL(q || p), Higgins et al.'s beta-VAE objective.
 
     >>> loss, metrics = beta_elbo(beta=4.0)(model, Batch(x), rng)  # doctest: +SKIP
@@ -124,9 +145,11 @@ def gsnn_log_likelihood(model, batch: Batch, rng) -> jax.Array:
 
 
 # What a gsnn-trained model is not scored by: every metric computed through q(z | x, c).
-UNTRAINED_ENCODER = ("the gsnn objective never trains the encoder q(z | x, c), so this metric, computed through it, "
-                     "would describe the encoder's initial weights, not the model; the log-likelihood with the prior "
-                     "as proposal (eval.proposals: [prior], zoo eval --prior-proposal) applies")
+UNTRAINED_ENCODER = (
+    "the gsnn objective never trains the encoder q(z | x, c), so this metric, computed through it, "
+    "would describe the encoder's initial weights, not the model; the log-likelihood with the prior "
+    "as proposal (eval.proposals: [prior], zoo eval --prior-proposal) applies"
+)
 
 
 def gsnn() -> Objective:
@@ -143,13 +166,20 @@ def gsnn() -> Objective:
         log_likelihood = gsnn_log_likelihood(model, batch, rng)
         return -log_likelihood.mean(), {"gsnn_log_likelihood": log_likelihood.mean()}
 
-    loss_fn.undefined_metrics = {metric: UNTRAINED_ENCODER  # type: ignore[attr-defined]
-                                 for metric in ("elbo", "kl", "reconstruction_error", "active_units", "log_likelihood")}
+    loss_fn.undefined_metrics = {  # type: ignore[attr-defined]
+        metric: UNTRAINED_ENCODER for metric in ("elbo", "kl", "reconstruction_error", "active_units", "log_likelihood")
+    }
     return loss_fn
 
 
-def hybrid(alpha: Annotated[float, Between(0, 1)] = 0.5, kl_warmup_steps: WarmupSteps = 0, kl_warmup_epochs: WarmupEpochs = 0.0,
-           free_bits: FreeBits = 0.0, steps_per_epoch=None, total_steps=None) -> Objective:
+def hybrid(
+    alpha: Annotated[float, Between(0, 1)] = 0.5,
+    kl_warmup_steps: WarmupSteps = 0,
+    kl_warmup_epochs: WarmupEpochs = 0.0,
+    free_bits: FreeBits = 0.0,
+    steps_per_epoch=None,
+    total_steps=None,
+) -> Objective:
     """Sohn et al.'s hybrid: alpha * L_CVAE + (1 - alpha) * L_GSNN.
 
     >>> loss, metrics = hybrid(alpha=0.5)(model, Batch(x, c), rng)  # doctest: +SKIP

@@ -27,9 +27,30 @@ import optax
 from zoo.registry import closest_match
 
 # The optimisers a recipe may name: optax's functions whose first argument is the learning rate.
-OPTIMIZERS = ("adabelief", "adadelta", "adafactor", "adagrad", "adam", "adamax", "adamaxw", "adamw", "amsgrad",
-              "fromage", "lamb", "lars", "lion", "nadam", "nadamw", "novograd", "noisy_sgd", "radam", "rmsprop",
-              "sgd", "sm3", "yogi")
+OPTIMIZERS = (
+    "adabelief",
+    "adadelta",
+    "adafactor",
+    "adagrad",
+    "adam",
+    "adamax",
+    "adamaxw",
+    "adamw",
+    "amsgrad",
+    "fromage",
+    "lamb",
+    "lars",
+    "lion",
+    "nadam",
+    "nadamw",
+    "novograd",
+    "noisy_sgd",
+    "radam",
+    "rmsprop",
+    "sgd",
+    "sm3",
+    "yogi",
+)
 # Schedules by the name a recipe uses -> optax function.
 SCHEDULES = {
     "constant": "constant_schedule",
@@ -63,7 +84,11 @@ def _hints(function: Callable) -> dict[str, Any]:
         return typing.get_type_hints(function)
     except Exception:
         defaults = {k: p.default for k, p in _signature(function).items() if p.default is not p.empty}
-        return {k: (float if isinstance(v, float) else type(v)) for k, v in defaults.items() if isinstance(v, (bool, int, float))}
+        return {
+            k: (float if isinstance(v, float) else type(v))
+            for k, v in defaults.items()
+            if isinstance(v, (bool, int, float))
+        }
 
 
 def _accepts_number(hint: Any) -> bool:
@@ -103,15 +128,23 @@ def _check_value(key: str, value: Any, hint: Any) -> Any:
     return value
 
 
-def _check_options(kind: str, name: str, function: Callable, options: Mapping[str, Any], skip: tuple[str, ...]) -> dict[str, Any]:
+def _check_options(
+    kind: str, name: str, function: Callable, options: Mapping[str, Any], skip: tuple[str, ...]
+) -> dict[str, Any]:
     """`options` checked against `function`'s keyword parameters (those in `skip` are the zoo's)."""
-    parameters = {k: p for k, p in _signature(function).items() if k not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    parameters = {
+        k: p
+        for k, p in _signature(function).items()
+        if k not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
     hints = _hints(function)
     checked = {}
     for key, value in options.items():
         if key not in parameters:
             known = ", ".join(parameters) or "none"
-            raise OptionError(key, f"unknown option of {kind} {name!r}{closest_match(key, parameters)}; options: {known}")
+            raise OptionError(
+                key, f"unknown option of {kind} {name!r}{closest_match(key, parameters)}; options: {known}"
+            )
         checked[key] = _check_value(key, value, hints.get(key, Any))
     return checked
 
@@ -129,7 +162,9 @@ def check_optimizer(spec: Any) -> dict[str, Any]:
     """A `train.optimizer` spec checked against optax; returns it with `name` first."""
     name, options = _spec(spec, "optimizer")
     if name not in OPTIMIZERS:
-        raise OptionError("name", f"unknown optimizer {name!r}{closest_match(name, OPTIMIZERS)}; known: {', '.join(OPTIMIZERS)}")
+        raise OptionError(
+            "name", f"unknown optimizer {name!r}{closest_match(name, OPTIMIZERS)}; known: {', '.join(OPTIMIZERS)}"
+        )
     checked = _check_options("optimizer", name, getattr(optax, name), options, ("learning_rate",))
     try:  # built once, so optax's own checks run before any training
         getattr(optax, name)(1e-3, **checked)
@@ -176,7 +211,9 @@ def learning_rate_schedule(config) -> Callable[[Any], Any] | float:
     """The learning rate: train.learning_rate, or the schedule of train.schedule."""
     if config.schedule is None:
         return config.learning_rate
-    return getattr(optax, SCHEDULES[config.schedule["name"]])(**schedule_arguments(config.schedule, config.learning_rate))
+    return getattr(optax, SCHEDULES[config.schedule["name"]])(
+        **schedule_arguments(config.schedule, config.learning_rate)
+    )
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
@@ -206,5 +243,3 @@ def linear_warmup(steps: int) -> Callable[[Any], Any]:
     if steps <= 0:
         return optax.constant_schedule(1.0)
     return optax.linear_schedule(0.0, 1.0, steps)
-
-

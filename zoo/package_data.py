@@ -23,5 +23,7 @@ def package_path(*parts: str) -> Path:
     for part in parts:
         resource = resource.joinpath(part)
     if not isinstance(resource, Path):
-        raise ZooError(f"the zoo's data file {'/'.join(parts)} is not on disk ({resource!r}); install the zoo unzipped (pip install)")
+        raise ZooError(
+            f"the zoo's data file {'/'.join(parts)} is not on disk ({resource!r}); install the zoo unzipped (pip install)"
+        )
     return resource

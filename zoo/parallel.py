@@ -25,14 +25,17 @@ from zoo.errors import ZooError
 DATA_AXIS = "data"
 
 
-def initialize_distributed(coordinator: Optional[str] = None, num_processes: Optional[int] = None,
-                           process_id: Optional[int] = None) -> None:
+def initialize_distributed(
+    coordinator: Optional[str] = None, num_processes: Optional[int] = None, process_id: Optional[int] = None
+) -> None:
     """Join a multi-host job (`jax.distributed.initialize`); arguments left out are detected (Slurm, Open MPI, TPU)."""
     try:
         jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
     except (RuntimeError, ValueError) as exc:
-        raise ZooError(f"could not join the distributed job: {str(exc).splitlines()[0]} "
-                       "(give --coordinator HOST:PORT --num-processes N --process-id I, or run under Slurm / Open MPI)") from None
+        raise ZooError(
+            f"could not join the distributed job: {str(exc).splitlines()[0]} "
+            "(give --coordinator HOST:PORT --num-processes N --process-id I, or run under Slurm / Open MPI)"
+        ) from None
 
 
 def data_mesh(devices: Optional[int] = None, what: str = "train.devices") -> Mesh:
@@ -46,8 +49,10 @@ def data_mesh(devices: Optional[int] = None, what: str = "train.devices") -> Mes
         )
     if jax.process_count() > 1 and count != len(available):
         # jax.devices() lists the hosts' devices in turn: a shorter mesh would leave hosts out.
-        raise ZooError(f"{what} is {count}, but a job of {jax.process_count()} processes must use all "
-                       f"{len(available)} devices: pass --devices 0")
+        raise ZooError(
+            f"{what} is {count}, but a job of {jax.process_count()} processes must use all "
+            f"{len(available)} devices: pass --devices 0"
+        )
     return Mesh(np.array(available[:count]), (DATA_AXIS,))
 
 
@@ -83,8 +88,9 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 def check_divisible(batch_size: int, mesh: Mesh, what: str = "train.batch_size") -> None:
     """Refuse a batch that does not split evenly over the mesh."""
     if batch_size % mesh.size:
-        raise ZooError(f"{what} is {batch_size}, which does not split over {mesh.size} devices; "
-                       f"use a multiple of {mesh.size}")
+        raise ZooError(
+            f"{what} is {batch_size}, which does not split over {mesh.size} devices; use a multiple of {mesh.size}"
+        )
 
 
 def padded_size(count: int, mesh: Mesh) -> int:

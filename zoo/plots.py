@@ -68,17 +68,23 @@ def most_active_units(deviations: np.ndarray, count: int) -> np.ndarray:
     return np.argsort(-np.var(deviations, axis=0), kind="stable")[:count]
 
 
-def encode_split(model, condition, images: np.ndarray, labels: np.ndarray, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+def encode_split(
+    model, condition, images: np.ndarray, labels: np.ndarray, batch_size: int = 500
+) -> tuple[np.ndarray, np.ndarray]:
     """(posterior means of q(z | x, c), prior means of p(z | c)) for each image, both (N, latent_dim)."""
     posterior, prior = [], []
     for start in range(0, len(images), batch_size):
-        x, c = condition.split(jnp.asarray(images[start : start + batch_size]), jnp.asarray(labels[start : start + batch_size]))
+        x, c = condition.split(
+            jnp.asarray(images[start : start + batch_size]), jnp.asarray(labels[start : start + batch_size])
+        )
         posterior.append(np.asarray(model.encode(x, c).mean()))
         prior.append(np.asarray(model.prior_distribution(c, x.shape[0]).mean()))
     return np.concatenate(posterior), np.concatenate(prior)
 
 
-def interpolation_pairs(condition, labels: np.ndarray, class_names: Sequence[str], rows: int) -> tuple[list[tuple[int, int]], list[str]]:
+def interpolation_pairs(
+    condition, labels: np.ndarray, class_names: Sequence[str], rows: int
+) -> tuple[list[tuple[int, int]], list[str]]:
     """Pairs of test indices to interpolate between, and a label per pair.
 
     A class condition gives the first two test images of each class (one row
@@ -91,8 +97,14 @@ def interpolation_pairs(condition, labels: np.ndarray, class_names: Sequence[str
     return [(2 * i, 2 * i + 1) for i in range(count)], [f"test #{2 * i} → #{2 * i + 1}" for i in range(count)]
 
 
-def interpolation_images(model, condition, images: np.ndarray, labels: np.ndarray, pairs: Sequence[tuple[int, int]],
-                         steps: int = INTERPOLATION_STEPS) -> np.ndarray:
+def interpolation_images(
+    model,
+    condition,
+    images: np.ndarray,
+    labels: np.ndarray,
+    pairs: Sequence[tuple[int, int]],
+    steps: int = INTERPOLATION_STEPS,
+) -> np.ndarray:
     """Decoded means along the segment between the posterior means of each pair, (pairs * steps, H, W, C).
 
     c moves along the same segment (constant within a class pair; for a
@@ -106,12 +118,16 @@ def interpolation_images(model, condition, images: np.ndarray, labels: np.ndarra
     c_path = None
     if c is not None:
         c = np.asarray(c)
-        c_path = jnp.asarray(interpolation_path(c[:count], c[count:], steps).swapaxes(0, 1).reshape((count * steps,) + c.shape[1:]))
+        c_path = jnp.asarray(
+            interpolation_path(c[:count], c[count:], steps).swapaxes(0, 1).reshape((count * steps,) + c.shape[1:])
+        )
     decoded = model.decode(jnp.asarray(z_path), c_path).mean()
     return np.asarray(condition.assemble(decoded, c_path))
 
 
-def reconstruction_images(model, condition, images: np.ndarray, labels: np.ndarray, per_row: int) -> tuple[np.ndarray, list[str]]:
+def reconstruction_images(
+    model, condition, images: np.ndarray, labels: np.ndarray, per_row: int
+) -> tuple[np.ndarray, list[str]]:
     """Rows of inputs, each followed by a row of their reconstructions (as the condition shows them)."""
     x, c = condition.split(jnp.asarray(images), jnp.asarray(labels))
     shown = np.asarray(condition.assemble(x, c))
@@ -136,7 +152,9 @@ def prior_spread(prior) -> np.ndarray:
         return np.asarray(jnp.std(draws, axis=0))
 
 
-def traversal_images(model, condition, dataset, units: Sequence[int], offsets: np.ndarray) -> tuple[np.ndarray, list[str]]:
+def traversal_images(
+    model, condition, dataset, units: Sequence[int], offsets: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
     """Decoded traversals, (conditions, units, offsets, H, W, C), and a label per condition.
 
     Each unit moves by `offsets` prior standard deviations around the prior
@@ -157,6 +175,7 @@ def traversal_images(model, condition, dataset, units: Sequence[int], offsets: n
 
 def learning_curve_series(records: Sequence[dict]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(steps, values) per line of a run's metrics: training -ELBO, the training loss where it differs, validation -ELBO."""
+
     def series_of(rows, key, sign):
         """(steps, sign * values of key) over the records."""
         return np.array([r["step"] for r in rows]), sign * np.array([r[key] for r in rows], np.float64)
@@ -186,8 +205,17 @@ def best_validation(records: Sequence[dict]) -> Optional[dict]:
 # --- Drawing ----------------------------------------------------------------------------------
 
 
-def draw_tiles(axis, images: np.ndarray, rows: int, *, row_labels: Sequence[str] = (), column_labels: Sequence[str] = (),
-               xlabel: str = "", ylabel: str = "", title: str = "") -> None:
+def draw_tiles(
+    axis,
+    images: np.ndarray,
+    rows: int,
+    *,
+    row_labels: Sequence[str] = (),
+    column_labels: Sequence[str] = (),
+    xlabel: str = "",
+    ylabel: str = "",
+    title: str = "",
+) -> None:
     """Images in [0, 1] tiled row-major on one axis, rows and columns labelled."""
     images = np.asarray(images, np.float32)
     canvas = np.clip(tile(images, rows), 0.0, 1.0)
@@ -208,8 +236,12 @@ def tile_figure(count_rows: int, count_columns: int, panels: int = 1):
     """A figure with `panels` image axes side by side, sized to the tiles it will hold."""
     plt = pyplot()
     inches = 0.42
-    figure, axes = plt.subplots(1, panels, squeeze=False,
-                                figsize=(max(4.0, panels * (count_columns * inches + 1.2)), max(2.5, count_rows * inches + 1.4)))
+    figure, axes = plt.subplots(
+        1,
+        panels,
+        squeeze=False,
+        figsize=(max(4.0, panels * (count_columns * inches + 1.2)), max(2.5, count_rows * inches + 1.4)),
+    )
     return figure, list(axes[0])
 
 
@@ -228,31 +260,54 @@ def plot_images(images: np.ndarray, rows: int, path: Path, title: str, **labels:
     return save_figure(figure, path, title)
 
 
-def plot_traversals(images: np.ndarray, condition_labels: Sequence[str], units: Sequence[int], offsets: np.ndarray,
-                    path: Path, title: str, ylabel: str = "") -> Path:
+def plot_traversals(
+    images: np.ndarray,
+    condition_labels: Sequence[str],
+    units: Sequence[int],
+    offsets: np.ndarray,
+    path: Path,
+    title: str,
+    ylabel: str = "",
+) -> Path:
     """Traversals (conditions, units, offsets, H, W, C): one row per unit, or with a condition a panel per unit, a row per condition."""
     columns = [f"{o:+g}σ" if o else "0" for o in offsets]
     xlabel = "offset from the prior mean, in prior standard deviations"
     if len(images) == 1:
-        return plot_images(images[0].reshape((-1,) + images.shape[3:]), len(units), path, title,
-                           row_labels=[f"z[{u}]" for u in units], column_labels=columns, xlabel=xlabel)
+        return plot_images(
+            images[0].reshape((-1,) + images.shape[3:]),
+            len(units),
+            path,
+            title,
+            row_labels=[f"z[{u}]" for u in units],
+            column_labels=columns,
+            xlabel=xlabel,
+        )
     figure, axes = tile_figure(len(images), len(offsets), panels=len(units))
     for index, (axis, unit) in enumerate(zip(axes, units)):
-        draw_tiles(axis, images[:, index].reshape((-1,) + images.shape[3:]), len(images),
-                   row_labels=condition_labels if index == 0 else (), column_labels=columns, title=f"unit z[{unit}]",
-                   ylabel=ylabel if index == 0 else "")
+        draw_tiles(
+            axis,
+            images[:, index].reshape((-1,) + images.shape[3:]),
+            len(images),
+            row_labels=condition_labels if index == 0 else (),
+            column_labels=columns,
+            title=f"unit z[{unit}]",
+            ylabel=ylabel if index == 0 else "",
+        )
     figure.supxlabel(xlabel, fontsize="small")
     return save_figure(figure, path, title)
 
 
-def plot_latent_space(means: np.ndarray, labels: np.ndarray, class_names: Sequence[str], path: Path, title: str,
-                      note: str = "") -> Path:
+def plot_latent_space(
+    means: np.ndarray, labels: np.ndarray, class_names: Sequence[str], path: Path, title: str, note: str = ""
+) -> Path:
     """Posterior means in 2-D (PCA when latent_dim > 2), coloured by class, with a legend of the class names."""
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(6.5, 5.5))
     if means.shape[1] > 2:
         points, explained = pca_2d(means)
-        axis_names = [f"principal component {i + 1} of the posterior means ({explained[i]:.0%} of variance)" for i in range(2)]
+        axis_names = [
+            f"principal component {i + 1} of the posterior means ({explained[i]:.0%} of variance)" for i in range(2)
+        ]
         title += f"\nposterior means of the test images, PCA of {means.shape[1]} latent dimensions"
     elif means.shape[1] == 2:
         points, axis_names = means, ["z[0] (posterior mean)", "z[1] (posterior mean)"]
@@ -286,8 +341,15 @@ def plot_learning_curves(records: Sequence[dict], path: Path, title: str) -> Opt
     best = best_validation(records)
     if best is not None:
         epoch = f", epoch {best['epoch']:g}" if "epoch" in best else ""
-        axis.plot([best["step"]], [-best["elbo"]], marker="*", markersize=14, color="black", linestyle="none",
-                  label=f"best checkpoint (step {best['step']}{epoch})")
+        axis.plot(
+            [best["step"]],
+            [-best["elbo"]],
+            marker="*",
+            markersize=14,
+            color="black",
+            linestyle="none",
+            label=f"best checkpoint (step {best['step']}{epoch})",
+        )
     axis.set_xlabel("training step")
     axis.set_ylabel("nats per example (lower is better)")
     axis.legend(fontsize="small")
@@ -321,20 +383,34 @@ def write_samples(run: FigureSource, out: Path, seed: int, per_row: int) -> Path
 
     from zoo.sampling import sample_images
 
-    samples, labels, rows = sample_images(run.experiment, run.graphdef, run.params, jax.random.key(seed), per_row=per_row)
+    samples, labels, rows = sample_images(
+        run.experiment, run.graphdef, run.params, jax.random.key(seed), per_row=per_row
+    )
     given = "z, c), z ~ p(z | c), a row per condition" if run.model.conditional else "z), z ~ p(z)"
-    return plot_images(samples, rows, out / "samples.png", f"{run.title}\nsamples: mean of p(x | {given}",
-                       row_labels=labels, ylabel=run.row_title if labels else "")
+    return plot_images(
+        samples,
+        rows,
+        out / "samples.png",
+        f"{run.title}\nsamples: mean of p(x | {given}",
+        row_labels=labels,
+        ylabel=run.row_title if labels else "",
+    )
 
 
 def write_reconstructions(run: FigureSource, out: Path, per_row: int) -> Path:
     """reconstructions.png: rows of test images, each above a row of their reconstructions."""
     count = 3 * per_row
-    shown, row_labels = reconstruction_images(run.model, run.experiment.condition, run.images[:count], run.labels[:count], per_row)
+    shown, row_labels = reconstruction_images(
+        run.model, run.experiment.condition, run.images[:count], run.labels[:count], per_row
+    )
     note = "; c as given, x reconstructed" if run.model.conditional else ""
-    return plot_images(shown, len(row_labels), out / "reconstructions.png",
-                       f"{run.title}\ntest images and their reconstructions (decoder mean at the posterior mean{note})",
-                       row_labels=row_labels)
+    return plot_images(
+        shown,
+        len(row_labels),
+        out / "reconstructions.png",
+        f"{run.title}\ntest images and their reconstructions (decoder mean at the posterior mean{note})",
+        row_labels=row_labels,
+    )
 
 
 def write_interpolation(run: FigureSource, out: Path) -> Path:
@@ -345,11 +421,16 @@ def write_interpolation(run: FigureSource, out: Path) -> Path:
         raise ZooError(f"the {dataset.name} test split has no two images to interpolate between")
     images = interpolation_images(run.model, condition, run.images, run.labels, pairs)
     within = ", within each class" if run.row_title else "; c moves along with z" if run.model.conditional else ""
-    return plot_images(images, len(pairs), out / "interpolation.png",
-                       f"{run.title}\ninterpolation between the posterior means of two test images{within}",
-                       row_labels=labels, column_labels=["first"] + [""] * (INTERPOLATION_STEPS - 2) + ["second"],
-                       xlabel="linear path in z, decoded; its ends are the reconstructions of the two images",
-                       ylabel=run.row_title)
+    return plot_images(
+        images,
+        len(pairs),
+        out / "interpolation.png",
+        f"{run.title}\ninterpolation between the posterior means of two test images{within}",
+        row_labels=labels,
+        column_labels=["first"] + [""] * (INTERPOLATION_STEPS - 2) + ["second"],
+        xlabel="linear path in z, decoded; its ends are the reconstructions of the two images",
+        ylabel=run.row_title,
+    )
 
 
 def write_latent_figures(run: FigureSource, out: Path) -> list[Path]:
@@ -359,14 +440,29 @@ def write_latent_figures(run: FigureSource, out: Path) -> list[Path]:
     units = [int(u) for u in most_active_units(posterior - prior, 4 if run.model.conditional else 8)]
     traversals, condition_labels = traversal_images(run.model, condition, dataset, units, TRAVERSAL_OFFSETS)
     title = f"{run.title}\ntraversals of the units whose posterior mean varies most, the others at the prior mean"
-    written = [plot_traversals(traversals, condition_labels, units, TRAVERSAL_OFFSETS, out / "traversals.png", title, run.row_title)]
+    written = [
+        plot_traversals(
+            traversals, condition_labels, units, TRAVERSAL_OFFSETS, out / "traversals.png", title, run.row_title
+        )
+    ]
     note = "the encoder also sees c, so z need not separate the classes" if run.model.conditional else ""
-    written.append(plot_latent_space(posterior, run.labels, dataset.class_names, out / "latent_space.png", run.title, note))
+    written.append(
+        plot_latent_space(posterior, run.labels, dataset.class_names, out / "latent_space.png", run.title, note)
+    )
     return written
 
 
-def plot_run(run_dir: Path, out_dir: Path, registry, *, seed: int = 0, data_dir: Optional[str] = None,
-             limit: int = 2000, per_row: int = 8, progress: bool = False) -> list[Path]:
+def plot_run(
+    run_dir: Path,
+    out_dir: Path,
+    registry,
+    *,
+    seed: int = 0,
+    data_dir: Optional[str] = None,
+    limit: int = 2000,
+    per_row: int = 8,
+    progress: bool = False,
+) -> list[Path]:
     """Write every figure of a trained run (FIGURES, as NAME.png) into `out_dir`; returns the paths written.
 
     The test split (its first `limit` images) supplies the inputs; `seed` the samples.
@@ -380,10 +476,16 @@ def plot_run(run_dir: Path, out_dir: Path, registry, *, seed: int = 0, data_dir:
     out = writable_directory(out_dir)
     test = evaluation_split(loaded.experiment.dataset, "test")
     title = f"{loaded.variant} on {loaded.experiment.dataset.name}, step {loaded.step}"
-    run = FigureSource(loaded.experiment, loaded.graphdef, loaded.params, loaded.model, test.images[:limit], test.labels[:limit], title)
-    figures: list[Callable[[], Sequence[Optional[Path]]]] = [lambda: [write_samples(run, out, seed, per_row)], lambda: [write_reconstructions(run, out, per_row)],
-               lambda: [write_interpolation(run, out)], lambda: write_latent_figures(run, out),
-               lambda: [plot_learning_curves(metrics, out / "learning_curves.png", f"{title}\nlearning curves")]]
+    run = FigureSource(
+        loaded.experiment, loaded.graphdef, loaded.params, loaded.model, test.images[:limit], test.labels[:limit], title
+    )
+    figures: list[Callable[[], Sequence[Optional[Path]]]] = [
+        lambda: [write_samples(run, out, seed, per_row)],
+        lambda: [write_reconstructions(run, out, per_row)],
+        lambda: [write_interpolation(run, out)],
+        lambda: write_latent_figures(run, out),
+        lambda: [plot_learning_curves(metrics, out / "learning_curves.png", f"{title}\nlearning curves")],
+    ]
     written: list[Path] = []
     with Progress(len(figures), f"figures of {run_dir}", unit="figures", enabled=progress) as bar:
         for draw in figures:

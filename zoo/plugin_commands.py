@@ -40,8 +40,14 @@ def add_plugin_commands(parser: argparse.ArgumentParser, manager: pluggy.PluginM
     for impl in manager.hook.register_commands.get_hookimpls():
         plugin = impl.plugin_name
 
-        def register(name: str, run: Callable[..., Optional[int]], *, help: str = "",
-                     description: Optional[str] = None, _plugin: str = plugin) -> argparse.ArgumentParser:
+        def register(
+            name: str,
+            run: Callable[..., Optional[int]],
+            *,
+            help: str = "",
+            description: Optional[str] = None,
+            _plugin: str = plugin,
+        ) -> argparse.ArgumentParser:
             check_command(_plugin, name, run, built_in, found)
             found[name] = PluginCommand(name, _plugin, run, help)
             return commands.add_parser(name, help=f"{help} [plugin {_plugin}]".strip(), description=description or help)
@@ -51,23 +57,31 @@ def add_plugin_commands(parser: argparse.ArgumentParser, manager: pluggy.PluginM
         except ZooError:
             raise
         except Exception as exc:  # a plugin's bug becomes one line naming it
-            raise PluginLoadError(f"plugin {plugin!r} failed in register_commands: {type(exc).__name__}: {exc}") from exc
+            raise PluginLoadError(
+                f"plugin {plugin!r} failed in register_commands: {type(exc).__name__}: {exc}"
+            ) from exc
     return found
 
 
 def check_command(plugin: str, name: Any, run: Any, built_in: set[str], found: dict[str, PluginCommand]) -> None:
     """Refuse a command name that is not a plain word or is taken, and a `run` that is not callable."""
     if not isinstance(name, str) or not COMMAND_NAME.fullmatch(name):
-        raise PluginLoadError(f"plugin {plugin!r} registers a command named {name!r}; "
-                              "a command name is lowercase letters, digits and '-', starting with a letter")
+        raise PluginLoadError(
+            f"plugin {plugin!r} registers a command named {name!r}; "
+            "a command name is lowercase letters, digits and '-', starting with a letter"
+        )
     if name in built_in:
-        raise PluginLoadError(f"plugin {plugin!r} registers command {name!r}, which is a built-in zoo command; "
-                              "the plugin must choose another name")
+        raise PluginLoadError(
+            f"plugin {plugin!r} registers command {name!r}, which is a built-in zoo command; "
+            "the plugin must choose another name"
+        )
     if name in found:
         raise PluginLoadError(f"plugins {found[name].plugin!r} and {plugin!r} both register command {name!r}")
     if not callable(run):
-        raise PluginLoadError(f"plugin {plugin!r} registers command {name!r} with {run!r}, which is not callable; "
-                              "expected run(args, registry)")
+        raise PluginLoadError(
+            f"plugin {plugin!r} registers command {name!r} with {run!r}, which is not callable; "
+            "expected run(args, registry)"
+        )
 
 
 def list_plugin_commands(manager: pluggy.PluginManager) -> list[PluginCommand]:

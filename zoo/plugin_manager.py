@@ -73,6 +73,7 @@ def fill_registry(manager: pluggy.PluginManager) -> Registry:
     so a duplicate can name both plugins."""
     registry = Registry()
     for impl in manager.hook.register_components.get_hookimpls():
+
         def register(kind, name, factory, _plugin=impl.plugin_name):
             registry.register(kind, name, factory, plugin=_plugin)
 

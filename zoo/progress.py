@@ -48,8 +48,17 @@ class Progress:
     shows values beside it (a loss). The clock starts at construction.
     """
 
-    def __init__(self, total: int, description: str, *, unit: str = "it", initial: int = 0, enabled: bool = True,
-                 every: float = LOG_EVERY_SECONDS, terminal: Optional[bool] = None):
+    def __init__(
+        self,
+        total: int,
+        description: str,
+        *,
+        unit: str = "it",
+        initial: int = 0,
+        enabled: bool = True,
+        every: float = LOG_EVERY_SECONDS,
+        terminal: Optional[bool] = None,
+    ):
         self.total, self.description, self.unit, self.done = int(total), description, unit, int(initial)
         self.enabled, self.every = enabled, every
         self._initial, self._began, self._last_line = int(initial), time.monotonic(), time.monotonic()
@@ -58,7 +67,9 @@ class Progress:
         if enabled and (on_terminal() if terminal is None else terminal):
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=self.total, initial=self.done, desc=description, unit=unit, dynamic_ncols=True, leave=False)
+            self._bar = tqdm(
+                total=self.total, initial=self.done, desc=description, unit=unit, dynamic_ncols=True, leave=False
+            )
 
     def __enter__(self) -> "Progress":
         return self
@@ -100,7 +111,9 @@ class Progress:
             self._bar.close()
             self._bar = None
         elif self.enabled and finished and self.total and time.monotonic() - self._began >= self.every:
-            self._write(f"{self.description}: {self.done}/{self.total} {self.unit} in {duration(time.monotonic() - self._began)}")
+            self._write(
+                f"{self.description}: {self.done}/{self.total} {self.unit} in {duration(time.monotonic() - self._began)}"
+            )
         self.enabled = False
 
     @staticmethod

@@ -45,7 +45,9 @@ def read_yaml(path: Path) -> Any:
         raise RecipeError(f"{path}: cannot read recipe file: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
         line = Path(path).read_bytes()[: exc.start].count(b"\n") + 1
-        raise RecipeError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at line {line}); save it as UTF-8") from None
+        raise RecipeError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at line {line}); save it as UTF-8"
+        ) from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -107,8 +109,9 @@ class RecipeBook:
         return with_overrides(self.raw(name), registry, overrides, name=name, source=self._source[name])
 
 
-def with_overrides(recipe: Mapping[str, Any], registry: Registry, overrides: Iterable[str], *, name: str,
-                   source: str) -> dict[str, Any]:
+def with_overrides(
+    recipe: Mapping[str, Any], registry: Registry, overrides: Iterable[str], *, name: str, source: str
+) -> dict[str, Any]:
     """A recipe (raw, or resolved and saved by a run) with `--set` assignments applied, validated."""
     plain = yaml.safe_load(dump(recipe))  # a copy, with tuples as lists
     plain.pop("variant", None)
@@ -125,7 +128,12 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     merged = copy.deepcopy(dict(base))
     for key, value in override.items():
         old = merged.get(key)
-        replaces_component = isinstance(value, Mapping) and isinstance(old, Mapping) and "name" in value and value.get("name") != old.get("name")
+        replaces_component = (
+            isinstance(value, Mapping)
+            and isinstance(old, Mapping)
+            and "name" in value
+            and value.get("name") != old.get("name")
+        )
         if isinstance(value, Mapping) and isinstance(old, Mapping) and not replaces_component:
             merged[key] = deep_merge(old, value)
         else:
@@ -163,16 +171,24 @@ def set_path(recipe: dict[str, Any], path: str, value: Any, *, where: str) -> No
     node[parts[-1]] = value
 
 
-def validate(recipe: Mapping[str, Any], registry: Registry, *, name: str, source: str, overridden: AbstractSet[str] = frozenset()) -> dict[str, Any]:
+def validate(
+    recipe: Mapping[str, Any], registry: Registry, *, name: str, source: str, overridden: AbstractSet[str] = frozenset()
+) -> dict[str, Any]:
     """Check every key of a merged recipe; returns it with sequences as tuples and defaults filled."""
 
     def fail(path: str, problem: str) -> RecipeError:
-        origin = SET_SOURCE if any(path == o or path.startswith(o + ".") or o.startswith(path + ".") for o in overridden) else source
+        origin = (
+            SET_SOURCE
+            if any(path == o or path.startswith(o + ".") or o.startswith(path + ".") for o in overridden)
+            else source
+        )
         return RecipeError(f"{origin}: {name}.{path}: {problem}")
 
     for key in recipe:
         if key not in RECIPE_KEYS:
-            raise fail(key, unknown_name_message("recipe key", key, RECIPE_KEYS).replace("unknown recipe key", "unknown key"))
+            raise fail(
+                key, unknown_name_message("recipe key", key, RECIPE_KEYS).replace("unknown recipe key", "unknown key")
+            )
     for key in REQUIRED_KEYS:
         if key not in recipe:
             raise fail(key, "missing (every recipe needs " + ", ".join(REQUIRED_KEYS) + ")")
@@ -183,7 +199,9 @@ def validate(recipe: Mapping[str, Any], registry: Registry, *, name: str, source
     try:
         resolved["latent_dim"] = coerce(recipe["latent_dim"], Union[int, Sequence[int]])
     except TypeMismatch:
-        raise fail("latent_dim", f"expected an int or a list of ints (one per stochastic layer), got {recipe['latent_dim']!r}") from None
+        raise fail(
+            "latent_dim", f"expected an int or a list of ints (one per stochastic layer), got {recipe['latent_dim']!r}"
+        ) from None
     sizes = latent_sizes(resolved)
     if not sizes or min(sizes) < 1:
         raise fail("latent_dim", f"expected positive sizes, got {recipe['latent_dim']!r}")
@@ -217,7 +235,10 @@ def validate_component(kind: str, spec: Any, registry: Registry, fail) -> dict[s
             continue
         if key not in options:
             known = ", ".join(options) or "none"
-            raise fail(f"{kind}.{key}", f"unknown option of {kind} {component.name!r}{closest_match(key, options)}; options: {known}")
+            raise fail(
+                f"{kind}.{key}",
+                f"unknown option of {kind} {component.name!r}{closest_match(key, options)}; options: {known}",
+            )
         try:
             checked[key] = coerce(value, hints.get(key, Any))
         except TypeMismatch as exc:
@@ -289,8 +310,10 @@ def validate_field(field: dataclasses.Field, hint: Any, raw: Any, path: str, fai
 def validate_train(values: Any, fail) -> dict[str, Any]:
     """The `train:` section: the budget, and the optax optimizer, schedule and early stopping it names."""
     train = validate_dataclass(TrainConfig, values or {}, "train", fail)
-    for key, check in (("optimizer", optim.check_optimizer),
-                       ("schedule", lambda spec: optim.check_schedule(spec, train["learning_rate"]))):
+    for key, check in (
+        ("optimizer", optim.check_optimizer),
+        ("schedule", lambda spec: optim.check_schedule(spec, train["learning_rate"])),
+    ):
         if train[key] is None:
             continue
         try:
@@ -298,10 +321,15 @@ def validate_train(values: Any, fail) -> dict[str, Any]:
         except optim.OptionError as exc:
             raise fail(f"train.{key}.{exc.key}", exc.problem) from None
     if train["clip_grad_norm"] is not None and train["normalize_grad"]:
-        raise fail("train.clip_grad_norm", "has no effect with train.normalize_grad: true (each gradient is then "
-                                          "scaled to norm 1 after clipping); drop one of them")
+        raise fail(
+            "train.clip_grad_norm",
+            "has no effect with train.normalize_grad: true (each gradient is then "
+            "scaled to norm 1 after clipping); drop one of them",
+        )
     if train["early_stopping"] is not None:
-        train["early_stopping"] = validate_dataclass(EarlyStopping, train["early_stopping"], "train.early_stopping", fail)
+        train["early_stopping"] = validate_dataclass(
+            EarlyStopping, train["early_stopping"], "train.early_stopping", fail
+        )
     return train
 
 
@@ -332,6 +360,3 @@ def early_stopping_config(recipe: Mapping[str, Any]) -> Optional[EarlyStopping]:
     """The recipe's `train.early_stopping`, or None when it has none."""
     settings = recipe["train"].get("early_stopping")
     return None if settings is None else EarlyStopping(**settings)
-
-
-

@@ -49,11 +49,7 @@ class Component:
         """The keyword arguments a recipe may set (context arguments excluded)."""
         context = CONTEXT_ARGUMENTS[self.kind]
         params = inspect.signature(self.factory).parameters
-        return {
-            n: p
-            for n, p in params.items()
-            if n not in context and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        }
+        return {n: p for n, p in params.items() if n not in context and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
 
 def closest_match(name: str, known: Iterable[str]) -> str:
@@ -78,10 +74,7 @@ class Registry:
     def register(self, kind: str, name: str, factory: Callable[..., Any], *, plugin: str = "<direct>") -> None:
         """Add `factory` as component `name` of `kind`."""
         if kind not in KINDS:
-            raise ZooError(
-                f"plugin {plugin!r} registers {name!r} under "
-                + unknown_name_message("kind", kind, KINDS)
-            )
+            raise ZooError(f"plugin {plugin!r} registers {name!r} under " + unknown_name_message("kind", kind, KINDS))
         if not isinstance(name, str) or not name:
             raise ZooError(f"plugin {plugin!r} registers a {kind} with an empty or non-string name {name!r}")
         if not callable(factory):
@@ -89,8 +82,7 @@ class Registry:
         existing = self._components.get((kind, name))
         if existing is not None:
             raise DuplicateComponentError(
-                f"{kind} {name!r} is registered twice: by plugin {existing.plugin!r} "
-                f"and by plugin {plugin!r}"
+                f"{kind} {name!r} is registered twice: by plugin {existing.plugin!r} and by plugin {plugin!r}"
             )
         self._components[(kind, name)] = Component(kind, name, factory, plugin)
 
@@ -138,7 +130,9 @@ class Registry:
 FACTORY_REFUSALS = (TypeError, ValueError, IndexError, ZeroDivisionError, OSError)
 
 
-def build_component(registry: Registry, kind: str, spec: Mapping[str, Any], error: type[ZooError], **context: Any) -> Any:
+def build_component(
+    registry: Registry, kind: str, spec: Mapping[str, Any], error: type[ZooError], **context: Any
+) -> Any:
     """`registry.build`, with a factory's refusal turned into `error` naming the component."""
     try:
         return registry.build(kind, spec, **context)

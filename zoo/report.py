@@ -55,13 +55,17 @@ def located_results(paths: Iterable[Path]) -> list[tuple[dict, Path]]:
             continue
         path = results_file(path)
         if not path.is_file():
-            raise RunDirectoryError(f"{path}: no such results file or run directory "
-                                    "(give OUT/results.jsonl of zoo bench, its OUT, or a run directory of zoo train)")
+            raise RunDirectoryError(
+                f"{path}: no such results file or run directory "
+                "(give OUT/results.jsonl of zoo bench, its OUT, or a run directory of zoo train)"
+            )
         for number, record in enumerate(read_json_lines(path), 1):
             missing = [key for key in RESULT_KEYS if key not in record]
             if missing:
-                raise RunDirectoryError(f"{path}: record {number} has no {', '.join(missing)}: expected the results.jsonl "
-                                        "that zoo bench writes (one JSON line per evaluated run), not a run's training log")
+                raise RunDirectoryError(
+                    f"{path}: record {number} has no {', '.join(missing)}: expected the results.jsonl "
+                    "that zoo bench writes (one JSON line per evaluated run), not a run's training log"
+                )
             located.append((record, path.parent / "runs" / record["run"]))
     return located
 
@@ -85,13 +89,21 @@ def run_record(workdir: Path) -> dict:
     if not evaluations or "split" in evaluations:  # none, or one evaluation as eval.json was before it was keyed
         evaluations = {evaluations["split"]: {"0": evaluations}} if evaluations else {}
     if not evaluations:
-        raise RunDirectoryError(f"{workdir} has not been evaluated (no {runs.EVAL_FILE}); run `zoo eval {workdir}` first")
+        raise RunDirectoryError(
+            f"{workdir} has not been evaluated (no {runs.EVAL_FILE}); run `zoo eval {workdir}` first"
+        )
     split = "test" if "test" in evaluations else next(iter(evaluations))
     evaluation = evaluations[split][max(evaluations[split], key=int)]
-    return {"suite": "runs", **evaluation, "run": str(workdir), "variant": recipe.get("variant", workdir.name),
-            "dataset": (recipe.get("dataset") or {}).get("name", "?"),
-            "task": task_label(recipe.get("condition") or "unconditional"), "seed": (recipe.get("train") or {}).get("seed", 0),
-            "seconds_per_epoch": runs.seconds_per_epoch(workdir)}
+    return {
+        "suite": "runs",
+        **evaluation,
+        "run": str(workdir),
+        "variant": recipe.get("variant", workdir.name),
+        "dataset": (recipe.get("dataset") or {}).get("name", "?"),
+        "task": task_label(recipe.get("condition") or "unconditional"),
+        "seed": (recipe.get("train") or {}).get("seed", 0),
+        "seconds_per_epoch": runs.seconds_per_epoch(workdir),
+    }
 
 
 def summarize(values: list[float]) -> dict[str, float]:
@@ -204,9 +216,12 @@ def table(records: list[dict]) -> str:
     footnotes = Footnotes()
     for (dataset, task), content in settings(records).items():
         columns, cells, best = content["columns"], content["cells"], content["best"]
-        lines = [f"**{dataset}, {task}** (mean ± 95% CI over seeds where 3 or more; nats per example)", "",
-                 "| variant | seeds | " + " | ".join(c[0] for c in columns) + " |",
-                 "|---|---|" + "---|" * len(columns)]
+        lines = [
+            f"**{dataset}, {task}** (mean ± 95% CI over seeds where 3 or more; nats per example)",
+            "",
+            "| variant | seeds | " + " | ".join(c[0] for c in columns) + " |",
+            "|---|---|" + "---|" * len(columns),
+        ]
         for variant, rows in content["variants"].items():
             row = []
             for name, *_ in columns:
@@ -231,7 +246,9 @@ def published_table(suite_files: Iterable[Path]) -> str:
     for path in suite_files:
         suite = yaml.safe_load(Path(path).read_text()) or {}
         for entry in suite.get("published") or []:
-            lines.append(f"| {entry['model']} | {entry['metric']} | {entry['value']} | {entry['source']} | {entry.get('protocol', '')} |")
+            lines.append(
+                f"| {entry['model']} | {entry['metric']} | {entry['value']} | {entry['source']} | {entry.get('protocol', '')} |"
+            )
     if not lines:
         return ""
     return "\n".join(["| published model | metric | value | source | protocol |", "|---|---|---|---|---|", *lines])
@@ -271,12 +288,23 @@ def learning_curves(records: list[dict], results_dirs: dict[str, Path], path: Pa
         length = min(len(steps) for steps, _ in curves)
         steps = curves[0][0][:length]
         values = np.mean([negative_elbo[:length] for _, negative_elbo in curves], axis=0)
-        line, = axis.plot(steps, values, marker="o" if length < 60 else None, markersize=3,
-                          label=f"{variant} ({dataset}, {task}), mean of {len(curves)}")
+        (line,) = axis.plot(
+            steps,
+            values,
+            marker="o" if length < 60 else None,
+            markersize=3,
+            label=f"{variant} ({dataset}, {task}), mean of {len(curves)}",
+        )
         for record in rows:  # each seed's best checkpoint, a star on the curve
-            best = best_validation(runs.read_metrics(results_dirs[record["run"]])) if record["run"] in results_dirs else None
+            best = (
+                best_validation(runs.read_metrics(results_dirs[record["run"]]))
+                if record["run"] in results_dirs
+                else None
+            )
             if best is not None:
-                axis.plot([best["step"]], [-best["elbo"]], marker="*", markersize=12, color=line.get_color(), linestyle="none")
+                axis.plot(
+                    [best["step"]], [-best["elbo"]], marker="*", markersize=12, color=line.get_color(), linestyle="none"
+                )
         plotted = True
     if not plotted:
         plt.close(figure)
@@ -311,7 +339,10 @@ def write_report(results: list[Path], out: Path, registry=None, samples: bool = 
         parts += ["", "## Learning curves", "", f"![learning curves]({curve.name})"]
         left_out = sorted({variant for (_, _, variant), rows in group(records).items() if elbo_not_applicable(rows)})
         if left_out:
-            parts += ["", f"Not drawn: {', '.join(left_out)}, whose ELBO does not apply (see the footnotes of the table)."]
+            parts += [
+                "",
+                f"Not drawn: {', '.join(left_out)}, whose ELBO does not apply (see the footnotes of the table).",
+            ]
     if samples and registry is not None:
         parts += run_figures(records, run_dirs, out, registry)
     report = out / "report.md"
@@ -332,13 +363,24 @@ def print_comparison(results: list[Path], report: Optional[Path], registry=None,
 
 def run_table(records: list[dict]) -> str:
     """One row per run: how long it trained, where its best checkpoint was, which checkpoint was evaluated."""
-    lines = ["| run | epochs trained | best epoch | ended by | evaluated | s / epoch | wall time |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| run | epochs trained | best epoch | ended by | evaluated | s / epoch | wall time |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in records:
-        ended = "early stopping" if r.get("stopped_early") else "time limit (not a result)" if r.get("stopped_by_time_limit") else "budget"
+        ended = (
+            "early stopping"
+            if r.get("stopped_early")
+            else "time limit (not a result)"
+            if r.get("stopped_by_time_limit")
+            else "budget"
+        )
         wall = f"{r['wall_seconds'] / 3600:.2f} h" if r.get("wall_seconds") else ""
-        lines.append(f"| {r['run']} | {r.get('epochs', '')} | {r.get('best_epoch', '')} | {ended} | "
-                     f"{r.get('checkpoint', 'newest')} (step {r.get('evaluated_step', r.get('steps', ''))}) | "
-                     f"{r.get('seconds_per_epoch', float('nan')):.2f} | {wall} |")
+        lines.append(
+            f"| {r['run']} | {r.get('epochs', '')} | {r.get('best_epoch', '')} | {ended} | "
+            f"{r.get('checkpoint', 'newest')} (step {r.get('evaluated_step', r.get('steps', ''))}) | "
+            f"{r.get('seconds_per_epoch', float('nan')):.2f} | {wall} |"
+        )
     return "\n".join(lines)
 
 
@@ -356,7 +398,11 @@ def run_figures(records: list[dict], run_dirs: dict[str, Path], out: Path, regis
         for path in plot_run(workdir, out / "figures" / run, registry):
             lines.append(f"![{variant}: {path.stem.replace('_', ' ')}](figures/{run}/{path.name})")
     if lines:
-        lines = ["", "## Figures (first seed of each variant)", "",
-                 "Samples (a row per class for CVAEs), test images beside their reconstructions, interpolations, "
-                 "latent traversals, the latent space by class and the learning curves, as `zoo plot RUN` draws them."] + lines
+        lines = [
+            "",
+            "## Figures (first seed of each variant)",
+            "",
+            "Samples (a row per class for CVAEs), test images beside their reconstructions, interpolations, "
+            "latent traversals, the latent space by class and the learning curves, as `zoo plot RUN` draws them.",
+        ] + lines
     return lines

@@ -1,13 +1,13 @@
 """A run's working directory: resolved recipe, versions, metrics, orbax checkpoints.
 
-    WORKDIR/recipe.yaml      the resolved recipe the run trains with
-    WORKDIR/recipe_history.jsonl   training settings changed on resume, with the recipe before
-    WORKDIR/versions.json    package versions and the device
-    WORKDIR/metrics.jsonl    one JSON object per log line
-    WORKDIR/eval.json        evaluations, by split and number of importance samples
-    WORKDIR/trainer.lock     held by the process training in WORKDIR (its PID and host inside)
-    WORKDIR/tensorboard/     TensorBoard event files (zoo/tensorboard.py)
-    WORKDIR/checkpoints/, best/, damaged/   orbax checkpoints (zoo/checkpoints.py)
+WORKDIR/recipe.yaml      the resolved recipe the run trains with
+WORKDIR/recipe_history.jsonl   training settings changed on resume, with the recipe before
+WORKDIR/versions.json    package versions and the device
+WORKDIR/metrics.jsonl    one JSON object per log line
+WORKDIR/eval.json        evaluations, by split and number of importance samples
+WORKDIR/trainer.lock     held by the process training in WORKDIR (its PID and host inside)
+WORKDIR/tensorboard/     TensorBoard event files (zoo/tensorboard.py)
+WORKDIR/checkpoints/, best/, damaged/   orbax checkpoints (zoo/checkpoints.py)
 """
 
 from __future__ import annotations
@@ -45,8 +45,12 @@ def versions() -> dict[str, str]:
     """Versions of Python, the packages the numbers depend on, and the device."""
     from zoo.version import git_commit
 
-    found = {"python": sys.version.split()[0], "platform": platform.platform(), "device": str(jax.devices()[0].device_kind),
-             "vae-zoo-commit": git_commit() or "not a checkout"}
+    found = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "device": str(jax.devices()[0].device_kind),
+        "vae-zoo-commit": git_commit() or "not a checkout",
+    }
     for package in PACKAGES:
         try:
             found[package] = importlib.metadata.version(package)
@@ -94,8 +98,10 @@ def prepare(workdir: Path, recipe: Mapping[str, Any], *, resume: bool, write: bo
         old = resolved_recipe(workdir, registry) if registry is not None else load_recipe(workdir)
         difference = first_difference(comparable(old), comparable(recipe))
         if difference:
-            raise RunDirectoryError(f"cannot resume {workdir}: the recipe differs at {difference} "
-                                    "(a resume may change train.* settings, not the model)")
+            raise RunDirectoryError(
+                f"cannot resume {workdir}: the recipe differs at {difference} "
+                "(a resume may change train.* settings, not the model)"
+            )
         plain = yaml.safe_load(recipes.dump(recipe))
         changed = list(differences(yaml.safe_load(recipes.dump(old)).get("train"), plain.get("train"), "train"))
     if not write:
@@ -110,10 +116,18 @@ def prepare(workdir: Path, recipe: Mapping[str, Any], *, resume: bool, write: bo
 def record_recipe_change(workdir: Path, changed: list[str]) -> None:
     """Say on stderr which training settings a resume changes, and append them (with the recipe
     as it was) to WORKDIR/recipe_history.jsonl before recipe.yaml is rewritten."""
-    tell(f"resuming {workdir} with changed training settings: {'; '.join(changed)} (recorded in {workdir / HISTORY_FILE})")
-    entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "changed": changed,
-             "previous_recipe": yaml.safe_load((workdir / RECIPE_FILE).read_text(encoding="utf-8"))}
-    with naming_write_errors(str(workdir / HISTORY_FILE)), open(workdir / HISTORY_FILE, "a", encoding="utf-8") as stream:
+    tell(
+        f"resuming {workdir} with changed training settings: {'; '.join(changed)} (recorded in {workdir / HISTORY_FILE})"
+    )
+    entry = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "changed": changed,
+        "previous_recipe": yaml.safe_load((workdir / RECIPE_FILE).read_text(encoding="utf-8")),
+    }
+    with (
+        naming_write_errors(str(workdir / HISTORY_FILE)),
+        open(workdir / HISTORY_FILE, "a", encoding="utf-8") as stream,
+    ):
         stream.write(json.dumps(entry) + "\n")
 
 
@@ -143,8 +157,10 @@ def trainer_lock(workdir: Path, note=None) -> Iterator[None]:
         stream.seek(0)
         holder = describe_holder(stream.read())
         stream.close()
-        raise WorkdirBusyError(f"{workdir} is being trained by {holder}; wait for it to finish or stop it "
-                               f"(Ctrl-C or kill -TERM checkpoints it) before training here") from None
+        raise WorkdirBusyError(
+            f"{workdir} is being trained by {holder}; wait for it to finish or stop it "
+            f"(Ctrl-C or kill -TERM checkpoints it) before training here"
+        ) from None
     try:
         stream.seek(0)
         left = stream.read().strip()
@@ -152,7 +168,11 @@ def trainer_lock(workdir: Path, note=None) -> Iterator[None]:
             note(f"{path}: taking over the lock of {describe_holder(left)}, which no longer runs")
         stream.seek(0)
         stream.truncate()
-        stream.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
+        stream.write(
+            json.dumps(
+                {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            )
+        )
         stream.flush()
         yield
     finally:
@@ -234,10 +254,14 @@ def load_recipe(workdir: Path) -> dict[str, Any]:
         raise RunDirectoryError(f"{workdir}: no such run directory")
     saved = workdir / RECIPE_FILE
     if not saved.exists():
-        raise RunDirectoryError(f"{workdir} holds no run (no {RECIPE_FILE}); train one with `zoo train VARIANT --workdir {workdir}`")
+        raise RunDirectoryError(
+            f"{workdir} holds no run (no {RECIPE_FILE}); train one with `zoo train VARIANT --workdir {workdir}`"
+        )
     recipe = recipes.read_yaml(saved)
     if not isinstance(recipe, dict):
-        raise RunDirectoryError(f"{saved}: expected a recipe mapping, got {type(recipe).__name__}; the run directory is damaged")
+        raise RunDirectoryError(
+            f"{saved}: expected a recipe mapping, got {type(recipe).__name__}; the run directory is damaged"
+        )
     return recipe
 
 

@@ -9,8 +9,16 @@ import numpy as np
 from flax import nnx
 
 
-def sample_images(experiment, graphdef: nnx.GraphDef, params: Any, rng: jax.Array, *,
-                  condition_text: Optional[str] = None, per_row: int = 8, temperature: float = 1.0):
+def sample_images(
+    experiment,
+    graphdef: nnx.GraphDef,
+    params: Any,
+    rng: jax.Array,
+    *,
+    condition_text: Optional[str] = None,
+    per_row: int = 8,
+    temperature: float = 1.0,
+):
     """(images (N, H, W, C), row labels, rows): samples of a trained model.
 
     A CVAE gives one row per class (or per condition the user typed); an

@@ -27,8 +27,11 @@ from zoo.generation import PageGenerator, RequestError
 MAX_BODY_BYTES = 16 * 1024
 DISCARD_LIMIT = 1024 * 1024  # a refused body up to this size is read before answering
 BACKEND_MARK = "<!-- backend scripts -->"  # where export-web puts its in-browser model; the server leaves it empty
-STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                ".css": "text/css; charset=utf-8"}
+STATIC_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+}
 SERVED_ASSETS = ("app.js", "style.css")
 
 
@@ -54,7 +57,9 @@ class PageServer(ThreadingHTTPServer):
         self.quiet = quiet
         self.generation_lock = threading.Lock()  # XLA already uses every core; queue requests instead
         self.routes: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-            "/api/sample": lambda body: generator.sample(body.get("text"), body.get("temperature", 1.0), body.get("seed", 0)),
+            "/api/sample": lambda body: generator.sample(
+                body.get("text"), body.get("temperature", 1.0), body.get("seed", 0)
+            ),
             "/api/grid": lambda body: generator.grid(body.get("temperature", 1.0), body.get("seed", 0)),
             "/api/walk": lambda body: generator.walk_images(),
         }
@@ -84,7 +89,10 @@ class PageHandler(BaseHTTPRequestHandler):
         """The standard library's own refusals (bad request line, unknown method, ...) as JSON too;
         a method the page does not take is 405 with the methods it does."""
         if code == HTTPStatus.NOT_IMPLEMENTED:
-            code, message = HTTPStatus.METHOD_NOT_ALLOWED, f"method {self.command} is not allowed; use {' or '.join(ALLOWED_METHODS)}"
+            code, message = (
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                f"method {self.command} is not allowed; use {' or '.join(ALLOWED_METHODS)}",
+            )
             self.discard_body()  # unread, its bytes would make the kernel reset the connection before our answer
         self.close_connection = True
         try:
@@ -117,7 +125,7 @@ class PageHandler(BaseHTTPRequestHandler):
             self.send_text(web_asset("index.html").replace(BACKEND_MARK, ""), STATIC_TYPES[".html"])
         elif path.lstrip("/") in SERVED_ASSETS:
             name = path.lstrip("/")
-            self.send_text(web_asset(name), STATIC_TYPES[name[name.rindex("."):]])
+            self.send_text(web_asset(name), STATIC_TYPES[name[name.rindex(".") :]])
         elif path == "/api/info":
             self.send_json(self.server.generator.info())
         elif path in self.server.routes:
@@ -146,7 +154,9 @@ class PageHandler(BaseHTTPRequestHandler):
             raise RequestError("a JSON body with a Content-Length header is required", HTTPStatus.LENGTH_REQUIRED)
         if length > MAX_BODY_BYTES:
             self.discard_body()
-            raise RequestError(f"the body is {length} bytes; at most {MAX_BODY_BYTES}", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+            raise RequestError(
+                f"the body is {length} bytes; at most {MAX_BODY_BYTES}", HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+            )
         raw = self.rfile.read(length)
         try:
             body = json.loads(raw.decode("utf-8")) if raw.strip() else {}
@@ -193,7 +203,9 @@ class PageHandler(BaseHTTPRequestHandler):
             super().log_message(format, *args)
 
 
-def make_server(generator: PageGenerator, host: str = "127.0.0.1", port: int = 8000, *, quiet: bool = True) -> PageServer:
+def make_server(
+    generator: PageGenerator, host: str = "127.0.0.1", port: int = 8000, *, quiet: bool = True
+) -> PageServer:
     """A bound server for `generator` (port 0: any free port); call serve_forever() on it."""
     try:
         return PageServer((host, port), generator, quiet=quiet)

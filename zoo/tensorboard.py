@@ -28,7 +28,9 @@ class TensorBoardLog:
         if enabled:
             from tensorboardX import SummaryWriter
 
-            self.writer = SummaryWriter(logdir=str(Path(workdir) / TENSORBOARD_DIR), purge_step=purge_from, flush_secs=30)
+            self.writer = SummaryWriter(
+                logdir=str(Path(workdir) / TENSORBOARD_DIR), purge_step=purge_from, flush_secs=30
+            )
 
     def scalars(self, split: str, values: Mapping[str, Any], step: int) -> None:
         """One scalar per numeric value, tagged `split/name`."""

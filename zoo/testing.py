@@ -66,8 +66,13 @@ def declared(component: Component) -> dict[str, Any]:
     return dict(getattr(component.factory, "conformance", None) or {})
 
 
-def component_recipe(kind: str, name: str, options: Optional[Mapping[str, Any]] = None,
-                     setting: str = "unconditional", partners: Mapping[str, Any] = PARTNERS) -> dict[str, Any]:
+def component_recipe(
+    kind: str,
+    name: str,
+    options: Optional[Mapping[str, Any]] = None,
+    setting: str = "unconditional",
+    partners: Mapping[str, Any] = PARTNERS,
+) -> dict[str, Any]:
     """A small raw recipe with the component under test in its slot."""
     recipe = copy.deepcopy(dict(partners))
     recipe.update(copy.deepcopy(SETTINGS[setting]))
@@ -75,8 +80,13 @@ def component_recipe(kind: str, name: str, options: Optional[Mapping[str, Any]] 
     return recipe
 
 
-def check_component(registry: Registry, kind: str, name: str, options: Optional[Mapping[str, Any]] = None,
-                    partners: Mapping[str, Any] = PARTNERS) -> list[str]:
+def check_component(
+    registry: Registry,
+    kind: str,
+    name: str,
+    options: Optional[Mapping[str, Any]] = None,
+    partners: Mapping[str, Any] = PARTNERS,
+) -> list[str]:
     """Run the conformance checks on one component in every setting it supports.
 
     Returns the settings that passed; raises AssertionError if none does, or if
@@ -115,7 +125,9 @@ def check_recipe(recipe: Mapping[str, Any], registry: Registry, *, batch_size: i
     check_shapes(model, x, c, batch_size)
     check_dependence(model, x, c, variant)
     check_likelihood_normalised(model.likelihood, variant)
-    if model.latent_kind == "continuous":  # a discrete latent's log_prob is against counting measure: no density to test
+    if (
+        model.latent_kind == "continuous"
+    ):  # a discrete latent's log_prob is against counting measure: no density to test
         for what, distribution in (("encoder", model.encode(x, c)), ("prior", model.prior_distribution(c, batch_size))):
             check_density(distribution, f"{variant}: {what} {recipe[what]['name']!r}")
 
@@ -134,8 +146,11 @@ def check_recipe(recipe: Mapping[str, Any], registry: Registry, *, batch_size: i
         raise AssertionError(f"{variant}: the loss fails under jax.jit: {first_line(exc)}") from exc
     assert np.isclose(eager, jitted, rtol=1e-4, atol=1e-4), f"{variant}: loss {eager} eager but {jitted} under jit"
     gradients = jax.grad(loss_of)(params)
-    bad = [jax.tree_util.keystr(path) for path, g in jax.tree_util.tree_leaves_with_path(gradients)
-           if not np.all(np.isfinite(np.asarray(g)))]
+    bad = [
+        jax.tree_util.keystr(path)
+        for path, g in jax.tree_util.tree_leaves_with_path(gradients)
+        if not np.all(np.isfinite(np.asarray(g)))
+    ]
     assert not bad, f"{variant}: the loss has non-finite gradients (of {', '.join(bad[:3])})"
 
     optimizer = make_optimizer(1e-2)
@@ -154,14 +169,18 @@ def check_shapes(model, x, c, batch_size: int) -> None:
     rng = jax.random.key(1)
     q = model.encode(x, c)
     assert tuple(q.batch_shape) == (batch_size,), f"encoder batch shape {q.batch_shape}, expected ({batch_size},)"
-    assert tuple(q.event_shape) == (model.latent_dim,), f"encoder event shape {q.event_shape}, expected ({model.latent_dim},)"
+    assert tuple(q.event_shape) == (model.latent_dim,), (
+        f"encoder event shape {q.event_shape}, expected ({model.latent_dim},)"
+    )
     p = model.prior_distribution(c, batch_size)
     assert tuple(p.batch_shape) == (batch_size,) and tuple(p.event_shape) == (model.latent_dim,), (
         f"prior shapes {p.batch_shape} x {p.event_shape}, expected ({batch_size},) x ({model.latent_dim},)"
     )
     z = q.sample(seed=rng)
     p_x = model.decode(z, c)
-    assert tuple(p_x.event_shape) == tuple(model.x_shape), f"likelihood event shape {p_x.event_shape}, expected {model.x_shape}"
+    assert tuple(p_x.event_shape) == tuple(model.x_shape), (
+        f"likelihood event shape {p_x.event_shape}, expected {model.x_shape}"
+    )
     assert p_x.log_prob(x).shape == (batch_size,)
     samples = model.sample(rng, c, num_samples=batch_size)
     assert samples.shape == (batch_size,) + tuple(model.x_shape), f"samples of shape {samples.shape}"

@@ -47,8 +47,9 @@ class Run:
     """What training returned, for a run `zoo.train` has just trained."""
 
     @classmethod
-    def load(cls, workdir: Union[str, Path], registry: Registry, data_dir: Optional[str] = None,
-             checkpoint: str = "best") -> "Run":
+    def load(
+        cls, workdir: Union[str, Path], registry: Registry, data_dir: Optional[str] = None, checkpoint: str = "best"
+    ) -> "Run":
         """The run in `workdir` at its best checkpoint (the newest when it kept none, e.g. it had
         no validation split) or at its newest one."""
         workdir = Path(workdir)
@@ -63,7 +64,9 @@ class Run:
         else:
             restored = checkpoints.restore_latest(checkpoints.checkpoint_manager(workdir), state, note=runs.tell)
             if restored is None:
-                raise RunDirectoryError(f"{workdir} holds no checkpoint yet; train it first (`zoo train ... --workdir {workdir}`)")
+                raise RunDirectoryError(
+                    f"{workdir} holds no checkpoint yet; train it first (`zoo train ... --workdir {workdir}`)"
+                )
             step, state, _ = restored
         return cls(workdir, experiment, graphdef, state.params, step, checkpoint, data_dir)
 
@@ -95,12 +98,18 @@ class Run:
 
     @property
     def checkpoint_used(self) -> str:
-        """"best" when the loaded step is the run's best checkpoint, else "newest"."""
+        """ "best" when the loaded step is the run's best checkpoint, else "newest"."""
         return checkpoint_used(self.workdir, self.step)
 
     # Generating.
-    def sample(self, num_samples: Optional[int] = None, *, condition: Optional[Condition] = None, seed: int = 0,
-               temperature: float = 1.0) -> np.ndarray:
+    def sample(
+        self,
+        num_samples: Optional[int] = None,
+        *,
+        condition: Optional[Condition] = None,
+        seed: int = 0,
+        temperature: float = 1.0,
+    ) -> np.ndarray:
         """Likelihood means at z drawn from the prior: `(N, H, W, C)`.
 
         Unconditional: `num_samples` images (default 16). Class-conditional:
@@ -111,8 +120,10 @@ class Run:
         key = jax.random.key(seed)
         if condition is None:
             if model.conditional:
-                raise ZooError(f"{self.variant} is conditional: pass condition=, e.g. condition=[2, 0, 2, 6] "
-                               f"(classes: {', '.join(self.experiment.dataset.class_names) or 'see the dataset'})")
+                raise ZooError(
+                    f"{self.variant} is conditional: pass condition=, e.g. condition=[2, 0, 2, 6] "
+                    f"(classes: {', '.join(self.experiment.dataset.class_names) or 'see the dataset'})"
+                )
             return np.asarray(model.sample(key, None, num_samples=num_samples or 16, temperature=temperature))
         if not model.conditional:
             raise ZooError(f"{self.variant} is unconditional: it takes no condition")
@@ -122,14 +133,22 @@ class Run:
         x = model.sample(key, c, temperature=temperature)
         return np.asarray(self.experiment.condition.assemble(x, c))
 
-    def sample_grid(self, *, condition_text: Optional[str] = None, per_row: int = 8, temperature: float = 1.0,
-                    seed: int = 0) -> tuple[np.ndarray, list[str], int]:
+    def sample_grid(
+        self, *, condition_text: Optional[str] = None, per_row: int = 8, temperature: float = 1.0, seed: int = 0
+    ) -> tuple[np.ndarray, list[str], int]:
         """(images, row labels, rows) for a grid: a row per class (or per condition typed) of a
         conditional model, `per_row` x `per_row` samples of an unconditional one."""
         from zoo.sampling import sample_images
 
-        return sample_images(self.experiment, self.graphdef, self.params, jax.random.key(seed),
-                             condition_text=condition_text, per_row=per_row, temperature=temperature)
+        return sample_images(
+            self.experiment,
+            self.graphdef,
+            self.params,
+            jax.random.key(seed),
+            condition_text=condition_text,
+            per_row=per_row,
+            temperature=temperature,
+        )
 
     # Encoding and decoding.
     def _x_and_c(self, images: Any, labels: Any = None) -> tuple[jax.Array, Optional[jax.Array]]:
@@ -168,8 +187,16 @@ class Run:
         return np.asarray(self.experiment.condition.assemble(self.model.reconstruct(x, c), c))
 
     # Numbers.
-    def log_likelihood(self, images: Any, labels: Any = None, *, num_samples: int = 5000, seed: int = 0,
-                       batch_size: int = 100, progress: bool = False) -> np.ndarray:
+    def log_likelihood(
+        self,
+        images: Any,
+        labels: Any = None,
+        *,
+        num_samples: int = 5000,
+        seed: int = 0,
+        batch_size: int = 100,
+        progress: bool = False,
+    ) -> np.ndarray:
         """Importance-sampled log p(x | c) per image (nats), `num_samples` samples each, chunked in K
         and batched as `zoo eval` does."""
         from zoo.evaluate import importance_sampled_over
@@ -178,25 +205,59 @@ class Run:
         labels = np.zeros(len(images), np.int32) if labels is None else np.asarray(labels, np.int32)
         self._x_and_c(images[:1], labels[:1])  # shapes checked before anything is compiled
         split = Split(images, labels)
-        return importance_sampled_over(self.graphdef, self.params, self.experiment.condition, split, jax.random.key(seed),
-                                       num_samples=num_samples, batch_size=batch_size, progress=progress)
+        return importance_sampled_over(
+            self.graphdef,
+            self.params,
+            self.experiment.condition,
+            split,
+            jax.random.key(seed),
+            num_samples=num_samples,
+            batch_size=batch_size,
+            progress=progress,
+        )
 
-    def evaluate(self, split: str = "test", num_samples: int = 5000, *, batch_size: int = 100,
-                 limit: Optional[int] = None, seed: int = 0, proposals: Sequence[str] = ("posterior",),
-                 devices: Optional[int] = None, record: bool = True, progress: bool = False,
-                 disentanglement: bool = False, disentanglement_examples: int = 10000) -> dict[str, Any]:
+    def evaluate(
+        self,
+        split: str = "test",
+        num_samples: int = 5000,
+        *,
+        batch_size: int = 100,
+        limit: Optional[int] = None,
+        seed: int = 0,
+        proposals: Sequence[str] = ("posterior",),
+        devices: Optional[int] = None,
+        record: bool = True,
+        progress: bool = False,
+        disentanglement: bool = False,
+        disentanglement_examples: int = 10000,
+    ) -> dict[str, Any]:
         """Every metric on one split, the dict `zoo eval` prints; with `record`, also added to
         the run's eval.json (keyed by split and K). With `disentanglement`, also MIG and DCI of
         the posterior means of at most `disentanglement_examples` examples against the
         dataset's ground-truth factors (a dataset without them is refused)."""
         from zoo.evaluate import evaluate_run
 
-        settings = EvaluationSettings(split=split, num_samples=num_samples, batch_size=batch_size, limit=limit, seed=seed,
-                                      proposals=tuple(proposals), disentanglement=disentanglement,
-                                      disentanglement_examples=disentanglement_examples)
-        metrics = evaluate_run(self.experiment, self.graphdef, self.params, settings, devices=devices, progress=progress)
-        result = {"run": str(self.workdir), "variant": self.variant, "step": self.step,
-                  "checkpoint": "newest" if self.checkpoint == "newest" else self.checkpoint_used, "split": split, **metrics}
+        settings = EvaluationSettings(
+            split=split,
+            num_samples=num_samples,
+            batch_size=batch_size,
+            limit=limit,
+            seed=seed,
+            proposals=tuple(proposals),
+            disentanglement=disentanglement,
+            disentanglement_examples=disentanglement_examples,
+        )
+        metrics = evaluate_run(
+            self.experiment, self.graphdef, self.params, settings, devices=devices, progress=progress
+        )
+        result = {
+            "run": str(self.workdir),
+            "variant": self.variant,
+            "step": self.step,
+            "checkpoint": "newest" if self.checkpoint == "newest" else self.checkpoint_used,
+            "split": split,
+            **metrics,
+        }
         from zoo.parallel import is_main_process
 
         if record and is_main_process():

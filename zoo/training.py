@@ -51,8 +51,16 @@ def make_optimizer(config) -> optax.GradientTransformation:
     return optim.make_optimizer(config)
 
 
-def make_train_step(graphdef: nnx.GraphDef, objective, condition, optimizer: optax.GradientTransformation, seed: int,
-                    dynamic_binarization: bool = False, mesh: Optional[parallel.Mesh] = None, streaming: bool = False):
+def make_train_step(
+    graphdef: nnx.GraphDef,
+    objective,
+    condition,
+    optimizer: optax.GradientTransformation,
+    seed: int,
+    dynamic_binarization: bool = False,
+    mesh: Optional[parallel.Mesh] = None,
+    streaming: bool = False,
+):
     """`(state, images, labels, chunk_indices[n, B], position, step) -> (state, metrics)`,
     jitted with the state donated; with `streaming`, `(state, block_images[n, B, ...], block_labels, position, step)`.
 
@@ -118,8 +126,16 @@ def chunk_end(step: int, total: int, *periods: int) -> int:
     return min([total] + [(step // p + 1) * p for p in periods])
 
 
-def train_loop(experiment: Experiment, config, workdir: Path, mesh: Optional[parallel.Mesh], stop_request: StopRequest, *,
-               progress: bool, max_seconds: Optional[float]) -> dict[str, Any]:
+def train_loop(
+    experiment: Experiment,
+    config,
+    workdir: Path,
+    mesh: Optional[parallel.Mesh],
+    stop_request: StopRequest,
+    *,
+    progress: bool,
+    max_seconds: Optional[float],
+) -> dict[str, Any]:
     """The training loop of `train_and_evaluate`, in a prepared (and locked) workdir."""
     main = parallel.is_main_process()
     train = experiment.dataset.train
@@ -133,7 +149,9 @@ def train_loop(experiment: Experiment, config, workdir: Path, mesh: Optional[par
     manager = checkpoints.checkpoint_manager(workdir)
     best_manager = checkpoints.best_checkpoint_manager(workdir, watched.metric, watched.higher_is_better)
     step, watch = 0, early_stopping.Watch()
-    restored = checkpoints.restore_latest(manager, state, note=runs.tell, set_aside=workdir / checkpoints.DAMAGED_DIR if main else None)
+    restored = checkpoints.restore_latest(
+        manager, state, note=runs.tell, set_aside=workdir / checkpoints.DAMAGED_DIR if main else None
+    )
     if restored is not None:
         step, state, saved_progress = restored
         watch = early_stopping.Watch.from_json(saved_progress.get("early_stopping"))
@@ -144,10 +162,17 @@ def train_loop(experiment: Experiment, config, workdir: Path, mesh: Optional[par
     batches = training_input(experiment, config, graphdef, optimizer, input_kind, step, total, mesh)
     validate = make_bound_metrics(graphdef, experiment.condition)
     validation_every = config.validation_period(len(train.images))
-    summary: dict[str, Any] = {"workdir": str(workdir), "step": step, "total_steps": total, "best_step": watch.best_step,
-                               "input": input_kind}
+    summary: dict[str, Any] = {
+        "workdir": str(workdir),
+        "step": step,
+        "total_steps": total,
+        "best_step": watch.best_step,
+        "input": input_kind,
+    }
     bar = Progress(total, "training", unit="steps", initial=step, enabled=progress)
-    board = TensorBoardLog(workdir, step + 1, enabled=main and config.tensorboard)  # purges what a killed run logged after `step`
+    board = TensorBoardLog(
+        workdir, step + 1, enabled=main and config.tensorboard
+    )  # purges what a killed run logged after `step`
     trained_seconds = 0.0
     stopped = should_stop(watch, stopping)
     with contextlib.closing(board), bar:
@@ -169,15 +194,26 @@ def train_loop(experiment: Experiment, config, workdir: Path, mesh: Optional[par
             out_of_time = max_seconds is not None and trained_seconds >= max_seconds
             logged = {k: float(np.mean(v)) for k, v in metrics.items()}
             if main:
-                write_record(workdir, board, {"step": step, "epoch": round(step / steps_per_epoch, 3), "split": "train", **logged,
-                                              "steps_per_second": len(losses) / seconds})
+                write_record(
+                    workdir,
+                    board,
+                    {
+                        "step": step,
+                        "epoch": round(step / steps_per_epoch, 3),
+                        "split": "train",
+                        **logged,
+                        "steps_per_second": len(losses) / seconds,
+                    },
+                )
             bar.update(len(losses))
             bar.note(loss=f"{logged['loss']:.2f}", elbo=f"{logged.get('elbo', float('nan')):.2f}")
             summary.update(step=step, train=logged)
             record = None
             scheduled = step % validation_every == 0 or step == total
             if (scheduled or out_of_time) and len(experiment.dataset.validation.images):
-                bounds = over_batches(validate, state.params, experiment.dataset.validation, jax.random.key(config.seed + 1), 256, mesh)
+                bounds = over_batches(
+                    validate, state.params, experiment.dataset.validation, jax.random.key(config.seed + 1), 256, mesh
+                )
                 values = {k: float(np.mean(bounds[k])) for k in ("elbo", "kl", "reconstruction_error")}
                 if scheduled:  # a stop by the time limit validates off schedule: early stopping does not count it
                     watch, improved = early_stopping.update(watch, values[watched.metric], step, watched)
@@ -185,10 +221,18 @@ def train_loop(experiment: Experiment, config, workdir: Path, mesh: Optional[par
                         checkpoints.save_best(best_manager, step, state, values)
                     stopped = should_stop(watch, stopping)
                 summary["validation_elbo"] = values["elbo"]
-                record = {"step": step, "epoch": round(step / steps_per_epoch, 3), "split": "validation", **values,
-                          "best_step": watch.best_step, "waited": watch.waited}
+                record = {
+                    "step": step,
+                    "epoch": round(step / steps_per_epoch, 3),
+                    "split": "validation",
+                    **values,
+                    "best_step": watch.best_step,
+                    "waited": watch.waited,
+                }
             if main and record is not None:  # before the checkpoint: a kill between the two leaves a record that
-                write_record(workdir, board, record)  # resume truncates and redoes, never a checkpoint without its record
+                write_record(
+                    workdir, board, record
+                )  # resume truncates and redoes, never a checkpoint without its record
             if step % config.checkpoint_every == 0 or step == total or out_of_time or stopped or stop_request:
                 checkpoints.save(manager, step, state, {"early_stopping": watch.as_json()})
                 board.samples(experiment, graphdef, state.params, config.seed, step)
@@ -199,11 +243,18 @@ def train_loop(experiment: Experiment, config, workdir: Path, mesh: Optional[par
     if stop_request:
         if manager.latest_step() != step:  # the signal came before any step of this session ran
             checkpoints.save(manager, step, state, {"early_stopping": watch.as_json()})
-        raise TrainingInterrupted(f"stopped by {stop_request.name} at step {step} of {total}; "
-                                  f"checkpoint written in {workdir / checkpoints.CHECKPOINT_DIR / str(step)}",
-                                  stop_request.signum or 0, step)
-    summary.update(best_step=watch.best_step, stopped_early=stopped, epochs=round(step / steps_per_epoch, 3),
-                   best_epoch=None if watch.best_step is None else round(watch.best_step / steps_per_epoch, 3))
+        raise TrainingInterrupted(
+            f"stopped by {stop_request.name} at step {step} of {total}; "
+            f"checkpoint written in {workdir / checkpoints.CHECKPOINT_DIR / str(step)}",
+            stop_request.signum or 0,
+            step,
+        )
+    summary.update(
+        best_step=watch.best_step,
+        stopped_early=stopped,
+        epochs=round(step / steps_per_epoch, 3),
+        best_epoch=None if watch.best_step is None else round(watch.best_step / steps_per_epoch, 3),
+    )
     return summary
 
 
@@ -220,11 +271,27 @@ def initial_state(model: LatentVariableModel, config) -> tuple[nnx.GraphDef, opt
     return graphdef, optimizer, TrainState(params, optimizer.init(params))
 
 
-def training_input(experiment: Experiment, config, graphdef: nnx.GraphDef, optimizer, kind: str, start: int, stop: int,
-                   mesh: Optional[parallel.Mesh] = None):
+def training_input(
+    experiment: Experiment,
+    config,
+    graphdef: nnx.GraphDef,
+    optimizer,
+    kind: str,
+    start: int,
+    stop: int,
+    mesh: Optional[parallel.Mesh] = None,
+):
     """The jitted step with its input path, in memory or streamed, for steps start..stop-1: `.run(state, a, b)`."""
-    train_step = make_train_step(graphdef, experiment.objective, experiment.condition, optimizer, config.seed,
-                                 experiment.dataset.dynamic_binarization, mesh, streaming=kind == "stream")
+    train_step = make_train_step(
+        graphdef,
+        experiment.objective,
+        experiment.condition,
+        optimizer,
+        config.seed,
+        experiment.dataset.dynamic_binarization,
+        mesh,
+        streaming=kind == "stream",
+    )
     split = experiment.dataset.train
     if kind == "stream":
         return inputs.StreamedInput(train_step, split, config.batch_size, config.seed, start, stop, mesh)
@@ -237,5 +304,3 @@ def training_mesh(config) -> Optional[parallel.Mesh]:
     if mesh is not None:
         parallel.check_divisible(config.batch_size, mesh)
     return mesh
-
-

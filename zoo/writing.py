@@ -48,7 +48,7 @@ def layout(text: str, class_names: Sequence[str]) -> list[Token]:
             tokens.append(None)
             i += 1
             continue
-        word = text[i:word_end(text, i)]
+        word = text[i : word_end(text, i)]
         named = name_at(text, i, names)
         if named is not None:
             index, i = named
@@ -95,8 +95,10 @@ def name_at(text: str, start: int, names: Sequence[str]) -> Optional[tuple[int, 
         if exact or len(candidates) == 1:
             return (exact or candidates)[0], end
         if candidates:
-            raise LayoutError(f"ambiguous class '{text[start:end]}': it could be "
-                              f"{', '.join(names[k] for k in candidates)}; type more of the name")
+            raise LayoutError(
+                f"ambiguous class '{text[start:end]}': it could be "
+                f"{', '.join(names[k] for k in candidates)}; type more of the name"
+            )
     return None
 
 
