@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from zoo import plots
+from zoo import figure_data, plots
 from zoo.cli import main
 from zoo.data import evaluation_split
 from zoo.experiment import assemble, train_and_evaluate
@@ -64,7 +64,7 @@ def test_pca_projection_matches_scikit_learn():
     from sklearn.decomposition import PCA
 
     points = np.random.default_rng(0).normal(size=(300, 6)) @ np.diag([3.0, 2.0, 1.0, 0.5, 0.2, 0.1])
-    projected, explained = plots.pca_2d(points)
+    projected, explained = figure_data.pca_2d(points)
     reference = PCA(n_components=2).fit(points)
     expected = reference.transform(points)
     signs = np.sign(np.sum(projected * expected, axis=0))
@@ -74,7 +74,7 @@ def test_pca_projection_matches_scikit_learn():
 
 def test_interpolation_path_is_the_straight_segment():
     start, end = np.array([[0.0, 1.0], [2.0, -2.0]]), np.array([[4.0, 1.0], [0.0, 2.0]])
-    path = plots.interpolation_path(start, end, 5)
+    path = figure_data.interpolation_path(start, end, 5)
     assert path.shape == (5, 2, 2)
     np.testing.assert_array_equal(path[0], start)
     np.testing.assert_array_equal(path[-1], end)
@@ -86,7 +86,7 @@ def test_traversal_grid_moves_only_the_traversed_unit():
     rng = np.random.default_rng(1)
     base, scale = rng.normal(size=5), rng.uniform(0.5, 2.0, size=5)
     units, offsets = [3, 0], np.array([-3.0, 0.0, 1.5])
-    grid = plots.traversal_grid(base, scale, units, offsets)
+    grid = figure_data.traversal_grid(base, scale, units, offsets)
     assert grid.shape == (2, 3, 5)
     for row, unit in enumerate(units):
         for column, offset in enumerate(offsets):
@@ -98,12 +98,12 @@ def test_traversal_grid_moves_only_the_traversed_unit():
 
 def test_most_active_units_rank_by_variance_of_the_posterior_mean():
     deviations = np.random.default_rng(2).normal(size=(1000, 4)) * np.array([0.1, 3.0, 1.0, 0.01])
-    assert list(plots.most_active_units(deviations, 3)) == [1, 2, 0]
+    assert list(figure_data.most_active_units(deviations, 3)) == [1, 2, 0]
 
 
 def test_learning_curves_are_the_runs_metrics(trained):
     records = [json.loads(line) for line in (trained["cvae"] / "metrics.jsonl").read_text().splitlines()]
-    series = plots.learning_curve_series(records)
+    series = figure_data.learning_curve_series(records)
     steps, values = series["training -ELBO (= the loss)"]  # the ELBO objective: its loss is -ELBO
     assert list(steps) == [10, 20, 25, 30, 40, 50]  # logged every 10 steps and at each checkpoint
     np.testing.assert_allclose(values, [-r["elbo"] for r in records if r["split"] == "train"])
@@ -114,7 +114,7 @@ def test_learning_curves_are_the_runs_metrics(trained):
         {"step": 5, "split": "train", "loss": 3.0, "elbo": -4.0},
         {"step": 10, "split": "train", "loss": 2.0, "elbo": -3.0},
     ]
-    series = plots.learning_curve_series(hybrid)
+    series = figure_data.learning_curve_series(hybrid)
     assert list(series) == ["training -ELBO", "training loss (the objective)"]
     np.testing.assert_allclose(series["training loss (the objective)"][1], [3.0, 2.0])
 
@@ -124,10 +124,10 @@ def test_interpolation_ends_are_the_reconstructions_of_a_class_pair(trained, reg
     experiment, graphdef, params = loaded.experiment, loaded.graphdef, loaded.params
     model, condition = nnx.merge(graphdef, params), experiment.condition
     test = evaluation_split(experiment.dataset, "test")
-    pairs, labels = plots.interpolation_pairs(condition, test.labels, experiment.dataset.class_names, rows=8)
+    pairs, labels = figure_data.interpolation_pairs(condition, test.labels, experiment.dataset.class_names, rows=8)
     assert labels == [str(d) for d in range(10)]
     assert all(test.labels[a] == test.labels[b] == k for k, (a, b) in enumerate(pairs))
-    images = plots.interpolation_images(model, condition, test.images, test.labels, pairs, steps=5).reshape(
+    images = figure_data.interpolation_images(model, condition, test.images, test.labels, pairs, steps=5).reshape(
         (10, 5, 8, 8, 1)
     )
     for end, column in ((0, 0), (1, -1)):
@@ -140,7 +140,7 @@ def test_interpolation_ends_are_the_reconstructions_of_a_class_pair(trained, reg
 def test_quadrant_reconstructions_keep_the_visible_part(book, registry):
     experiment = assemble(book.resolve("cvae_quadrants", registry, ["condition.visible=[2]"]), registry)
     test = evaluation_split(experiment.dataset, "test")
-    shown, labels = plots.reconstruction_images(
+    shown, labels = figure_data.reconstruction_images(
         experiment.model, experiment.condition, test.images[:4], test.labels[:4], per_row=4
     )
     assert labels == ["input", "reconstruction"]

@@ -251,7 +251,7 @@ def test_vampprior_variance_is_the_mixture_variance():
 
 def test_traversals_of_a_hierarchy_step_in_its_sampled_spread(book, registry):
     """A LayeredLatent has no closed-form spread; plots estimate it from samples (here: z2 ~ N(0, I))."""
-    from zoo.plots import prior_spread, traversal_images
+    from zoo.figure_data import prior_spread, traversal_images
     from zoo.experiment import assemble
 
     small = [

@@ -181,6 +181,7 @@ def compare(paths: Iterable[PathLike]) -> list[dict[str, Any]]:
     """The table `zoo compare` prints, as rows: one per (dataset, task, variant), with the
     number of seeds and each column's mean and 95% interval. `paths` are results.jsonl
     files of `zoo bench`, directories holding one, or run directories (their eval.json)."""
-    from zoo.report import read_results, table_rows
+    from zoo.report import table_rows
+    from zoo.results import read_results
 
     return table_rows(read_results(map(Path, paths)))
