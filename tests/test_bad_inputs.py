@@ -186,7 +186,7 @@ CASES = [
         ["bench", "{suite_disentanglement}"],
         "s6.yaml: eval.disentanglement: dataset 'digits' has no ground-truth factors",
     ),
-    (["bench", "{suite_bad_disentanglement}"], "eval.disentanglement: expected true or false"),
+    (["bench", "{suite_bad_disentanglement}"], "eval.disentanglement: expected a boolean"),
     (["bench", "quick", "--variants", "nosuch"], "nosuch"),
     (["bench", "quick", "--out", "{file}"], "is not a directory"),
     # compare
