@@ -10,7 +10,7 @@ import pytest
 
 import zoo
 from tests.test_cli import assert_clean_error, zoo as run_zoo
-from zoo import checkpoints, early_stopping, optim, runs
+from zoo import checkpoints, early_stopping, objectives, optim, runs
 from zoo.config import EarlyStopping, TrainConfig
 from zoo.objectives import kl_weight_schedule
 from zoo.experiment import train_and_evaluate
@@ -94,8 +94,10 @@ def test_free_bits_hold_the_kl_term(book, registry):
         assert float(held(plain.model, Batch(x), rng)[0]) == pytest.approx(
             -float(metrics["log_likelihood"]) + expected_kl_term, rel=1e-5
         )
-    with pytest.raises(zoo.ModelBuildError, match="free_bits: expected nats >= 0, got -1.0"):
-        assemble(book.resolve("vae_mlp", registry, ["objective.free_bits=-1"]), registry)
+    with pytest.raises(zoo.RecipeError, match="objective.free_bits: expected a float >= 0, got -1"):
+        book.resolve("vae_mlp", registry, ["objective.free_bits=-1"])  # refused by the recipe check, naming the key
+    with pytest.raises(ValueError, match="free_bits: expected nats >= 0, got -1.0"):
+        objectives.elbo(free_bits=-1.0)  # and by the objective itself, when called directly
 
 
 @pytest.mark.parametrize(
