@@ -150,6 +150,9 @@ def test_compare_refuses_a_run_not_yet_evaluated_and_a_training_log(tmp_path, va
         f"{fresh.workdir} has not been evaluated (no eval.json); run `zoo eval {fresh.workdir}` first"
         in capsys.readouterr().err
     )
+    (fresh.workdir / "eval.json").write_text('{"test": {"10')  # torn by a kill mid-write
+    assert cli.main(["compare", str(fresh.workdir)]) == 2
+    assert "has not been evaluated (a damaged eval.json); run `zoo eval" in capsys.readouterr().err
     assert cli.main(["compare", str(fresh.workdir / "metrics.jsonl")]) == 2
     assert "not a run's training log" in capsys.readouterr().err
 

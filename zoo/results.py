@@ -56,20 +56,14 @@ def read_results(paths: Iterable[Path]) -> list[dict]:
 def run_record(workdir: Path) -> dict:
     """A run directory as one result: its recipe, and its evaluation on the test split (another
     split when it has none) with the most importance samples, from eval.json."""
-    import json
-
     from zoo import runs
     from zoo.bench import task_label
 
     recipe = runs.load_recipe(workdir)
-    path = workdir / runs.EVAL_FILE
-    evaluations = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    if not evaluations or "split" in evaluations:  # none, or one evaluation as eval.json was before it was keyed
-        evaluations = {evaluations["split"]: {"0": evaluations}} if evaluations else {}
+    evaluations = runs.read_evaluations(workdir)
     if not evaluations:
-        raise RunDirectoryError(
-            f"{workdir} has not been evaluated (no {runs.EVAL_FILE}); run `zoo eval {workdir}` first"
-        )
+        found = "a damaged eval.json" if (workdir / runs.EVAL_FILE).exists() else f"no {runs.EVAL_FILE}"
+        raise RunDirectoryError(f"{workdir} has not been evaluated ({found}); run `zoo eval {workdir}` first")
     split = "test" if "test" in evaluations else next(iter(evaluations))
     evaluation = evaluations[split][max(evaluations[split], key=int)]
     return {

@@ -214,19 +214,26 @@ def truncate_metrics(workdir: Path, step: int) -> None:
         write_atomically(Path(workdir) / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in kept))
 
 
+def read_evaluations(workdir: Path) -> dict[str, Any]:
+    """WORKDIR/eval.json: {split: {K: evaluation}}; empty when there is none. A torn file counts as
+    none (its evaluations are redone by asking again); one evaluation, as eval.json was before it
+    was keyed, is keyed by its split and K."""
+    path = Path(workdir) / EVAL_FILE
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    if "split" in kept:
+        kept = {kept["split"]: {str(kept.get("num_importance_samples", 0)): kept}}
+    return kept
+
+
 def record_evaluation(workdir: Path, result: Mapping[str, Any]) -> dict[str, Any]:
     """Add one evaluation to WORKDIR/eval.json, keyed by split and number of importance samples K:
     {"test": {"5000": {...}, "100": {...}}}. An evaluation with another split or K keeps the others;
     the same split and K replace the earlier one. Returns the whole file's content."""
     path = Path(workdir) / EVAL_FILE
-    kept: dict[str, Any] = {}
-    if path.exists():
-        try:
-            kept = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            kept = {}  # a torn file: the evaluations in it are redone by asking again
-        if "split" in kept:  # one evaluation, as eval.json was before it was keyed
-            kept = {kept["split"]: {str(kept.get("num_importance_samples", 0)): kept}}
+    kept = read_evaluations(workdir)
     kept.setdefault(result["split"], {})[str(result.get("num_importance_samples", 0))] = dict(result)
     with naming_write_errors(str(path)):
         write_atomically(path, json.dumps(kept, indent=2) + "\n")

@@ -9,7 +9,6 @@ class indices. Every method works on the CPU or the accelerator JAX chose.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -93,8 +92,7 @@ class Run:
     @property
     def evaluations(self) -> dict[str, Any]:
         """eval.json: every evaluation so far, by split and number of importance samples."""
-        path = self.workdir / runs.EVAL_FILE
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        return runs.read_evaluations(self.workdir)
 
     @property
     def checkpoint_used(self) -> str:
@@ -165,7 +163,7 @@ class Run:
         if labels.shape != (len(images),):
             raise ZooError(f"labels must be ({len(images)},), one class index per image; got {labels.shape}")
         x, c = self.experiment.condition.split(jnp.asarray(images), jnp.asarray(labels))
-        return x, (c if self.model.conditional else None)
+        return x, (c if self.experiment.model.conditional else None)  # the flag, without merging the parameters in
 
     def encode(self, images: Any, labels: Any = None) -> np.ndarray:
         """The posterior mean E[z | x, c] of each image: `(N, *latent)`."""
