@@ -3,10 +3,12 @@
 The encoder's output z_e (B, latent_dim) is cut into `latent_dim / code_dim` positions, each
 replaced by its nearest of `codebook_size` code vectors. The posterior is a point mass on those
 codes (`QuantisedPosterior`, latent kind "discrete"), its sample the straight-through estimate
-z_e + stop_gradient(z_q - z_e): the decoder's gradient reaches the encoder unchanged. The prior
-is uniform over the codes at every position, independently (`uniform_codebook`, no prior is
-fitted after training): KL(q || p) = positions * log K, a constant, and samples decode uniformly
-drawn codes. Objective `vq`: -log p(x | z_q) + |sg(z_e) - z_q|^2 + commitment |z_e - sg(z_q)|^2.
+z_e + stop_gradient(z_q - z_e): the decoder's gradient reaches the encoder unchanged. Two priors
+over codes, each position independent: `uniform_codebook` (KL(q || p) = positions * log K, a
+constant) and `fitted_codebook`, a categorical per position fitted after training to how often
+the training split's posteriors choose each code (the paper fits a PixelCNN over the code grid;
+this independent categorical is the simplest prior fitted to the codes, and the KL against it is
+the codes' negative log-probability). Samples decode codes drawn from the prior. Objective `vq`: -log p(x | z_q) + |sg(z_e) - z_q|^2 + commitment |z_e - sg(z_q)|^2.
 
 A point mass is no importance-sampling proposal, so the encoder declares the importance-sampled
 log-likelihood undefined (`undefined_metrics`); evaluation reports it as None with the reason and
@@ -104,12 +106,14 @@ class QuantisedPosterior(distrax.Distribution):
         return jnp.sum(jnp.square(self.z_e - jax.lax.stop_gradient(self.quantised)), axis=-1)
 
 
-class UniformCodes(distrax.Distribution):
-    """p(z): every position's code drawn uniformly from the codebook, independently; batch (B,)."""
+class CodePrior(distrax.Distribution):
+    """p(z): every position's code drawn from its own categorical over the codebook, independently;
+    batch (B,). `log_probs` (positions, K) holds each position's log-probabilities."""
 
-    def __init__(self, codebook: jax.Array, positions: int, batch_size: int):
-        self.codebook, self.positions, self.batch_size = codebook, positions, batch_size
+    def __init__(self, codebook: jax.Array, log_probs: jax.Array, batch_size: int):
+        self.codebook, self.log_probs, self.batch_size = codebook, log_probs, batch_size
         self.num_codes, self.code_dim = codebook.shape
+        self.positions = log_probs.shape[0]
 
     @property
     def event_shape(self):
@@ -120,26 +124,33 @@ class UniformCodes(distrax.Distribution):
         return (self.batch_size,)
 
     def code_log_prob(self, codes: jax.Array) -> jax.Array:
-        """log p(codes) for codes (..., positions): -positions * log K."""
-        return jnp.full(codes.shape[:-1], -codes.shape[-1] * math.log(self.num_codes))
+        """log p(codes) for codes (..., positions): the sum of each position's log-probability."""
+        return jnp.sum(self.log_probs[jnp.arange(self.positions), codes], axis=-1)
 
     def _sample_n(self, key: jax.Array, n: int) -> jax.Array:
-        codes = jax.random.randint(key, (n, self.batch_size, self.positions), 0, self.num_codes)
+        codes = jax.random.categorical(key, self.log_probs, shape=(n, self.batch_size, self.positions))
         return self.codebook[codes].reshape((n, self.batch_size) + self.event_shape)
 
     def log_prob(self, value: jax.Array) -> jax.Array:
-        """-positions * log K where every position of `value` is a code vector, -inf elsewhere."""
+        """log p(codes) where every position of `value` is a code vector, -inf elsewhere."""
         groups = value.reshape(value.shape[:-1] + (self.positions, self.code_dim))
-        exact = jnp.all(is_close(self.codebook[nearest_codes(groups, self.codebook)], groups), axis=(-2, -1))
-        return jnp.where(exact, -self.positions * math.log(self.num_codes), -jnp.inf)
+        codes = nearest_codes(groups, self.codebook)
+        exact = jnp.all(is_close(self.codebook[codes], groups), axis=(-2, -1))
+        return jnp.where(exact, self.code_log_prob(codes), -jnp.inf)
 
     def mean(self) -> jax.Array:
-        centre = jnp.tile(jnp.mean(self.codebook, axis=0), self.positions)
-        return jnp.broadcast_to(centre, self.batch_shape + self.event_shape)
+        centre = jnp.exp(self.log_probs) @ self.codebook  # (positions, code_dim)
+        return jnp.broadcast_to(centre.reshape(-1), self.batch_shape + self.event_shape)
 
     def stddev(self) -> jax.Array:
-        spread = jnp.tile(jnp.std(self.codebook, axis=0), self.positions)
-        return jnp.broadcast_to(spread, self.batch_shape + self.event_shape)
+        second = jnp.exp(self.log_probs) @ jnp.square(self.codebook)
+        centre = jnp.exp(self.log_probs) @ self.codebook
+        spread = jnp.sqrt(jnp.maximum(second - jnp.square(centre), 0.0))
+        return jnp.broadcast_to(spread.reshape(-1), self.batch_shape + self.event_shape)
+
+
+def uniform_log_probs(positions: int, num_codes: int) -> jax.Array:
+    return jnp.full((positions, num_codes), -math.log(num_codes))
 
 
 class VQEncoder(nnx.Module):
@@ -180,8 +191,40 @@ class CodebookPrior(nnx.Module):
     def __init__(self, encoder: VQEncoder):
         self.encoder = encoder
 
-    def __call__(self, c: Optional[jax.Array], batch_size: int) -> UniformCodes:
-        return UniformCodes(self.encoder.codebook[...], self.encoder.positions, batch_size)
+    def __call__(self, c: Optional[jax.Array], batch_size: int) -> CodePrior:
+        codebook = self.encoder.codebook[...]
+        return CodePrior(codebook, uniform_log_probs(self.encoder.positions, codebook.shape[0]), batch_size)
+
+
+class FittedCodePrior(nnx.Module):
+    """A categorical over the encoder's codes at every position, independently, fitted after
+    training to how often the training split's posteriors choose each code (add-one smoothed).
+
+    Until it is fitted (during training) it is uniform. `code_log_probs` is a plain variable the
+    loss never differentiates: the harness fills it by `fit_after_training` when a trained run is
+    loaded (`zoo.Run.load`), so sampling and evaluation use the fitted prior.
+    """
+
+    latent_kind = "discrete"
+
+    def __init__(self, encoder: VQEncoder):
+        self.encoder = encoder
+        self.code_log_probs = nnx.Variable(uniform_log_probs(encoder.positions, encoder.codebook.shape[0]))
+
+    def __call__(self, c: Optional[jax.Array], batch_size: int) -> CodePrior:
+        log_probs = jax.lax.stop_gradient(self.code_log_probs[...])
+        return CodePrior(self.encoder.codebook[...], log_probs, batch_size)
+
+    def fit_after_training(self, model, x: jax.Array, c: Optional[jax.Array], batch_size: int = 1000) -> None:
+        """Set each position's log-probabilities to log((n_k + 1) / (N + K)) from the codes the
+        posterior chooses for the N rows of x (add-one smoothing keeps unused codes possible)."""
+        num_codes = self.encoder.codebook.shape[0]
+        counts = jnp.zeros((self.encoder.positions, num_codes))
+        for start in range(0, x.shape[0], batch_size):
+            rows = slice(start, start + batch_size)
+            codes = model.encode(x[rows], None if c is None else c[rows]).codes  # (b, positions)
+            counts = counts + jnp.sum(jax.nn.one_hot(codes, num_codes), axis=0)
+        self.code_log_probs[...] = jnp.log((counts + 1.0) / (x.shape[0] + num_codes))
 
 
 def make_vq_encoder(
@@ -215,12 +258,25 @@ def make_uniform_codebook_prior(encoder) -> CodebookPrior:
 
     >>> prior = make_uniform_codebook_prior(make_vq_encoder((8, 8, 1), None, 16, nnx.Rngs(0)))  # doctest: +SKIP
     """
+    check_vq_encoder(encoder, "uniform_codebook")
+    return CodebookPrior(encoder)
+
+
+def check_vq_encoder(encoder, prior: str) -> None:
     if not isinstance(encoder, VQEncoder):
         raise zoo.ModelBuildError(
-            f"prior 'uniform_codebook' draws the codes of encoder 'vq_mlp'; the recipe's encoder is "
-            f"{type(encoder).__name__}"
+            f"prior {prior!r} draws the codes of encoder 'vq_mlp'; the recipe's encoder is {type(encoder).__name__}"
         )
-    return CodebookPrior(encoder)
+
+
+def make_fitted_codebook_prior(encoder) -> FittedCodePrior:
+    """A categorical over the VQ encoder's codes at every position, fitted after training to the
+    training split's code counts (add-one smoothed); uniform while training.
+
+    >>> prior = make_fitted_codebook_prior(make_vq_encoder((8, 8, 1), None, 16, nnx.Rngs(0)))  # doctest: +SKIP
+    """
+    check_vq_encoder(encoder, "fitted_codebook")
+    return FittedCodePrior(encoder)
 
 
 def vq(commitment: Annotated[float, AtLeast(0)] = 0.25) -> zoo.Objective:
@@ -263,6 +319,7 @@ make_vq_encoder.conformance = {  # type: ignore[attr-defined]
     },
 }
 make_uniform_codebook_prior.conformance = {"partners": {"encoder": SMALL_VQ_ENCODER}}  # type: ignore[attr-defined]
+make_fitted_codebook_prior.conformance = {"partners": {"encoder": SMALL_VQ_ENCODER}}  # type: ignore[attr-defined]
 vq.conformance = {"partners": {"encoder": SMALL_VQ_ENCODER, "prior": {"name": "uniform_codebook"}}}  # type: ignore[attr-defined]
 
 
@@ -271,4 +328,5 @@ def register_components(register):
     """The VQ-VAE's encoder, prior over codes and loss."""
     register("encoder", "vq_mlp", make_vq_encoder)
     register("prior", "uniform_codebook", make_uniform_codebook_prior)
+    register("prior", "fitted_codebook", make_fitted_codebook_prior)
     register("objective", "vq", vq)

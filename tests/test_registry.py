@@ -23,6 +23,7 @@ def test_first_party_components_are_registered(registry):
     assert registry.names("decoder") == ["conv", "hierarchical_mlp", "mlp"]
     assert registry.names("prior") == [
         "conditional",
+        "fitted_codebook",
         "hierarchical",
         "ladder",
         "mixture",

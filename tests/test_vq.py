@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import zoo
-from plugins.vq import QuantisedPosterior, UniformCodes, code_perplexity
+from plugins.vq import CodePrior, QuantisedPosterior, code_perplexity, uniform_log_probs
 from zoo.evaluate import perplexity
 
 
@@ -27,7 +27,7 @@ def test_quantiser_picks_the_nearest_code_at_every_position():
     )
     assert q.batch_shape == (5,) and q.event_shape == (6,)
     # The point mass and the uniform prior: KL = positions * log K, log q = 0 at the codes.
-    prior = UniformCodes(jnp.asarray(codebook, jnp.float32), 2, 5)
+    prior = CodePrior(jnp.asarray(codebook, jnp.float32), uniform_log_probs(2, 7), 5)
     np.testing.assert_allclose(np.asarray(q.kl_divergence(prior)), 2 * math.log(7), rtol=1e-6)
     assert np.all(np.asarray(q.log_prob(q.quantised)) == 0) and np.all(
         np.isinf(np.asarray(q.log_prob(q.quantised + 0.1)))
@@ -130,3 +130,43 @@ def test_discrete_and_continuous_parts_are_not_mixed(book, registry):
         small_vq(book, registry, "objective={name: iwae}")
     with pytest.raises(zoo.ModelBuildError, match="objective 'vq' works with a discrete latent"):
         small_vq(book, registry, "encoder={name: mlp, hidden: [16]}", "prior={name: standard_normal}")
+
+
+def test_code_prior_scores_and_draws_each_position_from_its_own_categorical():
+    rng = np.random.default_rng(2)
+    codebook = jnp.asarray(rng.normal(size=(5, 2)), jnp.float32)
+    probabilities = rng.dirichlet(np.ones(5), size=3)  # 3 positions
+    prior = CodePrior(codebook, jnp.log(jnp.asarray(probabilities, jnp.float32)), 4)
+    codes = rng.integers(0, 5, size=(6, 3))
+    expected = np.log(probabilities[np.arange(3), codes]).sum(-1)
+    np.testing.assert_allclose(np.asarray(prior.code_log_prob(jnp.asarray(codes))), expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(prior.log_prob(codebook[codes].reshape(6, 6))), expected, rtol=1e-5
+    )  # scored from the code vectors themselves
+    draws = np.asarray(prior.sample(seed=jax.random.key(3), sample_shape=(5000,))).reshape(-1, 3, 2)
+    drawn = np.argmin(((draws[:, :, None, :] - np.asarray(codebook)) ** 2).sum(-1), axis=-1)  # (N, 3)
+    frequencies = np.stack([np.bincount(drawn[:, p], minlength=5) / len(drawn) for p in range(3)])
+    np.testing.assert_allclose(frequencies, probabilities, atol=0.02)  # 20,000 draws per position
+
+
+def test_fitted_prior_is_the_smoothed_code_frequencies_of_the_training_split(book, registry, tmp_path):
+    """Run.load fits `fitted_codebook` to the codes the trained encoder chooses on the (once
+    binarized) training split: log((n_k + 1) / (N + K)) at every position."""
+    from zoo.data import evaluation_split
+
+    trained = zoo.train(
+        "vq_vae",
+        workdir=tmp_path / "vq",
+        overrides=["encoder.hidden=[16]", "decoder.hidden=[16]", "train.steps=30", "train.log_every=10"],
+        progress=False,
+    )
+    run = zoo.load(trained.workdir)
+    train = evaluation_split(run.experiment.dataset, "train")
+    codes = np.asarray(run.model.encode(jnp.asarray(train.images), None).codes)  # (N, 4)
+    counts = np.stack([np.bincount(codes[:, p], minlength=64) for p in range(4)])
+    fitted = np.asarray(run.model.prior.code_log_probs[...])
+    np.testing.assert_allclose(fitted, np.log((counts + 1) / (len(codes) + 64)), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(fitted, -math.log(64))  # not the uniform it trained with
+    evaluation = run.evaluate(split="test", num_samples=0)
+    assert evaluation["kl"] < 4 * math.log(64)  # the fitted prior gives the codes more mass than uniform
+    assert run.sample(8).shape == (8, 8, 8, 1)

@@ -6,7 +6,8 @@
 Each check builds a small model around the component (its partners are the
 first-party components named in `PARTNERS`, looked up by name), which already
 checks every output against its kind's contract (`zoo.contract`), and asserts:
-shapes of every distribution; an encoder whose output depends on x and a
+shapes of every distribution (again after `fit_after_training`, for a prior fitted
+after training); an encoder whose output depends on x and a
 decoder whose output depends on z; a likelihood normalised over its event (its
 log_prob summed over every dimension of x); encoder and prior distributions
 whose log_prob agrees with their samples; a finite loss, the same under
@@ -123,6 +124,10 @@ def check_recipe(recipe: Mapping[str, Any], registry: Registry, *, batch_size: i
     images, labels = jnp.asarray(train.images[:batch_size]), jnp.asarray(train.labels[:batch_size])
     x, c = condition.split(images, labels)
     check_shapes(model, x, c, batch_size)
+    fit = getattr(model.prior, "fit_after_training", None)
+    if fit is not None:  # a prior fitted after training (zoo.trained_run) must take the data and still conform
+        fit(model, x, c)
+        check_shapes(model, x, c, batch_size)
     check_dependence(model, x, c, variant)
     check_likelihood_normalised(model.likelihood, variant)
     if (

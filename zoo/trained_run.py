@@ -19,6 +19,7 @@ from flax import nnx
 
 from zoo import checkpoints, runs, training
 from zoo.errors import RunDirectoryError, ZooError
+from zoo.data import evaluation_split
 from zoo.evaluate import EvaluationSettings
 from zoo.experiment import Experiment, assemble, checkpoint_used
 from zoo.interfaces import Split
@@ -26,6 +27,19 @@ from zoo.recipes import train_config
 from zoo.registry import Registry
 
 CHECKPOINTS = ("best", "newest")
+
+
+def fit_after_training(model, experiment: Experiment) -> Any:
+    """The model's parameters, after the prior is fitted to the training split where it is a
+    prior fitted after training (a method `fit_after_training(model, x, c)`, e.g. the VQ-VAE's
+    `fitted_codebook`). The fit is deterministic, so every loader of the run gets the same prior."""
+    fit = getattr(model.prior, "fit_after_training", None)
+    if fit is not None:
+        train = evaluation_split(experiment.dataset, "train")
+        fit(model, *experiment.condition.split(jnp.asarray(train.images), jnp.asarray(train.labels)))
+    return nnx.state(model)
+
+
 Condition = Union[str, Sequence[Union[int, str]]]
 
 
@@ -67,7 +81,8 @@ class Run:
                     f"{workdir} holds no checkpoint yet; train it first (`zoo train ... --workdir {workdir}`)"
                 )
             step, state, _ = restored
-        return cls(workdir, experiment, graphdef, state.params, step, checkpoint, data_dir)
+        params = fit_after_training(nnx.merge(graphdef, state.params), experiment)
+        return cls(workdir, experiment, graphdef, params, step, checkpoint, data_dir)
 
     # What the run is.
     @property
