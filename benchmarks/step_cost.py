@@ -1,0 +1,98 @@
+"""Seconds per training epoch of each variant beside a baseline variant, in one process.
+
+The variants' jitted steps are timed in alternating rounds (the baseline, then
+each other variant, repeated), so a change in the machine's load hits every
+variant alike and the ratios to the baseline stay meaningful on a shared machine.
+
+    .venv/bin/python benchmarks/step_cost.py --out benchmarks/results/fashion_paper/cost.md
+    .venv/bin/python benchmarks/step_cost.py --suite families --out benchmarks/results/families/cost.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+import zoo
+from zoo.bench import expand, load_suite
+from zoo.plugin_manager import default_registry
+from zoo.recipes import train_config
+from zoo.experiment import assemble
+from zoo.training import initial_state, training_input
+
+PAPER_VARIANTS = ("vae_paper", "vampprior_paper", "mog_paper", "hvae_paper", "hvae_vampprior_paper")
+
+
+def stepper(variant: str, registry, book, overrides: list[str]):
+    """A function running `n` more training steps of the variant; returns steps per epoch too."""
+    recipe = book.resolve(variant, registry, overrides)
+    config = train_config(recipe)
+    experiment = assemble(recipe, registry)
+    graphdef, optimizer, state = initial_state(experiment.model, config)
+    batches = training_input(
+        experiment, config, graphdef, optimizer, "memory", 0, config.total_steps(len(experiment.dataset.train.images))
+    )
+    progress = {"state": state, "step": 0}
+
+    def run(n: int) -> float:
+        began = time.perf_counter()
+        progress["state"], metrics = batches.run(progress["state"], progress["step"], progress["step"] + n)
+        np.asarray(metrics["loss"])
+        progress["step"] += n
+        return time.perf_counter() - began
+
+    return run, config.steps_per_epoch(len(experiment.dataset.train.images))
+
+
+def suite_variants(name: str, book) -> tuple[list[str], list[str]]:
+    """A suite's variants and the overrides its first seed's run of the first variant gets
+    (dataset, task, batch size, `set:`), which every variant is timed under."""
+    suite = load_suite(name, book)
+    return list(suite.variants), expand(suite)[0].overrides(suite)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", help="time this suite's variants on its first dataset (default: fashion_paper's)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=100, help="steps timed per variant per round")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    registry, book = default_registry(), zoo.RecipeBook([zoo.default_registry_path()])
+    variants, overrides = suite_variants(args.suite, book) if args.suite else (list(PAPER_VARIANTS), [])
+    baseline = variants[0]
+    runners = {}
+    for variant in variants:
+        run, steps_per_epoch = stepper(variant, registry, book, overrides)
+        run(5)  # compile
+        runners[variant] = (run, steps_per_epoch)
+    seconds: dict[str, list[float]] = {v: [] for v in variants}
+    for _ in range(args.rounds):
+        for variant, (run, steps_per_epoch) in runners.items():
+            seconds[variant].append(run(args.steps) / args.steps * steps_per_epoch)
+    base = statistics.median(seconds[baseline])
+    lines = [
+        f"Training seconds per epoch (median of {args.rounds} alternating rounds of {args.steps} steps, "
+        "one process; ratios are what a shared machine's load leaves comparable)",
+        "",
+        f"| variant | s / epoch | x {baseline} | rounds |",
+        "|---|---|---|---|",
+    ]
+    for variant in variants:
+        median = statistics.median(seconds[variant])
+        lines.append(
+            f"| {variant} | {median:.2f} | {median / base:.2f}x | {', '.join(f'{s:.2f}' for s in seconds[variant])} |"
+        )
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
