@@ -87,6 +87,7 @@ def info_vae(
         loss = -log_px.mean() + (1.0 - alpha) * kl.mean() + (alpha + lambda_weight - 1.0) * mmd
         return loss, {"elbo": (log_px - kl).mean(), "kl": kl.mean(), "mmd": mmd}
 
+    loss_fn.selection_metric = "loss"  # type: ignore[attr-defined]  # its ELBO is not what it optimises
     return loss_fn
 
 
@@ -122,6 +123,7 @@ def wae_mmd(
             metrics["elbo"] = (-cost - kl).mean()
         return cost.mean() + mmd_weight * mmd, metrics
 
+    loss_fn.selection_metric = "loss"  # type: ignore[attr-defined]  # a deterministic encoder has no ELBO
     return loss_fn
 
 

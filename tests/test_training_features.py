@@ -323,3 +323,30 @@ def test_resume_forgets_best_checkpoints_the_resume_redoes(book, registry, tmp_p
 def test_clipping_with_normalized_gradients_is_refused(book, registry):
     with pytest.raises(zoo.RecipeError, match="vae_mlp.train.clip_grad_norm: has no effect with train.normalize_grad"):
         book.resolve("vae_mlp", registry, ["train.clip_grad_norm=1.0", "train.normalize_grad=true"])
+
+
+def test_an_objective_that_is_no_elbo_keeps_its_best_checkpoint_by_its_own_loss(book, registry, tmp_path):
+    """WAE-MMD's deterministic encoder has no ELBO worth choosing by: the best checkpoint is the
+    one with the lowest validation loss of the objective itself, which validation records."""
+    from zoo.training import selection_metric
+
+    recipe = book.resolve(
+        "wae_mmd",
+        registry,
+        ["encoder.hidden=[16]", "decoder.hidden=[16]", "train.steps=60", "train.checkpoint_every=10"],
+    )
+    summary = train_and_evaluate(recipe, tmp_path / "run", registry, progress=False)
+    validation = [r for r in runs.read_metrics(tmp_path / "run") if r["split"] == "validation"]
+    losses = {r["step"]: r["loss"] for r in validation}
+    assert len(losses) == 6 and summary["best_step"] == min(losses, key=losses.get)
+    assert Run.load(tmp_path / "run", registry).step == summary["best_step"]
+    for variant in ("wae_mmd", "info_vae", "quadrant_gsnn"):
+        objective = objectives_of(book, registry, variant)
+        assert selection_metric(objective) == "loss", variant
+    assert selection_metric(objectives_of(book, registry, "vae_mlp")) == "elbo"
+
+
+def objectives_of(book, registry, variant):
+    from zoo.experiment import assemble
+
+    return assemble(book.resolve(variant, registry), registry).objective

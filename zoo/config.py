@@ -67,7 +67,8 @@ class EarlyStopping:
     """`train.early_stopping`: watch a validation metric, stop when it stops improving."""
 
     patience: int = dataclasses.field(default=50, metadata={"positive": True})
-    metric: Literal["elbo", "reconstruction_error", "kl"] = "elbo"
+    # "loss": the objective's own loss (lower is better), for objectives that are no ELBO.
+    metric: Literal["elbo", "reconstruction_error", "kl", "loss"] = "elbo"
     # Validations at the start during which the patience counter stays at 0 (the
     # VampPrior code holds it through the KL warm-up).
     grace: int = dataclasses.field(default=0, metadata={"nonnegative": True})

@@ -13,15 +13,16 @@ from flax import nnx
 
 from zoo import parallel
 from zoo.errors import DataError
-from zoo.interfaces import DiscretePosterior, Split, undefined_metrics
+from zoo.interfaces import Batch, DiscretePosterior, Split, undefined_metrics
 from zoo.model import LOG_LIKELIHOOD_METRIC
 from zoo.progress import Progress
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015: Cov_x(E_q[z]) above 0.01
 
 
-def make_bound_metrics(graphdef: nnx.GraphDef, condition) -> Callable:
-    """A jitted `(params, images, labels, rng) -> per-example metrics` for one batch."""
+def make_bound_metrics(graphdef: nnx.GraphDef, condition, objective: Optional[Callable] = None) -> Callable:
+    """A jitted `(params, images, labels, rng) -> per-example metrics` for one batch; with an
+    `objective`, also its loss on the batch (`loss`, the batch's value on each of its rows)."""
 
     @jax.jit
     def bound_metrics(params, images, labels, rng):
@@ -38,6 +39,9 @@ def make_bound_metrics(graphdef: nnx.GraphDef, condition) -> Callable:
         }
         if isinstance(q, DiscretePosterior):  # how often each code is chosen, summed over positions
             metrics["code_counts"] = jnp.sum(jax.nn.one_hot(q.codes, q.num_codes), axis=-2)
+        if objective is not None:  # at full weight (step None: past any warm-up)
+            loss, _ = objective(model, Batch(x, c), rng)
+            metrics["loss"] = jnp.full(x.shape[:1], loss)
         return metrics
 
     return bound_metrics

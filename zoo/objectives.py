@@ -166,6 +166,7 @@ def gsnn() -> Objective:
         log_likelihood = gsnn_log_likelihood(model, batch, rng)
         return -log_likelihood.mean(), {"gsnn_log_likelihood": log_likelihood.mean()}
 
+    loss_fn.selection_metric = "loss"  # type: ignore[attr-defined]  # its ELBO goes through the untrained encoder
     loss_fn.undefined_metrics = {  # type: ignore[attr-defined]
         metric: UNTRAINED_ENCODER for metric in ("elbo", "kl", "reconstruction_error", "active_units", "log_likelihood")
     }

@@ -36,6 +36,15 @@ from zoo.tensorboard import TensorBoardLog
 if TYPE_CHECKING:
     from zoo.experiment import Experiment
 
+# What each validation records (`loss` only where the best checkpoint is chosen by it).
+VALIDATION_METRICS = ("elbo", "kl", "reconstruction_error", "loss")
+
+
+def selection_metric(objective) -> str:
+    """The validation metric the best checkpoint is chosen by when the recipe sets no early
+    stopping: "elbo", or what the objective declares (`loss_fn.selection_metric = "loss"`)."""
+    return getattr(objective, "selection_metric", "elbo")
+
 
 class TrainState(NamedTuple):
     """Everything that changes during training, as a pytree."""
@@ -145,7 +154,9 @@ def train_loop(
     if mesh is not None:
         state = parallel.replicate(state, mesh)
     stopping = early_stopping_config(experiment.recipe)
-    watched = stopping or EarlyStopping()  # without early stopping the best checkpoint is still kept, by ELBO
+    # Without early stopping the best checkpoint is still kept: by ELBO, or by the objective's own
+    # loss where it declares that it is no ELBO (`selection_metric`, e.g. WAE-MMD's deterministic encoder).
+    watched = stopping or EarlyStopping(metric=selection_metric(experiment.objective))
     manager = checkpoints.checkpoint_manager(workdir)
     best_manager = checkpoints.best_checkpoint_manager(workdir, watched.metric, watched.higher_is_better)
     step, watch = 0, early_stopping.Watch()
@@ -160,7 +171,9 @@ def train_loop(
         runs.truncate_metrics(workdir, step)
     input_kind = inputs.choose_input(config, train)
     batches = training_input(experiment, config, graphdef, optimizer, input_kind, step, total, mesh)
-    validate = make_bound_metrics(graphdef, experiment.condition)
+    validate = make_bound_metrics(
+        graphdef, experiment.condition, experiment.objective if watched.metric == "loss" else None
+    )
     validation_every = config.validation_period(len(train.images))
     summary: dict[str, Any] = {
         "workdir": str(workdir),
@@ -214,7 +227,7 @@ def train_loop(
                 bounds = over_batches(
                     validate, state.params, experiment.dataset.validation, jax.random.key(config.seed + 1), 256, mesh
                 )
-                values = {k: float(np.mean(bounds[k])) for k in ("elbo", "kl", "reconstruction_error")}
+                values = {k: float(np.mean(bounds[k])) for k in VALIDATION_METRICS if k in bounds}
                 if scheduled:  # a stop by the time limit validates off schedule: early stopping does not count it
                     watch, improved = early_stopping.update(watch, values[watched.metric], step, watched)
                     if improved:
