@@ -91,6 +91,12 @@ def info_vae(
     return loss_fn
 
 
+UNTRAINED_SCALE = (
+    "WAE-MMD with a deterministic encoder trains only the mean of q(z|x), never its scale, so this metric "
+    "would describe the scale's initial weights, not the model"
+)
+
+
 def wae_mmd(
     mmd_weight: Annotated[float, AtLeast(0)] = 10.0,
     kernel: Kernel = "imq",
@@ -124,6 +130,8 @@ def wae_mmd(
         return cost.mean() + mmd_weight * mmd, metrics
 
     loss_fn.selection_metric = "loss"  # type: ignore[attr-defined]  # a deterministic encoder has no ELBO
+    if deterministic:
+        loss_fn.undefined_metrics = {metric: UNTRAINED_SCALE for metric in ("elbo", "kl")}  # type: ignore[attr-defined]
     return loss_fn
 
 

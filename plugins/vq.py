@@ -30,8 +30,8 @@ from zoo import AtLeast
 from plugins.layers import MLP, activation_fn, check_sizes, dense, flatten_with, size
 
 UNDEFINED = (
-    "a VQ-VAE's posterior is a point mass on codes, no importance-sampling proposal, and its decoder "
-    "was trained at the codes alone; the ELBO against the uniform prior over codes is reported instead"
+    "not defined for a VQ-VAE: its posterior is a point mass on codes, no importance-sampling proposal, "
+    "and its decoder was trained at the codes alone; the ELBO against its prior over codes is reported instead"
 )
 
 
