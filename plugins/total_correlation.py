@@ -23,14 +23,23 @@ import jax.numpy as jnp
 import zoo
 from zoo import AtLeast
 
+LOG_2PI = math.log(2.0 * math.pi)
+
 
 def aggregate_log_densities(z: jax.Array, loc: jax.Array, scale: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(log q(z_i), sum_d log q(z_i,d)) for each of M samples z (M, D), by minibatch-weighted
-    sampling over the M diagonal Gaussians q(z | x_j) = N(loc_j, diag(scale_j^2))."""
-    per_unit = distrax.Normal(loc[None], scale[None]).log_prob(z[:, None, :])  # (i, j, d): log q(z_i,d | x_j)
+    sampling over the M diagonal Gaussians q(z | x_j) = N(loc_j, diag(scale_j^2)).
+
+    The pairs are laid out (i, d, j), so the log-sum-exps over j run along the last axis: with
+    distrax.Normal(...).log_prob on (i, j, d) (the same numbers, tested) XLA's CPU backend made a
+    beta-TC-VAE training step on the dSprites-style MLP 2.1x the plain VAE's; this way 1.2x.
+    """
+    loc_t, scale_t = loc.T, scale.T  # (d, j)
+    standardised = (z[:, :, None] - loc_t[None]) / scale_t[None]
+    per_unit = -0.5 * jnp.square(standardised) - (jnp.log(scale_t) + 0.5 * LOG_2PI)[None]  # log q(z_i,d | x_j)
     log_m = math.log(z.shape[0])
-    log_joint = jax.nn.logsumexp(jnp.sum(per_unit, axis=-1), axis=1) - log_m
-    log_marginals = jnp.sum(jax.nn.logsumexp(per_unit, axis=1) - log_m, axis=-1)
+    log_joint = jax.nn.logsumexp(jnp.sum(per_unit, axis=1), axis=-1) - log_m
+    log_marginals = jnp.sum(jax.nn.logsumexp(per_unit, axis=-1) - log_m, axis=-1)
     return log_joint, log_marginals
 
 
