@@ -220,7 +220,8 @@ class InMemoryInput:
         indices = batch_indices(len(self.split.images), self.batch_size, self.seed, start, stop - start)
         if self.loop == "step":
             return run_steps(self.train_step, state, self.images, self.labels, indices, start, self.mesh, halt)
-        chunk, done, outputs = jnp.asarray(indices), 0, []
+        chunk, done = jnp.asarray(indices), 0
+        outputs: list[Any] = []
         while done < len(indices) and not (outputs and halt):
             left = len(indices) - done
             if self.loop == "auto" and left >= CALIBRATION_STEPS:
