@@ -9,6 +9,7 @@ from flax import nnx
 
 import zoo
 from zoo import AtLeast
+from plugins.conv_layers import Conv, ConvTranspose
 from plugins.layers import ACTIVATIONS, MLP, DiagonalGaussianHead, activation_fn, check_sizes, flatten_with, size
 
 
@@ -32,7 +33,7 @@ class ConvEncoder(nnx.Module):
         sizes = [in_channels, *channels]
         self.convs = nnx.List(
             [
-                nnx.Conv(a, b, kernel_size=(3, 3), strides=(2, 2), padding="SAME", rngs=rngs)
+                Conv(a, b, kernel_size=(3, 3), strides=(2, 2), padding="SAME", rngs=rngs)
                 for a, b in zip(sizes[:-1], sizes[1:])
             ]
         )
@@ -73,11 +74,11 @@ class ConvDecoder(nnx.Module):
         sizes = [channels[0], *channels]
         self.deconvs = nnx.List(
             [
-                nnx.ConvTranspose(a, b, kernel_size=(3, 3), strides=(2, 2), padding="SAME", rngs=rngs)
+                ConvTranspose(a, b, kernel_size=(3, 3), strides=(2, 2), padding="SAME", rngs=rngs)
                 for a, b in zip(sizes[:-1], sizes[1:])
             ]
         )
-        self.out = nnx.Conv(sizes[-1], out_channels * params_per_dim, kernel_size=(3, 3), padding="SAME", rngs=rngs)
+        self.out = Conv(sizes[-1], out_channels * params_per_dim, kernel_size=(3, 3), padding="SAME", rngs=rngs)
 
     def __call__(self, z: jax.Array, c: Optional[jax.Array] = None) -> jax.Array:
         act = ACTIVATIONS[self.activation]

@@ -69,3 +69,51 @@ def test_auto_streams_a_split_over_the_memory_budget(book, registry, tmp_path):
 def test_bad_input_settings_name_the_key(book, registry, override, message):
     with pytest.raises(zoo.RecipeError, match=message.replace("(", r"\(")):
         book.resolve("vae_mlp", registry, [override])
+
+
+LOOP_VARIANTS = {
+    "vae_mlp": ["encoder.hidden=[32]", "decoder.hidden=[32]"],
+    "vae_conv": ["encoder.channels=[4, 8]", "encoder.hidden=16", "decoder.channels=[8, 4]"],
+}
+
+
+def per_step_losses(book, registry, variant, loop, steps, overrides=()):
+    """(each step's loss, the in-memory input) of `steps` steps of a small `variant` under `train.loop`."""
+    from zoo.experiment import assemble
+    from zoo.recipes import train_config
+    from zoo.training import initial_state, training_input
+
+    recipe = book.resolve(variant, registry, [*LOOP_VARIANTS[variant], f"train.loop={loop}", *overrides])
+    experiment, config = assemble(recipe, registry), train_config(recipe)
+    graphdef, optimizer, state = initial_state(experiment.model, config)
+    batches = training_input(experiment, config, graphdef, optimizer, "memory", 0, steps)
+    _, first = batches.run(state, 0, steps - 3)  # as the training loop calls it: chunk by chunk
+    _, rest = batches.run(_, steps - 3, steps)
+    return np.concatenate([first["loss"], rest["loss"]]), batches
+
+
+@pytest.mark.parametrize("variant", sorted(LOOP_VARIANTS))
+def test_scanned_and_per_step_loops_give_the_same_losses(book, registry, variant):
+    # 23 steps: two scanned blocks of 10 and single steps for the remainders (17 and 3 steps a chunk).
+    scanned, batches = per_step_losses(book, registry, variant, "scan", 23)
+    per_step, _ = per_step_losses(book, registry, variant, "step", 23)
+    assert batches.loop == "scan" and len(scanned) == 23
+    np.testing.assert_allclose(scanned, per_step, rtol=1e-5)
+
+
+def test_auto_times_both_loops_and_keeps_the_faster(book, registry, monkeypatch):
+    monkeypatch.setattr(inputs, "SCAN_BLOCK", 2)
+    monkeypatch.setattr(inputs, "CALIBRATION_ROUNDS", 1)
+    monkeypatch.setattr(inputs, "CALIBRATION_STEPS", 2 + 1 + 2 * 2)
+    auto, batches = per_step_losses(book, registry, "vae_mlp", "auto", 14)
+    per_step, _ = per_step_losses(book, registry, "vae_mlp", "step", 14)
+    assert set(batches.timings) == {"scan", "step"} and all(t > 0 for t in batches.timings.values())
+    assert batches.loop == min(batches.timings, key=batches.timings.get)
+    np.testing.assert_allclose(auto, per_step, rtol=1e-5)
+
+
+def test_train_loop_setting_is_checked_and_reported(book, registry, tmp_path):
+    with pytest.raises(zoo.RecipeError, match="train.loop"):
+        book.resolve("vae_mlp", registry, ["train.loop=fast"])
+    recipe = book.resolve("vae_mlp", registry, [*LOOP_VARIANTS["vae_mlp"], "train.steps=20", "train.loop=scan"])
+    assert train_and_evaluate(recipe, tmp_path / "run", registry, progress=False)["loop"] == "scan"

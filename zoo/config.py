@@ -42,6 +42,9 @@ class TrainConfig:
     # zoo/inputs.py), or "auto": stream when the training split exceeds memory_budget_mb.
     input: Literal["auto", "memory", "stream"] = "auto"
     memory_budget_mb: float = dataclasses.field(default=2048.0, metadata={"positive": True})
+    # In memory on one device: "step" (one jitted step per call), "scan" (blocks of steps as a
+    # lax.scan), or "auto": time both over the run's first steps and keep the faster (zoo/inputs.py).
+    loop: Literal["auto", "scan", "step"] = "auto"
     # TensorBoard event files in WORKDIR/tensorboard/ (scalars each log line, samples each checkpoint).
     tensorboard: bool = True
 

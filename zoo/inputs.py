@@ -13,6 +13,7 @@ both paths train on the same batches with the same binarization draws.
 from __future__ import annotations
 
 import collections
+import time
 from typing import Any, Iterator, Optional
 
 import jax
@@ -35,6 +36,9 @@ STREAM_THREADS = 2
 STREAM_PREFETCH = 2  # blocks of STEPS_PER_READ steps read ahead on the host
 STEPS_PER_READ = 16
 DEVICE_PREFETCH = 2  # blocks on the devices: the current one and the next
+SCAN_BLOCK = 10  # steps per call of a scanned loop (InMemoryInput); one compiled length
+CALIBRATION_ROUNDS = 2  # timed blocks of SCAN_BLOCK steps of each loop when train.loop is "auto"
+CALIBRATION_STEPS = SCAN_BLOCK + 1 + 2 * CALIBRATION_ROUNDS * SCAN_BLOCK  # a block and a step to compile, the rounds
 
 
 def bound_in_flight(outputs: list, mesh: Optional[parallel.Mesh]) -> None:
@@ -180,10 +184,30 @@ class StreamedInput:
 
 
 class InMemoryInput:
-    """The training split on the device; each step gathers its batch by index."""
+    """The training split on the device; each step gathers its batch by index.
 
-    def __init__(self, train_step, split: Split, batch_size: int, seed: int, mesh: Optional[parallel.Mesh] = None):
+    With `scanned` (training.make_scanned_steps) and `loop` "scan", steps run
+    SCAN_BLOCK to a call as a lax.scan (a chunk's remainder one per call); with
+    "step", one per call; with "auto", the first CALIBRATION_STEPS steps of the
+    run time both loops, in alternation after compiling each, and the rest run
+    the faster way: `self.loop` then says which, `self.timings` the seconds per
+    step of each. Calibration runs real training steps in order, and both loops
+    compute the same updates, so the choice changes the speed, not the numbers.
+    """
+
+    def __init__(
+        self,
+        train_step,
+        split: Split,
+        batch_size: int,
+        seed: int,
+        mesh: Optional[parallel.Mesh] = None,
+        scanned=None,
+        loop: str = "step",
+    ):
         self.train_step, self.split, self.batch_size, self.seed, self.mesh = train_step, split, batch_size, seed, mesh
+        self.scanned, self.loop = scanned, loop if scanned is not None else "step"
+        self.timings: dict[str, float] = {}
         if mesh is None:
             self.images, self.labels = jnp.asarray(split.images), jnp.asarray(split.labels)
         else:
@@ -194,4 +218,43 @@ class InMemoryInput:
     def run(self, state: Any, start: int, stop: int, halt=None):
         """Run steps start..stop-1; returns the state and each metric per step (host arrays); `halt` as in `run_steps`."""
         indices = batch_indices(len(self.split.images), self.batch_size, self.seed, start, stop - start)
-        return run_steps(self.train_step, state, self.images, self.labels, indices, start, self.mesh, halt)
+        if self.loop == "step":
+            return run_steps(self.train_step, state, self.images, self.labels, indices, start, self.mesh, halt)
+        chunk, done = jnp.asarray(indices), 0
+        outputs: list[Any] = []
+        while done < len(indices) and not (outputs and halt):
+            left = len(indices) - done
+            if self.loop == "auto" and left >= CALIBRATION_STEPS:
+                state, metrics = self._calibrate(state, chunk, done, start)
+            elif self.loop == "scan" and left >= SCAN_BLOCK:
+                state, metrics = self._steps("scan", state, chunk, done, SCAN_BLOCK, start)
+            else:  # a chunk's remainder, or steps before a chunk long enough to calibrate in
+                state, metrics = self._steps("step", state, chunk, done, 1, start)
+            outputs.append(metrics)
+            done += len(metrics["loss"])
+        return state, jax.tree.map(lambda *parts: np.concatenate(parts), *parallel.to_host(outputs))
+
+    def _steps(self, loop: str, state, chunk, done: int, count: int, start: int):
+        """Steps start+done.. of `count` batches of `chunk` from position `done`, scanned or one per call."""
+        if loop == "scan":
+            return self.scanned(state, self.images, self.labels, chunk[done : done + count], start + done)
+        outputs = []
+        for position in range(done, done + count):
+            state, metrics = self.train_step(state, self.images, self.labels, chunk, position, start + position)
+            outputs.append(metrics)
+        return state, jax.tree.map(lambda *steps: jnp.stack(steps), *outputs)
+
+    def _calibrate(self, state, chunk, done: int, start: int):
+        """CALIBRATION_STEPS steps: each loop once to compile, then alternately timed; sets loop and timings."""
+        plan = [("scan", False), ("step", False)] + [("scan", True), ("step", True)] * CALIBRATION_ROUNDS
+        seconds, outputs = {"scan": 0.0, "step": 0.0}, []
+        for loop, timed in plan:
+            began = time.perf_counter()
+            state, metrics = self._steps(loop, state, chunk, done, SCAN_BLOCK if timed or loop == "scan" else 1, start)
+            jax.block_until_ready(metrics)
+            seconds[loop] += (time.perf_counter() - began) * timed
+            outputs.append(metrics)
+            done += len(metrics["loss"])
+        self.timings = {loop: total / (CALIBRATION_ROUNDS * SCAN_BLOCK) for loop, total in seconds.items()}
+        self.loop = "scan" if self.timings["scan"] < self.timings["step"] else "step"
+        return state, jax.tree.map(lambda *parts: jnp.concatenate(parts), *outputs)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
@@ -73,14 +74,49 @@ def make_train_step(
     """`(state, images, labels, chunk_indices[n, B], position, step) -> (state, metrics)`,
     jitted with the state donated; with `streaming`, `(state, block_images[n, B, ...], block_labels, position, step)`.
 
-    One step per call, driven from Python: XLA's CPU backend runs convolutions
-    inside a scanned loop several times slower than in a plain jitted step
-    (measured here: 130 ms against 20 ms per step for the conv VAE). With a
-    `mesh`, the batch is split over its devices and the state stays replicated.
-    In memory, the step gathers its batch from the dataset on the device; streamed,
-    it takes its batch from a block of a few steps' batches. Both then do the same: the same binarization
-    draw and the same update for the same step.
+    One step per call, driven from Python (`make_scanned_steps` runs several per
+    call). With a `mesh`, the batch is split over its devices and the state
+    stays replicated. In memory, the step gathers its batch from the dataset on
+    the device; streamed, it takes its batch from a block of a few steps'
+    batches. Both then do the same: the same binarization draw and the same
+    update for the same step.
     """
+    step_function = train_step_function(
+        graphdef, objective, condition, optimizer, seed, dynamic_binarization, mesh, streaming
+    )
+    if mesh is None:
+        return jax.jit(step_function, donate_argnums=0)
+    return jax.jit(step_function, donate_argnums=0, out_shardings=parallel.replicated(mesh))
+
+
+def make_scanned_steps(graphdef: nnx.GraphDef, objective, condition, optimizer, seed: int, dynamic_binarization=False):
+    """`(state, images, labels, chunk_indices[n, B], start) -> (state, metrics[n])`: the in-memory steps
+    start..start+n-1 of `make_train_step` in one call, as a `lax.scan` over them, jitted with the state
+    donated. The same updates; it saves the per-step dispatch, which is most of a small model's step
+    on a CPU, while XLA's CPU backend has run some models (convolutions) several times slower inside
+    a scan, so zoo.inputs measures both and keeps the faster (`train.loop`)."""
+    step_function = train_step_function(graphdef, objective, condition, optimizer, seed, dynamic_binarization)
+
+    def scanned(state: TrainState, images, labels, chunk_indices, start):
+        def body(state, position):
+            return step_function(state, images, labels, chunk_indices, position, start + position)
+
+        return jax.lax.scan(body, state, jnp.arange(chunk_indices.shape[0]))
+
+    return jax.jit(scanned, donate_argnums=0)
+
+
+def train_step_function(
+    graphdef: nnx.GraphDef,
+    objective,
+    condition,
+    optimizer: optax.GradientTransformation,
+    seed: int,
+    dynamic_binarization: bool = False,
+    mesh: Optional[parallel.Mesh] = None,
+    streaming: bool = False,
+):
+    """The step of `make_train_step`, not jitted."""
     schedules = takes_step(objective)
 
     def loss_fn(params, batch: Batch, rng, step):
@@ -105,10 +141,7 @@ def make_train_step(
     def streamed_step(state: TrainState, block_images, block_labels, position, step):
         return update(state, block_images[position], block_labels[position], step)
 
-    step_function = streamed_step if streaming else train_step
-    if mesh is None:
-        return jax.jit(step_function, donate_argnums=0)
-    return jax.jit(step_function, donate_argnums=0, out_shardings=parallel.replicated(mesh))
+    return streamed_step if streaming else train_step
 
 
 def takes_step(objective) -> bool:
@@ -204,6 +237,9 @@ def train_loop(
                 )
             state, step = new_state, end
             trained_seconds += seconds
+            summary["loop"] = getattr(batches, "loop", "step").replace("auto", "step")  # auto: not calibrated yet
+            if getattr(batches, "timings", None):
+                summary["loop_seconds_per_step"] = batches.timings
             out_of_time = max_seconds is not None and trained_seconds >= max_seconds
             logged = {k: float(np.mean(v)) for k, v in metrics.items()}
             if main:
@@ -294,7 +330,8 @@ def training_input(
     stop: int,
     mesh: Optional[parallel.Mesh] = None,
 ):
-    """The jitted step with its input path, in memory or streamed, for steps start..stop-1: `.run(state, a, b)`."""
+    """The jitted step with its input path, in memory or streamed, for steps start..stop-1: `.run(state, a, b)`.
+    In memory on one device, steps run one per call or scanned in blocks, as `train.loop` says ("auto": the faster)."""
     train_step = make_train_step(
         graphdef,
         experiment.objective,
@@ -308,7 +345,17 @@ def training_input(
     split = experiment.dataset.train
     if kind == "stream":
         return inputs.StreamedInput(train_step, split, config.batch_size, config.seed, start, stop, mesh)
-    return inputs.InMemoryInput(train_step, split, config.batch_size, config.seed, mesh)
+    scanned = None
+    if mesh is None and config.loop != "step":  # on a mesh, one step per call (MAX_STEPS_IN_FLIGHT_ON_A_MESH)
+        scanned = make_scanned_steps(
+            graphdef,
+            experiment.objective,
+            experiment.condition,
+            optimizer,
+            config.seed,
+            experiment.dataset.dynamic_binarization,
+        )
+    return inputs.InMemoryInput(train_step, split, config.batch_size, config.seed, mesh, scanned, config.loop)
 
 
 def training_mesh(config) -> Optional[parallel.Mesh]:

@@ -27,35 +27,36 @@ NUM_CLASSES = 10
 # Keep these two in step with zoo.experiment.train_and_evaluate and zoo.evaluate.evaluate.
 
 def zoo_training_path(recipe, registry):
-    """(run(start, count) -> losses, lower() -> one step lowered), as train_and_evaluate trains."""
+    """(run(start, count) -> losses, lower() -> one step lowered, input), as train_and_evaluate trains:
+    the in-memory input with the recipe's train.loop (auto: the first CALIBRATION_STEPS steps choose)."""
     import jax.numpy as jnp
     from flax import nnx
     from zoo.data import batch_indices
-    from zoo.inputs import run_steps
     from zoo.experiment import assemble
-    from zoo.training import TrainState, make_optimizer, make_train_step
+    from zoo.recipes import train_config
+    from zoo.training import TrainState, make_optimizer, make_train_step, training_input
 
     experiment = assemble(recipe, registry)
-    config = recipe["train"]
+    config = train_config(recipe)
     graphdef, params = nnx.split(experiment.model)
-    optimizer = make_optimizer(config["learning_rate"])
+    optimizer = make_optimizer(config)
     state = TrainState(params, optimizer.init(params))
     train = experiment.dataset.train
-    images, labels = jnp.asarray(train.images), jnp.asarray(train.labels)
-    train_step = make_train_step(graphdef, experiment.objective, experiment.condition, optimizer, config["seed"],
+    batches = training_input(experiment, config, graphdef, optimizer, "memory", 0, config.steps)
+    train_step = make_train_step(graphdef, experiment.objective, experiment.condition, optimizer, config.seed,
                                  experiment.dataset.dynamic_binarization)
 
     def run(start, count):
         nonlocal state
-        indices = batch_indices(len(train.images), config["batch_size"], config["seed"], start, count)
-        state, metrics = run_steps(train_step, state, images, labels, indices, start)  # returns host arrays: blocks
+        state, metrics = batches.run(state, start, start + count)  # returns host arrays: blocks
         return metrics["loss"]
 
     def lower():
-        chunk = jnp.asarray(batch_indices(len(train.images), config["batch_size"], config["seed"], 0, 1))
+        images, labels = jnp.asarray(train.images), jnp.asarray(train.labels)
+        chunk = jnp.asarray(batch_indices(len(train.images), config.batch_size, config.seed, 0, 1))
         return train_step.lower(state, images, labels, chunk, 0, 0)
 
-    return run, lower
+    return run, lower, batches
 
 
 def zoo_importance_sampling(recipe, registry, num_samples, chunk_size, batch_size):
@@ -129,11 +130,15 @@ def zoo_train(spec):
     """Images/s of the zoo's training path, first-step (compile) time and XLA's FLOP count."""
     recipe, registry = zoo_recipe(spec["variant"])
     batch = recipe["train"]["batch_size"]
-    run, lower = zoo_training_path(recipe, registry)
-    first, rates = timed_windows(run, batch, spec["warmup"], spec["steps"], spec["windows"])
+    run, lower, batches = zoo_training_path(recipe, registry)
+    from zoo.inputs import CALIBRATION_STEPS
+
+    warmup = max(spec["warmup"], CALIBRATION_STEPS if batches.loop == "auto" else 0)  # the loop chosen before timing
+    first, rates = timed_windows(run, batch, warmup, spec["steps"], spec["windows"])
     cost = lower().compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return {"first_step_s": first, "images_per_s": rates, "xla_flops_per_image": float(cost["flops"]) / batch}
+    return {"first_step_s": first, "images_per_s": rates, "xla_flops_per_image": float(cost["flops"]) / batch,
+            "loop": batches.loop, "loop_seconds_per_step": batches.timings}
 
 
 def torch_train(spec):

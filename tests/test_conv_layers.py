@@ -1,0 +1,126 @@
+"""plugins/conv_layers.py computes what flax's Conv and ConvTranspose compute, with the same
+parameters: outputs and gradients against flax's layers and jax.lax, gradients against
+finite differences, and the conv encoder and decoder against the same networks built of
+flax's layers (so checkpoints and the perf benchmark's PyTorch reference stay valid)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax.test_util import check_grads
+
+import plugins.conv as conv
+from plugins.conv_layers import Conv, ConvTranspose, conv_stride1, conv_stride2, transposed_stride2
+
+DN = ("NHWC", "HWIO", "NHWC")
+SHAPES = [(3, 7, 7, 5, 4), (2, 8, 6, 1, 1), (1, 1, 5, 2, 3)]  # (B, H, W, in, out): odd, even, one-pixel sizes
+LAYERS = [(Conv, nnx.Conv, 2), (Conv, nnx.Conv, 1), (ConvTranspose, nnx.ConvTranspose, 2)]
+
+
+def pair(zoo_class, flax_class, stride, cin, cout, **options):
+    """A zoo layer and flax's with the same (random, nonzero-bias) parameters."""
+    ours = zoo_class(cin, cout, (3, 3), strides=stride, padding="SAME", rngs=nnx.Rngs(0), **options)
+    theirs = flax_class(cin, cout, (3, 3), strides=stride, padding="SAME", rngs=nnx.Rngs(0), **options)
+    if ours.bias is not None:
+        ours.bias[...] = jax.random.normal(jax.random.key(1), (cout,))
+    nnx.update(theirs, nnx.state(ours))
+    return ours, theirs
+
+
+def lax_reference(zoo_class, stride, x, kernel, bias):
+    if zoo_class is ConvTranspose:
+        return jax.lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=DN) + bias
+    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), "SAME", dimension_numbers=DN) + bias
+
+
+def outputs_and_gradients(layer, x, weights):
+    """The layer's output and the gradients (parameters, input) of a loss weighing every output differently."""
+    graphdef, params = nnx.split(layer)
+    loss = lambda p, x: jnp.sum(weights * nnx.merge(graphdef, p)(x) ** 2)  # noqa: E731
+    return jax.jit(lambda p, x: (nnx.merge(graphdef, p)(x), jax.grad(loss, argnums=(0, 1))(p, x)))(params, x)
+
+
+@pytest.mark.parametrize("zoo_class, flax_class, stride", LAYERS)
+@pytest.mark.parametrize("b, h, w, cin, cout", SHAPES)
+def test_same_outputs_and_gradients_as_flax_and_lax(zoo_class, flax_class, stride, b, h, w, cin, cout):
+    ours, theirs = pair(zoo_class, flax_class, stride, cin, cout)
+    x = jax.random.normal(jax.random.key(2), (b, h, w, cin))
+    expected = jax.jit(lambda x: lax_reference(zoo_class, stride, x, ours.kernel[...], ours.bias[...]))(x)
+    weights = jax.random.normal(jax.random.key(3), expected.shape)
+    output, gradients = outputs_and_gradients(ours, x, weights)
+    flax_output, flax_gradients = outputs_and_gradients(theirs, x, weights)
+    np.testing.assert_allclose(output, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(flax_output, expected, rtol=1e-5, atol=1e-5)
+    for a, e in zip(jax.tree.leaves(gradients), jax.tree.leaves(flax_gradients)):
+        np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(e))))
+
+
+@pytest.mark.parametrize("compute", [conv_stride2, conv_stride1, transposed_stride2])
+def test_gradients_agree_with_finite_differences(compute):
+    shape = (2, 3, 4, 2)
+    with jax.enable_x64(True):
+        x = jax.random.normal(jax.random.key(4), shape, jnp.float64)
+        kernel = jax.random.normal(jax.random.key(5), (3, 3, shape[-1], 3), jnp.float64)
+        check_grads(jax.jit(compute), (x, kernel), order=1, modes=["fwd", "rev"], eps=1e-5, atol=1e-7, rtol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "zoo_class, flax_class, options",
+    [
+        (Conv, nnx.Conv, {"kernel_size": (2, 2)}),
+        (Conv, nnx.Conv, {"padding": "VALID"}),
+        (Conv, nnx.Conv, {"strides": 3}),
+        (Conv, nnx.Conv, {"feature_group_count": 2}),
+        (ConvTranspose, nnx.ConvTranspose, {"strides": 1}),
+        (ConvTranspose, nnx.ConvTranspose, {"transpose_kernel": True}),
+        (ConvTranspose, nnx.ConvTranspose, {"kernel_dilation": 2}),
+    ],
+)
+def test_other_configurations_are_flax_own(zoo_class, flax_class, options):
+    options = {"kernel_size": (3, 3), "strides": 2, "padding": "SAME", **options}
+    ours = zoo_class(4, 6, rngs=nnx.Rngs(0), **options)
+    theirs = flax_class(4, 6, rngs=nnx.Rngs(0), **options)
+    x = jax.random.normal(jax.random.key(6), (2, 9, 8, 4))
+    np.testing.assert_array_equal(ours(x), theirs(x))
+
+
+@pytest.mark.parametrize("zoo_class, flax_class, stride", LAYERS)
+def test_parameters_are_flax_own(zoo_class, flax_class, stride):
+    ours = zoo_class(3, 5, (3, 3), strides=stride, padding="SAME", rngs=nnx.Rngs(7))
+    theirs = flax_class(3, 5, (3, 3), strides=stride, padding="SAME", rngs=nnx.Rngs(7))
+    shapes = lambda layer: jax.tree.map(jnp.shape, nnx.to_pure_dict(nnx.state(layer)))  # noqa: E731
+    assert shapes(ours) == shapes(theirs) == {"kernel": (3, 3, 3, 5), "bias": (5,)}
+    for a, e in zip(jax.tree.leaves(nnx.state(ours)), jax.tree.leaves(nnx.state(theirs))):
+        np.testing.assert_array_equal(a, e)  # the same initialisation from the same seed
+
+
+@pytest.mark.parametrize("image", [(12, 20, 3)])  # odd feature maps (3x5, 6x10) in the decoder
+def test_conv_networks_compute_what_they_did_with_flax_layers(monkeypatch, image):
+    """Encoder and decoder as in plugins/conv.py, built from the same seed once with the zoo's
+    layers and once with flax's: the same parameters, the same outputs and gradients."""
+
+    def build():
+        encoder = conv.make_conv_encoder(image, None, 4, nnx.Rngs(0), channels=(8, 16), hidden=32)
+        decoder = conv.make_conv_decoder(4, None, (*image, 2), nnx.Rngs(1), channels=(16, 8))
+        return encoder, decoder
+
+    ours = build()
+    monkeypatch.setattr(conv, "Conv", nnx.Conv)
+    monkeypatch.setattr(conv, "ConvTranspose", nnx.ConvTranspose)
+    theirs = build()
+    x = jax.random.uniform(jax.random.key(8), (3, *image))
+
+    def loss_and_gradients(encoder, decoder):
+        (encoder_def, encoder_params), (decoder_def, decoder_params) = nnx.split(encoder), nnx.split(decoder)
+
+        def loss(params):
+            q = nnx.merge(encoder_def, params[0])(x)
+            return jnp.sum(q.mean() ** 2) + jnp.sum(jnp.tanh(nnx.merge(decoder_def, params[1])(q.mean())))
+
+        return jax.jit(jax.value_and_grad(loss))((encoder_params, decoder_params))
+
+    for a, e in zip(jax.tree.leaves(loss_and_gradients(*ours)), jax.tree.leaves(loss_and_gradients(*theirs))):
+        np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-5)
