@@ -271,3 +271,27 @@ def test_bench_prints_the_table_once_and_writes_the_report(tmp_path, capsys):
         and f"results: {tmp_path / 'out' / 'results.jsonl'}" in printed
     )
     assert "| vae_mlp | 1 |" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_a_diverged_run_leaves_no_result_and_the_suite_goes_on(tmp_path, book, registry, monkeypatch):
+    from zoo import experiment
+    from zoo.errors import TrainingDivergedError
+
+    suite = bench.load_suite(str(write_suite(tmp_path)), book)
+    out = tmp_path / "out"
+    real_train = experiment.train_and_evaluate
+    second = bench.expand(suite)[1].run_id
+
+    def diverges_on_the_second_run(recipe, workdir, *args, **kwargs):
+        if workdir.name == second:
+            raise TrainingDivergedError("loss became nan at step 3; no checkpoint was written yet")
+        return real_train(recipe, workdir, *args, **kwargs)
+
+    monkeypatch.setattr(experiment, "train_and_evaluate", diverges_on_the_second_run)
+    lines = []
+    with pytest.raises(TrainingDivergedError, match=f"1 run\\(s\\) of suite .* diverged .*{second} \\(loss became nan"):
+        bench.run_suite(suite, out, book, registry, log=lines.append)
+    finished = sorted(p.parent.name for p in out.glob("runs/*/result.json"))
+    assert len(finished) == 5 and second not in finished
+    assert any(f"{second}: diverged, no result: loss became nan" in line for line in lines)
+    assert len((out / "results.jsonl").read_text().splitlines()) == 5

@@ -21,7 +21,7 @@ import yaml
 from flax import nnx
 
 from zoo import classifier, runs
-from zoo.errors import RecipeError, UnknownComponentError
+from zoo.errors import RecipeError, TrainingDivergedError, UnknownComponentError
 from zoo.files import write_atomically
 from zoo.package_data import package_path
 from zoo.progress import duration
@@ -262,7 +262,10 @@ def run_suite(
     variants: Optional[list[str]] = None,
 ) -> list[dict]:
     """Run every unfinished run of a suite (of `variants` only, when given); returns all
-    results of the suite found in `out` (finished earlier, by another process, or now)."""
+    results of the suite found in `out` (finished earlier, by another process, or now).
+
+    A run whose training diverges is said and left without a result, and the suite goes on
+    with the others; at the end a TrainingDivergedError names every such run."""
     from zoo.experiment import train_and_evaluate
 
     out = Path(out)
@@ -282,6 +285,7 @@ def run_suite(
     out.mkdir(parents=True, exist_ok=True)
     (out / "suite.yaml").write_text(Path(suite.path).read_text(encoding="utf-8"), encoding="utf-8")
     timings: list[float] = []  # wall seconds of each run trained by this process: the estimate of what is left
+    diverged: list[str] = []
     for number, run in enumerate(planned, 1):
         workdir = run_dir(out, run)
         result_file = workdir / "result.json"
@@ -293,15 +297,20 @@ def run_suite(
         log(f"[{number}/{len(planned)}] {workdir.name}: training{estimate}")
         recipe = resolve_run(run, suite, book, registry, data_dir)
         began = time.perf_counter()
-        summary = train_and_evaluate(
-            recipe,
-            workdir,
-            registry,
-            resume=True,
-            progress=progress,
-            data_dir=data_dir,
-            max_seconds=suite.budget.max_seconds,
-        )
+        try:
+            summary = train_and_evaluate(
+                recipe,
+                workdir,
+                registry,
+                resume=True,
+                progress=progress,
+                data_dir=data_dir,
+                max_seconds=suite.budget.max_seconds,
+            )
+        except TrainingDivergedError as error:  # one run's divergence is its result, not the suite's end
+            diverged.append(f"{workdir.name} ({error})")
+            log(f"[{number}/{len(planned)}] {workdir.name}: diverged, no result: {error}")
+            continue
         record = evaluate_run(suite, run, recipe, workdir, registry, data_dir, out)
         record.update(
             wall_seconds=round(time.perf_counter() - began, 2),
@@ -316,7 +325,13 @@ def run_suite(
         write_results(suite, out)
         timings.append(record["wall_seconds"])
         log(f"[{number}/{len(planned)}] {workdir.name}: done in {duration(record['wall_seconds'])}")
-    return write_results(suite, out)
+    results = write_results(suite, out)
+    if diverged:
+        raise TrainingDivergedError(
+            f"{len(diverged)} run(s) of suite {suite.name} diverged and have no result (the others' are in "
+            f"{out / 'results.jsonl'}): {'; '.join(diverged)}"
+        )
+    return results
 
 
 def require_factors_of(recipes: list[dict], registry: Registry, data_dir: Optional[str], key: str) -> None:
