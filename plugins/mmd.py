@@ -93,7 +93,7 @@ def info_vae(
 
 UNTRAINED_SCALE = (
     "WAE-MMD with a deterministic encoder trains only the mean of q(z|x), never its scale, so this metric "
-    "would describe the scale's initial weights, not the model"
+    "(for the log-likelihood: its importance-sampling proposal) would rest on the scale's initial weights, not the model"
 )
 
 
@@ -131,7 +131,9 @@ def wae_mmd(
 
     loss_fn.selection_metric = "loss"  # type: ignore[attr-defined]  # a deterministic encoder has no ELBO
     if deterministic:
-        loss_fn.undefined_metrics = {metric: UNTRAINED_SCALE for metric in ("elbo", "kl")}  # type: ignore[attr-defined]
+        loss_fn.undefined_metrics = {  # type: ignore[attr-defined]
+            metric: UNTRAINED_SCALE for metric in ("elbo", "kl", "log_likelihood")
+        }
     return loss_fn
 
 

@@ -85,3 +85,32 @@ def test_mmd_objectives(book, registry):
         book.resolve("info_vae", registry, ["objective.kernel=gauss"])
     with pytest.raises(ValueError, match="kernel: unknown kernel 'gauss'; known: imq, rbf"):
         mmd_squared(x.reshape(16, -1), x.reshape(16, -1), "gauss")
+
+
+def test_a_deterministic_wae_reports_what_its_untrained_scale_would_decide_as_not_applicable(book, registry):
+    from flax import nnx
+
+    from zoo.evaluate import evaluate
+    from zoo.experiment import assemble
+    from zoo.interfaces import Split
+
+    small = ["encoder.hidden=[16]", "decoder.hidden=[16]"]
+    for deterministic, undefined in ((True, {"elbo", "kl", "log_likelihood"}), (False, set())):
+        wae = assemble(
+            book.resolve("wae_mmd", registry, [*small, f"objective.deterministic={deterministic}"]), registry
+        )
+        graphdef, params = nnx.split(wae.model)
+        test = wae.dataset.test
+        metrics = evaluate(
+            graphdef,
+            params,
+            wae.condition,
+            Split(test.images[:20], test.labels[:20]),
+            jax.random.key(0),
+            num_samples=5,
+            objective=wae.objective,
+        )
+        assert {m for m in ("elbo", "kl", "log_likelihood") if metrics[m] is None} == undefined
+        assert metrics["reconstruction_error"] is not None
+        if deterministic:
+            assert "never its scale" in metrics["log_likelihood_undefined"]
