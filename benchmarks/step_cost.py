@@ -60,15 +60,22 @@ def main() -> None:
     parser.add_argument("--suite", help="time this suite's variants on its first dataset (default: fashion_paper's)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=100, help="steps timed per variant per round")
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "step", "scan"),
+        default="step",
+        help="train.loop for every variant (default step: each variant's own step, not auto's noisy choice between loops)",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     registry, book = default_registry(), zoo.RecipeBook([zoo.default_registry_path()])
     variants, overrides = suite_variants(args.suite, book) if args.suite else (list(PAPER_VARIANTS), [])
+    overrides = [*overrides, f"train.loop={args.loop}"]
     baseline = variants[0]
     runners = {}
     for variant in variants:
         run, steps_per_epoch = stepper(variant, registry, book, overrides)
-        run(5)  # compile
+        run(args.steps)  # compiles, and with train.loop auto picks the loop, before any round is timed
         runners[variant] = (run, steps_per_epoch)
     seconds: dict[str, list[float]] = {v: [] for v in variants}
     for _ in range(args.rounds):
@@ -77,7 +84,7 @@ def main() -> None:
     base = statistics.median(seconds[baseline])
     lines = [
         f"Training seconds per epoch (median of {args.rounds} alternating rounds of {args.steps} steps, "
-        "one process; ratios are what a shared machine's load leaves comparable)",
+        f"one process, train.loop {args.loop}; ratios are what a shared machine's load leaves comparable)",
         "",
         f"| variant | s / epoch | x {baseline} | rounds |",
         "|---|---|---|---|",
