@@ -65,13 +65,16 @@ class TrainConfig:
         return self.validate_every or self.checkpoint_every
 
 
+SelectionMetric = Literal["elbo", "reconstruction_error", "kl", "loss"]
+
+
 @dataclasses.dataclass(frozen=True)
 class EarlyStopping:
     """`train.early_stopping`: watch a validation metric, stop when it stops improving."""
 
     patience: int = dataclasses.field(default=50, metadata={"positive": True})
     # "loss": the objective's own loss (lower is better), for objectives that are no ELBO.
-    metric: Literal["elbo", "reconstruction_error", "kl", "loss"] = "elbo"
+    metric: SelectionMetric = "elbo"
     # Validations at the start during which the patience counter stays at 0 (the
     # VampPrior code holds it through the KL warm-up).
     grace: int = dataclasses.field(default=0, metadata={"nonnegative": True})

@@ -23,7 +23,7 @@ import optax
 from flax import nnx
 
 from zoo import checkpoints, early_stopping, inputs, optim, parallel, runs
-from zoo.config import EarlyStopping
+from zoo.config import EarlyStopping, SelectionMetric
 from zoo.early_stopping import should_stop
 from zoo.errors import TrainingDivergedError
 from zoo.evaluate import make_bound_metrics, over_batches
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 VALIDATION_METRICS = ("elbo", "kl", "reconstruction_error", "loss")
 
 
-def selection_metric(objective) -> str:
+def selection_metric(objective) -> SelectionMetric:
     """The validation metric the best checkpoint is chosen by when the recipe sets no early
     stopping: "elbo", or what the objective declares (`loss_fn.selection_metric = "loss"`)."""
     return getattr(objective, "selection_metric", "elbo")
