@@ -27,20 +27,21 @@ from zoo.recipes import train_config
 from zoo.registry import Registry
 
 CHECKPOINTS = ("best", "newest")
-
-
-def fit_after_training(model, experiment: Experiment) -> Any:
-    """The model's parameters, after the prior is fitted to the training split where it is a
-    prior fitted after training (a method `fit_after_training(model, x, c)`, e.g. the VQ-VAE's
-    `fitted_codebook`). The fit is deterministic, so every loader of the run gets the same prior."""
-    fit = getattr(model.prior, "fit_after_training", None)
-    if fit is not None:
-        train = evaluation_split(experiment.dataset, "train")
-        fit(model, *experiment.condition.split(jnp.asarray(train.images), jnp.asarray(train.labels)))
-    return nnx.state(model)
-
-
 Condition = Union[str, Sequence[Union[int, str]]]
+
+
+def fit_after_training(graphdef: nnx.GraphDef, params: Any, experiment: Experiment) -> Any:
+    """`params`, with the prior fitted to the training split where it is a prior fitted after
+    training (a method `fit_after_training(model, x, c)`, e.g. the VQ-VAE's `fitted_codebook`);
+    unchanged otherwise. The fit is deterministic, so every loader of the run gets the same prior."""
+    if not hasattr(experiment.model.prior, "fit_after_training"):
+        return params
+    model = nnx.merge(graphdef, params)
+    train = evaluation_split(experiment.dataset, "train")
+    model.prior.fit_after_training(
+        model, *experiment.condition.split(jnp.asarray(train.images), jnp.asarray(train.labels))
+    )
+    return nnx.state(model)
 
 
 @dataclasses.dataclass
@@ -81,7 +82,7 @@ class Run:
                     f"{workdir} holds no checkpoint yet; train it first (`zoo train ... --workdir {workdir}`)"
                 )
             step, state, _ = restored
-        params = fit_after_training(nnx.merge(graphdef, state.params), experiment)
+        params = fit_after_training(graphdef, state.params, experiment)
         return cls(workdir, experiment, graphdef, params, step, checkpoint, data_dir)
 
     # What the run is.
