@@ -67,15 +67,33 @@ def dense_matmuls_ms(sizes, x) -> float:
     return best_ms(lambda: gradient(weights, x))
 
 
-def training_rows(experiment, graphdef, params) -> list[tuple[str, float]]:
-    """(part, ms per step) of the training step at batch 128."""
+def whole_step_ms(experiment, graphdef, params, steps: int = 50) -> float:
+    """The zoo's training step as zoo.train runs it one step per call: best of five blocks, ms per step."""
     from zoo.data import batch_indices
-    from zoo.interfaces import Batch
     from zoo.inputs import run_steps
     from zoo.training import TrainState, make_optimizer, make_train_step
 
     train = experiment.dataset.train
     images, labels = jnp.asarray(train.images), jnp.asarray(train.labels)
+    optimizer = make_optimizer(1e-3)
+    step = make_train_step(graphdef, experiment.objective, experiment.condition, optimizer, 0, True)
+    state = TrainState(jax.tree.map(jnp.copy, params), optimizer.init(params))
+    indices = batch_indices(len(train.images), BATCH, 0, 0, steps)
+    state, _ = run_steps(step, state, images, labels, indices[:2], 0)
+    whole = float("inf")
+    for _ in range(5):
+        began = time.perf_counter()
+        state, _ = run_steps(step, state, images, labels, indices, 0)
+        whole = min(whole, (time.perf_counter() - began) / len(indices) * 1e3)
+    return whole
+
+
+def training_rows(experiment, graphdef, params) -> list[tuple[str, float]]:
+    """(part, ms per step) of the training step at batch 128."""
+    from zoo.interfaces import Batch
+    from zoo.training import make_optimizer
+
+    images = jnp.asarray(experiment.dataset.train.images)
     x = (images[:BATCH] > 0.5).astype(jnp.float32).reshape(BATCH, -1)
     sizes = [(784, 512), (512, 512), (512, 512), (256, 512), (512, 512), (512, 784)]  # loc and log-scale heads as one
     loss = jax.jit(jax.grad(lambda p, rng: experiment.objective(nnx.merge(graphdef, p), Batch(x.reshape(images[:BATCH].shape), None), rng)[0]))
@@ -83,15 +101,7 @@ def training_rows(experiment, graphdef, params) -> list[tuple[str, float]]:
     grads = loss(params, jax.random.key(1))
     adam = jax.jit(lambda p, s, g: (lambda u_s: (optax.apply_updates(p, u_s[0]), u_s[1]))(optimizer.update(g, s, p)))
     opt_state = optimizer.init(params)
-    step = make_train_step(graphdef, experiment.objective, experiment.condition, optimizer, 0, True)
-    state = TrainState(jax.tree.map(jnp.copy, params), optimizer.init(params))
-    indices = batch_indices(len(train.images), BATCH, 0, 0, 50)
-    state, _ = run_steps(step, state, images, labels, indices[:2], 0)
-    whole = float("inf")
-    for _ in range(5):
-        began = time.perf_counter()
-        state, _ = run_steps(step, state, images, labels, indices, 0)
-        whole = min(whole, (time.perf_counter() - began) / len(indices) * 1e3)
+    whole = whole_step_ms(experiment, graphdef, params)
     return [("dense matmuls alone (forward + backward)", dense_matmuls_ms(sizes, x)),
             ("loss and gradient (zoo objective)", best_ms(lambda: loss(params, jax.random.key(1)))),
             ("Adam update alone", best_ms(lambda: adam(params, opt_state, grads))),
@@ -127,22 +137,65 @@ def sampling_rows(experiment, graphdef, params) -> list[tuple[str, float]]:
             ("whole chunk (as log_likelihood runs it, plus one encoder pass)", best_ms(lambda: chunk(params, key)))]
 
 
-def conv_rows() -> list[tuple[str, float, float]]:
-    """(layer, forward ms, forward and backward ms) of each convolution of perf_vae_conv at batch 128."""
-    rngs = nnx.Rngs(0)
-    layers = [("conv 1->32, stride 2, 28x28 in", nnx.Conv(1, 32, (3, 3), strides=(2, 2), padding="SAME", rngs=rngs), (28, 28, 1)),
-              ("conv 32->64, stride 2, 14x14 in", nnx.Conv(32, 64, (3, 3), strides=(2, 2), padding="SAME", rngs=rngs), (14, 14, 32)),
-              ("transposed conv 64->64, stride 2, 7x7 in", nnx.ConvTranspose(64, 64, (3, 3), strides=(2, 2), padding="SAME", rngs=rngs), (7, 7, 64)),
-              ("transposed conv 64->32, stride 2, 14x14 in", nnx.ConvTranspose(64, 32, (3, 3), strides=(2, 2), padding="SAME", rngs=rngs), (14, 14, 64)),
-              ("conv 32->1, stride 1, 28x28 in", nnx.Conv(32, 1, (3, 3), padding="SAME", rngs=rngs), (28, 28, 32))]
+CONV_LAYERS = [  # (name, flax class, zoo class name, in, out, stride, input shape, output pixels)
+    ("conv 1->32, stride 2, 28x28 in", nnx.Conv, "Conv", 1, 32, 2, (28, 28, 1), 14 * 14),
+    ("conv 32->64, stride 2, 14x14 in", nnx.Conv, "Conv", 32, 64, 2, (14, 14, 32), 7 * 7),
+    ("transposed conv 64->64, stride 2, 7x7 in", nnx.ConvTranspose, "ConvTranspose", 64, 64, 2, (7, 7, 64), 7 * 7),
+    ("transposed conv 64->32, stride 2, 14x14 in", nnx.ConvTranspose, "ConvTranspose", 64, 32, 2, (14, 14, 64), 14 * 14),
+    ("conv 32->1, stride 1, 28x28 in", nnx.Conv, "Conv", 32, 1, 1, (28, 28, 32), 28 * 28),
+]
+
+
+def conv_rows() -> list[tuple[str, float, float, float, float, float]]:
+    """(layer, flax forward ms, flax forward and backward ms, the zoo's two, useful GFLOP) of each convolution of
+    perf_vae_conv at batch 128: flax's layers and plugins/conv_layers.py's, from the same parameters.
+
+    Useful FLOPs: 2 x (taps that touch the input) x in x out per input pixel of a transposed convolution (9 taps
+    over the 4 output phases of each input pixel), per output pixel of a convolution; forward and backward are
+    three times the forward (the kernel's gradient and the input's; the first layer has no input gradient)."""
+    import plugins.conv_layers as conv_layers
+
     rows = []
-    for name, layer, shape in layers:
-        graphdef, params = nnx.split(layer)
+    for name, flax_class, zoo_name, cin, cout, stride, shape, pixels in CONV_LAYERS:
         x = jax.random.normal(jax.random.key(0), (BATCH, *shape))
-        forward = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x))
-        both = jax.jit(jax.grad(lambda p, x: jnp.sum(nnx.merge(graphdef, p)(x) ** 2), argnums=(0, 1)))
-        rows.append((name, best_ms(lambda: forward(params, x), 5), best_ms(lambda: both(params, x), 5)))
+        times = []
+        for layer_class in (flax_class, getattr(conv_layers, zoo_name)):
+            layer = layer_class(cin, cout, (3, 3), strides=(stride, stride), padding="SAME", rngs=nnx.Rngs(0))
+            graphdef, params = nnx.split(layer)
+            forward = jax.jit(lambda p, x, g=graphdef: nnx.merge(g, p)(x))
+            both = jax.jit(jax.grad(lambda p, x, g=graphdef: jnp.sum(nnx.merge(g, p)(x) ** 2), argnums=(0, 1)))
+            times += [best_ms(lambda f=forward, p=params, x=x: f(p, x), 5), best_ms(lambda f=both, p=params, x=x: f(p, x), 5)]
+        forward_flops = 2 * 9 * cin * cout * pixels * BATCH
+        rows.append((name, *times, forward_flops * (2 if shape[-1] == 1 else 3) / 1e9))
     return rows
+
+
+def conv_step_ms() -> float:
+    """perf_vae_conv's whole training step with the zoo's layers, one step per call, best of five blocks."""
+    recipe, registry = zoo_recipe("perf_vae_conv")
+    from zoo.experiment import assemble
+
+    experiment = assemble(recipe, registry)
+    graphdef, params = nnx.split(experiment.model)
+    return whole_step_ms(experiment, graphdef, params)
+
+
+def conv_table(peak: float) -> str:
+    rows = conv_rows()
+    step = conv_step_ms()
+    lines = ["### The conv VAE's convolutions, batch 128: flax's layers (nnx.Conv / nnx.ConvTranspose) and the zoo's "
+             "(plugins/conv_layers.py)", "",
+             "| layer | flax forward ms | flax forward and backward ms | zoo forward ms | zoo forward and backward ms "
+             "| zoo / flax (both) | useful GFLOP (both) | zoo GFLOP/s (both) | % of peak |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, flax_fwd, flax_both, zoo_fwd, zoo_both, gflop in rows:
+        rate = gflop / zoo_both * 1e3
+        lines.append(f"| {name} | {flax_fwd:.2f} | {flax_both:.2f} | {zoo_fwd:.2f} | {zoo_both:.2f} "
+                     f"| {zoo_both / flax_both:.2f} | {gflop:.2f} | {rate:.0f} | {100 * rate / peak:.0f}% |")
+    layers = sum(r[4] for r in rows)
+    lines += ["", f"Whole perf_vae_conv training step with the zoo's layers (one step per call): {step:.2f} ms; "
+              f"the five layers' forward and backward alone: {layers:.2f} ms ({100 * layers / step:.0f}%)."]
+    return "\n".join(lines)
 
 
 def table(title: str, rows, flops: float, peak: float, unit: str) -> str:
@@ -177,9 +230,7 @@ def main(argv=None) -> int:
               training_rows(experiment, graphdef, params), train_flops, peak, "per step"),
         table("Importance sampling, one chunk of 25 samples x 100 images (useful FLOPs: the decoder's)",
               sampling_rows(experiment, graphdef, params), decoder_flops, peak, "per chunk"),
-        "\n".join(["### The conv VAE's convolutions, batch 128 (flax nnx.Conv / nnx.ConvTranspose on XLA's CPU backend)", "",
-                   "| layer | forward ms | forward and backward ms |", "|---|---|---|"]
-                  + [f"| {name} | {forward:.2f} | {both:.2f} |" for name, forward, both in conv_rows()]),
+        conv_table(peak),
     ]) + "\n"
     print(text)
     if args.out:
