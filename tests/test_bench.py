@@ -295,3 +295,27 @@ def test_a_diverged_run_leaves_no_result_and_the_suite_goes_on(tmp_path, book, r
     assert len(finished) == 5 and second not in finished
     assert any(f"{second}: diverged, no result: loss became nan" in line for line in lines)
     assert len((out / "results.jsonl").read_text().splitlines()) == 5
+
+
+def test_results_are_rebuilt_under_a_lock_so_a_second_process_drops_no_run(tmp_path, book):
+    # Two `zoo bench --variants` processes share one out: a rebuild must wait for the other's and
+    # then see every result, not write back what it had read before the other finished a run.
+    import threading
+
+    from zoo.files import held_exclusively
+
+    suite = bench.load_suite(str(write_suite(tmp_path)), book)
+    out = tmp_path / "out"
+    first, second = bench.expand(suite)[:2]
+    for run in (first, second):
+        bench.run_dir(out, run).mkdir(parents=True)
+    (bench.run_dir(out, first) / "result.json").write_text(json.dumps({"run": first.run_id}))
+    with held_exclusively(out / bench.RESULTS_LOCK):  # the other process, in the middle of its rebuild
+        rebuild = threading.Thread(target=bench.write_results, args=(suite, out))
+        rebuild.start()
+        rebuild.join(timeout=0.5)
+        assert rebuild.is_alive(), "write_results did not wait for the lock"
+        (bench.run_dir(out, second) / "result.json").write_text(json.dumps({"run": second.run_id}))
+    rebuild.join(timeout=10)
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert [json.loads(line)["run"] for line in lines] == [first.run_id, second.run_id]

@@ -22,7 +22,7 @@ from flax import nnx
 
 from zoo import classifier, runs
 from zoo.errors import RecipeError, TrainingDivergedError, UnknownComponentError
-from zoo.files import write_atomically
+from zoo.files import held_exclusively, write_atomically
 from zoo.package_data import package_path
 from zoo.progress import duration
 from zoo.config import SuiteBudget, SuiteEvaluation, SuiteFile
@@ -31,6 +31,7 @@ from zoo.registry import Registry, unknown_name_message
 
 UNCONDITIONAL = "unconditional"
 SUITES_DIR = package_path("suites")  # the shipped suites, found in an installed wheel too
+RESULTS_LOCK = ".results.lock"  # beside results.jsonl: held while it is rebuilt (write_results)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -345,13 +346,18 @@ def require_factors_of(recipes: list[dict], registry: Registry, data_dir: Option
 
 
 def write_results(suite: Suite, out: Path) -> list[dict]:
-    """results.jsonl: every finished run of the suite in `out`, in suite order (rewritten atomically)."""
-    results = []
-    for run in expand(suite):
-        result_file = run_dir(out, run) / "result.json"
-        if result_file.exists():
-            results.append(json.loads(result_file.read_text()))
-    write_atomically(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in results))
+    """results.jsonl: every finished run of the suite in `out`, in suite order (rewritten atomically).
+
+    Read and rewritten under a lock: two processes running parts of one suite into
+    the same `out` (`--variants`) would otherwise each write what it had read, and
+    the later write could drop a run the other had just finished."""
+    with held_exclusively(out / RESULTS_LOCK):
+        results = []
+        for run in expand(suite):
+            result_file = run_dir(out, run) / "result.json"
+            if result_file.exists():
+                results.append(json.loads(result_file.read_text()))
+        write_atomically(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in results))
     return results
 
 

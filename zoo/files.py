@@ -6,6 +6,7 @@ Light on purpose (no JAX): `zoo compare` reads results through it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -44,6 +45,22 @@ def write_atomically(path: Path, text: str) -> None:
     partial = path.with_name(path.name + ".partial")
     partial.write_text(text, encoding="utf-8")
     os.replace(partial, path)
+
+
+@contextlib.contextmanager
+def held_exclusively(lock_path: Path) -> Iterator[None]:
+    """One process at a time in the block: the kernel's lock (flock) on `lock_path`, created if need be.
+
+    For a file that several processes rebuild from what they read (results.jsonl of
+    two `zoo bench` processes sharing one --out): reading and replacing under the
+    lock, the last writer has seen every earlier one's work. A holder that dies
+    releases the lock with its file descriptors."""
+    with open(lock_path, "a") as stream:
+        fcntl.flock(stream, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(stream, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
