@@ -7,8 +7,8 @@ as jitted matmuls of the same shapes), the objective's loss and gradient, the
 Adam update alone, and the zoo's whole training step. Importance sampling
 (100 images x 25 samples = one chunk of 2500 decoder rows): the decoder
 network alone, decoder plus likelihood, sampling z with its log-densities, and
-the whole chunk. The conv VAE: each convolution's forward, and forward and
-backward, alone. Every figure is the best of five timed blocks; percentages
+the whole chunk. The same training parts for Burda's 784-200-200-50 network at batch 100. The conv VAE: each
+convolution's forward and its forward and backward alone, flax's layers and the zoo's, and the whole step. Every figure is the best of five timed blocks; percentages
 are of the jax matmul peak measured in the same process.
 """
 
@@ -67,7 +67,7 @@ def dense_matmuls_ms(sizes, x) -> float:
     return best_ms(lambda: gradient(weights, x))
 
 
-def whole_step_ms(experiment, graphdef, params, steps: int = 50) -> float:
+def whole_step_ms(experiment, graphdef, params, steps: int = 50, batch: int = BATCH) -> float:
     """The zoo's training step as zoo.train runs it one step per call: best of five blocks, ms per step."""
     from zoo.data import batch_indices
     from zoo.inputs import run_steps
@@ -78,7 +78,7 @@ def whole_step_ms(experiment, graphdef, params, steps: int = 50) -> float:
     optimizer = make_optimizer(1e-3)
     step = make_train_step(graphdef, experiment.objective, experiment.condition, optimizer, 0, True)
     state = TrainState(jax.tree.map(jnp.copy, params), optimizer.init(params))
-    indices = batch_indices(len(train.images), BATCH, 0, 0, steps)
+    indices = batch_indices(len(train.images), batch, 0, 0, steps)
     state, _ = run_steps(step, state, images, labels, indices[:2], 0)
     whole = float("inf")
     for _ in range(5):
@@ -88,20 +88,29 @@ def whole_step_ms(experiment, graphdef, params, steps: int = 50) -> float:
     return whole
 
 
-def training_rows(experiment, graphdef, params) -> list[tuple[str, float]]:
-    """(part, ms per step) of the training step at batch 128."""
+def dense_shapes(recipe) -> list[tuple[int, int]]:
+    """The (in, out) matmuls of an MLP recipe's forward pass, the encoder's two heads as one."""
+    latent, encoder, decoder = recipe["latent_dim"], recipe["encoder"]["hidden"], recipe["decoder"]["hidden"]
+    sizes = [784, *encoder]
+    shapes = [*zip(sizes[:-1], sizes[1:]), (sizes[-1], 2 * latent)]
+    sizes = [latent, *decoder, 784]
+    return shapes + list(zip(sizes[:-1], sizes[1:]))
+
+
+def training_rows(experiment, graphdef, params, recipe, batch: int) -> list[tuple[str, float]]:
+    """(part, ms per step) of the training step at `batch`."""
     from zoo.interfaces import Batch
     from zoo.training import make_optimizer
 
     images = jnp.asarray(experiment.dataset.train.images)
-    x = (images[:BATCH] > 0.5).astype(jnp.float32).reshape(BATCH, -1)
-    sizes = [(784, 512), (512, 512), (512, 512), (256, 512), (512, 512), (512, 784)]  # loc and log-scale heads as one
-    loss = jax.jit(jax.grad(lambda p, rng: experiment.objective(nnx.merge(graphdef, p), Batch(x.reshape(images[:BATCH].shape), None), rng)[0]))
+    x = (images[:batch] > 0.5).astype(jnp.float32).reshape(batch, -1)
+    sizes = dense_shapes(recipe)
+    loss = jax.jit(jax.grad(lambda p, rng: experiment.objective(nnx.merge(graphdef, p), Batch(x.reshape(images[:batch].shape), None), rng)[0]))
     optimizer = make_optimizer(1e-3)
     grads = loss(params, jax.random.key(1))
     adam = jax.jit(lambda p, s, g: (lambda u_s: (optax.apply_updates(p, u_s[0]), u_s[1]))(optimizer.update(g, s, p)))
     opt_state = optimizer.init(params)
-    whole = whole_step_ms(experiment, graphdef, params)
+    whole = whole_step_ms(experiment, graphdef, params, batch=batch)
     return [("dense matmuls alone (forward + backward)", dense_matmuls_ms(sizes, x)),
             ("loss and gradient (zoo objective)", best_ms(lambda: loss(params, jax.random.key(1)))),
             ("Adam update alone", best_ms(lambda: adam(params, opt_state, grads))),
@@ -223,11 +232,19 @@ def main(argv=None) -> int:
     graphdef, params = nnx.split(experiment.model)
     peak = matmul_peak_gflops()
     train_flops = flop_count.training_flops(recipe, (28, 28, 1)) * BATCH
+    burda_recipe, burda_registry = zoo_recipe("perf_vae_burda")
+    burda = assemble(burda_recipe, burda_registry)
+    burda_graphdef, burda_params = nnx.split(burda.model)
+    burda_batch = burda_recipe["train"]["batch_size"]
+    burda_flops = flop_count.training_flops(burda_recipe, (28, 28, 1)) * burda_batch
     decoder_flops = flop_count.importance_sampling_flops(recipe, (28, 28, 1), CHUNK) * IS_IMAGES
     text = "\n\n".join([
         f"jax matmul peak in this process: {peak:.0f} GFLOP/s (2048^3, float32); {jax.devices()[0].device_kind}",
         table("Training step, batch 128 (useful FLOPs: the dense layers' forward and backward)",
-              training_rows(experiment, graphdef, params), train_flops, peak, "per step"),
+              training_rows(experiment, graphdef, params, recipe, BATCH), train_flops, peak, "per step"),
+        table(f"Training step of perf_vae_burda (784-200-200-50, tanh), batch {burda_batch}",
+              training_rows(burda, burda_graphdef, burda_params, burda_recipe, burda_batch), burda_flops, peak,
+              "per step"),
         table("Importance sampling, one chunk of 25 samples x 100 images (useful FLOPs: the decoder's)",
               sampling_rows(experiment, graphdef, params), decoder_flops, peak, "per chunk"),
         conv_table(peak),
