@@ -319,3 +319,25 @@ def test_results_are_rebuilt_under_a_lock_so_a_second_process_drops_no_run(tmp_p
     rebuild.join(timeout=10)
     lines = (out / "results.jsonl").read_text().splitlines()
     assert [json.loads(line)["run"] for line in lines] == [first.run_id, second.run_id]
+
+
+def test_a_run_another_process_holds_is_left_to_it_and_the_suite_goes_on(tmp_path, book, registry):
+    # Two `zoo bench` processes sharing one out take the runs in turn; a `zoo train` in a run's
+    # directory is left alone too. Neither holder makes the suite fail.
+    from zoo import runs
+
+    suite = bench.load_suite(str(write_suite(tmp_path)), book)
+    out = tmp_path / "out"
+    first, second, third = [run for run in bench.expand(suite) if run.variant == "vae_mlp"]
+    lines = []
+    with runs.bench_claim(bench.run_dir(out, first)) as ours, runs.trainer_lock(bench.run_dir(out, second)):
+        assert ours
+        results = bench.run_suite(suite, out, book, registry, log=lines.append, variants=["vae_mlp"])
+    assert [r["run"] for r in results] == [third.run_id]
+    assert f"[1/3] {first.run_id}: another process is running it, left to that one" in lines
+    assert f"[2/3] {second.run_id}: another process is training it, left to that one" in lines
+    assert lines[-1].startswith(f"2 run(s) left to other processes: {first.run_id}, {second.run_id};")
+    assert not (bench.run_dir(out, first) / runs.METRICS_FILE).exists()  # nothing trained in a held run
+    lines.clear()
+    results = bench.run_suite(suite, out, book, registry, log=lines.append, variants=["vae_mlp"])
+    assert [r["run"] for r in results] == [first.run_id, second.run_id, third.run_id]

@@ -266,9 +266,9 @@ def run_suite(
     results of the suite found in `out` (finished earlier, by another process, or now).
 
     A run whose training diverges is said and left without a result, and the suite goes on
-    with the others; at the end a TrainingDivergedError names every such run."""
-    from zoo.experiment import train_and_evaluate
-
+    with the others; at the end a TrainingDivergedError names every such run. A run that
+    another process holds (another `zoo bench` sharing `out`, or a `zoo train` in its
+    directory) is left to that process, and the suite goes on with the next."""
     out = Path(out)
     for variant in variants or ():
         if variant not in suite.variants:
@@ -287,45 +287,41 @@ def run_suite(
     (out / "suite.yaml").write_text(Path(suite.path).read_text(encoding="utf-8"), encoding="utf-8")
     timings: list[float] = []  # wall seconds of each run trained by this process: the estimate of what is left
     diverged: list[str] = []
+    left_to_others: list[str] = []  # runs another process held (another `zoo bench` sharing `out`, or `zoo train`)
     for number, run in enumerate(planned, 1):
         workdir = run_dir(out, run)
-        result_file = workdir / "result.json"
-        if result_file.exists():
-            log(f"[{number}/{len(planned)}] {workdir.name}: done earlier")
+        tag = f"[{number}/{len(planned)}] {workdir.name}"
+        if (workdir / "result.json").exists():
+            log(f"{tag}: done earlier")
             continue
-        left = len([r for r in planned[number - 1 :] if not (run_dir(out, r) / "result.json").exists()])
-        estimate = f", about {duration(sum(timings) / len(timings) * left)} left for {left} runs" if timings else ""
-        log(f"[{number}/{len(planned)}] {workdir.name}: training{estimate}")
-        recipe = resolve_run(run, suite, book, registry, data_dir)
-        began = time.perf_counter()
-        try:
-            summary = train_and_evaluate(
-                recipe,
-                workdir,
-                registry,
-                resume=True,
-                progress=progress,
-                data_dir=data_dir,
-                max_seconds=suite.budget.max_seconds,
-            )
-        except TrainingDivergedError as error:  # one run's divergence is its result, not the suite's end
-            diverged.append(f"{workdir.name} ({error})")
-            log(f"[{number}/{len(planned)}] {workdir.name}: diverged, no result: {error}")
-            continue
-        record = evaluate_run(suite, run, recipe, workdir, registry, data_dir, out)
-        record.update(
-            wall_seconds=round(time.perf_counter() - began, 2),
-            steps=summary["step"],  # training + evaluation
-            epochs=summary["epochs"],
-            best_step=summary["best_step"],
-            best_epoch=summary["best_epoch"],
-            stopped_early=bool(summary.get("stopped_early")),
-            stopped_by_time_limit=bool(summary.get("stopped_by_time_limit")),
-        )
-        write_atomically(result_file, json.dumps(record, indent=1) + "\n")  # a result is there whole or not at all
-        write_results(suite, out)
+        with runs.bench_claim(workdir) as ours:
+            if not ours:
+                left_to_others.append(workdir.name)
+                log(f"{tag}: another process is running it, left to that one")
+                continue
+            if (workdir / "result.json").exists():  # finished by another process since the check above
+                log(f"{tag}: done earlier")
+                continue
+            left = len([r for r in planned[number - 1 :] if not (run_dir(out, r) / "result.json").exists()])
+            estimate = f", about {duration(sum(timings) / len(timings) * left)} left for {left} runs" if timings else ""
+            log(f"{tag}: training{estimate}")
+            try:
+                record = train_and_record(suite, run, workdir, book, registry, data_dir, out, progress)
+            except TrainingDivergedError as error:  # one run's divergence is its result, not the suite's end
+                diverged.append(f"{workdir.name} ({error})")
+                log(f"{tag}: diverged, no result: {error}")
+                continue
+            except runs.WorkdirBusyError:  # a `zoo train` outside the bench holds it
+                left_to_others.append(workdir.name)
+                log(f"{tag}: another process is training it, left to that one")
+                continue
         timings.append(record["wall_seconds"])
-        log(f"[{number}/{len(planned)}] {workdir.name}: done in {duration(record['wall_seconds'])}")
+        log(f"{tag}: done in {duration(record['wall_seconds'])}")
+    if left_to_others:
+        log(
+            f"{len(left_to_others)} run(s) left to other processes: {', '.join(left_to_others)}; their results "
+            f"join {out / 'results.jsonl'} as those finish them"
+        )
     results = write_results(suite, out)
     if diverged:
         raise TrainingDivergedError(
@@ -333,6 +329,45 @@ def run_suite(
             f"{out / 'results.jsonl'}): {'; '.join(diverged)}"
         )
     return results
+
+
+def train_and_record(
+    suite: Suite,
+    run: Run,
+    workdir: Path,
+    book: RecipeBook,
+    registry: Registry,
+    data_dir: Optional[str],
+    out: Path,
+    progress: bool,
+) -> dict:
+    """Train (or resume) one run of the suite, evaluate it, and write its result.json and results.jsonl."""
+    from zoo.experiment import train_and_evaluate
+
+    recipe = resolve_run(run, suite, book, registry, data_dir)
+    began = time.perf_counter()
+    summary = train_and_evaluate(
+        recipe,
+        workdir,
+        registry,
+        resume=True,
+        progress=progress,
+        data_dir=data_dir,
+        max_seconds=suite.budget.max_seconds,
+    )
+    record = evaluate_run(suite, run, recipe, workdir, registry, data_dir, out)
+    record.update(
+        wall_seconds=round(time.perf_counter() - began, 2),
+        steps=summary["step"],  # training + evaluation
+        epochs=summary["epochs"],
+        best_step=summary["best_step"],
+        best_epoch=summary["best_epoch"],
+        stopped_early=bool(summary.get("stopped_early")),
+        stopped_by_time_limit=bool(summary.get("stopped_by_time_limit")),
+    )
+    write_atomically(workdir / "result.json", json.dumps(record, indent=1) + "\n")  # whole or not at all
+    write_results(suite, out)
+    return record
 
 
 def require_factors_of(recipes: list[dict], registry: Registry, data_dir: Optional[str], key: str) -> None:

@@ -36,6 +36,7 @@ RECIPE_FILE = "recipe.yaml"
 VERSIONS_FILE = "versions.json"
 METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = "trainer.lock"
+CLAIM_FILE = "bench.claim"
 EVAL_FILE = "eval.json"
 HISTORY_FILE = "recipe_history.jsonl"
 PACKAGES = ("vae-zoo", "jax", "jaxlib", "flax", "optax", "distrax", "orbax-checkpoint", "numpy", "tensorflow-datasets")
@@ -181,6 +182,28 @@ def trainer_lock(workdir: Path, note=None) -> Iterator[None]:
         stream.flush()
         fcntl.flock(stream, fcntl.LOCK_UN)
         stream.close()
+
+
+@contextlib.contextmanager
+def bench_claim(workdir: Path) -> Iterator[bool]:
+    """Claim WORKDIR for one `zoo bench` process from its training to its result: yields True when
+    this process holds the claim, False when another does (it is not waited for).
+
+    Several bench processes sharing one --out so take the runs in turn, each the
+    next that nobody else has: the trainer lock alone would leave the gap between
+    the end of training and the result, when another process would evaluate the
+    same run again. The kernel's lock (flock): a holder that dies releases it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    with open(workdir / CLAIM_FILE, "a", encoding="utf-8") as stream:
+        try:
+            fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(stream, fcntl.LOCK_UN)
 
 
 def describe_holder(text: str) -> str:
