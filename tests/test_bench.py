@@ -341,3 +341,20 @@ def test_a_run_another_process_holds_is_left_to_it_and_the_suite_goes_on(tmp_pat
     lines.clear()
     results = bench.run_suite(suite, out, book, registry, log=lines.append, variants=["vae_mlp"])
     assert [r["run"] for r in results] == [first.run_id, second.run_id, third.run_id]
+
+
+def test_the_run_table_gives_the_logged_training_time_of_a_run_resumed_across_sessions():
+    # 900 epochs at 4 s each is one hour of training from the run's own log, whatever the
+    # wall time of the process that finished it (here the last 6 minutes of a resumed run).
+    record = {
+        "run": "vae_paper-seed0",
+        "epochs": 900.0,
+        "best_epoch": 850.0,
+        "stopped_early": True,
+        "checkpoint": "best",
+        "evaluated_step": 425000,
+        "seconds_per_epoch": 4.0,
+        "wall_seconds": 360.0,
+    }
+    row = report.run_table([record]).splitlines()[-1]
+    assert row == "| vae_paper-seed0 | 900.0 | 850.0 | early stopping | best (step 425000) | 4.00 | 1.00 h | 0.10 h |"

@@ -286,10 +286,15 @@ def print_comparison(results: list[Path], report: Optional[Path], registry=None,
 
 
 def run_table(records: list[dict]) -> str:
-    """One row per run: how long it trained, where its best checkpoint was, which checkpoint was evaluated."""
+    """One row per run: how long it trained, where its best checkpoint was, which checkpoint was evaluated.
+
+    Two times: the training time from the run's own log (epochs x its logged seconds per
+    epoch: every session of a run resumed across several, compilation included) and the
+    wall time of the process that finished it (its last part of training and the evaluation)."""
     lines = [
-        "| run | epochs trained | best epoch | ended by | evaluated | s / epoch | wall time |",
-        "|---|---|---|---|---|---|---|",
+        "| run | epochs trained | best epoch | ended by | evaluated | s / epoch | training time (log, all sessions) "
+        "| wall time of the last process |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         ended = (
@@ -300,10 +305,12 @@ def run_table(records: list[dict]) -> str:
             else "budget"
         )
         wall = f"{r['wall_seconds'] / 3600:.2f} h" if r.get("wall_seconds") else ""
+        per_epoch = r.get("seconds_per_epoch", float("nan"))
+        logged = per_epoch * r["epochs"] / 3600 if r.get("epochs") and np.isfinite(per_epoch) else None
         lines.append(
             f"| {r['run']} | {r.get('epochs', '')} | {r.get('best_epoch', '')} | {ended} | "
             f"{r.get('checkpoint', 'newest')} (step {r.get('evaluated_step', r.get('steps', ''))}) | "
-            f"{r.get('seconds_per_epoch', float('nan')):.2f} | {wall} |"
+            f"{per_epoch:.2f} | {'' if logged is None else f'{logged:.2f} h'} | {wall} |"
         )
     return "\n".join(lines)
 
