@@ -48,17 +48,22 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 @contextlib.contextmanager
-def held_exclusively(lock_path: Path) -> Iterator[None]:
+def held_exclusively(lock_path: Path, wait: bool = True) -> Iterator[bool]:
     """One process at a time in the block: the kernel's lock (flock) on `lock_path`, created if need be.
 
-    For a file that several processes rebuild from what they read (results.jsonl of
-    two `zoo bench` processes sharing one --out): reading and replacing under the
-    lock, the last writer has seen every earlier one's work. A holder that dies
-    releases the lock with its file descriptors."""
+    Yields True once held; with `wait=False` it yields False at once, not holding it, when
+    another process does. For a file that several processes rebuild from what they read
+    (results.jsonl of two `zoo bench` processes sharing one --out), and for claiming a
+    piece of work (a bench run). A holder that dies releases the lock with its file
+    descriptors."""
     with open(lock_path, "a") as stream:
-        fcntl.flock(stream, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(stream, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(stream, fcntl.LOCK_UN)
 

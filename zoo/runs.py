@@ -30,7 +30,7 @@ import yaml
 
 from zoo import recipes
 from zoo.errors import RunDirectoryError
-from zoo.files import naming_write_errors, read_json_lines, write_atomically
+from zoo.files import held_exclusively, naming_write_errors, read_json_lines, write_atomically
 
 RECIPE_FILE = "recipe.yaml"
 VERSIONS_FILE = "versions.json"
@@ -194,16 +194,8 @@ def bench_claim(workdir: Path) -> Iterator[bool]:
     the end of training and the result, when another process would evaluate the
     same run again. The kernel's lock (flock): a holder that dies releases it."""
     workdir.mkdir(parents=True, exist_ok=True)
-    with open(workdir / CLAIM_FILE, "a", encoding="utf-8") as stream:
-        try:
-            fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(stream, fcntl.LOCK_UN)
+    with held_exclusively(workdir / CLAIM_FILE, wait=False) as ours:
+        yield ours
 
 
 def describe_holder(text: str) -> str:
