@@ -168,3 +168,31 @@ def test_conv_flops_match_the_parameter_shapes(perf_book, registry):
     ]
     encoder, decoder = flop_count.layers(recipe, (28, 28, 1))
     assert [layer.macs for layer in encoder + decoder] == [p * size(k) for p, k in zip(positions, kernels)]
+
+
+def test_xla_counts_the_paper_steps_flops_as_the_layer_shapes_do(registry):
+    # benchmarks/step_cost.py reports XLA's FLOPs of each training step; here they are checked
+    # against the layer shapes. vae_paper: the gated 784-300-300-40 MLPs at batch 100.
+    # vampprior_paper adds the encoder's forward and backward on its 500 pseudo-inputs, the
+    # first layer's input gradient included (the pseudo-inputs are learned). The count is
+    # matmuls only; XLA's also has the gates, the sampling, the loss and Adam: a few percent.
+    sys.path.append(str(REPO / "benchmarks"))
+    import step_cost
+
+    from zoo.experiment import assemble
+    from zoo.recipes import train_config
+    from zoo.training import initial_state
+
+    book = zoo.RecipeBook([zoo.default_registry_path()])
+    xla = {}
+    for variant in ("vae_paper", "vampprior_paper"):
+        recipe = book.resolve(variant, registry)
+        config, experiment = train_config(recipe), assemble(recipe, registry)
+        xla[variant] = step_cost.step_flops(experiment, config, *initial_state(experiment.model, config))
+    recipe = book.resolve("vae_paper", registry)
+    encoder, _ = flop_count.layers(recipe, (28, 28, 1))
+    assert sum(layer.macs for layer in encoder) == 784 * 600 + 300 * 600 + 2 * 300 * 40
+    vae = 100 * flop_count.training_flops(recipe, (28, 28, 1))
+    pseudo_input_pass = 500 * 6 * sum(layer.macs for layer in encoder)
+    assert 1.0 <= xla["vae_paper"] / vae <= 1.1
+    assert 1.0 <= (xla["vampprior_paper"] - xla["vae_paper"]) / pseudo_input_pass <= 1.1

@@ -43,14 +43,33 @@ def conv(name: str, positions: int, in_channels: int, out_channels: int, kernel:
 
 
 def mlp_layers(recipe: Mapping, pixels: int, condition_size: int) -> tuple[list[Layer], list[Layer]]:
-    """(encoder, decoder) layers of an MLP recipe."""
+    """(encoder, decoder) layers of an MLP recipe; a gated hidden layer, (W h + b) * sigmoid(V h + c),
+    is two dense layers of the same shape (its elementwise gate is not counted)."""
     latent, enc, dec = recipe["latent_dim"], recipe["encoder"]["hidden"], recipe["decoder"]["hidden"]
+    enc_gated, dec_gated = recipe["encoder"].get("gated", False), recipe["decoder"].get("gated", False)
     sizes = [pixels + condition_size, *enc]
-    encoder = [dense(f"encoder.{i}", a, b, 0 if i == 0 else None) for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
+    encoder = [
+        layer
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))
+        for layer in hidden_layers(f"encoder.{i}", a, b, 0 if i == 0 else None, enc_gated)
+    ]
     encoder += [dense("encoder.loc", sizes[-1], latent), dense("encoder.log_scale", sizes[-1], latent)]
-    sizes = [latent + condition_size, *dec, pixels]
-    decoder = [dense(f"decoder.{i}", a, b, latent if i == 0 else None) for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
+    sizes = [latent + condition_size, *dec]
+    decoder = [
+        layer
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))
+        for layer in hidden_layers(f"decoder.{i}", a, b, latent if i == 0 else None, dec_gated)
+    ]
+    decoder.append(dense(f"decoder.{len(dec)}", sizes[-1], pixels, latent if not dec else None))
     return encoder, decoder
+
+
+def hidden_layers(name: str, in_features: int, out_features: int, grad_features: Optional[int], gated: bool) -> list[Layer]:
+    """One hidden layer of an MLP: a dense layer, or a gated layer's two (value and gate)."""
+    if not gated:
+        return [dense(name, in_features, out_features, grad_features)]
+    return [dense(f"{name}.value", in_features, out_features, grad_features),
+            dense(f"{name}.gate", in_features, out_features, grad_features)]
 
 
 def conv_layers(recipe: Mapping, x_shape: Sequence[int], condition_size: int) -> tuple[list[Layer], list[Layer]]:
