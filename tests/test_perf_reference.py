@@ -170,12 +170,13 @@ def test_conv_flops_match_the_parameter_shapes(perf_book, registry):
     assert [layer.macs for layer in encoder + decoder] == [p * size(k) for p, k in zip(positions, kernels)]
 
 
-def test_xla_counts_the_paper_steps_flops_as_the_layer_shapes_do(registry):
+def test_xla_counts_the_paper_steps_flops_as_the_layer_shapes_do(registry, idx_dir, tmp_path):
     # benchmarks/step_cost.py reports XLA's FLOPs of each training step; here they are checked
     # against the layer shapes. vae_paper: the gated 784-300-300-40 MLPs at batch 100.
     # vampprior_paper adds the encoder's forward and backward on its 500 pseudo-inputs, the
     # first layer's input gradient included (the pseudo-inputs are learned). The count is
     # matmuls only; XLA's also has the gates, the sampling, the loss and Adam: a few percent.
+    # The suite's 28x28 IDX files stand in for Fashion-MNIST: the FLOPs depend on the shapes alone.
     sys.path.append(str(REPO / "benchmarks"))
     import step_cost
 
@@ -186,8 +187,9 @@ def test_xla_counts_the_paper_steps_flops_as_the_layer_shapes_do(registry):
     book = zoo.RecipeBook([zoo.default_registry_path()])
     xla = {}
     for variant in ("vae_paper", "vampprior_paper"):
-        recipe = book.resolve(variant, registry)
-        config, experiment = train_config(recipe), assemble(recipe, registry)
+        dataset = f"dataset={{name: mnist, validation_size: 50, cache_dir: {tmp_path}}}"
+        recipe = book.resolve(variant, registry, [dataset])
+        config, experiment = train_config(recipe), assemble(recipe, registry, data_dir=str(idx_dir))
         xla[variant] = step_cost.step_flops(experiment, config, *initial_state(experiment.model, config))
     recipe = book.resolve("vae_paper", registry)
     encoder, _ = flop_count.layers(recipe, (28, 28, 1))
