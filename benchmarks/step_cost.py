@@ -30,7 +30,7 @@ from zoo.bench import expand, load_suite
 from zoo.plugin_manager import default_registry
 from zoo.recipes import train_config
 from zoo.experiment import assemble
-from zoo.training import initial_state, make_train_step, training_input
+from zoo.training import initial_state, training_input
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "perf"))
 from breakdown import matmul_peak_gflops  # noqa: E402
@@ -45,10 +45,10 @@ def stepper(variant: str, registry, book, overrides: list[str]):
     config = train_config(recipe)
     experiment = assemble(recipe, registry)
     graphdef, optimizer, state = initial_state(experiment.model, config)
-    flops = step_flops(experiment, config, graphdef, optimizer, state)
     batches = training_input(
         experiment, config, graphdef, optimizer, "memory", 0, config.total_steps(len(experiment.dataset.train.images))
     )
+    flops = step_flops(batches, state, config.batch_size)
     progress = {"state": state, "step": 0}
 
     def run(n: int) -> float:
@@ -61,21 +61,11 @@ def stepper(variant: str, registry, book, overrides: list[str]):
     return run, config.steps_per_epoch(len(experiment.dataset.train.images)), flops
 
 
-def step_flops(experiment, config, graphdef, optimizer, state) -> float:
-    """FLOPs of one in-memory training step (one call of `make_train_step`), as XLA's cost analysis counts them."""
-    step = make_train_step(
-        graphdef,
-        experiment.objective,
-        experiment.condition,
-        optimizer,
-        config.seed,
-        experiment.dataset.dynamic_binarization,
-    )
-    split = experiment.dataset.train
-    indices = jnp.zeros((1, config.batch_size), jnp.int32)
-    cost = (
-        step.lower(state, jnp.asarray(split.images), jnp.asarray(split.labels), indices, 0, 0).compile().cost_analysis()
-    )
+def step_flops(batches, state, batch_size: int) -> float:
+    """FLOPs of one step of an in-memory training input (`zoo.training.training_input`): its
+    one-step function on its device copy of the data, as XLA's cost analysis counts them."""
+    indices = jnp.zeros((1, batch_size), jnp.int32)
+    cost = batches.train_step.lower(state, batches.images, batches.labels, indices, 0, 0).compile().cost_analysis()
     return float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
 
 

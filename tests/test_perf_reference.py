@@ -182,7 +182,7 @@ def test_xla_counts_the_paper_steps_flops_as_the_layer_shapes_do(registry, idx_d
 
     from zoo.experiment import assemble
     from zoo.recipes import train_config
-    from zoo.training import initial_state
+    from zoo.training import initial_state, training_input
 
     book = zoo.RecipeBook([zoo.default_registry_path()])
     xla = {}
@@ -190,7 +190,9 @@ def test_xla_counts_the_paper_steps_flops_as_the_layer_shapes_do(registry, idx_d
         dataset = f"dataset={{name: mnist, validation_size: 50, cache_dir: {tmp_path}}}"
         recipe = book.resolve(variant, registry, [dataset])
         config, experiment = train_config(recipe), assemble(recipe, registry, data_dir=str(idx_dir))
-        xla[variant] = step_cost.step_flops(experiment, config, *initial_state(experiment.model, config))
+        graphdef, optimizer, state = initial_state(experiment.model, config)
+        batches = training_input(experiment, config, graphdef, optimizer, "memory", 0, 1)
+        xla[variant] = step_cost.step_flops(batches, state, config.batch_size)
     recipe = book.resolve("vae_paper", registry)
     encoder, _ = flop_count.layers(recipe, (28, 28, 1))
     assert sum(layer.macs for layer in encoder) == 784 * 600 + 300 * 600 + 2 * 300 * 40
