@@ -222,10 +222,10 @@ def check_steps(steps: int) -> None:
         raise ValueError(f"steps: expected at least 1 flow step, got {steps}")
 
 
-def _trunk(x_shape, c_shape, latent_dim, hidden, activation, log_variance_bounds, rngs):
+def _trunk(x_shape, c_shape, latent_dim, hidden, activation, log_variance_bounds, rngs, gated=False, init="lecun"):
     check_sizes("hidden", hidden, allow_empty=False)
     activation_fn(activation)
-    trunk = MLP(size(x_shape) + size(c_shape), tuple(hidden), activation, rngs=rngs)
+    trunk = MLP(size(x_shape) + size(c_shape), tuple(hidden), activation, rngs=rngs, gated=gated, init=init)
     return trunk, DiagonalGaussianHead(hidden[-1], latent_dim, rngs=rngs, log_variance_bounds=log_variance_bounds)
 
 
@@ -239,17 +239,20 @@ def make_iaf_encoder(
     steps: Annotated[int, AtLeast(1)] = 2,
     made_hidden: Sequence[int] = (256, 256),
     log_variance_bounds: Optional[Sequence[float]] = None,
+    gated: bool = False,
+    init: str = "lecun",
 ) -> FlowEncoder:
     """Gaussian MLP encoder followed by `steps` inverse autoregressive flow steps (Kingma et al. 2016).
 
     Each step is a MADE of `made_hidden` units over z, with the encoder's last hidden layer as
-    context; the order of z's units alternates between steps.
+    context; the order of z's units alternates between steps. `gated` and `init` shape the
+    trunk as for the `mlp` encoder (the VampPrior paper's gated layers).
 
     >>> enc = make_iaf_encoder((8, 8, 1), None, 4, nnx.Rngs(0), hidden=(32,), steps=2, made_hidden=(16,))  # doctest: +SKIP
     """
     check_steps(steps)
     check_sizes("made_hidden", made_hidden, allow_empty=False)
-    trunk, head = _trunk(x_shape, c_shape, latent_dim, hidden, activation, log_variance_bounds, rngs)
+    trunk, head = _trunk(x_shape, c_shape, latent_dim, hidden, activation, log_variance_bounds, rngs, gated, init)
     return FlowEncoder(
         trunk, head, InverseAutoregressiveFlow(latent_dim, hidden[-1], steps, tuple(made_hidden), activation, rngs=rngs)
     )
@@ -264,13 +267,15 @@ def make_planar_encoder(
     activation: str = "relu",
     steps: Annotated[int, AtLeast(1)] = 4,
     log_variance_bounds: Optional[Sequence[float]] = None,
+    gated: bool = False,
+    init: str = "lecun",
 ) -> FlowEncoder:
     """Gaussian MLP encoder followed by `steps` planar flow steps (Rezende and Mohamed 2015), amortised.
 
     >>> enc = make_planar_encoder((8, 8, 1), None, 4, nnx.Rngs(0), hidden=(32,), steps=4)  # doctest: +SKIP
     """
     check_steps(steps)
-    trunk, head = _trunk(x_shape, c_shape, latent_dim, hidden, activation, log_variance_bounds, rngs)
+    trunk, head = _trunk(x_shape, c_shape, latent_dim, hidden, activation, log_variance_bounds, rngs, gated, init)
     return FlowEncoder(trunk, head, PlanarFlow(latent_dim, hidden[-1], steps, rngs=rngs))
 
 

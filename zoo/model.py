@@ -156,9 +156,18 @@ class LatentVariableModel(nnx.Module):
         weights are then p(x | z_k, c), the estimator for models trained
         without an encoder, such as a GSNN).
         """
+        log_px, log_ratio = self.log_importance_parts(x, c, rng, num_samples, proposal)
+        return log_px + log_ratio
+
+    def log_importance_parts(
+        self, x: Array, c: Optional[Array], rng: Array, num_samples: int, proposal: str = "posterior"
+    ) -> tuple[Array, Array]:
+        """The two parts of `log_importance_weights`, log p(x | z_k, c) and log p(z_k | c) - log r(z_k),
+        each (num_samples, B): an objective that weights them differently (a KL warm-up inside the
+        IWAE bound) reads them apart."""
         self._check_log_likelihood_defined(proposal)
         q = self.encode(x, c) if proposal == "posterior" else None
-        return self._log_weights(x, c, q, self.prior_distribution(c, x.shape[0]), rng, num_samples, proposal)
+        return self._log_weight_parts(x, c, q, self.prior_distribution(c, x.shape[0]), rng, num_samples, proposal)
 
     def _check_log_likelihood_defined(self, proposal: str) -> None:
         reason = (
@@ -178,6 +187,20 @@ class LatentVariableModel(nnx.Module):
         proposal: str,
     ) -> Array:
         """`log_importance_weights` with q(z | x, c) and p(z | c) already computed."""
+        log_px, log_ratio = self._log_weight_parts(x, c, q, prior, rng, num_samples, proposal)
+        return log_px + log_ratio
+
+    def _log_weight_parts(
+        self,
+        x: Array,
+        c: Optional[Array],
+        q: Optional[distrax.Distribution],
+        prior: distrax.Distribution,
+        rng: Array,
+        num_samples: int,
+        proposal: str,
+    ) -> tuple[Array, Array]:
+        """`log_importance_parts` with q(z | x, c) and p(z | c) already computed."""
         batch = x.shape[0]
         if proposal == "posterior":
             assert q is not None, "the posterior proposal needs q(z | x, c)"
@@ -192,7 +215,7 @@ class LatentVariableModel(nnx.Module):
         flat_z = z.reshape((num_samples * batch, self.latent_dim))
         p_x = self.decode(flat_z, repeat_rows(c, num_samples))
         log_px = p_x.log_prob(repeat_rows(x, num_samples)).reshape((num_samples, batch))
-        return log_px + log_ratio
+        return log_px, log_ratio
 
     def log_likelihood(
         self,

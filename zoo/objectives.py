@@ -122,18 +122,38 @@ def beta_elbo(
     return loss_fn
 
 
-def iwae(num_samples: Annotated[int, AtLeast(1)] = 5) -> Objective:
+def iwae(
+    num_samples: Annotated[int, AtLeast(1)] = 5,
+    kl_warmup_steps: WarmupSteps = 0,
+    kl_warmup_epochs: WarmupEpochs = 0.0,
+    steps_per_epoch=None,
+    total_steps=None,
+) -> Objective:
     """The importance-weighted bound of Burda et al. with K = num_samples.
+
+    With a KL warm-up, each log-weight's log p(z | c) - log q(z | x, c) part is
+    scaled by the warm-up weight inside the log-mean-exp (with K = 1 this is the
+    warmed-up single-sample ELBO); the bound is logged unweighted.
 
     >>> loss, metrics = iwae(num_samples=5)(model, Batch(x), rng)  # doctest: +SKIP
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+    warmup = kl_weight_schedule(kl_warmup_steps, kl_warmup_epochs, steps_per_epoch, total_steps)
+
+    def log_mean_exp(log_w: jax.Array) -> jax.Array:
+        return jax.nn.logsumexp(log_w, axis=0) - jnp.log(num_samples)
 
     def loss_fn(model, batch: Batch, rng, step=None):
-        log_w = model.log_importance_weights(batch.x, batch.c, rng, num_samples)
-        bound = jax.nn.logsumexp(log_w, axis=0) - jnp.log(num_samples)
-        return -bound.mean(), {"iwae_bound": bound.mean(), "elbo": log_w.mean()}
+        log_px, log_ratio = model.log_importance_parts(batch.x, batch.c, rng, num_samples)
+        log_w = log_px + log_ratio
+        bound = log_mean_exp(log_w)
+        metrics = {"iwae_bound": bound.mean(), "elbo": log_w.mean()}
+        if warmup is None:
+            return -bound.mean(), metrics
+        weight = kl_weight_at(warmup, step)
+        warmed = log_mean_exp(log_px + weight * log_ratio)
+        return -warmed.mean(), {**metrics, "kl_weight": jnp.asarray(weight)}
 
     return loss_fn
 
