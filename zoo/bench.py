@@ -15,8 +15,6 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-import jax
-import numpy as np
 import yaml
 from flax import nnx
 
@@ -433,17 +431,11 @@ def evaluate_run(
         "versions": runs.versions(),
     }
     if getattr(experiment.condition, "class_conditional", False) and settings.accuracy_samples:
-        record["class_accuracy"] = sample_accuracy(
-            experiment, trained.graphdef, trained.params, out, settings.accuracy_samples, run.seed
+        record["class_accuracy"] = classifier.sample_accuracy(
+            experiment,
+            nnx.merge(trained.graphdef, trained.params),
+            out / "classifiers" / f"{experiment.dataset.name}.npz",
+            settings.accuracy_samples,
+            run.seed,
         )
     return record
-
-
-def sample_accuracy(experiment, graphdef, params, out: Path, per_class: int, seed: int) -> float:
-    """How often the harness classifier recognises the requested class in generated samples."""
-    dataset = experiment.dataset
-    weights = classifier.cached(dataset, out / "classifiers" / f"{dataset.name}.npz")
-    model = nnx.merge(graphdef, params)
-    c, _ = experiment.condition.grid(dataset, per_class)  # per_class rows of each class's condition
-    images = experiment.condition.assemble(model.sample(jax.random.key(seed + 7), c), c)
-    return classifier.accuracy(weights, np.asarray(images), np.argmax(np.asarray(c), axis=-1))

@@ -87,3 +87,29 @@ def cached(dataset: Dataset, path: Path, **options: Any) -> dict[str, np.ndarray
     np.savez(temporary, **params)  # type: ignore[arg-type]  # numpy stubs type **kwds as bool
     temporary.replace(path)
     return params
+
+
+# Below this class accuracy of a model's samples, the page draws the wrong class too often to be
+# trusted (`zoo serve` and `zoo export-web` warn).
+PAGE_ACCURACY_FLOOR = 0.8
+
+
+def sample_accuracy(experiment, model, path: Path, per_class: int, seed: int, progress: bool = False) -> float:
+    """How often the harness classifier (trained once, kept in `path`) recognises the requested
+    class in a class-conditional model's samples, `per_class` samples of each class."""
+    weights = cached(experiment.dataset, path, progress=progress)
+    c, _ = experiment.condition.grid(experiment.dataset, per_class)  # per_class rows of each class's condition
+    images = experiment.condition.assemble(model.sample(jax.random.key(seed + 7), c), c)
+    return accuracy(weights, np.asarray(images), np.argmax(np.asarray(c), axis=-1))
+
+
+def accuracy_notice(class_accuracy: float, samples: int) -> list[str]:
+    """What `zoo serve` and `zoo export-web` say of the model's class accuracy: one line, and a
+    warning below PAGE_ACCURACY_FLOOR."""
+    lines = [f"class accuracy of the model's samples: {class_accuracy:.2f} ({samples} samples, the harness classifier)"]
+    if class_accuracy < PAGE_ACCURACY_FLOOR:
+        lines.append(
+            f"warning: below {PAGE_ACCURACY_FLOOR:.1f}: the page will often draw the wrong class for a name typed; "
+            "train the model longer, or use a recipe made for the page (cvae_fashion on Fashion-MNIST)"
+        )
+    return lines

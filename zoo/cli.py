@@ -224,6 +224,7 @@ def cmd_serve(args, registry) -> None:
 
     stage(f"loading {args.run}")
     run = Run.load(args.run, registry, args.data_dir)
+    say_class_accuracy(run, Path(args.run))
     generator = PageGenerator(run.experiment, run.graphdef, run.params, run.step)
     stage("compiling the sampler for every batch size")
     generator.warm_up()
@@ -235,6 +236,22 @@ def cmd_serve(args, registry) -> None:
         print("stopped", file=sys.stderr)
     finally:
         server.server_close()
+
+
+def say_class_accuracy(run, run_dir: Path, per_class: int = 100) -> None:
+    """Print, before serving a class-conditional model, how often its samples show the class asked
+    for (and warn when the page would draw the wrong one too often)."""
+    if not getattr(run.experiment.condition, "class_conditional", False):
+        return
+    from zoo import classifier
+    from zoo.progress import stage
+
+    dataset = run.experiment.dataset
+    stage("scoring the model's samples with the harness classifier")
+    path = run_dir / "classifiers" / f"{dataset.name}.npz"
+    value = classifier.sample_accuracy(run.experiment, run.model, path, per_class, seed=0, progress=True)
+    for line in classifier.accuracy_notice(value, per_class * dataset.num_classes):
+        print(line, file=sys.stderr, flush=True)
 
 
 def cmd_export_web(args, registry) -> None:
@@ -250,6 +267,11 @@ def cmd_export_web(args, registry) -> None:
         progress=True,
     )
     print(json.dumps(report, indent=2))
+    if report.get("class_accuracy_float") is not None:
+        from zoo.classifier import accuracy_notice
+
+        for line in accuracy_notice(report["class_accuracy_int8"], report["samples"]):
+            print(line, file=sys.stderr, flush=True)
 
 
 def one_line(message: str) -> str:
