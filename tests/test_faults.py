@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -263,6 +264,75 @@ def test_a_resume_moves_a_damaged_checkpoint_aside_and_trains_on(two_checkpoints
     straight = tmp_path / "straight"
     train_and_evaluate(recipe, straight, registry, progress=False)
     assert_same_run(workdir, straight, registry)
+
+
+def torn(checkpoint: Path) -> None:
+    """The state a kill inside orbax's write of `checkpoint` leaves: its temporary directory, never renamed."""
+    checkpoint.rename(checkpoint.with_name(f"{checkpoint.name}.orbax-checkpoint-tmp"))
+
+
+# The states a kill can leave between the training checkpoints (written second) and the best
+# ones (written first), built by hand from a run with both at steps 20 and 40:
+# (what to do to it, the step the resume starts from, what it must say).
+KILLED_BETWEEN_THE_MANAGERS = {
+    "inside the first training checkpoint, the best one written": (
+        lambda run: [
+            shutil.rmtree(run / "checkpoints" / "40"),
+            shutil.rmtree(run / "best" / "40"),
+            torn(run / "checkpoints" / "20"),
+        ],
+        0,
+        "resuming from step 0 (no training checkpoint was written whole): removing the best checkpoint of step 20 in",
+    ),
+    "inside a later training checkpoint, the best one written": (
+        lambda run: torn(run / "checkpoints" / "40"),
+        20,
+        "resuming from step 20 (the newest training checkpoint): removing the best checkpoint of step 40 in",
+    ),
+    "inside the best checkpoint, before the training one": (
+        lambda run: [shutil.rmtree(run / "checkpoints" / "40"), torn(run / "best" / "40")],
+        20,
+        None,
+    ),
+    "the training checkpoint written, its best one lost": (
+        lambda run: shutil.rmtree(run / "best" / "40"),
+        40,
+        "the best checkpoint of step 40 is missing from",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def straight_to_60(book, registry, tmp_path_factory):
+    """The run of `two_checkpoints` trained to step 60 without a stop."""
+    workdir = tmp_path_factory.mktemp("straight") / "run"
+    recipe = book.resolve("vae_mlp", registry, [*TINY, "train.steps=60", "train.checkpoint_every=20"])
+    train_and_evaluate(recipe, workdir, registry, progress=False)
+    return workdir
+
+
+@pytest.mark.parametrize("state", KILLED_BETWEEN_THE_MANAGERS)
+def test_a_kill_between_the_two_checkpoint_managers_resumes(
+    state, two_checkpoints, straight_to_60, book, registry, tmp_path, capsys
+):
+    make, resumed_from, said = KILLED_BETWEEN_THE_MANAGERS[state]
+    workdir = tmp_path / "run"
+    shutil.copytree(two_checkpoints, workdir)
+    make(workdir)
+    capsys.readouterr()
+    recipe = book.resolve("vae_mlp", registry, [*TINY, "train.steps=60", "train.checkpoint_every=20"])
+    train_and_evaluate(recipe, workdir, registry, resume=True, progress=False)
+    err = capsys.readouterr().err
+    assert (said in err) if said else ("best checkpoint" not in err), err
+    assert "Traceback" not in err
+    steps = [r["step"] for r in runs.read_metrics(workdir) if r["split"] == "train"]
+    assert steps == [20, 40, 60]  # the log from the start, or kept up to the step resumed from
+    assert_same_run(workdir, straight_to_60, registry)
+    leftovers = [p.name for d in ("checkpoints", "best") for p in (workdir / d).iterdir() if "tmp" in p.name]
+    assert not leftovers, leftovers  # the killed writes' temporary directories are cleared
+    assert Run.load(workdir, registry).step == Run.load(straight_to_60, registry).step
+    if resumed_from == 40:
+        assert 40 in checkpoints.best_checkpoint_manager(workdir).all_steps()
 
 
 def test_a_recipe_edited_to_another_model_is_named(two_checkpoints, registry, tmp_path):

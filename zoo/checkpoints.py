@@ -27,20 +27,25 @@ BEST_DIR = "best"
 DAMAGED_DIR = "damaged"
 
 
-def checkpoint_manager(workdir: Path) -> ocp.CheckpointManager:
-    """Orbax manager keeping the two newest checkpoints."""
-    options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True)
+def checkpoint_manager(workdir: Path, *, trainer: bool = False) -> ocp.CheckpointManager:
+    """Orbax manager keeping the two newest checkpoints.
+
+    `trainer`: the process that trains in WORKDIR (holding its lock) also removes the
+    temporary directories a killed write left (orbax's `cleanup_tmp_directories`); a
+    reader must not, as they may be the trainer's write in progress.
+    """
+    options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True, cleanup_tmp_directories=trainer)
     return ocp.CheckpointManager((workdir / CHECKPOINT_DIR).resolve(), options=options)
 
 
 def best_checkpoint_manager(
-    workdir: Path, metric: str = "elbo", higher_is_better: bool = True
+    workdir: Path, metric: str = "elbo", higher_is_better: bool = True, *, trainer: bool = False
 ) -> ocp.CheckpointManager:
     """Orbax manager keeping the two checkpoints whose validation `metric` is best.
 
     A checkpoint is saved here only when it improves on the best, so the newest
     kept is the best; the one before it survives a resume that drops the newest
-    (`drop_best_after`).
+    (`drop_best_after`). `trainer` as for `checkpoint_manager`.
     """
     options = ocp.CheckpointManagerOptions(
         max_to_keep=2,
@@ -48,6 +53,7 @@ def best_checkpoint_manager(
         best_fn=lambda metrics: metrics[metric],
         best_mode="max" if higher_is_better else "min",
         keep_checkpoints_without_metrics=False,
+        cleanup_tmp_directories=trainer,
     )
     return ocp.CheckpointManager((workdir / BEST_DIR).resolve(), options=options)
 
@@ -69,10 +75,13 @@ def save_best(manager: ocp.CheckpointManager, step: int, state: Any, metrics: Ma
         raise RunDirectoryError(f"orbax did not save the best checkpoint of step {step} in {manager.directory}")
 
 
-def drop_best_after(manager: ocp.CheckpointManager, step: int) -> None:
-    """Forget best checkpoints taken after `step`: a resume from `step` redoes that training."""
-    for later in [s for s in manager.all_steps() if s > step]:
-        manager.delete(later)
+def drop_best_after(manager: ocp.CheckpointManager, step: int) -> list[int]:
+    """Forget best checkpoints taken after `step`, and return their steps: a resume from `step`
+    (0: the start) redoes that training, and would take them again."""
+    later = sorted(s for s in manager.all_steps() if s > step)
+    for stale in later:
+        manager.delete(stale)
+    return later
 
 
 class CheckpointDamaged(Exception):

@@ -190,16 +190,9 @@ def train_loop(
     # Without early stopping the best checkpoint is still kept: by ELBO, or by the objective's own
     # loss where it declares that it is no ELBO (`selection_metric`, e.g. WAE-MMD's deterministic encoder).
     watched = stopping or EarlyStopping(metric=selection_metric(experiment.objective))
-    manager = checkpoints.checkpoint_manager(workdir)
-    best_manager = checkpoints.best_checkpoint_manager(workdir, watched.metric, watched.higher_is_better)
-    step, watch = 0, early_stopping.Watch()
-    restored = checkpoints.restore_latest(
-        manager, state, note=runs.tell, set_aside=workdir / checkpoints.DAMAGED_DIR if main else None
-    )
-    if restored is not None:
-        step, state, saved_progress = restored
-        watch = early_stopping.Watch.from_json(saved_progress.get("early_stopping"))
-        checkpoints.drop_best_after(best_manager, step)  # taken by training that the resume redoes
+    manager = checkpoints.checkpoint_manager(workdir, trainer=True)
+    best_manager = checkpoints.best_checkpoint_manager(workdir, watched.metric, watched.higher_is_better, trainer=True)
+    step, state, watch = resume_point(manager, best_manager, state, workdir, watched, main)
     if main:  # the log of one run: nothing after the restored step (all of it when no checkpoint was restored)
         runs.truncate_metrics(workdir, step)
     input_kind = inputs.choose_input(config, train)
@@ -305,6 +298,37 @@ def train_loop(
         best_epoch=None if watch.best_step is None else round(watch.best_step / steps_per_epoch, 3),
     )
     return summary
+
+
+def resume_point(manager, best_manager, like: TrainState, workdir: Path, watched: EarlyStopping, main: bool):
+    """(step, state, early stopping watch) to train on from: the newest training checkpoint that
+    reads, or the start. The two managers write one after the other (the best checkpoint first),
+    so a kill between them, or inside the run's first training checkpoint, leaves best
+    checkpoints of training that this resume redoes: they are removed (orbax would refuse to
+    take them again) and said. A best checkpoint missing for the very step resumed from is
+    written again from it."""
+    step, state, watch = 0, like, early_stopping.Watch()
+    restored = checkpoints.restore_latest(
+        manager, like, note=runs.tell, set_aside=workdir / checkpoints.DAMAGED_DIR if main else None
+    )
+    if restored is not None:
+        step, state, saved_progress = restored
+        watch = early_stopping.Watch.from_json(saved_progress.get("early_stopping"))
+    stale = checkpoints.drop_best_after(best_manager, step)
+    if stale and main:
+        newest = "no training checkpoint was written whole" if restored is None else "the newest training checkpoint"
+        runs.tell(
+            f"resuming from step {step} ({newest}): removing the best checkpoint of step "
+            f"{', '.join(map(str, stale))} in {workdir / checkpoints.BEST_DIR}, taken by the training that this resume redoes"
+        )
+    if watch.best_step is not None and watch.best_step == step and step not in best_manager.all_steps():
+        if main:
+            runs.tell(
+                f"the best checkpoint of step {step} is missing from {workdir / checkpoints.BEST_DIR}; "
+                "writing it again from the training checkpoint of that step"
+            )
+        checkpoints.save_best(best_manager, step, state, {watched.metric: watch.best})
+    return step, state, watch
 
 
 def write_record(workdir: Path, board: TensorBoardLog, record: Mapping[str, Any]) -> None:
