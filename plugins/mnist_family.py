@@ -20,7 +20,7 @@ import hashlib
 import os
 import shutil
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import numpy as np
 
@@ -28,6 +28,7 @@ import zoo
 from plugins import idx
 from zoo import AtLeast
 from zoo.data import PixelMode, Seed, image_dataset
+from zoo.files import held_exclusively
 
 CACHE_ENV = "VAE_ZOO_CACHE"
 
@@ -209,24 +210,48 @@ def prepared_arrays(
     """Every split as arrays, preparing the TFDS dataset first if its cache is missing or damaged.
 
     The cache lives under cache_root/<hash of the source files> (or /download),
-    so other files never reuse an old preparation.
+    so other files never reuse an old preparation. Several processes may start
+    at once on a cache not yet prepared (two `zoo train` runs, a bench beside a
+    train): one prepares it, holding a lock, and the others wait and read its copy.
     """
     cache_dir = cache_root / (fingerprint(files) if files else "download")
-    builder = builder_classes()[name](data_dir=str(cache_dir), file_format="array_record")
-    builder.zoo_files = files
+
+    def builder():  # made afresh after a wait: TFDS reads the splits' info when a builder is made
+        made = builder_classes()[name](data_dir=str(cache_dir), file_format="array_record")
+        made.zoo_files = files
+        return made
+
+    if _complete(builder()):  # TFDS renames a finished preparation into place: reading needs no lock
+        try:
+            return _read_all(builder())
+        except Exception:  # damaged, or being replaced: read again (or rebuilt) under the lock
+            pass
+    can_prepare = files is not None or download
+    if not can_prepare and not _complete(builder()):  # refused before anything is written
+        raise zoo.DataError(f"{name}: no local files and no downloaded copy under {cache_dir}; {how_to_get}")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with held_exclusively(cache_dir / f"{name}.preparing.lock"):
+        return _read_or_prepare(builder, name, cache_dir, can_prepare, how_to_get)
+
+
+def _read_or_prepare(
+    builder: Callable, name: str, cache_dir: Path, can_prepare: bool, how_to_get: str
+) -> dict[str, dict[str, np.ndarray]]:
+    """The splits of a complete cache (another process may have just prepared it), else prepared
+    again; called holding the cache's lock."""
     for attempt in range(2):
-        if _complete(builder):
+        if _complete(builder()):
             try:
-                return _read_all(builder)
+                return _read_all(builder())
             except Exception as exc:  # a damaged cache (killed while written, truncated file): rebuild it
                 if attempt:
                     raise zoo.DataError(
                         f"{name}: the prepared copy under {cache_dir} cannot be read after rebuilding it: {exc}"
                     ) from exc
-        _remove_partial(builder)
-        if files is None and not download:
+        _remove_partial(builder())
+        if not can_prepare:
             raise zoo.DataError(f"{name}: no local files and no downloaded copy under {cache_dir}; {how_to_get}")
-        _prepare(builder, name)
+        _prepare(builder(), name)
     raise zoo.DataError(f"{name}: the prepared copy under {cache_dir} could not be read")
 
 
@@ -270,6 +295,8 @@ def _read_all(builder) -> dict[str, dict[str, np.ndarray]]:
         if len(records) != info.num_examples:
             raise ValueError(f"{split}: read {len(records)} of {info.num_examples} records")
         splits[split] = {key: np.stack([r[key] for r in records]) for key in records[0]}
+    if not splits:  # a builder made before the copy was complete knows no splits
+        raise ValueError("the prepared copy lists no splits")
     return splits
 
 

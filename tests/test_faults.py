@@ -348,6 +348,44 @@ def test_a_recipe_edited_to_another_model_is_named(two_checkpoints, registry, tm
         Run.load(workdir, registry)
 
 
+PREPARE_AT_ONCE = """
+import sys, time
+from pathlib import Path
+from plugins import mnist_family
+
+idx_dir, cache, me, other = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
+files = mnist_family.locate_idx(mnist_family.SOURCES["fashion_mnist"], idx_dir)
+mnist_family.builder_classes()  # TFDS imported before the start line: both prepare at the same moment
+me.touch()
+while not other.exists():
+    time.sleep(0.01)
+arrays = mnist_family.prepared_arrays("fashion_mnist", files, cache, False, "")
+print(int(arrays["train"]["image"].sum()), len(arrays["test"]["label"]))
+"""
+
+
+def test_two_processes_preparing_one_dataset_at_once_both_get_it(idx_dir, tmp_path):
+    """Two `zoo train` runs started together on a cache not yet prepared: one prepares the TFDS
+    copy, the other waits for it and reads it (TFDS's rename of its finished copy failed the
+    second with FileExistsError)."""
+    ready = [tmp_path / "ready0", tmp_path / "ready1"]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", PREPARE_AT_ONCE, str(idx_dir), str(tmp_path / "cache"), str(me), str(other)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for me, other in (ready, ready[::-1])
+    ]
+    outputs = [process.communicate(timeout=300) for process in processes]
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-3000:]
+    answers = [stdout.splitlines()[-1] for stdout, _ in outputs]  # after what TFDS prints while preparing
+    assert answers[0] == answers[1] and answers[0].split()[1] == "100", outputs
+
+
 def test_a_refused_recipe_writes_nothing(tmp_path, book, registry):
     workdir = tmp_path / "run"
     with pytest.raises(zoo.ZooError, match="batch"):
