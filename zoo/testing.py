@@ -7,8 +7,10 @@ Each check builds a small model around the component (its partners are the
 first-party components named in `PARTNERS`, looked up by name), which already
 checks every output against its kind's contract (`zoo.contract`), and asserts:
 shapes of every distribution (again after `fit_after_training`, for a prior fitted
-after training); an encoder whose output depends on x and a
-decoder whose output depends on z; a likelihood normalised over its event (its
+after training); an encoder whose output depends on x, a
+decoder whose output depends on z and, in a conditional model, a prior that needs
+a condition (its factory refuses a model without one) whose p(z | c) depends on c;
+a likelihood normalised over its event (its
 log_prob summed over every dimension of x); encoder and prior distributions
 whose log_prob agrees with their samples; a finite loss, the same under
 `jax.jit`, finite gradients; and one training step that keeps the loss finite
@@ -37,8 +39,8 @@ from zoo.contract import ContractError
 from zoo.errors import first_line
 from zoo.errors import ModelBuildError
 from zoo.interfaces import Batch
-from zoo.recipes import deep_merge, validate
-from zoo.registry import Component, Registry
+from zoo.recipes import deep_merge, latent_sizes, validate
+from zoo.registry import Component, Registry, build_component
 
 PARTNERS: dict[str, Any] = {
     "dataset": {"name": "digits"},
@@ -129,6 +131,8 @@ def check_recipe(recipe: Mapping[str, Any], registry: Registry, *, batch_size: i
         fit(model, x, c)
         check_shapes(model, x, c, batch_size)
     check_dependence(model, x, c, variant)
+    if model.conditional and prior_needs_condition(recipe, registry, model):
+        check_condition_dependence(model, c, variant)
     check_likelihood_normalised(model.likelihood, variant)
     if (
         model.latent_kind == "continuous"
@@ -206,6 +210,47 @@ def check_dependence(model, x, c, variant: str) -> None:
     z = q.sample(seed=jax.random.key(2))
     assert differs(model.decoder(z, c), model.decoder(z + 1.0, c)), (
         f"{variant}: the decoder's output does not depend on z (the same for z and z + 1)"
+    )
+
+
+def prior_needs_condition(recipe: Mapping[str, Any], registry: Registry, model) -> bool:
+    """Whether the recipe's prior refuses to be built without a condition. A prior that needs c
+    must use it; one that takes none (N(0, I) in the blog's CVAE) may ignore the model's c."""
+    try:
+        build_component(
+            registry,
+            "prior",
+            recipe["prior"],
+            ModelBuildError,
+            latent_dim=model.latent_dim,
+            latent_sizes=latent_sizes(recipe),
+            c_shape=None,
+            rngs=nnx.Rngs(0),
+            encoder=model.encoder,
+            x_shape=model.x_shape,
+        )
+    except ModelBuildError:
+        return True
+    return False
+
+
+def other_conditions(c):
+    """Conditions other than the batch's own: each row's neighbour's (real conditions, e.g. another
+    class), or 1 - c where every row holds the same one."""
+    rolled = jnp.roll(c, 1, axis=0)
+    return rolled if differs(rolled, c) else 1.0 - c
+
+
+def check_condition_dependence(model, c, variant: str) -> None:
+    """p(z | c) changes with c: its log_prob at its own samples differs under other conditions
+    (a distribution equal to another has the same density everywhere)."""
+    batch_size = c.shape[0]
+    prior = model.prior_distribution(c, batch_size)
+    other = model.prior_distribution(other_conditions(c), batch_size)
+    z = prior.sample(seed=jax.random.key(7))
+    assert differs(prior.log_prob(z), other.log_prob(z)), (
+        f"{variant}: the prior's p(z | c) does not depend on c (the same for two different conditions), "
+        "though the prior needs a condition"
     )
 
 
