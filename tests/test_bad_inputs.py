@@ -128,6 +128,88 @@ CASES = [
     ),
     (["train", "vae_mlp", "--workdir", "w", "--set", "train.learning_rate=.inf"], "train.learning_rate"),
     (["train", "vae_mlp", "--workdir", "w", "--set", "encoder.log_variance_bounds=[2, -6]"], "log_variance_bounds"),
+    # settings of which one would win unsaid, and settings the budget leaves without effect
+    (
+        ["train", "vae_mlp", "--workdir", "w", "--set", "train.steps=2", "--set", "train.epochs=3"],
+        "--set: vae_mlp: train.steps (2) and train.epochs (3) are both given, and only one of them can count",
+    ),
+    (["show", "vae_mlp", "--set", "train={steps: 2, epochs: 3}"], "train.steps (2) and train.epochs (3) are both"),
+    (["--recipes", "{both_budgets}", "show", "mine"], "both.yaml: mine: train.steps (10) and train.epochs (2)"),
+    (
+        ["show", "vae_mlp", "--set", "objective.kl_warmup_steps=5", "--set", "objective.kl_warmup_epochs=1"],
+        "objective.kl_warmup_steps (5) and objective.kl_warmup_epochs (1) are both given",
+    ),
+    (
+        [
+            "show",
+            "vae_mlp",
+            "--set",
+            "train.learning_rate=0.01",
+            "--set",
+            "train.schedule={name: cosine_decay, decay_steps: 100, init_value: 0.1}",
+        ],
+        "train.learning_rate (0.01) and train.schedule.init_value (0.1) are both given",
+    ),
+    (
+        ["show", "vae_mlp", "--set", "train.validate_every=5000", "--set", "train.early_stopping={patience: 5}"],
+        "vae_mlp.train.early_stopping: patience 5 needs 6 validations to stop a run, and validating every 5000 "
+        "steps (train.validate_every) leaves 1 in the budget of 3000 steps (train.steps): it could never stop",
+    ),
+    (
+        ["show", "vae_mlp", "--set", "train.early_stopping={patience: 10}"],
+        "500 steps (train.checkpoint_every, as train.validate_every is null) leaves 6 in the budget",
+    ),
+    (
+        [
+            "show",
+            "vae_mlp",
+            "--set",
+            "train.epochs=3",
+            "--set",
+            "train.validate_every=epoch",
+            "--set",
+            "train.early_stopping={patience: 3}",
+        ],
+        "validating every epoch leaves 3 in the budget of 3 epochs (train.epochs)",
+    ),
+    (
+        ["show", "vae_mlp", "--set", "train.schedule={name: cosine_decay, decay_steps: 20000}"],
+        "vae_mlp.train.schedule: cosine_decay runs 20000 steps, beyond the budget of 3000 steps (train.steps)",
+    ),
+    (
+        [
+            "show",
+            "vae_mlp",
+            "--set",
+            "train.steps=100",
+            "--set",
+            "train.schedule={name: warmup_cosine_decay, warmup_steps: 10, decay_steps: 200}",
+        ],
+        "warmup_cosine_decay runs 200 steps, beyond the budget of 100 steps",
+    ),
+    (
+        [
+            "train",
+            "vae_mlp",
+            "--workdir",
+            "w",
+            "--set",
+            "dataset.validation_size=0",
+            "--set",
+            "train.early_stopping={patience: 2}",
+            "--set",
+            "train.validate_every=10",
+        ],
+        "vae_mlp.train.early_stopping: it watches the validation split, which dataset 'digits' leaves empty",
+    ),
+    (
+        ["train", "vae_mlp", "--task", "unconditional", "--set", "condition={name: onehot_label}"],
+        "--task and --set condition={name: onehot_label} both set condition; give one of them",
+    ),
+    (
+        ["train", "vae_mlp", "--devices", "2", "--set", "train.devices=4"],
+        "--devices and --set train.devices=4 both set train.devices",
+    ),
     # eval
     (["eval", "/nonexistent"], "/nonexistent: no such run directory"),
     (["eval", "{empty}"], "holds no run"),
@@ -253,6 +335,7 @@ def places(book, registry, tmp_path_factory) -> dict[str, Path]:
         "bad_yaml": ("bad.yaml", b"mine:\n  base: vae_mlp\n  train: {steps: [1\n"),
         "list_yaml": ("list_yaml.yaml", b"- vae_mlp\n"),
         "unknown_base": ("base.yaml", b"mine:\n  base: nosuch_base\n"),
+        "both_budgets": ("both.yaml", b"mine:\n  base: vae_mlp\n  train: {steps: 10, epochs: 2}\n"),
         "suite_bad_key": ("s1.yaml", b"name: s1\nvariants: [vae_mlp]\ncolours: [red]\n"),
         "suite_latin1": ("s2.yaml", "name: s2\ndescription: caf\xe9\nvariants: [vae_mlp]\n".encode("latin-1")),
         "suite_bad_yaml": ("s3.yaml", b"name: s3\nvariants: [vae_mlp\n"),

@@ -5,6 +5,7 @@ import textwrap
 import pytest
 
 import zoo
+from zoo.experiment import train_and_evaluate
 from zoo.recipes import RecipeBook, dump
 
 GOOD = """
@@ -99,6 +100,59 @@ def test_base_inherits_and_overrides(tmp_path, registry):
         "log_variance_bounds": None,
     }
     assert recipe["prior"] == {"name": "conditional", "hidden": (256,), "activation": "relu", "fixed_scale": None}
+
+
+LAYERED = (
+    GOOD
+    + """
+by_epochs:
+  base: base_vae
+  train: {epochs: 4, validate_every: 10, early_stopping: {patience: 3}}
+  objective: {name: elbo, kl_warmup_epochs: 1}
+by_steps:
+  base: by_epochs
+  train: {steps: 500}
+  objective: {kl_warmup_steps: 50}
+scheduled:
+  base: by_steps
+  train: {schedule: {name: warmup_cosine_decay, warmup_steps: 10, peak_value: 0.01, decay_steps: 100}}
+"""
+)
+
+
+def test_a_layer_that_gives_one_of_two_alternatives_drops_the_other(tmp_path, registry):
+    """A recipe, the one it inherits from and --set are layers: the budget in steps or in epochs,
+    a KL warm-up in steps or in epochs, the learning rate or the schedule's own, is the one the
+    highest layer gives (one layer giving both is refused: tests/test_bad_inputs.py)."""
+    book = RecipeBook([write(tmp_path, LAYERED)])
+    by_epochs = book.resolve("by_epochs", registry)
+    assert (by_epochs["train"]["epochs"], by_epochs["objective"]["kl_warmup_epochs"]) == (4.0, 1.0)
+    by_steps = book.resolve("by_steps", registry)  # its base counts epochs
+    assert (by_steps["train"]["steps"], by_steps["train"]["epochs"]) == (500, None)
+    assert (by_steps["objective"]["kl_warmup_steps"], by_steps["objective"]["kl_warmup_epochs"]) == (50, 0.0)
+    cut = book.resolve("by_epochs", registry, ["train.steps=300", "objective.kl_warmup_steps=20"])
+    assert (cut["train"]["steps"], cut["train"]["epochs"], cut["objective"]["kl_warmup_epochs"]) == (300, None, 0.0)
+    assert book.resolve("by_steps", registry, ["train.epochs=2"])["train"]["epochs"] == 2.0
+    scheduled = book.resolve("scheduled", registry)["train"]
+    assert (scheduled["schedule"]["peak_value"], scheduled["learning_rate"]) == (0.01, 0.001)
+    rate = book.resolve("scheduled", registry, ["train.learning_rate=0.5"])["train"]  # fills peak_value now
+    assert "peak_value" not in rate["schedule"] and rate["learning_rate"] == 0.5
+
+
+def test_settings_a_budget_given_above_them_cuts_short_are_said_at_the_start(tmp_path, registry, capsys):
+    """Early stopping that a shorter budget from above (--set, a suite's budget) leaves unable to
+    stop the run is no refusal (that is the point of a short budget): training says so."""
+    book = RecipeBook([write(tmp_path, LAYERED)])
+    recipe = book.resolve(
+        "by_epochs", registry, ["train.epochs=1", "train.batch_size=256", "objective.kl_warmup_epochs=0"]
+    )
+    train_and_evaluate(recipe, tmp_path / "run", registry, progress=False)
+    err = capsys.readouterr().err
+    assert (
+        "zoo: train.early_stopping cannot stop this run, which trains its whole budget (keeping the best "
+        "checkpoint): patience 3 needs 4 validations to stop a run, and validating every 10 steps "
+        "(train.validate_every) leaves 1 in the budget of 1 epochs (train.epochs, 4 steps)" in err
+    ), err
 
 
 def test_circular_base_is_refused(tmp_path, registry):

@@ -54,6 +54,18 @@ def image_file(path: Path, option: str) -> Path:
     return path
 
 
+def refuse_set_beside(assignments: Sequence[str], key: str, option: str, option_given: bool) -> None:
+    """An option that stands for `--set KEY=...` given beside such an assignment: one would win unsaid."""
+    from zoo.conflicts import lookup
+    from zoo.recipes import parse_assignment
+
+    for assignment in assignments if option_given else ():
+        path, value = parse_assignment(assignment)
+        inside = key.startswith(path + ".") and isinstance(value, dict)  # --set train={devices: 4}
+        if path == key or path.startswith(key + ".") or (inside and lookup(value, key[len(path) + 1 :]) is not None):
+            raise ZooError(f"{option} and --set {assignment} both set {key}; give one of them")
+
+
 def recipe_book(args):
     """registry.yaml plus the user's recipe files (--recipes)."""
     from zoo.api import recipe_book as book
@@ -106,6 +118,8 @@ def cmd_train(args, registry) -> None:
 
     start_devices(args)
     overrides = list(args.set)
+    refuse_set_beside(overrides, "train.devices", "--devices", args.devices is not None)
+    refuse_set_beside(overrides, "condition", "--task", bool(args.task))
     if args.devices is not None:
         overrides.append(f"train.devices={args.devices}")
     if args.task:

@@ -64,6 +64,21 @@ class TrainConfig:
             return self.steps_per_epoch(train_size)
         return self.validate_every or self.checkpoint_every
 
+    def budget_steps(self, train_size: Optional[int] = None) -> Optional[int]:
+        """`total_steps`; None when it counts epochs and the training split's size is not given."""
+        if self.epochs is not None and train_size is None:
+            return None
+        return self.total_steps(train_size or 0)
+
+    def validations(self, train_size: Optional[int] = None) -> Optional[int]:
+        """The validations the budget holds, the one at its end included; None when they depend on
+        the training split's size and it is not given."""
+        if train_size is None and self.epochs is not None and self.validate_every == "epoch":
+            return math.ceil(self.epochs)
+        if train_size is None and (self.epochs is not None or self.validate_every == "epoch"):
+            return None
+        return math.ceil(self.total_steps(train_size or 0) / self.validation_period(train_size or 0))
+
 
 SelectionMetric = Literal["elbo", "reconstruction_error", "kl", "loss"]
 
@@ -83,6 +98,12 @@ class EarlyStopping:
     def higher_is_better(self) -> bool:
         """ELBO rises as a model improves; reconstruction error and KL fall."""
         return self.metric == "elbo"
+
+    @property
+    def validations_to_stop(self) -> int:
+        """The fewest validations after which it can stop a run: the first one (always the best so
+        far) or the grace, then `patience` without improvement."""
+        return max(self.grace, 1) + self.patience
 
 
 @dataclasses.dataclass(frozen=True)

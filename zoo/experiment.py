@@ -17,10 +17,11 @@ from flax import nnx
 from zoo import checkpoints, parallel, runs, training
 from zoo.contract import example_batch
 from zoo.data import batch_indices, build_condition, build_dataset
-from zoo.errors import ModelBuildError
+from zoo.errors import ModelBuildError, RecipeError
 from zoo.interfaces import Dataset, objective_latent_kinds, undefined_metrics
 from zoo.model import LatentVariableModel, build_model
-from zoo.recipes import train_config
+from zoo.conflicts import budget_shortfalls
+from zoo.recipes import early_stopping_config, train_config
 from zoo.registry import Registry, build_component
 from zoo.signals import stop_requested_by_signals
 
@@ -101,8 +102,11 @@ def train_and_evaluate(
     batch_indices(
         len(experiment.dataset.train.images), config.batch_size, config.seed, 0, 1
     )  # refuses a batch larger than the data
+    check_validation_split(experiment)
     mesh = training.training_mesh(config)
     main = parallel.is_main_process()
+    if main:
+        say_budget_shortfalls(experiment, config)
     # Every process checks the run directory before any writes to it (a refusal stops them all
     # alike, and no process can find what process 0 has just written and take it for another run).
     runs.prepare(workdir, recipe, resume=resume, write=False, registry=registry)
@@ -114,6 +118,32 @@ def train_and_evaluate(
         return training.train_loop(
             experiment, config, workdir, mesh, stop_request, progress=progress, max_seconds=max_seconds
         )
+
+
+def check_validation_split(experiment: Experiment) -> None:
+    """Refuse early stopping on a dataset without validation split: it would never look."""
+    recipe = experiment.recipe
+    if early_stopping_config(recipe) is not None and not len(experiment.dataset.validation.images):
+        raise RecipeError(
+            f"{recipe['variant']}.train.early_stopping: it watches the validation split, which dataset "
+            f"{recipe['dataset']['name']!r} leaves empty here (dataset.validation_size: "
+            f"{recipe['dataset'].get('validation_size', 'its own')}); give it one, or drop train.early_stopping"
+        )
+
+
+def say_budget_shortfalls(experiment: Experiment, config) -> None:
+    """Say which settings the budget leaves without effect: early stopping that cannot stop the run,
+    a schedule cut short. Recipe validation refuses them where they were given beside or above the
+    budget; a budget given above them (--set train.steps, a suite's budget) gets this line."""
+    stopping = early_stopping_config(experiment.recipe)
+    shortfalls = budget_shortfalls(config, stopping, len(experiment.dataset.train.images))
+    for setting, problem in shortfalls.items():
+        effect = (
+            "cannot stop this run, which trains its whole budget (keeping the best checkpoint)"
+            if setting == "train.early_stopping"
+            else "is cut short by the budget"
+        )
+        runs.tell(f"{setting} {effect}: {problem}")
 
 
 def checkpoint_used(workdir: Path, step: int) -> str:

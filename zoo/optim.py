@@ -194,12 +194,35 @@ def check_schedule(spec: Any, learning_rate: float) -> dict[str, Any]:
     return checked
 
 
+def rate_key(schedule_name: Any) -> str | None:
+    """The option of a schedule that train.learning_rate fills (peak_value, init_value or value);
+    None for a name that is no schedule."""
+    if not isinstance(schedule_name, str) or schedule_name not in SCHEDULES:
+        return None
+    parameters = _signature(getattr(optax, SCHEDULES[schedule_name]))
+    return next((key for key in LEARNING_RATE_KEYS if key in parameters), None)
+
+
+def schedule_steps(spec: Mapping[str, Any]) -> int:
+    """The steps a (checked) schedule takes to run its course: a shorter training budget ends it early.
+    An exponential decay goes on for ever once begun; it counts until it begins."""
+    options = {k: v for k, v in spec.items() if k != "name"}
+    begin = int(options.get("transition_begin") or 0)
+    if "decay_steps" in options:  # cosine decays; a warm-up's steps are part of them
+        return int(options["decay_steps"])
+    if spec["name"] == "exponential_decay":
+        return begin
+    if "transition_steps" in options:  # linear, polynomial
+        return begin + int(options["transition_steps"])
+    if "warmup_steps" in options:
+        return int(options["warmup_steps"])
+    return max((int(b) for b in options.get("boundaries_and_scales") or {}), default=0)
+
+
 def schedule_arguments(spec: Mapping[str, Any], learning_rate: float) -> dict[str, Any]:
     """The keyword arguments of a schedule, its learning-rate values filled from train.learning_rate."""
-    function = getattr(optax, SCHEDULES[spec["name"]])
     arguments = {k: v for k, v in spec.items() if k != "name"}
-    parameters = _signature(function)
-    main = next(key for key in LEARNING_RATE_KEYS + (None,) if key is None or key in parameters)
+    main = rate_key(spec["name"])
     if main is not None and main not in arguments:
         arguments[main] = learning_rate
     if main == "peak_value" and "init_value" not in arguments:

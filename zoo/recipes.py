@@ -19,6 +19,7 @@ from typing import AbstractSet, Any, Iterable, Mapping, Optional, Sequence, Unio
 import yaml
 
 from zoo import optim
+from zoo.conflicts import check_budget_fits, leaf_paths, settle_alternatives
 from zoo.config import EarlyStopping, TrainConfig, TypeMismatch, coerce, type_hints
 from zoo.errors import RecipeError, UnknownComponentError
 from zoo.package_data import package_path
@@ -96,23 +97,44 @@ class RecipeBook:
             raise RecipeError(f"{self._source[name]}: {name}.base: circular inheritance {chain}")
         recipe = copy.deepcopy(self._raw[name])
         base = recipe.pop("base", None)
-        if base is None:
-            return recipe
-        if not isinstance(base, str) or base not in self._raw:
-            raise RecipeError(
-                f"{self._source[name]}: {name}.base: " + unknown_name_message("variant", str(base), self.names())
-            )
-        return deep_merge(self.raw(base, _seen + (name,)), recipe)
+        merged = recipe
+        if base is not None:
+            if not isinstance(base, str) or base not in self._raw:
+                raise RecipeError(
+                    f"{self._source[name]}: {name}.base: " + unknown_name_message("variant", str(base), self.names())
+                )
+            merged = deep_merge(self.raw(base, _seen + (name,)), recipe)
+        settle_alternatives(merged, set(leaf_paths(recipe)).__contains__, f"{self._source[name]}: {name}")
+        return merged
+
+    def origins(self, name: str) -> dict[str, int]:
+        """{key path: the layer that gave it last}, the layers numbered from the first recipe of
+        `name`'s `base:` chain (0) to `name` itself."""
+        chain = [name]
+        while isinstance(self._raw[chain[-1]].get("base"), str) and len(chain) <= len(self._raw):
+            chain.append(self._raw[chain[-1]]["base"])
+        return {path: depth for depth, entry in enumerate(reversed(chain)) for path in leaf_paths(self._raw[entry])}
 
     def resolve(self, name: str, registry: Registry, overrides: Iterable[str] = ()) -> dict[str, Any]:
         """The validated recipe of variant `name`, with overrides applied and defaults filled."""
-        return with_overrides(self.raw(name), registry, overrides, name=name, source=self._source[name])
+        return with_overrides(
+            self.raw(name), registry, overrides, name=name, source=self._source[name], origins=self.origins(name)
+        )
 
 
 def with_overrides(
-    recipe: Mapping[str, Any], registry: Registry, overrides: Iterable[str], *, name: str, source: str
+    recipe: Mapping[str, Any],
+    registry: Registry,
+    overrides: Iterable[str],
+    *,
+    name: str,
+    source: str,
+    origins: Optional[Mapping[str, int]] = None,
 ) -> dict[str, Any]:
-    """A recipe (raw, or resolved and saved by a run) with `--set` assignments applied, validated."""
+    """A recipe (raw, or resolved and saved by a run) with `--set` assignments applied, validated.
+
+    `origins` ({key path: layer}, `RecipeBook.origins`) says which recipe of a `base:` chain gave
+    each key; a saved recipe has none (all of it counts as beneath --set)."""
     plain = yaml.safe_load(dump(recipe))  # a copy, with tuples as lists
     plain.pop("variant", None)
     overridden = set()
@@ -120,7 +142,22 @@ def with_overrides(
         path, value = parse_assignment(assignment)
         set_path(plain, path, value, where=f"{SET_SOURCE} {assignment!r}")
         overridden.add(path)
-    return validate(plain, registry, name=name, source=source, overridden=overridden)
+
+    def by_set(path: str) -> bool:
+        return any(path == o or path.startswith(o + ".") for o in overridden)
+
+    settle_alternatives(plain, by_set, f"{SET_SOURCE}: {name}")
+    resolved = validate(plain, registry, name=name, source=source, overridden=overridden)
+    origins = origins or {}
+    set_layer = max(origins.values(), default=-1) + 1
+
+    def layer(section: str) -> int:  # the highest layer that gave `section` or a key inside it
+        if by_set(section) or any(o.startswith(section + ".") for o in overridden):
+            return set_layer
+        return max((d for p, d in origins.items() if p == section or p.startswith(section + ".")), default=-1)
+
+    check_budget_fits(resolved, layer, lambda path: SET_SOURCE if layer(path) == set_layer else source)
+    return resolved
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
