@@ -281,6 +281,9 @@ CASES = [
     (["serve", "{run}", "--port", "70000"], "--port"),
     (["serve", "{run}", "--port", "abc"], "--port"),
     (["serve", "/nonexistent"], "no such run directory"),
+    (["serve", "{run}", "--request-timeout", "0"], "--request-timeout"),
+    (["serve", "{run}", "--request-timeout", "nan"], "--request-timeout"),
+    (["serve", "{run}", "--max-connections", "0"], "--max-connections"),
     (["serve", "{quad}", "--port", "0"], "neither class-conditional nor absent"),
     # export-web
     (["export-web", "{cvae}", "{file}"], "is not a directory"),

@@ -242,7 +242,14 @@ def cmd_serve(args, registry) -> None:
     generator = PageGenerator(run.experiment, run.graphdef, run.params, run.step)
     stage("compiling the sampler for every batch size")
     generator.warm_up()
-    server = make_server(generator, args.host, args.port, quiet=not args.log_requests)
+    server = make_server(
+        generator,
+        args.host,
+        args.port,
+        quiet=not args.log_requests,
+        request_timeout=args.request_timeout,
+        max_connections=args.max_connections,
+    )
     print(f"serving {args.run} at {server.url}", flush=True)
     try:
         server.serve_forever()

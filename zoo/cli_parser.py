@@ -185,6 +185,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=integer(0, 65535), default=8000, help="0: any free port")
     serve.add_argument("--data-dir")
     serve.add_argument("--log-requests", action="store_true", help="log each request on stderr")
+    serve.add_argument(
+        "--request-timeout",
+        type=number(0.1, 3600.0),
+        default=5.0,
+        metavar="SECONDS",
+        help="close a connection silent this long, before or inside a request (default 5)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=integer(1),
+        default=256,
+        metavar="N",
+        help="requests handled at once; one more is answered 503 (default 256)",
+    )
 
     export_web = commands.add_parser(
         "export-web", help="a static page that runs the model in the browser (int8 weights)"

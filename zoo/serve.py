@@ -8,13 +8,23 @@
 
 Every bad request gets JSON {"error": "..."} with a 4xx code; an unexpected
 exception in a handler answers 500 and the server goes on serving.
+
+A connection costs a thread only once its request has begun to arrive: until
+then it waits in a selector (`WaitingRoom`), for at most the request timeout,
+so silent connections pin nothing. At most `max_connections` requests are
+handled at once; one more is answered 503 at once, as is a connection that
+finds the waiting room full.
 """
 
 from __future__ import annotations
 
 import json
+import resource
+import selectors
+import socket
 import sys
 import threading
+import time
 import traceback
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,7 +51,9 @@ def web_asset(name: str) -> str:
 
 
 LISTEN_BACKLOG = 512  # connections the kernel queues before accept(); the standard library's 5 resets bursts
-IDLE_TIMEOUT_SECONDS = 30  # a connection that sends nothing this long is closed (frees its thread)
+REQUEST_TIMEOUT_SECONDS = 5.0  # silence this long from a client (before or inside a request) closes its connection
+MAX_CONNECTIONS = 256  # requests handled at once, each by a thread; one more is answered 503
+WAITING_LIMIT = 4096  # connections that have sent nothing yet; each holds a file descriptor, no thread
 ALLOWED_METHODS = ("GET", "POST")
 
 
@@ -51,10 +63,21 @@ class PageServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, address: tuple[str, int], generator: PageGenerator, *, quiet: bool = True):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        generator: PageGenerator,
+        *,
+        quiet: bool = True,
+        request_timeout: float = REQUEST_TIMEOUT_SECONDS,
+        max_connections: int = MAX_CONNECTIONS,
+    ):
         super().__init__(address, PageHandler)
         self.generator = generator
         self.quiet = quiet
+        self.request_timeout = request_timeout
+        self.handler_slots = threading.BoundedSemaphore(max_connections)
+        self.waiting_room = WaitingRoom(self.dispatch, request_timeout, waiting_limit(max_connections))
         self.generation_lock = threading.Lock()  # XLA already uses every core; queue requests instead
         self.routes: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "/api/sample": lambda body: generator.sample(
@@ -63,6 +86,47 @@ class PageServer(ThreadingHTTPServer):
             "/api/grid": lambda body: generator.grid(body.get("temperature", 1.0), body.get("seed", 0)),
             "/api/walk": lambda body: generator.walk_images(),
         }
+
+    def process_request(self, request, client_address) -> None:
+        """An accepted connection waits for its request in the waiting room (no thread yet)."""
+        if not self.waiting_room.admit(request, client_address):
+            self.refuse_busy(request, "too many connections are waiting")
+
+    def dispatch(self, request, client_address) -> None:
+        """The connection's request has begun to arrive: a thread handles it, if one of the
+        `max_connections` is free."""
+        if not self.handler_slots.acquire(blocking=False):
+            self.refuse_busy(request, "the server is handling as many requests as it takes")
+            return
+        try:
+            super().process_request(request, client_address)  # ThreadingMixIn: a thread
+        except BaseException:
+            self.handler_slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.handler_slots.release()
+
+    def refuse_busy(self, request, why: str) -> None:
+        """503 in JSON, written without a thread (a few hundred bytes, a short timeout), then closed."""
+        body = json.dumps({"error": f"busy: {why}; try again"}).encode()
+        head = (
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+        )
+        try:
+            request.settimeout(1.0)
+            request.sendall(head.encode() + body)
+        except OSError:  # the client is gone, or reads nothing
+            pass
+        self.shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.waiting_room.close()
 
     def handle_error(self, request, client_address) -> None:
         """A client that left or timed out is routine; anything else is one line, not a traceback."""
@@ -83,7 +147,13 @@ class PageHandler(BaseHTTPRequestHandler):
 
     server: PageServer
     protocol_version = "HTTP/1.1"
-    timeout = IDLE_TIMEOUT_SECONDS
+    # The standard library answers a request line it cannot parse as HTTP/0.9 would, a body
+    # without status line or headers; answered as HTTP/1.x, a garbage line gets its 400.
+    default_request_version = "HTTP/1.0"
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.request_timeout)  # each read of a request, and the wait for the next
 
     def send_error(self, code: int, message: Any = None, explain: Any = None) -> None:
         """The standard library's own refusals (bad request line, unknown method, ...) as JSON too;
@@ -203,11 +273,121 @@ class PageHandler(BaseHTTPRequestHandler):
             super().log_message(format, *args)
 
 
-def make_server(
-    generator: PageGenerator, host: str = "127.0.0.1", port: int = 8000, *, quiet: bool = True
-) -> PageServer:
-    """A bound server for `generator` (port 0: any free port); call serve_forever() on it."""
+class WaitingRoom:
+    """Connections that have not sent a byte yet, watched by one thread in a selector: each is
+    handed to `dispatch` when its request begins to arrive, or closed after `timeout` seconds of
+    silence. At most `limit` wait; `admit` refuses more."""
+
+    def __init__(self, dispatch: Callable[[socket.socket, Any], None], timeout: float, limit: int):
+        self.dispatch, self.timeout, self.limit = dispatch, timeout, limit
+        self._selector = selectors.DefaultSelector()
+        self._waiting: dict[socket.socket, tuple[float, Any]] = {}  # connection -> (deadline, client address)
+        self._lock = threading.Lock()
+        self._wake, self._woken = socket.socketpair()  # a byte on it interrupts select() for a new deadline
+        self._wake.setblocking(False)
+        self._selector.register(self._woken, selectors.EVENT_READ)
+        self._open = True
+        threading.Thread(target=self._watch, name="zoo serve: waiting room", daemon=True).start()
+
+    def admit(self, connection: socket.socket, address: Any) -> bool:
+        """Hold `connection` until its request begins; False when the room is full."""
+        with self._lock:
+            if len(self._waiting) >= self.limit or not self._open:
+                return False
+            self._waiting[connection] = (time.monotonic() + self.timeout, address)
+            self._selector.register(connection, selectors.EVENT_READ)
+        self._nudge()
+        return True
+
+    def close(self) -> None:
+        """Stop watching; the connections still waiting are closed."""
+        with self._lock:
+            self._open = False
+        self._nudge()
+
+    def _nudge(self) -> None:
+        try:
+            self._wake.send(b"\0")
+        except OSError:  # its buffer is full of earlier nudges, or it is closed: the watcher wakes anyway
+            pass
+
+    def _watch(self) -> None:
+        while True:
+            with self._lock:
+                if not self._open:
+                    break
+                first = min((deadline for deadline, _ in self._waiting.values()), default=None)
+            events = self._selector.select(None if first is None else max(0.0, first - time.monotonic()))
+            ready, expired = self._sort(events)
+            for connection in expired:
+                close_quietly(connection)
+            for connection, address in ready:
+                self.dispatch(connection, address)
+        for connection in list(self._waiting):
+            close_quietly(connection)
+        self._selector.close()
+        self._wake.close()
+        self._woken.close()
+
+    def _sort(self, events) -> tuple[list[tuple[socket.socket, Any]], list[socket.socket]]:
+        """(connections whose request began, with their addresses; connections whose time is up),
+        both taken out of the room."""
+        ready, now = [], time.monotonic()
+        with self._lock:
+            for key, _ in events:
+                if key.fileobj is self._woken:
+                    self._woken.recv(4096)
+                elif key.fileobj in self._waiting:
+                    ready.append((key.fileobj, self._waiting.pop(key.fileobj)[1]))
+                    self._selector.unregister(key.fileobj)
+            expired = [connection for connection, (deadline, _) in self._waiting.items() if deadline <= now]
+            for connection in expired:
+                del self._waiting[connection]
+                self._selector.unregister(connection)
+        return ready, expired
+
+
+def close_quietly(connection: socket.socket) -> None:
+    """Close a connection whose client may already be gone."""
     try:
-        return PageServer((host, port), generator, quiet=quiet)
+        connection.close()
+    except OSError:
+        pass
+
+
+def waiting_limit(max_connections: int) -> int:
+    """How many silent connections may wait: WAITING_LIMIT, within the file descriptors this
+    process may open beside its handlers' (the soft limit raised towards the hard one first,
+    as Go's runtime does)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = WAITING_LIMIT + max_connections + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return WAITING_LIMIT
+    return max(16, min(WAITING_LIMIT, soft - max_connections - 256))
+
+
+def make_server(
+    generator: PageGenerator,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    quiet: bool = True,
+    request_timeout: float = REQUEST_TIMEOUT_SECONDS,
+    max_connections: int = MAX_CONNECTIONS,
+) -> PageServer:
+    """A bound server for `generator` (port 0: any free port); call serve_forever() on it.
+    `request_timeout`: seconds of silence after which a client's connection is closed;
+    `max_connections`: requests handled at once (more are answered 503)."""
+    try:
+        return PageServer(
+            (host, port), generator, quiet=quiet, request_timeout=request_timeout, max_connections=max_connections
+        )
     except OSError as exc:
         raise ZooError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
