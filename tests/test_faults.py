@@ -22,6 +22,7 @@ import pytest
 import zoo
 from zoo import checkpoints, runs
 from zoo.experiment import train_and_evaluate
+from zoo.signals import TrainingInterrupted
 from zoo.trained_run import Run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -115,9 +116,54 @@ def test_a_signal_checkpoints_the_step_reached_and_says_how_to_resume(
     assert f"checkpoint written in {workdir / 'checkpoints' / str(stopped_at)}" in stderr
     assert "zoo: continue with: zoo train vae_mlp --workdir" in stderr and stderr.rstrip().endswith("--resume")
     assert checkpoints.checkpoint_manager(workdir).latest_step() == stopped_at >= 200
-    assert max(r["step"] for r in runs.read_metrics(workdir)) == stopped_at
+    # The steps since the last record wait in the checkpoint, not in a record of a partial window.
+    logged = max(r["step"] for r in runs.read_metrics(workdir))
+    assert logged <= stopped_at < logged + 20
     assert json.loads((workdir / runs.LOCK_FILE).read_text() or "null") is None  # released
     finish_and_compare(workdir, stopped_at, book, registry, tmp_path)
+    if checkpoint_every > stopped_at:  # both runs logged every 20 steps: the resumed log is the straight one
+        train_records = lambda run: [(r["step"], r["loss"]) for r in runs.read_metrics(run) if r["split"] == "train"]
+        resumed, straight = train_records(workdir), train_records(tmp_path / "straight")
+        assert [step for step, _ in resumed] == [step for step, _ in straight]
+        np.testing.assert_allclose([loss for _, loss in resumed], [loss for _, loss in straight], rtol=1e-4)
+
+
+def test_a_stop_between_two_log_steps_leaves_whole_records(tmp_path, book, registry, monkeypatch):
+    """Stopped at step 453 with a record every 50 steps, resumed to 500: the record at 500 holds the
+    means over steps 451-500, as in a run never stopped (not over 454-500 beside one at 453)."""
+    from zoo import training
+
+    settings = ["train.steps=500", "train.log_every=50", "train.checkpoint_every=500"]
+    made = training.training_input
+
+    def stopping_at_453(*args, **kwargs):
+        batches = made(*args, **kwargs)
+        run = batches.run
+
+        def run_until_the_signal(state, start, stop, halt=None):
+            if start < 453 < stop:  # the signal comes after step 453: the loop stops dispatching there
+                state, metrics = run(state, start, 453, halt)
+                halt.signum = signal.SIGTERM
+                return state, metrics
+            return run(state, start, stop, halt)
+
+        batches.run = run_until_the_signal
+        return batches
+
+    monkeypatch.setattr(training, "training_input", stopping_at_453)
+    with pytest.raises(TrainingInterrupted, match="stopped by SIGTERM at step 453 of 500"):
+        train_and_evaluate(tiny(book, registry, *settings), tmp_path / "run", registry, progress=False)
+    monkeypatch.undo()
+    assert [r["step"] for r in runs.read_metrics(tmp_path / "run") if r["split"] == "train"][-1] == 450
+    train_and_evaluate(tiny(book, registry, *settings), tmp_path / "run", registry, resume=True, progress=False)
+    train_and_evaluate(tiny(book, registry, *settings), tmp_path / "straight", registry, progress=False)
+    records = {
+        name: [r for r in runs.read_metrics(tmp_path / name) if r["split"] == "train"] for name in ("run", "straight")
+    }
+    assert [r["step"] for r in records["run"]] == [r["step"] for r in records["straight"]] == list(range(50, 501, 50))
+    for resumed, straight in zip(records["run"], records["straight"]):
+        for metric in ("loss", "elbo", "kl"):
+            np.testing.assert_allclose(resumed[metric], straight[metric], rtol=1e-4)
 
 
 def test_kill_9_while_checkpoints_are_written_loses_at_most_one_interval(tmp_path, book, registry):

@@ -33,6 +33,7 @@ from zoo.recipes import early_stopping_config
 from zoo.progress import Progress
 from zoo.signals import StopRequest, TrainingInterrupted
 from zoo.tensorboard import TensorBoardLog
+from zoo.training_log import LogWindow
 
 if TYPE_CHECKING:
     from zoo.experiment import Experiment
@@ -192,7 +193,7 @@ def train_loop(
     watched = stopping or EarlyStopping(metric=selection_metric(experiment.objective))
     manager = checkpoints.checkpoint_manager(workdir, trainer=True)
     best_manager = checkpoints.best_checkpoint_manager(workdir, watched.metric, watched.higher_is_better, trainer=True)
-    step, state, watch = resume_point(manager, best_manager, state, workdir, watched, main)
+    step, state, watch, window = resume_point(manager, best_manager, state, workdir, watched, main)
     if main:  # the log of one run: nothing after the restored step (all of it when no checkpoint was restored)
         runs.truncate_metrics(workdir, step)
     input_kind = inputs.choose_input(config, train)
@@ -216,9 +217,9 @@ def train_loop(
     stopped = should_stop(watch, stopping)
     with contextlib.closing(board), bar:
         while step < total and not stopped and not stop_request:
-            end = chunk_end(step, total, config.log_every, config.checkpoint_every, validation_every)
+            planned = chunk_end(step, total, config.log_every, config.checkpoint_every, validation_every)
             began = time.perf_counter()
-            new_state, metrics = batches.run(state, step, end, halt=stop_request)
+            new_state, metrics = batches.run(state, step, planned, halt=stop_request)
             losses = np.asarray(metrics["loss"])
             seconds = time.perf_counter() - began
             end = step + len(losses)  # fewer steps than asked when a stop signal came
@@ -234,19 +235,14 @@ def train_loop(
             if getattr(batches, "timings", None):
                 summary["loop_seconds_per_step"] = batches.timings
             out_of_time = max_seconds is not None and trained_seconds >= max_seconds
-            logged = {k: float(np.mean(v)) for k, v in metrics.items()}
-            if main:
-                write_record(
-                    workdir,
-                    board,
-                    {
-                        "step": step,
-                        "epoch": round(step / steps_per_epoch, 3),
-                        "split": "train",
-                        **logged,
-                        "steps_per_second": len(losses) / seconds,
-                    },
-                )
+            window = window.add(metrics, seconds)
+            logged = {k: v for k, v in window.means().items() if k != "steps_per_second"}
+            # A stop signal that came mid-window leaves its steps to the checkpoint (zoo/training_log.py).
+            if step == planned:
+                if main:
+                    at = {"step": step, "epoch": round(step / steps_per_epoch, 3), "split": "train"}
+                    write_record(workdir, board, {**at, **window.means()})
+                window = LogWindow()
             bar.update(len(losses))
             bar.note(loss=f"{logged['loss']:.2f}", elbo=f"{logged.get('elbo', float('nan')):.2f}")
             summary.update(step=step, train=logged)
@@ -276,7 +272,7 @@ def train_loop(
                     workdir, board, record
                 )  # resume truncates and redoes, never a checkpoint without its record
             if step % config.checkpoint_every == 0 or step == total or out_of_time or stopped or stop_request:
-                checkpoints.save(manager, step, state, {"early_stopping": watch.as_json()})
+                checkpoints.save(manager, step, state, progress_of(watch, window))
                 board.samples(experiment, graphdef, state.params, config.seed, step)
             if out_of_time:
                 summary["stopped_by_time_limit"] = True
@@ -284,7 +280,7 @@ def train_loop(
     manager.wait_until_finished()
     if stop_request:
         if manager.latest_step() != step:  # the signal came before any step of this session ran
-            checkpoints.save(manager, step, state, {"early_stopping": watch.as_json()})
+            checkpoints.save(manager, step, state, progress_of(watch, window))
         raise TrainingInterrupted(
             f"stopped by {stop_request.name} at step {step} of {total}; "
             f"checkpoint written in {workdir / checkpoints.CHECKPOINT_DIR / str(step)}",
@@ -300,20 +296,26 @@ def train_loop(
     return summary
 
 
+def progress_of(watch: early_stopping.Watch, window: LogWindow) -> dict[str, Any]:
+    """What a checkpoint keeps beside the state: the early stopping watch, and the steps not logged yet."""
+    return {"early_stopping": watch.as_json(), **({"log_window": window.as_json()} if window.steps else {})}
+
+
 def resume_point(manager, best_manager, like: TrainState, workdir: Path, watched: EarlyStopping, main: bool):
-    """(step, state, early stopping watch) to train on from: the newest training checkpoint that
-    reads, or the start. The two managers write one after the other (the best checkpoint first),
+    """(step, state, early stopping watch, open log window) to train on from: the newest training
+    checkpoint that reads, or the start. The two managers write one after the other (the best checkpoint first),
     so a kill between them, or inside the run's first training checkpoint, leaves best
     checkpoints of training that this resume redoes: they are removed (orbax would refuse to
     take them again) and said. A best checkpoint missing for the very step resumed from is
     written again from it."""
-    step, state, watch = 0, like, early_stopping.Watch()
+    step, state, watch, window = 0, like, early_stopping.Watch(), LogWindow()
     restored = checkpoints.restore_latest(
         manager, like, note=runs.tell, set_aside=workdir / checkpoints.DAMAGED_DIR if main else None
     )
     if restored is not None:
         step, state, saved_progress = restored
         watch = early_stopping.Watch.from_json(saved_progress.get("early_stopping"))
+        window = LogWindow.from_json(saved_progress.get("log_window"))
     stale = checkpoints.drop_best_after(best_manager, step)
     if stale and main:
         newest = "no training checkpoint was written whole" if restored is None else "the newest training checkpoint"
@@ -321,14 +323,14 @@ def resume_point(manager, best_manager, like: TrainState, workdir: Path, watched
             f"resuming from step {step} ({newest}): removing the best checkpoint of step "
             f"{', '.join(map(str, stale))} in {workdir / checkpoints.BEST_DIR}, taken by the training that this resume redoes"
         )
-    if watch.best_step is not None and watch.best_step == step and step not in best_manager.all_steps():
+    if watch.best is not None and watch.best_step == step and step not in best_manager.all_steps():
         if main:
             runs.tell(
                 f"the best checkpoint of step {step} is missing from {workdir / checkpoints.BEST_DIR}; "
                 "writing it again from the training checkpoint of that step"
             )
         checkpoints.save_best(best_manager, step, state, {watched.metric: watch.best})
-    return step, state, watch
+    return step, state, watch, window
 
 
 def write_record(workdir: Path, board: TensorBoardLog, record: Mapping[str, Any]) -> None:
