@@ -107,6 +107,23 @@ def training_recipe(
     return book.resolve(variant, registry, assignments(overrides)), workdir
 
 
+def check_run_directory(
+    variant: Optional[str],
+    workdir: Optional[PathLike],
+    overrides: Overrides,
+    resume: Union[bool, PathLike],
+    recipes: Iterable[PathLike] = (),
+    registry=None,
+) -> None:
+    """What `train_in` checks of its run directory (a run there is not overwritten; a resumed one
+    keeps its model), and nothing else: no JAX, so a multi-process job runs it before joining."""
+    from zoo import runs
+
+    registry = _registry(registry)
+    recipe, workdir = training_recipe(variant, workdir, overrides, resume, recipe_book(recipes), registry)
+    runs.prepare(Path(workdir), recipe, resume=resume is not False, write=False, registry=registry)
+
+
 def train_in(
     variant: Optional[str] = None,
     workdir: Optional[PathLike] = None,

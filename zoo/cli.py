@@ -23,11 +23,14 @@ UNCONDITIONAL = "unconditional"
 def start_devices(args) -> None:
     """Join the multi-host job when asked; refuse a bad --devices before anything is built."""
     if args.distributed:
-        from zoo.parallel import initialize_distributed
+        from zoo.parallel import RENDEZVOUS_TIMEOUT_SECONDS, initialize_distributed
 
-        initialize_distributed(args.coordinator, args.num_processes, args.process_id)
-    elif args.coordinator or args.num_processes is not None or args.process_id is not None:
-        raise ZooError("--coordinator, --num-processes and --process-id need --distributed")
+        timeout = args.rendezvous_timeout or RENDEZVOUS_TIMEOUT_SECONDS
+        initialize_distributed(args.coordinator, args.num_processes, args.process_id, timeout)
+    elif any(
+        given is not None for given in (args.coordinator, args.num_processes, args.process_id, args.rendezvous_timeout)
+    ):
+        raise ZooError("--coordinator, --num-processes, --process-id and --rendezvous-timeout need --distributed")
 
 
 def output_dir(path: Path, option: str) -> Path:
@@ -114,9 +117,8 @@ def cmd_show(args, registry) -> None:
 
 
 def cmd_train(args, registry) -> None:
-    from zoo.api import train_in
+    from zoo.api import check_run_directory, train_in
 
-    start_devices(args)
     overrides = list(args.set)
     refuse_set_beside(overrides, "train.devices", "--devices", args.devices is not None)
     refuse_set_beside(overrides, "condition", "--task", bool(args.task))
@@ -126,6 +128,10 @@ def cmd_train(args, registry) -> None:
         overrides.insert(0, "condition=null" if args.task == UNCONDITIONAL else f"condition={{name: {args.task}}}")
     if args.workdir:
         output_dir(Path(args.workdir), "--workdir")
+    if args.distributed:  # each process checks the run directory before joining: joining waits for them all,
+        # so none can find what process 0 writes there and take it for another run
+        check_run_directory(args.variant, args.workdir, overrides, args.resume, args.recipes, registry)
+    start_devices(args)
     summary = train_in(
         args.variant,
         args.workdir,

@@ -242,6 +242,12 @@ def add_parallel_arguments(command: argparse.ArgumentParser) -> None:
     group.add_argument("--coordinator", metavar="HOST:PORT", help="with --distributed: process 0's address")
     group.add_argument("--num-processes", type=integer(1), metavar="N", help="with --distributed: how many processes")
     group.add_argument("--process-id", type=integer(0), metavar="I", help="with --distributed: this process's index")
+    group.add_argument(
+        "--rendezvous-timeout",
+        type=number(1.0, 86400.0),
+        metavar="SECONDS",
+        help="with --distributed: how long a process waits for the others to join and at each barrier (default 300)",
+    )
 
 
 def subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:

@@ -9,10 +9,14 @@ devices follow one device's loss trajectory to float rounding.
 
 Several hosts: call `initialize_distributed` first (`zoo train --distributed`);
 `jax.devices()` then lists every host's devices and the mesh spans them all.
+On CPUs the hosts' collectives are gloo's, whose rendezvous gives a late process
+30 s, fixed in jaxlib; the zoo lines its processes up at barriers of JAX's
+coordination service first, which wait as long as the job's rendezvous timeout.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any, Optional
 
@@ -23,19 +27,33 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from zoo.errors import ZooError
 
 DATA_AXIS = "data"
+RENDEZVOUS_TIMEOUT_SECONDS = 300.0  # how long a process waits for the others to join, and at each barrier
+_rendezvous = {"timeout": RENDEZVOUS_TIMEOUT_SECONDS}
+_barrier_numbers = itertools.count()
 
 
 def initialize_distributed(
-    coordinator: Optional[str] = None, num_processes: Optional[int] = None, process_id: Optional[int] = None
+    coordinator: Optional[str] = None,
+    num_processes: Optional[int] = None,
+    process_id: Optional[int] = None,
+    rendezvous_timeout: float = RENDEZVOUS_TIMEOUT_SECONDS,
 ) -> None:
-    """Join a multi-host job (`jax.distributed.initialize`); arguments left out are detected (Slurm, Open MPI, TPU)."""
+    """Join a multi-host job (`jax.distributed.initialize`, which returns once every process has
+    joined); arguments left out are detected (Slurm, Open MPI, TPU). `rendezvous_timeout`: seconds
+    a process waits for the others, to join and at each `wait_for_every_process`."""
     try:
-        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
+        jax.distributed.initialize(
+            coordinator_address=coordinator,
+            num_processes=num_processes,
+            process_id=process_id,
+            initialization_timeout=math.ceil(rendezvous_timeout),
+        )
     except (RuntimeError, ValueError) as exc:
         raise ZooError(
             f"could not join the distributed job: {str(exc).splitlines()[0]} "
             "(give --coordinator HOST:PORT --num-processes N --process-id I, or run under Slurm / Open MPI)"
         ) from None
+    _rendezvous["timeout"] = rendezvous_timeout
 
 
 def data_mesh(devices: Optional[int] = None, what: str = "train.devices") -> Mesh:
@@ -113,8 +131,24 @@ def is_main_process() -> bool:
 
 
 def wait_for_every_process(name: str) -> None:
-    """A barrier across the processes of a multi-host job (nothing with one process)."""
-    if jax.process_count() > 1:
+    """A barrier across the processes of a multi-host job (nothing with one process), on JAX's
+    coordination service rather than a collective: it waits for a late process as long as the
+    rendezvous timeout, where gloo's rendezvous would give it 30 s."""
+    if jax.process_count() == 1:
+        return
+    from jax._src import distributed  # the job's client; jax exports no barrier of its own but a collective one
+
+    client = distributed.global_state.client
+    if client is None:  # processes that JAX joined by itself (a TPU pod): its collective barrier
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(name)
+        return
+    timeout = _rendezvous["timeout"]
+    try:
+        client.wait_at_barrier(f"{name} #{next(_barrier_numbers)}", math.ceil(timeout * 1000))
+    except Exception as exc:  # the coordination service's DEADLINE_EXCEEDED, or a process that left
+        raise ZooError(
+            f"the other processes of the job did not reach {name!r} within {timeout:g} s "
+            f"(--rendezvous-timeout): {str(exc).splitlines()[0]}"
+        ) from None

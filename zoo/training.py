@@ -191,6 +191,9 @@ def train_loop(
     # Without early stopping the best checkpoint is still kept: by ELBO, or by the objective's own
     # loss where it declares that it is no ELBO (`selection_metric`, e.g. WAE-MMD's deterministic encoder).
     watched = stopping or EarlyStopping(metric=selection_metric(experiment.objective))
+    # Process 0 has written the run directory meanwhile: the processes meet before orbax's first
+    # collectives, and again before the first step's (see parallel.wait_for_every_process).
+    parallel.wait_for_every_process("zoo: checkpoints are opened")
     manager = checkpoints.checkpoint_manager(workdir, trainer=True)
     best_manager = checkpoints.best_checkpoint_manager(workdir, watched.metric, watched.higher_is_better, trainer=True)
     step, state, watch, window = resume_point(manager, best_manager, state, workdir, watched, main)
@@ -215,6 +218,7 @@ def train_loop(
     )  # purges what a killed run logged after `step`
     trained_seconds = 0.0
     stopped = should_stop(watch, stopping)
+    parallel.wait_for_every_process("zoo: training starts")
     with contextlib.closing(board), bar:
         while step < total and not stopped and not stop_request:
             planned = chunk_end(step, total, config.log_every, config.checkpoint_every, validation_every)
