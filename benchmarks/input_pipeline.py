@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 import zoo
-from zoo.data import batch_indices
+from zoo.core.data import batch_indices
 
 
 def time_epoch(batch_fn, images, labels, indices) -> float:

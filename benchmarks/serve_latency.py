@@ -1,5 +1,5 @@
 """Latency of the page's /api/sample under 8 concurrent clients: this server against another
-version of zoo/serve.py (e.g. the one before a change), in alternating rounds of one run.
+version of zoo/web/serve.py (e.g. the one before a change), in alternating rounds of one run.
 
     python benchmarks/serve_latency.py RUN --baseline OLD_SERVE.py [--rounds 6] [--out FILE.md]
 
@@ -26,10 +26,10 @@ REQUESTS = 40  # per client and round
 
 
 def serve(run: str, module_path: str) -> None:
-    """Serve RUN with the server class of `module_path` (a copy of zoo/serve.py); print the URL."""
-    from zoo.generation import PageGenerator
-    from zoo.plugin_manager import default_registry
-    from zoo.trained_run import Run
+    """Serve RUN with the server class of `module_path` (a copy of zoo/web/serve.py); print the URL."""
+    from zoo.web.generation import PageGenerator
+    from zoo.core.plugin_manager import default_registry
+    from zoo.evaluation.trained_run import Run
 
     spec = importlib.util.spec_from_file_location("serve_under_test", module_path)
     module = importlib.util.module_from_spec(spec)
@@ -68,7 +68,7 @@ def one_round(url: str) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run")
-    parser.add_argument("--baseline", required=True, help="the other zoo/serve.py to compare with")
+    parser.add_argument("--baseline", required=True, help="the other zoo/web/serve.py to compare with")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--out", help="write the table here (markdown)")
     parser.add_argument("--serve", help=argparse.SUPPRESS)

@@ -26,11 +26,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import zoo
-from zoo.bench import expand, load_suite
-from zoo.plugin_manager import default_registry
-from zoo.recipes import train_config
-from zoo.experiment import assemble
-from zoo.training import initial_state, training_input
+from zoo.evaluation.bench import expand, load_suite
+from zoo.core.plugin_manager import default_registry
+from zoo.core.recipes import train_config
+from zoo.core.assembly import assemble
+from zoo.training.loop import initial_state, training_input
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "perf"))
 from breakdown import matmul_peak_gflops  # noqa: E402
@@ -62,7 +62,7 @@ def stepper(variant: str, registry, book, overrides: list[str]):
 
 
 def step_flops(batches, state, batch_size: int) -> float:
-    """FLOPs of one step of an in-memory training input (`zoo.training.training_input`): its
+    """FLOPs of one step of an in-memory training input (`zoo.training.loop.training_input`): its
     one-step function on its device copy of the data, as XLA's cost analysis counts them."""
     indices = jnp.zeros((1, batch_size), jnp.int32)
     cost = batches.train_step.lower(state, batches.images, batches.labels, indices, 0, 0).compile().cost_analysis()

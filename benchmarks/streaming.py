@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 import zoo
-from zoo.plugin_manager import default_registry
-from zoo.recipes import train_config
-from zoo.experiment import assemble
-from zoo.training import initial_state, training_input
+from zoo.core.plugin_manager import default_registry
+from zoo.core.recipes import train_config
+from zoo.core.assembly import assemble
+from zoo.training.loop import initial_state, training_input
 
 OVERRIDES = ["dataset={name: fashion_mnist, pixels: dynamic_binarize}"]
 

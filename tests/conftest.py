@@ -14,7 +14,7 @@ import pytest
 
 import zoo
 from tests.web_page import browser, cvae_run, cvae_server, digit_classifier  # noqa: F401 (fixtures of the browser tests)
-from zoo import plugin_manager
+from zoo.core import plugin_manager
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -92,7 +92,7 @@ def digits_as_mnist(count):
 @pytest.fixture(scope="session")
 def idx_dir(tmp_path_factory):
     """Four IDX files of 300 training and 100 test images, written by the test suite."""
-    from plugins import idx
+    from vae_zoo_plugins.datasets import idx
 
     directory = tmp_path_factory.mktemp("idx")
     images, labels = digits_as_mnist(400)
@@ -116,4 +116,4 @@ def amat_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def book() -> zoo.RecipeBook:
-    return zoo.RecipeBook([REPO / "zoo" / "registry.yaml"])
+    return zoo.RecipeBook([REPO / "registry.yaml"])

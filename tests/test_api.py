@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 import zoo
-from zoo import cli, runs
+from zoo.cli import main as cli
+from zoo.training import runs
 from zoo.progress import Progress, duration
 
 SMALL = {

@@ -1,5 +1,5 @@
 """Bad input to every command: exit status 2, one `zoo: error:` line naming the bad thing, no
-traceback, and nothing written. Run in-process (`zoo.cli.main`), so a hundred cases take seconds.
+traceback, and nothing written. Run in-process (`zoo.cli.main.main`), so a hundred cases take seconds.
 
 Placeholders in the arguments: {run} a trained unconditional run, {cvae} a trained CVAE,
 {quad} a trained quadrant-completion run, {file} an existing file, {cwd} the working
@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zoo.cli import main
-from zoo.experiment import train_and_evaluate
+from zoo.cli.main import main
+from zoo.training.experiment import train_and_evaluate
 
 TINY = [
     "encoder.hidden=[8]",

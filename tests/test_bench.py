@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 import zoo
-from zoo import bench, plots, report
+from zoo.evaluation import bench, plots, report
 
 TINY = """
 name: tiny
@@ -260,7 +260,7 @@ def test_a_suite_begun_under_an_earlier_run_name_resumes_that_run(tmp_path, book
 
 
 def test_bench_prints_the_table_once_and_writes_the_report(tmp_path, capsys):
-    from zoo.cli import main
+    from zoo.cli.main import main
 
     path = write_suite(tmp_path, TINY.replace("[vae_mlp, cvae_mlp]", "[vae_mlp]").replace("[0, 1, 2]", "[0]"))
     assert main(["bench", str(path), "--out", str(tmp_path / "out"), "--report", str(tmp_path / "report")]) == 0
@@ -274,7 +274,7 @@ def test_bench_prints_the_table_once_and_writes_the_report(tmp_path, capsys):
 
 
 def test_a_diverged_run_leaves_no_result_and_the_suite_goes_on(tmp_path, book, registry, monkeypatch):
-    from zoo import experiment
+    from zoo.training import experiment
     from zoo.errors import TrainingDivergedError
 
     suite = bench.load_suite(str(write_suite(tmp_path)), book)
@@ -324,7 +324,7 @@ def test_results_are_rebuilt_under_a_lock_so_a_second_process_drops_no_run(tmp_p
 def test_a_run_another_process_holds_is_left_to_it_and_the_suite_goes_on(tmp_path, book, registry):
     # Two `zoo bench` processes sharing one out take the runs in turn; a `zoo train` in a run's
     # directory is left alone too. Neither holder makes the suite fail.
-    from zoo import runs
+    from zoo.training import runs
 
     suite = bench.load_suite(str(write_suite(tmp_path)), book)
     out = tmp_path / "out"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-ZOO = [sys.executable, "-m", "zoo.cli"]
+ZOO = [sys.executable, "-m", "zoo.cli.main"]
 
 
 def zoo(*args, cwd=None, env=None, check=True):

@@ -11,7 +11,7 @@ from flax import nnx
 from scipy import stats
 
 import zoo
-from plugins import conditions, conv, likelihoods, priors
+from vae_zoo_plugins.base import conditions, conv, likelihoods, priors
 
 RNG = np.random.default_rng(0)
 
@@ -105,7 +105,7 @@ def test_class_names_of_several_words_are_one_class(registry):
     condition = conditions.make_onehot_label((8, 8, 1), 10)
     assert condition.parse("Sneaker Ankle boot 0", fashion)[1] == ["Sneaker", "Ankle boot", "T-shirt/top"]
     assert condition.parse("ankle BOOT", fashion)[1] == ["Ankle boot"]
-    assert condition.parse("Ankle", fashion)[1] == ["Ankle boot"]  # a unique beginning of a name (zoo.writing)
+    assert condition.parse("Ankle", fashion)[1] == ["Ankle boot"]  # a unique beginning of a name (zoo.web.writing)
     with pytest.raises(zoo.ZooError, match="unknown class 'Anklet'"):
         condition.parse("Anklet", fashion)
 
@@ -125,7 +125,7 @@ def test_conditional_prior_needs_a_condition():
 def test_model_build_refuses_a_decoder_that_does_not_fit(registry, book):
     # The conv decoder cannot produce the flat hidden-pixel vector of quadrant completion.
     recipe = book.resolve("cvae_quadrants", registry, ["decoder={name: conv}"])
-    from zoo.experiment import assemble
+    from zoo.core.assembly import assemble
 
     with pytest.raises(zoo.ModelBuildError, match="decoder 'conv' could not be built: needs images of shape"):
         assemble(recipe, registry)
@@ -185,7 +185,7 @@ def test_model_build_names_both_components_and_shapes(registry):
     ],
 )
 def test_factories_refuse_bad_options_by_name(registry, book, overrides, message):
-    from zoo.experiment import assemble
+    from zoo.core.assembly import assemble
 
     with pytest.raises(zoo.ZooError) as info:
         assemble(book.resolve("vae_mlp", registry, overrides), registry)

@@ -1,5 +1,5 @@
 """The conformance suite (zoo.testing) over every registered component and every
-recipe in zoo/registry.yaml: coverage grows with the zoo, as timm's every-model test.
+recipe in registry.yaml: coverage grows with the zoo, as timm's every-model test.
 No test here names a component: what a component needs it declares on its factory."""
 
 import json
@@ -7,12 +7,12 @@ import json
 import pytest
 
 from tests.conftest import REPO, first_party_registry
-from zoo.recipes import RecipeBook
+from zoo.core.recipes import RecipeBook
 from zoo.testing import check_component, check_recipe, declared
 
 REGISTRY = first_party_registry()
 COMPONENTS = [(c.kind, c.name) for c in REGISTRY.list()]
-VARIANTS = RecipeBook([REPO / "zoo" / "registry.yaml"]).names()
+VARIANTS = RecipeBook([REPO / "registry.yaml"]).names()
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
-from plugins.likelihoods import make_bernoulli
-from plugins.mlp import make_mlp_decoder, make_mlp_encoder
+from vae_zoo_plugins.base.likelihoods import make_bernoulli
+from vae_zoo_plugins.base.mlp import make_mlp_decoder, make_mlp_encoder
 from tests.conftest import first_party_registry, plugin_of
-from zoo.objectives import elbo
+from zoo.core.objectives import elbo
 from zoo.testing import check_component
 
 

@@ -1,4 +1,4 @@
-"""The contract checked when a model is built (zoo/contract.py): a component that breaks it is
+"""The contract checked when a model is built (zoo/core/contract.py): a component that breaks it is
 refused with one line naming the recipe key, the component, what was expected and what was found,
 before training starts and before the run directory is written."""
 
@@ -8,11 +8,13 @@ import pytest
 from flax import nnx
 
 import zoo
-from plugins.mlp import make_mlp_decoder, make_mlp_encoder
+from vae_zoo_plugins.base.mlp import make_mlp_decoder, make_mlp_encoder
 from tests.conftest import first_party_registry, plugin_of
-from zoo import cli, plugin_manager
-from zoo.contract import ContractError
-from zoo.experiment import assemble, train_and_evaluate
+from zoo.cli import main as cli
+from zoo.core import plugin_manager
+from zoo.core.contract import ContractError
+from zoo.core.assembly import assemble
+from zoo.training.experiment import train_and_evaluate
 
 SMALL = ["encoder.hidden=[8]", "decoder.hidden=[8]", "latent_dim=4", "train.batch_size=4", "train.steps=2"]
 

@@ -1,4 +1,4 @@
-"""plugins/conv_layers.py computes what flax's Conv and ConvTranspose compute, with the same
+"""plugins/layers/conv.py computes what flax's Conv and ConvTranspose compute, with the same
 parameters: outputs and gradients against flax's layers and jax.lax, gradients against
 finite differences, and the conv encoder and decoder against the same networks built of
 flax's layers (so checkpoints and the perf benchmark's PyTorch reference stay valid)."""
@@ -12,8 +12,8 @@ import pytest
 from flax import nnx
 from jax.test_util import check_grads
 
-import plugins.conv as conv
-from plugins.conv_layers import Conv, ConvTranspose, conv_stride1, conv_stride2, transposed_stride2
+import vae_zoo_plugins.base.conv as conv
+from vae_zoo_plugins.layers.conv import Conv, ConvTranspose, conv_stride1, conv_stride2, transposed_stride2
 
 DN = ("NHWC", "HWIO", "NHWC")
 SHAPES = [(3, 7, 7, 5, 4), (2, 8, 6, 1, 1), (1, 1, 5, 2, 3)]  # (B, H, W, in, out): odd, even, one-pixel sizes
@@ -99,7 +99,7 @@ def test_parameters_are_flax_own(zoo_class, flax_class, stride):
 
 @pytest.mark.parametrize("image", [(12, 20, 3)])  # odd feature maps (3x5, 6x10) in the decoder
 def test_conv_networks_compute_what_they_did_with_flax_layers(monkeypatch, image):
-    """Encoder and decoder as in plugins/conv.py, built from the same seed once with the zoo's
+    """Encoder and decoder as in plugins/base/conv.py, built from the same seed once with the zoo's
     layers and once with flax's: the same parameters, the same outputs and gradients."""
 
     def build():

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import zoo
-import zoo.objectives
-import zoo.runs
-from plugins import idx
-from zoo.data import binarize
+import zoo.core.objectives
+import zoo.training.runs
+from vae_zoo_plugins.datasets import idx
+from zoo.core.data import binarize
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -157,8 +157,8 @@ def test_binarized_mnist_reads_amat_files(registry, tmp_path):
 def test_dynamic_binarization_draws_fresh_bits_every_batch(registry, idx_dir, tmp_path, book):
     from flax import nnx
 
-    from zoo.experiment import assemble
-    from zoo.training import TrainState, make_optimizer, make_train_step
+    from zoo.core.assembly import assemble
+    from zoo.training.loop import TrainState, make_optimizer, make_train_step
 
     recipe = book.resolve(
         "vae_mlp", registry, ["dataset={name: mnist, cache_dir: " + str(tmp_path) + ", validation_size: 50}"]
@@ -167,7 +167,7 @@ def test_dynamic_binarization_draws_fresh_bits_every_batch(registry, idx_dir, tm
     seen = []
 
     def recording_objective(model, batch, rng):
-        loss, metrics = zoo.objectives.elbo()(model, batch, rng)
+        loss, metrics = zoo.core.objectives.elbo()(model, batch, rng)
         return loss, {**metrics, "x": batch.x}
 
     graphdef, params = nnx.split(experiment.model)
@@ -202,7 +202,7 @@ def test_quadrant_task_works_on_28x28_images(registry, idx_dir, tmp_path):
 )
 def test_trains_on_real_fashion_mnist(registry, book, tmp_path):
     assert FASHION_DIR.is_dir(), f"CI must have Debian's dataset-fashion-mnist at {FASHION_DIR}"
-    from zoo.experiment import train_and_evaluate
+    from zoo.training.experiment import train_and_evaluate
 
     recipe = book.resolve(
         "vae_mlp",
@@ -216,7 +216,7 @@ def test_trains_on_real_fashion_mnist(registry, book, tmp_path):
     )
     summary = train_and_evaluate(recipe, tmp_path / "run", registry, progress=False)
     assert summary["step"] == 20 and np.isfinite(summary["validation_elbo"])
-    first_loss = zoo.runs.read_metrics(tmp_path / "run")[0]["loss"]
+    first_loss = zoo.training.runs.read_metrics(tmp_path / "run")[0]["loss"]
     assert summary["train"]["loss"] < first_loss  # it learns: 784-pixel binary images start near 543 nats
 
 

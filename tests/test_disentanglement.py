@@ -1,4 +1,4 @@
-"""The disentanglement metrics (zoo.disentanglement) on codes whose answer is known: a code that
+"""The disentanglement metrics (zoo.evaluation.disentanglement) on codes whose answer is known: a code that
 copies the factors scores near 1, a random code near 0, a code that mixes two factors in one unit
 lower than a clean one; MIG against a case computed by hand."""
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from zoo.disentanglement import (
+from zoo.evaluation.disentanglement import (
     dci,
     dci_from_importance,
     disentanglement_scores,

@@ -1,5 +1,5 @@
 """docs/plugins.md against the code: its contract section is generated from the Protocols of
-zoo/interfaces.py, it names every member of every Protocol, and each worked example is a plugin
+zoo/core/interfaces.py, it names every member of every Protocol, and each worked example is a plugin
 that passes the conformance suite."""
 
 import re
@@ -9,9 +9,9 @@ import typing
 import pytest
 
 from tests.conftest import REPO, first_party_registry
-from zoo import interfaces
-from zoo.contract import DOCUMENTED, contract_markdown, protocol_members
-from zoo.registry import KINDS
+from zoo.core import interfaces
+from zoo.core.contract import DOCUMENTED, contract_markdown, protocol_members
+from zoo.core.registry import KINDS
 from zoo.testing import check_component
 
 DOC = (REPO / "docs" / "plugins.md").read_text()
@@ -22,7 +22,7 @@ EXAMPLES = re.findall(r"<!-- example: (\w+) (\w+) -->\n```python\n(.*?)```", DOC
 def test_contract_section_is_generated_from_the_protocols():
     section = DOC[DOC.index(BEGIN) + len(BEGIN) : DOC.index(END)]
     assert section == contract_markdown(), (
-        "docs/plugins.md is stale: paste the output of `python -m zoo.contract` between its contract markers"
+        "docs/plugins.md is stale: paste the output of `python -m zoo.core.contract` between its contract markers"
     )
 
 
@@ -35,7 +35,7 @@ def test_doc_lists_every_member_of_every_protocol():
     assert {p.__name__ for p in protocols} <= {name for _, names in DOCUMENTED for name in names}
     assert sorted(kind for kind, _ in DOCUMENTED) == sorted(KINDS)
     for protocol in protocols:
-        assert f"`zoo.interfaces.{protocol.__name__}`" in DOC
+        assert f"`zoo.core.interfaces.{protocol.__name__}`" in DOC
         for member in protocol_members(protocol):
             assert re.search(rf"^- `{re.escape(member)}[`(]", DOC, flags=re.M), (
                 f"{protocol.__name__}.{member} is not in docs/plugins.md"

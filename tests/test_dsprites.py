@@ -1,4 +1,4 @@
-"""The dsprites dataset (plugins/dsprites.py), the factors of the Dataset contract, and the
+"""The dsprites dataset (plugins/datasets/dsprites.py), the factors of the Dataset contract, and the
 disentanglement metrics in the harness: `Run.evaluate`, `zoo eval --disentanglement` and a suite's
 `eval.disentanglement`."""
 
@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 import zoo
-from plugins.dsprites import FACTOR_NAMES, factor_values, generate, make_dsprites, render
+from vae_zoo_plugins.datasets.dsprites import FACTOR_NAMES, factor_values, generate, make_dsprites, render
 from tests.conftest import first_party_registry, plugin_of
-from zoo.bench import load_suite
-from zoo.data import build_dataset
+from zoo.evaluation.bench import load_suite
+from zoo.core.data import build_dataset
 from zoo.errors import DataError, RecipeError
-from zoo.experiment import train_and_evaluate
-from zoo.trained_run import Run
+from zoo.training.experiment import train_and_evaluate
+from zoo.evaluation.trained_run import Run
 
 SMALL = {"scales": 2, "orientations": 4, "positions": 3}  # 3 x 2 x 4 x 3 x 3 = 216 combinations
 TINY = [

@@ -1,4 +1,4 @@
-"""`zoo export-web` reads decoders and priors through the public `zoo.interfaces.DenseExportable`
+"""`zoo export-web` reads decoders and priors through the public `zoo.core.interfaces.DenseExportable`
 alone: what a component declares is exported and checked against the component; attribute
 paths, names and first-party classes mean nothing to it. (No browser needed; tests/test_web.py
 runs the exported page.)"""
@@ -9,8 +9,8 @@ import pytest
 from flax import nnx
 
 import zoo
-from zoo.browser_model import ExportError, extract
-from zoo.experiment import assemble
+from zoo.web.browser_model import ExportError, extract
+from zoo.core.assembly import assemble
 
 SMALL = ["encoder.hidden=[8]", "decoder.hidden=[8]"]
 
@@ -99,7 +99,7 @@ def test_the_attributes_export_once_read_are_not_enough(book, registry):
     with pytest.raises(ExportError) as refused:
         export(experiment)
     assert str(refused.value).startswith("decoder 'mlp' (AttributesOnly) is not an MLP: export-web runs dense layers")
-    assert "zoo.interfaces.DenseExportable" in str(refused.value)
+    assert "zoo.core.interfaces.DenseExportable" in str(refused.value)
 
 
 def test_a_declaration_that_does_not_match_the_component_is_refused(book, registry):

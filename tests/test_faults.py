@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo import checkpoints, runs
-from zoo.experiment import train_and_evaluate
-from zoo.signals import TrainingInterrupted
-from zoo.trained_run import Run
+from zoo.training import checkpoints, runs
+from zoo.training.experiment import train_and_evaluate
+from zoo.training.signals import TrainingInterrupted
+from zoo.evaluation.trained_run import Run
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["encoder.hidden=[16]", "decoder.hidden=[16]", "latent_dim=2", "train.batch_size=32", "train.log_every=20"]
@@ -38,7 +38,7 @@ def start_training(workdir: Path, *extra: str) -> subprocess.Popen:
     args = [
         sys.executable,
         "-m",
-        "zoo.cli",
+        "zoo.cli.main",
         "train",
         "vae_mlp",
         "--workdir",
@@ -131,7 +131,7 @@ def test_a_signal_checkpoints_the_step_reached_and_says_how_to_resume(
 def test_a_stop_between_two_log_steps_leaves_whole_records(tmp_path, book, registry, monkeypatch):
     """Stopped at step 453 with a record every 50 steps, resumed to 500: the record at 500 holds the
     means over steps 451-500, as in a run never stopped (not over 454-500 beside one at 453)."""
-    from zoo import training
+    from zoo.training import loop as training
 
     settings = ["train.steps=500", "train.log_every=50", "train.checkpoint_every=500"]
     made = training.training_input

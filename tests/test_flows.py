@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from plugins.flows import (
+from vae_zoo_plugins.families.flows import (
     MADE,
     FlowPosterior,
     InverseAutoregressiveStep,
@@ -16,7 +16,7 @@ from plugins.flows import (
     make_iaf_encoder,
     make_planar_encoder,
 )
-from zoo.model import closed_form_kl
+from zoo.core.divergence import closed_form_kl
 
 D = 4
 

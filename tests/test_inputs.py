@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo import inputs, runs
+from zoo.training import inputs, runs
 from zoo.config import TrainConfig
-from zoo.data import batch_indices
-from zoo.interfaces import Split
-from zoo.experiment import train_and_evaluate
+from zoo.core.data import batch_indices
+from zoo.core.interfaces import Split
+from zoo.training.experiment import train_and_evaluate
 
 
 def test_streamed_batches_are_the_in_memory_batches():
@@ -79,9 +79,9 @@ LOOP_VARIANTS = {
 
 def per_step_losses(book, registry, variant, loop, steps, overrides=()):
     """(each step's loss, the in-memory input) of `steps` steps of a small `variant` under `train.loop`."""
-    from zoo.experiment import assemble
-    from zoo.recipes import train_config
-    from zoo.training import initial_state, training_input
+    from zoo.core.assembly import assemble
+    from zoo.core.recipes import train_config
+    from zoo.training.loop import initial_state, training_input
 
     recipe = book.resolve(variant, registry, [*LOOP_VARIANTS[variant], f"train.loop={loop}", *overrides])
     experiment, config = assemble(recipe, registry), train_config(recipe)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from plugins.ladder import LadderEncoder, precision_weighted
-from zoo.hierarchy import LayeredLatent
+from vae_zoo_plugins.families.ladder import LadderEncoder, precision_weighted
+from zoo.core.hierarchy import LayeredLatent
 
 
 def test_precision_weighted_merge_is_the_normalised_product_of_the_gaussians():
@@ -32,7 +32,7 @@ def test_precision_weighted_merge_is_the_normalised_product_of_the_gaussians():
 
 
 def test_ladder_posterior_merges_with_the_priors_own_conditionals(book, registry):
-    from zoo.experiment import assemble
+    from zoo.core.assembly import assemble
 
     small = ["latent_dim=[3, 2]", "encoder.hidden=[16]", "decoder.hidden=[16]"]
     model = assemble(book.resolve("ladder_vae", registry, small), registry).model
@@ -58,7 +58,7 @@ def test_ladder_posterior_merges_with_the_priors_own_conditionals(book, registry
 
 def test_ladder_prior_needs_the_ladder_encoder(book, registry):
     import zoo
-    from zoo.experiment import assemble
+    from zoo.core.assembly import assemble
 
     with pytest.raises(
         zoo.ModelBuildError, match="prior 'ladder' shares the top-down networks of encoder 'ladder_mlp'"

@@ -14,8 +14,8 @@ from flax import nnx
 from scipy.stats import multivariate_normal
 
 import zoo
-import zoo.objectives
-from zoo.interfaces import Batch
+import zoo.core.objectives
+from zoo.core.interfaces import Batch
 
 LATENT, DATA, SCALE = 2, 5, 0.7
 
@@ -132,7 +132,7 @@ def test_with_the_exact_posterior_every_bound_equals_log_p_x(registry):
     key = jax.random.key(4)
     # Each importance weight p(x, z) / q(z | x) is p(x) itself: exact with any number of samples.
     np.testing.assert_allclose(model.log_likelihood(x, None, key, num_samples=3), exact, atol=2e-3)
-    loss, _ = zoo.objectives.iwae(num_samples=4)(model, Batch(x), key)
+    loss, _ = zoo.core.objectives.iwae(num_samples=4)(model, Batch(x), key)
     assert float(loss) == pytest.approx(-float(np.mean(exact)), abs=2e-3)
     # The ELBO (analytic KL) equals log p(x) in expectation only; its one-sample value varies.
     elbos = jax.vmap(lambda key: model.elbo(x, None, key))(jax.random.split(key, 400))

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from plugins.mmd import mmd_squared
+from vae_zoo_plugins.families.mmd import mmd_squared
 
 
 def expected_rbf(mean_gap, covariance, scale):
@@ -69,7 +69,7 @@ def test_unbiased_mmd_equals_the_closed_form_for_two_gaussians_under_the_rbf_ker
 
 def test_mmd_objectives(book, registry):
     import zoo
-    from zoo.experiment import assemble
+    from zoo.core.assembly import assemble
 
     small = ["encoder.hidden=[16]", "decoder.hidden=[16]"]
     elbo_like = assemble(
@@ -90,9 +90,9 @@ def test_mmd_objectives(book, registry):
 def test_a_deterministic_wae_reports_what_its_untrained_scale_would_decide_as_not_applicable(book, registry):
     from flax import nnx
 
-    from zoo.evaluate import evaluate
-    from zoo.experiment import assemble
-    from zoo.interfaces import Split
+    from zoo.evaluation.evaluate import evaluate
+    from zoo.core.assembly import assemble
+    from zoo.core.interfaces import Split
 
     small = ["encoder.hidden=[16]", "decoder.hidden=[16]"]
     for deterministic, undefined in ((True, {"elbo", "kl", "log_likelihood"}), (False, set())):

@@ -16,16 +16,17 @@ import pytest
 
 import zoo
 from tests.conftest import first_party_registry, plugin_of
-from zoo import bench, objectives, report
-from zoo.evaluate import evaluate
-from zoo.interfaces import Split
+from zoo.evaluation import bench, report
+from zoo.core import objectives
+from zoo.evaluation.evaluate import evaluate
+from zoo.core.interfaces import Split
 
 SMALL = ["encoder.hidden=[16]", "decoder.hidden=[16]", "prior.hidden=[16]", "latent_dim=2", "dataset={name: digits}"]
 THROUGH_THE_ENCODER = ("elbo", "kl", "reconstruction_error", "active_units", "conditional_log_likelihood")
 
 
 def small_experiment(book, registry, variant, *overrides):
-    from zoo.experiment import assemble
+    from zoo.core.assembly import assemble
 
     return assemble(book.resolve(variant, registry, [*SMALL, *overrides]), registry)
 
@@ -118,7 +119,7 @@ def test_compare_prints_na_with_a_footnote_never_a_number():
 
 
 def test_a_suite_carries_not_applicable_through_results_eval_and_compare(tmp_path, book, registry, capsys):
-    from zoo.cli import main
+    from zoo.cli.main import main
 
     suite_file = tmp_path / "baseline.yaml"
     suite_file.write_text(

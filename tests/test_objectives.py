@@ -6,8 +6,8 @@ import pytest
 from flax import nnx
 
 import zoo
-from zoo import objectives
-from zoo.interfaces import Batch
+from zoo.core import objectives
+from zoo.core.interfaces import Batch
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
-"""`pip install .` away from the checkout: the wheel holds the zoo, its first-party plugins and
-its package data (zoo/registry.yaml, zoo/suites/, zoo/web/), found through importlib.resources,
-and the `zoo` command works from an empty directory."""
+"""`pip install .` away from the checkout: the wheel holds the zoo, its first-party plugins (the
+checkout's plugins/, installed as vae_zoo_plugins) and its package data (the root's registry.yaml,
+copied in as zoo/registry.yaml; zoo/suites/, zoo/web/), found through importlib.resources, and
+the `zoo` command works from an empty directory."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 
 from tests.conftest import REPO
 
-SOURCES = ("pyproject.toml", "README.md", "zoo", "plugins")
+SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "registry.yaml", "zoo", "plugins")
 
 
 def build_wheel(tmp_path: Path) -> tuple[Path, str]:
@@ -82,10 +83,12 @@ def test_the_installed_wheel_works_from_an_empty_directory(tmp_path):
         "zoo/web/app.js",
         "zoo/web/decoder.js",
         "zoo/web/style.css",
-        "plugins/mlp.py",
-        "plugins/vq.py",
+        "vae_zoo_plugins/base/mlp.py",
+        "vae_zoo_plugins/families/vq.py",
+        "vae_zoo_plugins/layers/dense.py",
     ):
         assert data in names, f"{data} is not in the wheel"
+    assert not any(name.split("/")[0] in ("plugins", "registry.yaml") for name in names)  # no top-level collisions
 
     python = fresh_venv(tmp_path / "venv")
     subprocess.run(
@@ -117,8 +120,9 @@ def test_the_installed_wheel_works_from_an_empty_directory(tmp_path):
     where = run(
         str(python),
         "-c",
-        "import zoo, plugins, zoo.bench, zoo.serve; print(zoo.__file__); print(plugins.__file__); "
-        "print(zoo.bench.SUITES_DIR); print(len(zoo.serve.web_asset('index.html')))",
+        "import zoo, vae_zoo_plugins, zoo.evaluation.bench, zoo.web.serve; print(zoo.__file__); "
+        "print(vae_zoo_plugins.__file__); "
+        "print(zoo.evaluation.bench.SUITES_DIR); print(len(zoo.web.serve.web_asset('index.html')))",
     ).stdout.split()
     site = str(tmp_path / "venv")
     assert all(path.startswith(site) for path in where[:3]), where  # the installed copy, not the checkout
@@ -172,3 +176,20 @@ def test_make_run_is_one_command_that_prints_the_table_once(tmp_path):
     assert commands == [
         f"{tmp_path / 'venv'}/bin/zoo bench quick --out runs/bench/quick --report runs/bench/quick/report"
     ]
+
+
+def test_the_package_list_names_every_package_folder():
+    """pyproject.toml lists the packages by hand (plugins/ is installed under another name, which
+    setuptools' find cannot give): a new subpackage must be added there, or the wheel lacks it."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    installed_as = {folder: package for package, folder in setuptools["package-dir"].items()}
+    folders = [REPO / "zoo" / "suites"] + [
+        init.parent for top in ("zoo", "plugins") for init in (REPO / top).rglob("__init__.py")
+    ]
+    expected = set()
+    for folder in folders:
+        top, *rest = folder.relative_to(REPO).parts
+        expected.add(".".join([installed_as.get(top, top), *rest]))
+    assert sorted(setuptools["packages"]) == sorted(expected)

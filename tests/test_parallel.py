@@ -26,11 +26,11 @@ TRAIN_BOTH = textwrap.dedent("""
     import jax, numpy as np
     import zoo
     from zoo import runs
-    from zoo.evaluate import evaluate
-    from zoo.plugin_manager import default_registry
-    from zoo.experiment import train_and_evaluate
-    from zoo.trained_run import Run
-    from zoo.parallel import data_mesh
+    from zoo.evaluation.evaluate import evaluate
+    from zoo.core.plugin_manager import default_registry
+    from zoo.training.experiment import train_and_evaluate
+    from zoo.evaluation.trained_run import Run
+    from zoo.training.parallel import data_mesh
 
     steps, out = int(sys.argv[1]), Path(sys.argv[2])
     registry = default_registry()
@@ -110,7 +110,7 @@ def test_four_devices_follow_one(variant, one_and_four):
 def test_the_readme_multi_device_command_finishes(tmp_path):
     """The README's example, exactly (3000 steps at the recipe's intervals), in an empty directory."""
     result = subprocess.run(
-        [sys.executable, "-m", "zoo.cli", "train", "vae_mlp", "--devices", "4"],
+        [sys.executable, "-m", "zoo.cli.main", "train", "vae_mlp", "--devices", "4"],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -126,8 +126,8 @@ RESUME_ELSEWHERE = textwrap.dedent("""
     import json, sys
     from pathlib import Path
     import zoo
-    from zoo.plugin_manager import default_registry
-    from zoo.experiment import train_and_evaluate
+    from zoo.core.plugin_manager import default_registry
+    from zoo.training.experiment import train_and_evaluate
 
     out, steps, devices, resume = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "resume"
     registry = default_registry()
@@ -156,7 +156,7 @@ def test_a_run_trained_on_four_devices_resumes_on_two(tmp_path):
 
 
 def test_mesh_errors_name_the_setting(tmp_path):
-    cli = [sys.executable, "-m", "zoo.cli", "train", "vae_mlp", "--quiet", "--set", "train.steps=2"]
+    cli = [sys.executable, "-m", "zoo.cli.main", "train", "vae_mlp", "--quiet", "--set", "train.steps=2"]
     env = {**os.environ, **FOUR_DEVICES}
     uneven = subprocess.run(
         [*cli, "--devices", "3", "--workdir", str(tmp_path / "a")],
@@ -198,7 +198,7 @@ def train_on_two_hosts(run: Path, *settings: str) -> list[str]:
     command = [
         sys.executable,
         "-m",
-        "zoo.cli",
+        "zoo.cli.main",
         "train",
         "vae_mlp",
         "--quiet",

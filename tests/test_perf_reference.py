@@ -15,8 +15,8 @@ import pytest
 from flax import nnx
 
 import zoo
-from zoo.interfaces import Batch
-from zoo.objectives import elbo
+from zoo.core.interfaces import Batch
+from zoo.core.objectives import elbo
 
 from tests.conftest import REPO, digits_as_mnist
 
@@ -38,7 +38,7 @@ SMALL = {
 
 @pytest.fixture(scope="module")
 def perf_book():
-    return zoo.RecipeBook([REPO / "zoo" / "registry.yaml", PERF / "recipes.yaml"])
+    return zoo.RecipeBook([REPO / "registry.yaml", PERF / "recipes.yaml"])
 
 
 def zoo_and_reference(variant, perf_book, registry):
@@ -180,9 +180,9 @@ def test_xla_counts_the_paper_steps_flops_as_the_layer_shapes_do(registry, idx_d
     sys.path.append(str(REPO / "benchmarks"))
     import step_cost
 
-    from zoo.experiment import assemble
-    from zoo.recipes import train_config
-    from zoo.training import initial_state, training_input
+    from zoo.core.assembly import assemble
+    from zoo.core.recipes import train_config
+    from zoo.training.loop import initial_state, training_input
 
     book = zoo.RecipeBook([zoo.default_registry_path()])
     xla = {}

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from zoo import figure_data, plots
-from zoo.cli import main
-from zoo.data import evaluation_split
-from zoo.experiment import assemble, train_and_evaluate
-from zoo.trained_run import Run
+from zoo.evaluation import figure_data, plots
+from zoo.cli.main import main
+from zoo.core.data import evaluation_split
+from zoo.core.assembly import assemble
+from zoo.training.experiment import train_and_evaluate
+from zoo.evaluation.trained_run import Run
 
 TINY = [
     "train.steps=50",

@@ -1,4 +1,4 @@
-"""Commands that plugins add to `zoo` (the `register_commands` hook), run in-process through `zoo.cli.main`."""
+"""Commands that plugins add to `zoo` (the `register_commands` hook), run in-process through `zoo.cli.main.main`."""
 
 import re
 import subprocess
@@ -9,9 +9,9 @@ import pytest
 
 import zoo
 from tests.conftest import REPO, first_party_manager
-from zoo import plugin_manager
-from zoo.cli import main
-from zoo.cli_parser import build_parser, subcommands
+from zoo.core import plugin_manager
+from zoo.cli.main import main
+from zoo.cli.parser import build_parser, subcommands
 
 BUILT_IN = sorted(subcommands(build_parser()).choices)
 
@@ -134,9 +134,9 @@ def test_a_hook_that_raises_is_named(install, capsys):
 def test_help_loads_no_plugin():
     # Plugin modules import JAX at their top: help, the zoo's or a built-in command's, does without them.
     code = (
-        "import sys, zoo.cli\n"
+        "import sys, zoo.cli.main\n"
         "for argv in (['--help'], ['list', '--help'], ['--recipes', 'x.yaml', 'train', '--help']):\n"
-        "    try:\n        zoo.cli.main(argv)\n    except SystemExit as exit:\n        assert exit.code == 0, argv\n"
+        "    try:\n        zoo.cli.main.main(argv)\n    except SystemExit as exit:\n        assert exit.code == 0, argv\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'pluggy', 'plugins')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO / "tests")

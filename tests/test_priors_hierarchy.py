@@ -9,10 +9,11 @@ import pytest
 from flax import nnx
 from scipy import special, stats
 
-from plugins.mixture_priors import diagonal_gaussian_log_densities, make_mixture_prior, make_vampprior
-from plugins.mlp import make_mlp_encoder
-from zoo.hierarchy import LayeredLatent
-from zoo.model import LatentVariableModel, kl_divergence
+from vae_zoo_plugins.families.mixture_priors import diagonal_gaussian_log_densities, make_mixture_prior, make_vampprior
+from vae_zoo_plugins.base.mlp import make_mlp_encoder
+from zoo.core.hierarchy import LayeredLatent
+from zoo.core.divergence import kl_divergence
+from zoo.core.model import LatentVariableModel
 
 X_SHAPE = (3, 3, 1)
 
@@ -220,7 +221,7 @@ def test_layered_latent_scores_what_it_samples():
 
 
 def test_hvae_components_build_a_two_level_model(book, registry):
-    from zoo.experiment import assemble
+    from zoo.core.assembly import assemble
 
     experiment = assemble(
         book.resolve(
@@ -251,8 +252,8 @@ def test_vampprior_variance_is_the_mixture_variance():
 
 def test_traversals_of_a_hierarchy_step_in_its_sampled_spread(book, registry):
     """A LayeredLatent has no closed-form spread; plots estimate it from samples (here: z2 ~ N(0, I))."""
-    from zoo.figure_data import prior_spread, traversal_images
-    from zoo.experiment import assemble
+    from zoo.evaluation.figure_data import prior_spread, traversal_images
+    from zoo.core.assembly import assemble
 
     small = [
         "dataset={name: digits}",

@@ -9,9 +9,9 @@ import math
 import pytest
 
 import zoo
-from zoo import objectives
+from zoo.core import objectives
 from zoo.config import Above, AtLeast, AtMost, Between, Interval, describe, intervals, type_hints
-from zoo.recipes import validate_component
+from zoo.core.recipes import validate_component
 
 # Every option of the zoo's components that has a range, and the range: a new option with a
 # natural range belongs here and in its factory's signature.
@@ -109,7 +109,7 @@ def test_a_value_outside_the_range_is_refused_naming_the_key(registry, kind, nam
 
 
 def test_hybrid_alpha_2_is_refused_naming_the_key(capsys):
-    from zoo.cli import main
+    from zoo.cli.main import main
 
     assert main(["show", "cvae_sohn", "--set", "objective.alpha=2"]) == 2
     assert (

@@ -5,8 +5,8 @@ import textwrap
 import pytest
 
 import zoo
-from zoo.experiment import train_and_evaluate
-from zoo.recipes import RecipeBook, dump
+from zoo.training.experiment import train_and_evaluate
+from zoo.core.recipes import RecipeBook, dump
 
 GOOD = """
 base_vae:
@@ -203,4 +203,4 @@ def test_resolved_recipe_round_trips_through_yaml(book, registry, tmp_path):
     recipe = book.resolve("cvae_sohn", registry)
     plain = yaml.safe_load(dump(recipe))
     name = plain.pop("variant")
-    assert zoo.recipes.validate(plain, registry, name=name, source="x") == recipe
+    assert zoo.core.recipes.validate(plain, registry, name=name, source="x") == recipe

@@ -6,7 +6,7 @@ import types
 import pytest
 
 import zoo
-from zoo import plugin_manager
+from zoo.core import plugin_manager
 from tests.conftest import first_party_registry, plugin_of
 
 
@@ -96,7 +96,7 @@ def test_build_passes_only_the_context_a_factory_asks_for(registry):
 
 def test_component_summary_and_options(registry):
     component = registry.get("encoder", "mlp")
-    assert component.plugin == "plugins.mlp"  # the module name when registered directly
+    assert component.plugin == "vae_zoo_plugins.base.mlp"  # the module name when registered directly
     assert component.summary.startswith("MLP encoder")
     assert list(component.options()) == ["hidden", "activation", "gated", "init", "log_variance_bounds"]
 
@@ -137,7 +137,7 @@ def test_default_registry_in_tests_is_the_explicit_one(registry):
 
 
 def test_every_hook_is_documented_and_tested():
-    from zoo import hookspecs
+    from zoo.core import hookspecs
 
     from tests.conftest import REPO
 

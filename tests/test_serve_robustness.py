@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zoo import serve
-from zoo.generation import PageGenerator
-from zoo.serve import make_server
-from zoo.experiment import train_and_evaluate
-from zoo.trained_run import Run
+from zoo.web import serve
+from zoo.web.generation import PageGenerator
+from zoo.web.serve import make_server
+from zoo.training.experiment import train_and_evaluate
+from zoo.evaluation.trained_run import Run
 
 CLIENTS = 200
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from zoo import runs
-from zoo.tensorboard import TENSORBOARD_DIR, TensorBoardLog, read_events
-from zoo.experiment import train_and_evaluate
+from zoo.training import runs
+from zoo.training.tensorboard import TENSORBOARD_DIR, TensorBoardLog, read_events
+from zoo.training.experiment import train_and_evaluate
 
 SMALL = [
     "encoder.hidden=[16]",

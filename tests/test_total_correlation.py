@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from plugins.total_correlation import total_correlation
+from vae_zoo_plugins.families.total_correlation import total_correlation
 
 CASES = {
     "two units": (np.array([[1.0, 0.8], [0.8, 1.0]]), np.array([1.0, 2.0]), 0.2),
@@ -51,7 +51,7 @@ def test_beta_tc_with_unit_weights_is_the_elbo(book, registry):
     from flax import nnx
 
     import zoo
-    from zoo.experiment import assemble
+    from zoo.core.assembly import assemble
 
     small = ["encoder.hidden=[16]", "decoder.hidden=[16]"]
     unit = assemble(book.resolve("beta_tc_vae", registry, [*small, "objective.beta=1.0"]), registry)
@@ -76,7 +76,7 @@ def test_aggregate_densities_are_distrax_log_probs_log_mean_exp():
     log_prob of every pair (the reference layout the fast one replaced)."""
     import distrax
 
-    from plugins.total_correlation import aggregate_log_densities
+    from vae_zoo_plugins.families.total_correlation import aggregate_log_densities
 
     rng = np.random.default_rng(3)
     z, loc = rng.normal(size=(7, 3)), rng.normal(size=(7, 3))

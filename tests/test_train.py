@@ -8,10 +8,10 @@ import pytest
 import yaml
 
 import zoo
-from zoo import runs
-from zoo.experiment import train_and_evaluate
-from zoo.trained_run import Run
-from zoo.training import step_key
+from zoo.training import runs
+from zoo.training.experiment import train_and_evaluate
+from zoo.evaluation.trained_run import Run
+from zoo.training.loop import step_key
 
 SMALL = [
     "encoder.hidden=[32]",
@@ -108,7 +108,7 @@ def test_workdir_holds_recipe_versions_metrics_and_checkpoints(tmp_path, book, r
 
 def nan_sometimes():
     """A test objective: the ELBO loss, but NaN on the steps whose key draws u < 0.15."""
-    elbo = zoo.objectives.elbo()
+    elbo = zoo.core.objectives.elbo()
 
     def loss_fn(model, batch, rng):
         loss, metrics = elbo(model, batch, rng)

@@ -10,11 +10,12 @@ import pytest
 
 import zoo
 from tests.test_cli import assert_clean_error, zoo as run_zoo
-from zoo import checkpoints, early_stopping, objectives, optim, runs
+from zoo.training import checkpoints, early_stopping, runs
+from zoo.core import objectives, optim
 from zoo.config import EarlyStopping, TrainConfig
-from zoo.objectives import kl_weight_schedule
-from zoo.experiment import train_and_evaluate
-from zoo.trained_run import Run
+from zoo.core.objectives import kl_weight_schedule
+from zoo.training.experiment import train_and_evaluate
+from zoo.evaluation.trained_run import Run
 
 
 def train_settings(book, registry, *overrides):
@@ -65,12 +66,12 @@ def test_kl_warmup_is_optax_linear_schedule():
 
 
 def test_warmup_weights_the_kl_in_the_loss(book, registry):
-    from zoo.interfaces import Batch
-    from zoo.experiment import assemble
+    from zoo.core.interfaces import Batch
+    from zoo.core.assembly import assemble
 
     experiment = assemble(book.resolve("vae_mlp", registry, ["objective.kl_warmup_steps=100"]), registry)
     x = jnp.asarray(experiment.dataset.train.images[:8])
-    rng = zoo.model.jax.random.key(0)
+    rng = zoo.core.model.jax.random.key(0)
     loss_at_0, metrics = experiment.objective(experiment.model, Batch(x), rng, step=0)
     loss_at_50, _ = experiment.objective(experiment.model, Batch(x), rng, step=50)
     loss_after, _ = experiment.objective(experiment.model, Batch(x), rng)
@@ -81,12 +82,12 @@ def test_warmup_weights_the_kl_in_the_loss(book, registry):
 
 
 def test_free_bits_hold_the_kl_term(book, registry):
-    from zoo.interfaces import Batch
-    from zoo.experiment import assemble
+    from zoo.core.interfaces import Batch
+    from zoo.core.assembly import assemble
 
     plain = assemble(book.resolve("vae_mlp", registry), registry)
     x = jnp.asarray(plain.dataset.train.images[:8])
-    rng = zoo.model.jax.random.key(0)
+    rng = zoo.core.model.jax.random.key(0)
     loss, metrics = plain.objective(plain.model, Batch(x), rng)
     kl = float(metrics["kl"])
     for free_bits, expected_kl_term in ((kl / 2, kl), (kl + 5.0, kl + 5.0)):
@@ -166,9 +167,11 @@ SCRIPTED = {2: -30.0, 4: -28.0, 6: -27.0, 8: -27.5, 10: -26.5, 12: -26.9, 14: -2
 
 def scripted_validation(monkeypatch, interrupt_at=None):
     """Validation returns the ELBO of SCRIPTED at each step (and can stop the process at one step)."""
-    import zoo.training as train_module
+    import zoo.training.loop as train_module
 
-    from zoo.evaluate import over_batches as real  # not train_module's, which an earlier patch may have replaced
+    from zoo.training.validation import (
+        over_batches as real,
+    )  # not train_module's, which an earlier patch may have replaced
 
     calls = {"step": 0}
 
@@ -293,11 +296,11 @@ def test_a_checkpoint_of_the_earlier_format_is_still_read(book, registry, tmp_pa
     """Checkpoints written before they held the run's progress (the state alone) restore, progress empty."""
     import orbax.checkpoint as ocp
 
-    from zoo.experiment import assemble
-    from zoo.training import initial_state
+    from zoo.core.assembly import assemble
+    from zoo.training.loop import initial_state
 
     recipe = book.resolve("vae_mlp", registry, ["encoder.hidden=[8]", "decoder.hidden=[8]"])
-    _, _, state = initial_state(assemble(recipe, registry).model, zoo.recipes.train_config(recipe))
+    _, _, state = initial_state(assemble(recipe, registry).model, zoo.core.recipes.train_config(recipe))
     manager = checkpoints.checkpoint_manager(tmp_path)
     manager.save(7, args=ocp.args.StandardSave(state))
     manager.wait_until_finished()
@@ -328,7 +331,7 @@ def test_clipping_with_normalized_gradients_is_refused(book, registry):
 def test_an_objective_that_is_no_elbo_keeps_its_best_checkpoint_by_its_own_loss(book, registry, tmp_path):
     """WAE-MMD's deterministic encoder has no ELBO worth choosing by: the best checkpoint is the
     one with the lowest validation loss of the objective itself, which validation records."""
-    from zoo.training import selection_metric
+    from zoo.training.loop import selection_metric
 
     recipe = book.resolve(
         "wae_mmd",
@@ -347,6 +350,6 @@ def test_an_objective_that_is_no_elbo_keeps_its_best_checkpoint_by_its_own_loss(
 
 
 def objectives_of(book, registry, variant):
-    from zoo.experiment import assemble
+    from zoo.core.assembly import assemble
 
     return assemble(book.resolve(variant, registry), registry).objective

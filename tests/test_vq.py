@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import zoo
-from plugins.vq import CodePrior, QuantisedPosterior, code_perplexity, uniform_log_probs
-from zoo.evaluate import perplexity
+from vae_zoo_plugins.families.vq import CodePrior, QuantisedPosterior, code_perplexity, uniform_log_probs
+from zoo.evaluation.evaluate import perplexity
 
 
 def test_quantiser_picks_the_nearest_code_at_every_position():
@@ -73,7 +73,7 @@ def test_perplexity_of_uniform_usage_is_the_number_of_codes():
 
 
 def small_vq(book, registry, *overrides):
-    from zoo.experiment import assemble
+    from zoo.core.assembly import assemble
 
     return assemble(
         book.resolve("vq_vae", registry, ["encoder.hidden=[16]", "decoder.hidden=[16]", *overrides]), registry
@@ -83,8 +83,8 @@ def small_vq(book, registry, *overrides):
 def test_evaluation_reports_the_log_likelihood_as_not_defined(book, registry):
     from flax import nnx
 
-    from zoo.evaluate import evaluate
-    from zoo.interfaces import Split
+    from zoo.evaluation.evaluate import evaluate
+    from zoo.core.interfaces import Split
 
     experiment = small_vq(book, registry)
     graphdef, params = nnx.split(experiment.model)
@@ -107,7 +107,7 @@ def test_evaluation_reports_the_log_likelihood_as_not_defined(book, registry):
 
 
 def test_report_prints_not_defined_for_a_metric_every_run_left_undefined():
-    from zoo.report import table
+    from zoo.evaluation.report import table
 
     records = [
         {"dataset": "digits", "task": "unconditional", "variant": "vq_vae", "elbo": -30.0, "log_likelihood": None},
@@ -152,7 +152,7 @@ def test_code_prior_scores_and_draws_each_position_from_its_own_categorical():
 def test_fitted_prior_is_the_smoothed_code_frequencies_of_the_training_split(book, registry, tmp_path):
     """Run.load fits `fitted_codebook` to the codes the trained encoder chooses on the (once
     binarized) training split: log((n_k + 1) / (N + K)) at every position."""
-    from zoo.data import evaluation_split
+    from zoo.core.data import evaluation_split
 
     trained = zoo.train(
         "vq_vae",

@@ -19,14 +19,14 @@ import pytest
 from flax import nnx
 
 from tests.web_page import canvas_images, drawn_line, line_glyphs, page_state, post, settled, train_run, type_text
-from zoo import classifier
-from zoo.browser_model import ExportError, dequantise, extract, quantise
-from zoo.cli import main
-from zoo.export_web import PAGE_FILES, REPORT_FILE
-from zoo.generation import PageGenerator
-from zoo.serve import make_server
-from zoo.experiment import assemble
-from zoo.trained_run import Run
+from zoo.evaluation import classifier
+from zoo.web.browser_model import ExportError, dequantise, extract, quantise
+from zoo.cli.main import main
+from zoo.web.export_web import PAGE_FILES, REPORT_FILE
+from zoo.web.generation import PageGenerator
+from zoo.web.serve import make_server
+from zoo.core.assembly import assemble
+from zoo.evaluation.trained_run import Run
 
 UNCONDITIONAL_STEPS = 200
 ALL_DIGITS = "0123456789"
@@ -75,7 +75,7 @@ def test_page_shows_a_bad_input_and_recovers(browser, cvae_server):
 
 
 BAD_REQUESTS = [
-    ("api/sample", {"text": "3 1x"}, 400, "unknown class '1x'"),  # "3 12" is 3, a gap, 1 and 2 (zoo.writing)
+    ("api/sample", {"text": "3 1x"}, 400, "unknown class '1x'"),  # "3 12" is 3, a gap, 1 and 2 (zoo.web.writing)
     ("api/sample", {"text": "  "}, 400, "empty condition"),
     ("api/sample", {"text": "1" * 65}, 413, "at most 64"),
     ("api/sample", {"text": "1 " * 600}, 413, "at most 1000"),

@@ -1,7 +1,7 @@
 """The written line, in headless Chromium: forgiving input laid out as typed (digits side by side,
 gaps as blank paper), saved as a PNG, refusals shown inline while the page keeps working, on the
 served page and on the static export; and the export's JavaScript parser (zoo/web/writing.js)
-against zoo.writing on the same inputs."""
+against zoo.web.writing on the same inputs."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ from tests.web_page import (
     type_text,
     wait_until,
 )
-from zoo import classifier
-from zoo.export_web import export_web
-from zoo.writing import GAP_CHARACTERS, WHITESPACE, classes, layout
+from zoo.evaluation import classifier
+from zoo.web.export_web import export_web
+from zoo.web.writing import GAP_CHARACTERS, WHITESPACE, classes, layout
 
 DIGITS = [str(d) for d in range(10)]
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -53,7 +53,7 @@ def page_url(request) -> str:
 
 
 def write(browser, text: str) -> dict:
-    """Type `text` and wait until the page has drawn exactly it (the layout zoo.writing gives)."""
+    """Type `text` and wait until the page has drawn exactly it (the layout zoo.web.writing gives)."""
     expected = layout(text, DIGITS)
     return type_text(browser, text, lambda s: s["text"] == text and s["layout"] == expected and s["state"] == "ready")
 

@@ -1,4 +1,4 @@
-"""zoo.writing: what a typed line writes (the page's and `zoo sample --condition`'s rules)."""
+"""zoo.web.writing: what a typed line writes (the page's and `zoo sample --condition`'s rules)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from plugins.conditions import make_onehot_label
-from zoo.writing import GAP_CHARACTERS, WHITESPACE, LayoutError, classes, layout
+from vae_zoo_plugins.base.conditions import make_onehot_label
+from zoo.web.writing import GAP_CHARACTERS, WHITESPACE, LayoutError, classes, layout
 
 DIGITS = [str(d) for d in range(10)]
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]

@@ -38,7 +38,9 @@ HEADLESS = (
 
 def train_run(registry, book, variant: str, steps: int, workdir: Path) -> Path:
     """Train `variant` on the digits for `steps` steps, checkpointing at the end."""
-    from zoo.experiment import train_and_evaluate  # here, not at the top: conftest imports this module for every test
+    from zoo.training.experiment import (
+        train_and_evaluate,
+    )  # here, not at the top: conftest imports this module for every test
 
     recipe = book.resolve(
         variant, registry, [f"train.steps={steps}", f"train.log_every={steps}", f"train.checkpoint_every={steps}"]
@@ -55,8 +57,8 @@ def cvae_run(registry, book, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def digit_classifier(registry, cvae_run):
     """The harness classifier, kept where export-web looks for it (so it is trained once)."""
-    from zoo import classifier
-    from zoo.trained_run import Run
+    from zoo.evaluation import classifier
+    from zoo.evaluation.trained_run import Run
 
     experiment = Run.load(cvae_run, registry).experiment
     return classifier.cached(experiment.dataset, cvae_run / "classifiers" / "digits.npz")
@@ -68,7 +70,7 @@ def cvae_server(cvae_run, tmp_path_factory, request):
     log = tmp_path_factory.mktemp("serve") / "stderr.txt"
     with open(log, "w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "zoo.cli", "serve", str(cvae_run), "--port", "0"],
+            [sys.executable, "-m", "zoo.cli.main", "serve", str(cvae_run), "--port", "0"],
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,

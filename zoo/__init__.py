@@ -18,11 +18,11 @@ __version__ = "0.1.0"
 
 # Public name -> the module that defines it.
 _PUBLIC = {
-    "train": "zoo.api",
-    "load": "zoo.api",
-    "build": "zoo.api",
-    "compare": "zoo.api",
-    "Run": "zoo.trained_run",
+    "train": "zoo.cli.api",
+    "load": "zoo.cli.api",
+    "build": "zoo.cli.api",
+    "compare": "zoo.cli.api",
+    "Run": "zoo.evaluation.trained_run",
     "DataError": "zoo.errors",
     "DuplicateComponentError": "zoo.errors",
     "ModelBuildError": "zoo.errors",
@@ -37,29 +37,29 @@ _PUBLIC = {
     "Above": "zoo.config",
     "Between": "zoo.config",
     "Interval": "zoo.config",
-    "hookimpl": "zoo.hookspecs",
-    "Batch": "zoo.interfaces",
-    "Condition": "zoo.interfaces",
-    "Dataset": "zoo.interfaces",
-    "Decoder": "zoo.interfaces",
-    "DenseExportable": "zoo.interfaces",
-    "DenseNetwork": "zoo.interfaces",
-    "Encoder": "zoo.interfaces",
-    "Likelihood": "zoo.interfaces",
-    "Objective": "zoo.interfaces",
-    "Prior": "zoo.interfaces",
-    "Split": "zoo.interfaces",
-    "KINDS": "zoo.registry",
-    "Component": "zoo.registry",
-    "Registry": "zoo.registry",
-    "default_registry": "zoo.plugin_manager",
-    "fill_registry": "zoo.plugin_manager",
-    "make_plugin_manager": "zoo.plugin_manager",
-    "RecipeBook": "zoo.recipes",
-    "default_registry_path": "zoo.recipes",
-    "LatentVariableModel": "zoo.model",
-    "build_model": "zoo.model",
-    "kl_divergence": "zoo.model",
+    "hookimpl": "zoo.core.hookspecs",
+    "Batch": "zoo.core.interfaces",
+    "Condition": "zoo.core.interfaces",
+    "Dataset": "zoo.core.interfaces",
+    "Decoder": "zoo.core.interfaces",
+    "DenseExportable": "zoo.core.interfaces",
+    "DenseNetwork": "zoo.core.interfaces",
+    "Encoder": "zoo.core.interfaces",
+    "Likelihood": "zoo.core.interfaces",
+    "Objective": "zoo.core.interfaces",
+    "Prior": "zoo.core.interfaces",
+    "Split": "zoo.core.interfaces",
+    "KINDS": "zoo.core.registry",
+    "Component": "zoo.core.registry",
+    "Registry": "zoo.core.registry",
+    "default_registry": "zoo.core.plugin_manager",
+    "fill_registry": "zoo.core.plugin_manager",
+    "make_plugin_manager": "zoo.core.plugin_manager",
+    "RecipeBook": "zoo.core.recipes",
+    "default_registry_path": "zoo.core.recipes",
+    "LatentVariableModel": "zoo.core.model",
+    "build_model": "zoo.core.model",
+    "kl_divergence": "zoo.core.divergence",
 }
 
 __all__ = [
@@ -108,8 +108,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ loads these
-    from zoo.api import build, compare, load, train
-    from zoo.trained_run import Run
+    from zoo.cli.api import build, compare, load, train
+    from zoo.evaluation.trained_run import Run
     from zoo.errors import (
         DataError,
         DuplicateComponentError,
@@ -122,8 +122,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ lo
         ZooError,
     )
     from zoo.config import Above, AtLeast, AtMost, Between, Interval
-    from zoo.hookspecs import hookimpl
-    from zoo.interfaces import (
+    from zoo.core.hookspecs import hookimpl
+    from zoo.core.interfaces import (
         Batch,
         Condition,
         Dataset,
@@ -136,25 +136,32 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ lo
         Prior,
         Split,
     )
-    from zoo.model import LatentVariableModel, build_model, kl_divergence
-    from zoo.plugin_manager import default_registry, fill_registry, make_plugin_manager
-    from zoo.recipes import RecipeBook, default_registry_path
-    from zoo.registry import KINDS, Component, Registry
+    from zoo.core.divergence import kl_divergence
+    from zoo.core.model import LatentVariableModel, build_model
+    from zoo.core.plugin_manager import default_registry, fill_registry, make_plugin_manager
+    from zoo.core.recipes import RecipeBook, default_registry_path
+    from zoo.core.registry import KINDS, Component, Registry
+
+
+# The subpackages, lowest layer first (tests/test_layering.py holds the order): a module is
+# also reachable by its short name, `zoo.recipes` for zoo.core.recipes, as before the grouping.
+_SUBPACKAGES = ("core", "training", "evaluation", "web", "cli")
 
 
 def __getattr__(name: str) -> Any:
-    """A public name from its module, or a submodule (`zoo.recipes`), imported on first use."""
+    """A public name from its module, or a module (`zoo.recipes`, `zoo.core`), imported on first use."""
     module = _PUBLIC.get(name)
     if module is not None:
         value = getattr(importlib.import_module(module), name)
         globals()[name] = value  # later lookups skip this function
         return value
-    try:
-        return importlib.import_module(f"zoo.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"zoo.{name}":
-            raise
-        raise AttributeError(f"module 'zoo' has no attribute {name!r}") from None
+    for candidate in (f"zoo.{name}", *(f"zoo.{package}.{name}" for package in _SUBPACKAGES)):
+        try:
+            return importlib.import_module(candidate)
+        except ModuleNotFoundError as exc:
+            if exc.name != candidate:
+                raise
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

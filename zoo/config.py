@@ -24,7 +24,7 @@ class TrainConfig:
     epochs: Optional[float] = dataclasses.field(default=None, metadata={"positive": True})
     batch_size: int = dataclasses.field(default=128, metadata={"positive": True})
     learning_rate: float = dataclasses.field(default=1e-3, metadata={"positive": True})
-    # optax: {name: adam, **options}; a schedule {name: cosine_decay, ...}; clipping by global norm (zoo/optim.py).
+    # optax: {name: adam, **options}; a schedule {name: cosine_decay, ...}; clipping by global norm (zoo/core/optim.py).
     optimizer: dict = dataclasses.field(default_factory=lambda: {"name": "adam"})
     schedule: Optional[dict] = None
     clip_grad_norm: Optional[float] = dataclasses.field(default=None, metadata={"positive": True})
@@ -39,11 +39,11 @@ class TrainConfig:
     # Data parallelism: the batch is split over this many devices (0 = every device JAX sees).
     devices: int = dataclasses.field(default=1, metadata={"nonnegative": True})
     # How batches reach the device: "memory" (the split on the device), "stream" (grain,
-    # zoo/inputs.py), or "auto": stream when the training split exceeds memory_budget_mb.
+    # zoo/training/inputs.py), or "auto": stream when the training split exceeds memory_budget_mb.
     input: Literal["auto", "memory", "stream"] = "auto"
     memory_budget_mb: float = dataclasses.field(default=2048.0, metadata={"positive": True})
     # In memory on one device: "step" (one jitted step per call), "scan" (blocks of steps as a
-    # lax.scan), or "auto": time both over the run's first steps and keep the faster (zoo/inputs.py).
+    # lax.scan), or "auto": time both over the run's first steps and keep the faster (zoo/training/inputs.py).
     loop: Literal["auto", "scan", "step"] = "auto"
     # TensorBoard event files in WORKDIR/tensorboard/ (scalars each log line, samples each checkpoint).
     tensorboard: bool = True
@@ -209,7 +209,7 @@ class PublishedNumber:
 
 @dataclasses.dataclass(frozen=True)
 class SuiteFile:
-    """The keys of a suite file, as zoo.bench reads it: which runs (variants x datasets x tasks x
+    """The keys of a suite file, as zoo.evaluation.bench reads it: which runs (variants x datasets x tasks x
     seeds), under which budget and --set overrides, evaluated how. The messages of list keys are
     worded as they were before this schema existed."""
 

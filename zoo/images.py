@@ -1,4 +1,4 @@
-"""Images tiled into one array: the grid a figure (zoo.plots) or TensorBoard shows."""
+"""Images tiled into one array: the grid a figure (zoo.evaluation.plots) or TensorBoard shows."""
 
 from __future__ import annotations
 

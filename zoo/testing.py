@@ -5,7 +5,7 @@
 
 Each check builds a small model around the component (its partners are the
 first-party components named in `PARTNERS`, looked up by name), which already
-checks every output against its kind's contract (`zoo.contract`), and asserts:
+checks every output against its kind's contract (`zoo.core.contract`), and asserts:
 shapes of every distribution (again after `fit_after_training`, for a prior fitted
 after training); an encoder whose output depends on x, a
 decoder whose output depends on z and, in a conditional model, a prior that needs
@@ -35,12 +35,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from zoo.contract import ContractError
+from zoo.core.contract import ContractError
 from zoo.errors import first_line
 from zoo.errors import ModelBuildError
-from zoo.interfaces import Batch
-from zoo.recipes import deep_merge, latent_sizes, validate
-from zoo.registry import Component, Registry, build_component
+from zoo.core.interfaces import Batch
+from zoo.core.recipes import deep_merge, latent_sizes, validate
+from zoo.core.registry import Component, Registry, build_component
 
 PARTNERS: dict[str, Any] = {
     "dataset": {"name": "digits"},
@@ -116,8 +116,8 @@ def check_component(
 
 def check_recipe(recipe: Mapping[str, Any], registry: Registry, *, batch_size: int = 4, seed: int = 0) -> None:
     """All conformance checks on one resolved recipe."""
-    from zoo.experiment import assemble
-    from zoo.training import TrainState, make_optimizer, make_train_step
+    from zoo.core.assembly import assemble
+    from zoo.training.loop import TrainState, make_optimizer, make_train_step
 
     experiment = assemble(recipe, registry)
     model, condition = experiment.model, experiment.condition
@@ -127,7 +127,9 @@ def check_recipe(recipe: Mapping[str, Any], registry: Registry, *, batch_size: i
     x, c = condition.split(images, labels)
     check_shapes(model, x, c, batch_size)
     fit = getattr(model.prior, "fit_after_training", None)
-    if fit is not None:  # a prior fitted after training (zoo.trained_run) must take the data and still conform
+    if (
+        fit is not None
+    ):  # a prior fitted after training (zoo.evaluation.trained_run) must take the data and still conform
         fit(model, x, c)
         check_shapes(model, x, c, batch_size)
     check_dependence(model, x, c, variant)

@@ -69,9 +69,9 @@ def dense_matmuls_ms(sizes, x) -> float:
 
 def whole_step_ms(experiment, graphdef, params, steps: int = 50, batch: int = BATCH) -> float:
     """The zoo's training step as zoo.train runs it one step per call: best of five blocks, ms per step."""
-    from zoo.data import batch_indices
-    from zoo.inputs import run_steps
-    from zoo.training import TrainState, make_optimizer, make_train_step
+    from zoo.core.data import batch_indices
+    from zoo.training.inputs import run_steps
+    from zoo.training.loop import TrainState, make_optimizer, make_train_step
 
     train = experiment.dataset.train
     images, labels = jnp.asarray(train.images), jnp.asarray(train.labels)
@@ -99,8 +99,8 @@ def dense_shapes(recipe) -> list[tuple[int, int]]:
 
 def training_rows(experiment, graphdef, params, recipe, batch: int) -> list[tuple[str, float]]:
     """(part, ms per step) of the training step at `batch`."""
-    from zoo.interfaces import Batch
-    from zoo.training import make_optimizer
+    from zoo.core.interfaces import Batch
+    from zoo.training.loop import make_optimizer
 
     images = jnp.asarray(experiment.dataset.train.images)
     x = (images[:batch] > 0.5).astype(jnp.float32).reshape(batch, -1)
@@ -119,7 +119,7 @@ def training_rows(experiment, graphdef, params, recipe, batch: int) -> list[tupl
 
 def sampling_rows(experiment, graphdef, params) -> list[tuple[str, float]]:
     """(part, ms per chunk) of one importance-sampling chunk of 2500 decoder rows."""
-    from zoo.model import repeat_rows
+    from zoo.core.model import repeat_rows
 
     x = (jnp.asarray(experiment.dataset.test.images[:IS_IMAGES]) > 0.5).astype(jnp.float32)
     z = jax.random.normal(jax.random.key(0), (CHUNK * IS_IMAGES, experiment.model.latent_dim))
@@ -157,12 +157,12 @@ CONV_LAYERS = [  # (name, flax class, zoo class name, in, out, stride, input sha
 
 def conv_rows() -> list[tuple[str, float, float, float, float, float]]:
     """(layer, flax forward ms, flax forward and backward ms, the zoo's two, useful GFLOP) of each convolution of
-    perf_vae_conv at batch 128: flax's layers and plugins/conv_layers.py's, from the same parameters.
+    perf_vae_conv at batch 128: flax's layers and plugins/layers/conv.py's, from the same parameters.
 
     Useful FLOPs: 2 x (taps that touch the input) x in x out per input pixel of a transposed convolution (9 taps
     over the 4 output phases of each input pixel), per output pixel of a convolution; forward and backward are
     three times the forward (the kernel's gradient and the input's; the first layer has no input gradient)."""
-    import plugins.conv_layers as conv_layers
+    import vae_zoo_plugins.layers.conv as conv_layers
 
     rows = []
     for name, flax_class, zoo_name, cin, cout, stride, shape, pixels in CONV_LAYERS:
@@ -182,7 +182,7 @@ def conv_rows() -> list[tuple[str, float, float, float, float, float]]:
 def conv_step_ms() -> float:
     """perf_vae_conv's whole training step with the zoo's layers, one step per call, best of five blocks."""
     recipe, registry = zoo_recipe("perf_vae_conv")
-    from zoo.experiment import assemble
+    from zoo.core.assembly import assemble
 
     experiment = assemble(recipe, registry)
     graphdef, params = nnx.split(experiment.model)
@@ -193,7 +193,7 @@ def conv_table(peak: float) -> str:
     rows = conv_rows()
     step = conv_step_ms()
     lines = ["### The conv VAE's convolutions, batch 128: flax's layers (nnx.Conv / nnx.ConvTranspose) and the zoo's "
-             "(plugins/conv_layers.py)", "",
+             "(plugins/layers/conv.py)", "",
              "| layer | flax forward ms | flax forward and backward ms | zoo forward ms | zoo forward and backward ms "
              "| zoo / flax (both) | useful GFLOP (both) | zoo GFLOP/s (both) | % of peak |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -226,7 +226,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="also write the Markdown here")
     args = parser.parse_args(argv)
     recipe, registry = zoo_recipe("perf_vae_mlp")
-    from zoo.experiment import assemble
+    from zoo.core.assembly import assemble
 
     experiment = assemble(recipe, registry)
     graphdef, params = nnx.split(experiment.model)

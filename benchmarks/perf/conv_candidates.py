@@ -1,5 +1,5 @@
 """Candidate formulations of the conv VAE's convolutions, timed against the lax ops flax uses (forward and backward,
-batch 128, perf_vae_conv's shapes) in alternating rounds in one process; the exploration behind plugins/conv_layers.py.
+batch 128, perf_vae_conv's shapes) in alternating rounds in one process; the exploration behind plugins/layers/conv.py.
 
     .venv/bin/python benchmarks/perf/conv_candidates.py [ROUNDS] [LAYER-NAME-PART ...]
 """

@@ -1,4 +1,4 @@
-"""flax's convolution layers against the zoo's (plugins/conv_layers.py), in alternating rounds in one process.
+"""flax's convolution layers against the zoo's (plugins/layers/conv.py), in alternating rounds in one process.
 
     .venv/bin/python benchmarks/perf/conv_layers.py [--rounds 7] [--steps 10] [--no-layers] [--no-step]
 
@@ -6,7 +6,7 @@ Layers: each convolution of perf_vae_conv at batch 128, forward and backward
 (gradients of the kernel, the bias and, except for the first layer, whose
 input is the data, the input), flax's layer and the zoo's holding the same
 parameters. Whole step: perf_vae_conv's training step as zoo train runs it
-(zoo.training.make_train_step), the model built with flax's layers and with
+(zoo.training.loop.make_train_step), the model built with flax's layers and with
 the zoo's, from the same parameters. Each round times both, in alternating
 order; the figure to read is the median over rounds of the ratio zoo / flax
 within a round (this machine's cores are shared, so single times drift).
@@ -54,7 +54,7 @@ def alternate(calls: dict, rounds: int) -> dict[str, tuple[float, float]]:
 
 
 def layer_rows(rounds: int) -> None:
-    import plugins.conv_layers as conv_layers
+    import vae_zoo_plugins.layers.conv as conv_layers
 
     for name, flax_class, zoo_name, cin, cout, stride, shape, input_grad in LAYERS:
         flax_layer = flax_class(cin, cout, (3, 3), strides=(stride, stride), padding="SAME", rngs=nnx.Rngs(0))
@@ -71,12 +71,12 @@ def layer_rows(rounds: int) -> None:
 
 
 def step_row(rounds: int, steps: int) -> None:
-    import plugins.conv as conv
+    import vae_zoo_plugins.base.conv as conv
     from measure import zoo_recipe
-    from zoo.data import batch_indices
-    from zoo.experiment import assemble
-    from zoo.inputs import run_steps
-    from zoo.training import TrainState, make_optimizer, make_train_step
+    from zoo.core.data import batch_indices
+    from zoo.core.assembly import assemble
+    from zoo.training.inputs import run_steps
+    from zoo.training.loop import TrainState, make_optimizer, make_train_step
 
     recipe, registry = zoo_recipe("perf_vae_conv")
     experiment = assemble(recipe, registry)

@@ -24,17 +24,17 @@ NUM_CLASSES = 10
 
 
 # --- The zoo side: the training and evaluation paths exactly as zoo train and zoo eval drive them.
-# Keep these two in step with zoo.experiment.train_and_evaluate and zoo.evaluate.evaluate.
+# Keep these two in step with zoo.training.experiment.train_and_evaluate and zoo.evaluation.evaluate.evaluate.
 
 def zoo_training_path(recipe, registry):
     """(run(start, count) -> losses, lower() -> one step lowered, input), as train_and_evaluate trains:
     the in-memory input with the recipe's train.loop (auto: the first CALIBRATION_STEPS steps choose)."""
     import jax.numpy as jnp
     from flax import nnx
-    from zoo.data import batch_indices
-    from zoo.experiment import assemble
-    from zoo.recipes import train_config
-    from zoo.training import TrainState, make_optimizer, make_train_step, training_input
+    from zoo.core.data import batch_indices
+    from zoo.core.assembly import assemble
+    from zoo.core.recipes import train_config
+    from zoo.training.loop import TrainState, make_optimizer, make_train_step, training_input
 
     experiment = assemble(recipe, registry)
     config = train_config(recipe)
@@ -62,9 +62,10 @@ def zoo_training_path(recipe, registry):
 def zoo_importance_sampling(recipe, registry, num_samples, chunk_size, batch_size):
     """run(count, rng) -> log p(x) of the first `count` test images, as `zoo eval` estimates it."""
     from flax import nnx
-    from zoo.evaluate import make_importance_sampled, over_batches
-    from zoo.interfaces import Split
-    from zoo.experiment import assemble
+    from zoo.evaluation.evaluate import make_importance_sampled
+    from zoo.training.validation import over_batches
+    from zoo.core.interfaces import Split
+    from zoo.core.assembly import assemble
 
     experiment = assemble(recipe, registry)
     graphdef, params = nnx.split(experiment.model)
@@ -131,7 +132,7 @@ def zoo_train(spec):
     recipe, registry = zoo_recipe(spec["variant"])
     batch = recipe["train"]["batch_size"]
     run, lower, batches = zoo_training_path(recipe, registry)
-    from zoo.inputs import CALIBRATION_STEPS
+    from zoo.training.inputs import CALIBRATION_STEPS
 
     warmup = max(spec["warmup"], CALIBRATION_STEPS if batches.loop == "auto" else 0)  # the loop chosen before timing
     first, rates = timed_windows(run, batch, warmup, spec["steps"], spec["windows"])

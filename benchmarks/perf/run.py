@@ -99,7 +99,7 @@ def summary_line(result: dict) -> str:
 
 def export_data(recipe: dict, registry, folder: Path) -> None:
     """Write the zoo's train and test images and labels as .npy, for the torch processes."""
-    from zoo.data import build_dataset
+    from zoo.core.data import build_dataset
 
     dataset = build_dataset(recipe, registry)
     for name in ("train", "test"):
@@ -130,7 +130,7 @@ def training_runs(recipes: dict, settings: dict, data: Path, timeout: int, peaks
 def is_runs(recipe: dict, settings: dict, data: Path, timeout: int) -> dict:
     """IS evaluation at K: zoo and torch alternating per repeat; the zoo once more at the small K."""
     # 25 samples x 100 images = 2500 decoder rows per chunk on both sides: the zoo's
-    # default (zoo.model.ROWS_PER_CHUNK), and faster for the torch reference too.
+    # default (zoo.core.model.ROWS_PER_CHUNK), and faster for the torch reference too.
     common = {"variant": IS_VARIANT, "images": settings["is_images"], "chunk_size": settings["is_chunk"], "batch_size": 100}
     torch_spec = {"task": "torch_is", "recipe": json.dumps(recipe), "data": str(data), **common}
     runs = {"zoo": [], "torch": [], "zoo_small_k": []}

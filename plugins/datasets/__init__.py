@@ -1,0 +1,1 @@
+"""Datasets: the embedded digits, dSprites-style shapes, the MNIST family (IDX files)."""

@@ -1,0 +1,51 @@
+"""The embedded default dataset: scikit-learn's 8x8 handwritten digits (real data, offline)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+
+import zoo
+from zoo import AtLeast
+from zoo.core.data import PixelMode, Seed, image_dataset
+
+
+def make_digits(
+    validation_size: Annotated[int, AtLeast(0)] = 300,
+    test_size: Annotated[int, AtLeast(1)] = 360,
+    seed: Seed = 0,
+    pixels: PixelMode = "dynamic_binarize",
+) -> zoo.Dataset:
+    """1797 8x8 digits from scikit-learn, intensities in [0, 1], binarized per batch by default.
+
+    >>> ds = make_digits(); ds.image_shape  # doctest: +SKIP
+    (8, 8, 1)
+    """
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = (bunch.images / 16.0).astype(np.float32)[..., None]
+    labels = bunch.target.astype(np.int32)
+    if not 0 < test_size < len(images) - validation_size:
+        raise zoo.DataError(
+            f"digits: test_size {test_size} with validation_size {validation_size} leaves no training data out of {len(images)} images"
+        )
+    # scikit-learn ships no test split: hold one out by a fixed permutation.
+    order = np.random.default_rng(seed).permutation(len(images))
+    test, rest = np.sort(order[:test_size]), np.sort(order[test_size:])
+    return image_dataset(
+        "digits",
+        zoo.Split(images[rest], labels[rest]),
+        zoo.Split(images[test], labels[test]),
+        [str(d) for d in range(10)],
+        pixels=pixels,
+        validation_size=validation_size,
+        seed=seed,
+    )
+
+
+@zoo.hookimpl
+def register_components(register):
+    """The digits dataset."""
+    register("dataset", "digits", make_digits)

@@ -1,0 +1,1 @@
+"""Layers shared by the first-party networks; they register no component."""

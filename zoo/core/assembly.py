@@ -1,0 +1,69 @@
+"""What a recipe builds: its dataset, condition, model and objective, assembled from the
+registry and checked against each kind's contract before anything trains.
+
+The training loop (zoo/training/) takes an `Experiment`; so does a trained `Run`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Optional
+
+from flax import nnx
+
+from zoo.core.contract import example_batch
+from zoo.core.data import build_condition, build_dataset
+from zoo.core.interfaces import Dataset, objective_latent_kinds, undefined_metrics
+from zoo.core.model import LatentVariableModel, build_model
+from zoo.core.recipes import train_config
+from zoo.core.registry import Registry, build_component
+from zoo.errors import ModelBuildError
+
+
+@dataclasses.dataclass
+class Experiment:
+    """What a recipe builds: data, condition, model and objective."""
+
+    recipe: Mapping[str, Any]
+    dataset: Dataset
+    condition: Any
+    model: LatentVariableModel
+    objective: Any
+
+
+def assemble(
+    recipe: Mapping[str, Any], registry: Registry, data_dir: Optional[str] = None, check_values: bool = True
+) -> Experiment:
+    """Build every part of a resolved recipe; incompatible parts are refused here (with
+    `check_values`, also non-finite outputs of the untrained model on a few examples)."""
+    dataset = build_dataset(recipe, registry, data_dir)
+    condition = build_condition(recipe, registry, dataset)
+    rngs = nnx.Rngs(recipe["train"]["seed"])
+    model = build_model(
+        recipe,
+        registry,
+        x_shape=condition.x_shape,
+        c_shape=condition.c_shape,
+        rngs=rngs,
+        example=example_batch(recipe, dataset, condition) if check_values else None,
+    )
+    config = train_config(recipe)
+    train_size = len(dataset.train.images)
+    # Objectives with schedules (the KL warm-up) learn the budget's length in steps.
+    objective = build_component(
+        registry,
+        "objective",
+        recipe["objective"],
+        ModelBuildError,
+        steps_per_epoch=config.steps_per_epoch(train_size),
+        total_steps=config.total_steps(train_size),
+    )
+    undefined_metrics(
+        model.encoder, model.prior, model.decoder, model.likelihood, objective
+    )  # a misnamed metric is refused here
+    if model.latent_kind not in objective_latent_kinds(objective):
+        raise ModelBuildError(
+            f"objective {recipe['objective']['name']!r} works with a {' or '.join(objective_latent_kinds(objective))} latent; "
+            f"encoder {recipe['encoder']['name']!r} gives a {model.latent_kind} one"
+        )
+    return Experiment(recipe, dataset, condition, model, objective)
