@@ -30,7 +30,8 @@ from zoo.evaluation.bench import expand, load_suite
 from zoo.core.plugin_manager import default_registry
 from zoo.core.recipes import train_config
 from zoo.core.assembly import assemble
-from zoo.training.loop import initial_state, training_input
+from zoo.training.step import initial_state
+from zoo.training.loop import training_input
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "perf"))
 from breakdown import matmul_peak_gflops  # noqa: E402

@@ -20,7 +20,8 @@ import zoo
 from zoo.core.plugin_manager import default_registry
 from zoo.core.recipes import train_config
 from zoo.core.assembly import assemble
-from zoo.training.loop import initial_state, training_input
+from zoo.training.step import initial_state
+from zoo.training.loop import training_input
 
 OVERRIDES = ["dataset={name: fashion_mnist, pixels: dynamic_binarize}"]
 

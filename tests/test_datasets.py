@@ -158,7 +158,7 @@ def test_dynamic_binarization_draws_fresh_bits_every_batch(registry, idx_dir, tm
     from flax import nnx
 
     from zoo.core.assembly import assemble
-    from zoo.training.loop import TrainState, make_optimizer, make_train_step
+    from zoo.training.step import TrainState, make_optimizer, make_train_step
 
     recipe = book.resolve(
         "vae_mlp", registry, ["dataset={name: mnist, cache_dir: " + str(tmp_path) + ", validation_size: 50}"]

@@ -81,7 +81,8 @@ def per_step_losses(book, registry, variant, loop, steps, overrides=()):
     """(each step's loss, the in-memory input) of `steps` steps of a small `variant` under `train.loop`."""
     from zoo.core.assembly import assemble
     from zoo.core.recipes import train_config
-    from zoo.training.loop import initial_state, training_input
+    from zoo.training.step import initial_state
+    from zoo.training.loop import training_input
 
     recipe = book.resolve(variant, registry, [*LOOP_VARIANTS[variant], f"train.loop={loop}", *overrides])
     experiment, config = assemble(recipe, registry), train_config(recipe)

@@ -182,7 +182,8 @@ def test_xla_counts_the_paper_steps_flops_as_the_layer_shapes_do(registry, idx_d
 
     from zoo.core.assembly import assemble
     from zoo.core.recipes import train_config
-    from zoo.training.loop import initial_state, training_input
+    from zoo.training.step import initial_state
+    from zoo.training.loop import training_input
 
     book = zoo.RecipeBook([zoo.default_registry_path()])
     xla = {}

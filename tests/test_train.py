@@ -11,7 +11,7 @@ import zoo
 from zoo.training import runs
 from zoo.training.experiment import train_and_evaluate
 from zoo.evaluation.trained_run import Run
-from zoo.training.loop import step_key
+from zoo.training.step import step_key
 
 SMALL = [
     "encoder.hidden=[32]",

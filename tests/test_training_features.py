@@ -297,7 +297,7 @@ def test_a_checkpoint_of_the_earlier_format_is_still_read(book, registry, tmp_pa
     import orbax.checkpoint as ocp
 
     from zoo.core.assembly import assemble
-    from zoo.training.loop import initial_state
+    from zoo.training.step import initial_state
 
     recipe = book.resolve("vae_mlp", registry, ["encoder.hidden=[8]", "decoder.hidden=[8]"])
     _, _, state = initial_state(assemble(recipe, registry).model, zoo.core.recipes.train_config(recipe))

@@ -117,7 +117,7 @@ def check_component(
 def check_recipe(recipe: Mapping[str, Any], registry: Registry, *, batch_size: int = 4, seed: int = 0) -> None:
     """All conformance checks on one resolved recipe."""
     from zoo.core.assembly import assemble
-    from zoo.training.loop import TrainState, make_optimizer, make_train_step
+    from zoo.training.step import TrainState, make_optimizer, make_train_step
 
     experiment = assemble(recipe, registry)
     model, condition = experiment.model, experiment.condition

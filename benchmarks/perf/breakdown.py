@@ -71,7 +71,7 @@ def whole_step_ms(experiment, graphdef, params, steps: int = 50, batch: int = BA
     """The zoo's training step as zoo.train runs it one step per call: best of five blocks, ms per step."""
     from zoo.core.data import batch_indices
     from zoo.training.inputs import run_steps
-    from zoo.training.loop import TrainState, make_optimizer, make_train_step
+    from zoo.training.step import TrainState, make_optimizer, make_train_step
 
     train = experiment.dataset.train
     images, labels = jnp.asarray(train.images), jnp.asarray(train.labels)
@@ -100,7 +100,7 @@ def dense_shapes(recipe) -> list[tuple[int, int]]:
 def training_rows(experiment, graphdef, params, recipe, batch: int) -> list[tuple[str, float]]:
     """(part, ms per step) of the training step at `batch`."""
     from zoo.core.interfaces import Batch
-    from zoo.training.loop import make_optimizer
+    from zoo.training.step import make_optimizer
 
     images = jnp.asarray(experiment.dataset.train.images)
     x = (images[:batch] > 0.5).astype(jnp.float32).reshape(batch, -1)

@@ -6,7 +6,7 @@ Layers: each convolution of perf_vae_conv at batch 128, forward and backward
 (gradients of the kernel, the bias and, except for the first layer, whose
 input is the data, the input), flax's layer and the zoo's holding the same
 parameters. Whole step: perf_vae_conv's training step as zoo train runs it
-(zoo.training.loop.make_train_step), the model built with flax's layers and with
+(zoo.training.step.make_train_step), the model built with flax's layers and with
 the zoo's, from the same parameters. Each round times both, in alternating
 order; the figure to read is the median over rounds of the ratio zoo / flax
 within a round (this machine's cores are shared, so single times drift).
@@ -76,7 +76,7 @@ def step_row(rounds: int, steps: int) -> None:
     from zoo.core.data import batch_indices
     from zoo.core.assembly import assemble
     from zoo.training.inputs import run_steps
-    from zoo.training.loop import TrainState, make_optimizer, make_train_step
+    from zoo.training.step import TrainState, make_optimizer, make_train_step
 
     recipe, registry = zoo_recipe("perf_vae_conv")
     experiment = assemble(recipe, registry)

@@ -34,7 +34,8 @@ def zoo_training_path(recipe, registry):
     from zoo.core.data import batch_indices
     from zoo.core.assembly import assemble
     from zoo.core.recipes import train_config
-    from zoo.training.loop import TrainState, make_optimizer, make_train_step, training_input
+    from zoo.training.step import TrainState, make_optimizer, make_train_step
+    from zoo.training.loop import training_input
 
     experiment = assemble(recipe, registry)
     config = train_config(recipe)

@@ -17,12 +17,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from zoo.training import checkpoints, runs, loop as training
+from zoo.training import checkpoints, runs
 from zoo.errors import RunDirectoryError, ZooError
 from zoo.core.data import evaluation_split
 from zoo.evaluation.evaluate import EvaluationSettings
 from zoo.core.assembly import Experiment, assemble
 from zoo.training.experiment import checkpoint_used
+from zoo.training.step import initial_state
 from zoo.core.interfaces import Split
 from zoo.core.recipes import train_config
 from zoo.core.registry import Registry
@@ -72,7 +73,7 @@ class Run:
             raise ZooError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {checkpoint!r}")
         recipe = runs.resolved_recipe(workdir, registry)
         experiment = assemble(recipe, registry, data_dir, check_values=False)  # its parameters come from the checkpoint
-        graphdef, _, state = training.initial_state(experiment.model, train_config(recipe))
+        graphdef, _, state = initial_state(experiment.model, train_config(recipe))
         best = checkpoints.restore_best(workdir, state, note=runs.tell) if checkpoint == "best" else None
         if best is not None:
             step, state = best

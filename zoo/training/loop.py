@@ -1,43 +1,36 @@
-"""Training: one jitted step on pure state, called from a plain Python loop.
+"""Training: the jitted step of zoo/training/step.py, called from a plain Python loop in
+chunks between logs, validations and checkpoints.
 
-The experiment around the loop (building the recipe, checking and locking the
-run directory, loading a trained run) is zoo/training/experiment.py.
-
-The NNX graph is split once; the hot loop is a plain `jax.jit` (with the state
-donated) over `(params, opt_state)`, which is about 20% faster here than
-`nnx.jit`. Checkpoints are written with orbax, metrics as JSON lines.
+The experiment around the loop (checking and locking the run directory) is
+zoo/training/experiment.py; what a recipe builds, zoo/core/assembly.py.
+Checkpoints are written with orbax, metrics as JSON lines.
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
+import dataclasses
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from zoo.training import checkpoints, early_stopping, inputs, parallel, runs
-from zoo.core import optim
 from zoo.config import EarlyStopping, SelectionMetric
 from zoo.training.early_stopping import should_stop
 from zoo.errors import TrainingDivergedError
 from zoo.training.validation import make_bound_metrics, over_batches
-from zoo.core.interfaces import Batch
-from zoo.core.model import LatentVariableModel
+from zoo.core.assembly import Experiment
 from zoo.core.recipes import early_stopping_config
 from zoo.progress import Progress
 from zoo.training.signals import StopRequest, TrainingInterrupted
+from zoo.training.step import TrainState, initial_state, make_scanned_steps, make_train_step
 from zoo.training.tensorboard import TensorBoardLog
 from zoo.training.log_window import LogWindow
 
-if TYPE_CHECKING:
-    from zoo.core.assembly import Experiment
 
 # What each validation records (`loss` only where the best checkpoint is chosen by it).
 VALIDATION_METRICS = ("elbo", "kl", "reconstruction_error", "loss")
@@ -49,145 +42,36 @@ def selection_metric(objective) -> SelectionMetric:
     return getattr(objective, "selection_metric", "elbo")
 
 
-class TrainState(NamedTuple):
-    """Everything that changes during training, as a pytree."""
-
-    params: Any
-    opt_state: Any
-
-
-def make_optimizer(config) -> optax.GradientTransformation:
-    """The recipe's optax chain (a TrainConfig), or Adam at a learning rate given as a number."""
-    if isinstance(config, (int, float)):
-        return optax.adam(config)
-    return optim.make_optimizer(config)
-
-
-def make_train_step(
-    graphdef: nnx.GraphDef,
-    objective,
-    condition,
-    optimizer: optax.GradientTransformation,
-    seed: int,
-    dynamic_binarization: bool = False,
-    mesh: Optional[parallel.Mesh] = None,
-    streaming: bool = False,
-):
-    """`(state, images, labels, chunk_indices[n, B], position, step) -> (state, metrics)`,
-    jitted with the state donated; with `streaming`, `(state, block_images[n, B, ...], block_labels, position, step)`.
-
-    One step per call, driven from Python (`make_scanned_steps` runs several per
-    call). With a `mesh`, the batch is split over its devices and the state
-    stays replicated. In memory, the step gathers its batch from the dataset on
-    the device; streamed, it takes its batch from a block of a few steps'
-    batches. Both then do the same: the same binarization draw and the same
-    update for the same step.
-    """
-    step_function = train_step_function(
-        graphdef, objective, condition, optimizer, seed, dynamic_binarization, mesh, streaming
-    )
-    if mesh is None:
-        return jax.jit(step_function, donate_argnums=0)
-    return jax.jit(step_function, donate_argnums=0, out_shardings=parallel.replicated(mesh))
-
-
-def make_scanned_steps(graphdef: nnx.GraphDef, objective, condition, optimizer, seed: int, dynamic_binarization=False):
-    """`(state, images, labels, chunk_indices[n, B], start) -> (state, metrics[n])`: the in-memory steps
-    start..start+n-1 of `make_train_step` in one call, as a `lax.scan` over them, jitted with the state
-    donated. The same updates; it saves the per-step dispatch, which is most of a small model's step
-    on a CPU, while XLA's CPU backend has run some models (convolutions) several times slower inside
-    a scan, so zoo.training.inputs measures both and keeps the faster (`train.loop`)."""
-    step_function = train_step_function(graphdef, objective, condition, optimizer, seed, dynamic_binarization)
-
-    def scanned(state: TrainState, images, labels, chunk_indices, start):
-        def body(state, position):
-            return step_function(state, images, labels, chunk_indices, position, start + position)
-
-        return jax.lax.scan(body, state, jnp.arange(chunk_indices.shape[0]))
-
-    return jax.jit(scanned, donate_argnums=0)
-
-
-def train_step_function(
-    graphdef: nnx.GraphDef,
-    objective,
-    condition,
-    optimizer: optax.GradientTransformation,
-    seed: int,
-    dynamic_binarization: bool = False,
-    mesh: Optional[parallel.Mesh] = None,
-    streaming: bool = False,
-):
-    """The step of `make_train_step`, not jitted."""
-    schedules = takes_step(objective)
-
-    def loss_fn(params, batch: Batch, rng, step):
-        model = nnx.merge(graphdef, params)
-        return objective(model, batch, rng, step=step) if schedules else objective(model, batch, rng)
-
-    def update(state: TrainState, batch_images, batch_labels, step):
-        rng, pixel_rng = step_keys(seed, step)
-        if mesh is not None:  # each device binarizes and differentiates its own rows
-            batch_images = jax.lax.with_sharding_constraint(batch_images, parallel.batch_sharded(mesh))
-        if dynamic_binarization:  # a fresh draw of every pixel each time a batch is drawn
-            batch_images = jax.random.bernoulli(pixel_rng, batch_images).astype(batch_images.dtype)
-        x, c = condition.split(batch_images, batch_labels)
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, Batch(x, c), rng, step)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        return TrainState(optax.apply_updates(state.params, updates), opt_state), {"loss": loss, **metrics}
-
-    def train_step(state: TrainState, images, labels, chunk_indices, position, step):
-        indices = chunk_indices[position]
-        return update(state, images[indices], labels[indices], step)
-
-    def streamed_step(state: TrainState, block_images, block_labels, position, step):
-        return update(state, block_images[position], block_labels[position], step)
-
-    return streamed_step if streaming else train_step
-
-
-def takes_step(objective) -> bool:
-    """Whether an objective takes the training step (for its schedules); `(model, batch, rng)` ones do not."""
-    try:
-        parameters = inspect.signature(objective).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == "step" or p.kind is p.VAR_KEYWORD for p in parameters)
-
-
-def step_keys(seed, step) -> jax.Array:
-    """(objective key, pixel key) of one training step: a function of the seed and step alone."""
-    return jax.random.split(jax.random.fold_in(jax.random.key(seed), step))
-
-
-def step_key(seed: int, step: int) -> jax.Array:
-    """The PRNG key the objective gets at one training step."""
-    return step_keys(seed, step)[0]
-
-
 def chunk_end(step: int, total: int, *periods: int) -> int:
     """The next step at which to log or checkpoint (or the end)."""
     return min([total] + [(step // p + 1) * p for p in periods])
 
 
-def train_loop(
-    experiment: Experiment,
-    config,
-    workdir: Path,
-    mesh: Optional[parallel.Mesh],
-    stop_request: StopRequest,
-    *,
-    progress: bool,
-    max_seconds: Optional[float],
-) -> dict[str, Any]:
-    """The training loop of `train_and_evaluate`, in a prepared (and locked) workdir."""
-    main = parallel.is_main_process()
-    train = experiment.dataset.train
-    total = config.total_steps(len(train.images))
-    steps_per_epoch = config.steps_per_epoch(len(train.images))
-    graphdef, optimizer, state = initial_state(experiment.model, config)
-    if mesh is not None:
-        state = parallel.replicate(state, mesh)
+@dataclasses.dataclass(frozen=True)
+class Session:
+    """What stays fixed while one session of training runs in a workdir: the budget, what the
+    best checkpoint is chosen by, and the two checkpoint managers."""
+
+    experiment: Experiment
+    config: Any
+    workdir: Path
+    mesh: Optional[parallel.Mesh]
+    main: bool  # process 0 writes the run's files
+    total: int
+    steps_per_epoch: int
+    validation_every: int
+    stopping: Optional[EarlyStopping]  # the recipe's early stopping, if any
+    watched: EarlyStopping  # what the best checkpoint is chosen by (with or without early stopping)
+    manager: Any
+    best_manager: Any
+
+    def epoch(self, step: int) -> float:
+        return round(step / self.steps_per_epoch, 3)
+
+
+def open_session(experiment: Experiment, config, workdir: Path, mesh: Optional[parallel.Mesh]) -> Session:
+    """The session's fixed settings and its checkpoint managers."""
+    train_size = len(experiment.dataset.train.images)
     stopping = early_stopping_config(experiment.recipe)
     # Without early stopping the best checkpoint is still kept: by ELBO, or by the objective's own
     # loss where it declares that it is no ELBO (`selection_metric`, e.g. WAE-MMD's deterministic encoder).
@@ -195,110 +79,20 @@ def train_loop(
     # Process 0 has written the run directory meanwhile: the processes meet before orbax's first
     # collectives, and again before the first step's (see parallel.wait_for_every_process).
     parallel.wait_for_every_process("zoo: checkpoints are opened")
-    manager = checkpoints.checkpoint_manager(workdir, trainer=True)
-    best_manager = checkpoints.best_checkpoint_manager(workdir, watched.metric, watched.higher_is_better, trainer=True)
-    step, state, watch, window = resume_point(manager, best_manager, state, workdir, watched, main)
-    if main:  # the log of one run: nothing after the restored step (all of it when no checkpoint was restored)
-        runs.truncate_metrics(workdir, step)
-    input_kind = inputs.choose_input(config, train)
-    batches = training_input(experiment, config, graphdef, optimizer, input_kind, step, total, mesh)
-    validate = make_bound_metrics(
-        graphdef, experiment.condition, experiment.objective if watched.metric == "loss" else None
+    return Session(
+        experiment,
+        config,
+        workdir,
+        mesh,
+        parallel.is_main_process(),
+        config.total_steps(train_size),
+        config.steps_per_epoch(train_size),
+        config.validation_period(train_size),
+        stopping,
+        watched,
+        checkpoints.checkpoint_manager(workdir, trainer=True),
+        checkpoints.best_checkpoint_manager(workdir, watched.metric, watched.higher_is_better, trainer=True),
     )
-    validation_every = config.validation_period(len(train.images))
-    summary: dict[str, Any] = {
-        "workdir": str(workdir),
-        "step": step,
-        "total_steps": total,
-        "best_step": watch.best_step,
-        "input": input_kind,
-    }
-    bar = Progress(total, "training", unit="steps", initial=step, enabled=progress)
-    board = TensorBoardLog(
-        workdir, step + 1, enabled=main and config.tensorboard
-    )  # purges what a killed run logged after `step`
-    trained_seconds = 0.0
-    stopped = should_stop(watch, stopping)
-    parallel.wait_for_every_process("zoo: training starts")
-    with contextlib.closing(board), bar:
-        while step < total and not stopped and not stop_request:
-            planned = chunk_end(step, total, config.log_every, config.checkpoint_every, validation_every)
-            began = time.perf_counter()
-            new_state, metrics = batches.run(state, step, planned, halt=stop_request)
-            losses = np.asarray(metrics["loss"])
-            seconds = time.perf_counter() - began
-            end = step + len(losses)  # fewer steps than asked when a stop signal came
-            if not np.all(np.isfinite(losses)):
-                bad = step + int(np.argmax(~np.isfinite(losses))) + 1
-                raise TrainingDivergedError(
-                    f"loss became {losses[bad - step - 1]} at step {bad}; {checkpoints.last_good(manager, workdir)} "
-                    "(try a lower train.learning_rate, then `zoo train ... --resume`)"
-                )
-            state, step = new_state, end
-            trained_seconds += seconds
-            summary["loop"] = getattr(batches, "loop", "step").replace("auto", "step")  # auto: not calibrated yet
-            if getattr(batches, "timings", None):
-                summary["loop_seconds_per_step"] = batches.timings
-            out_of_time = max_seconds is not None and trained_seconds >= max_seconds
-            window = window.add(metrics, seconds)
-            logged = {k: v for k, v in window.means().items() if k != "steps_per_second"}
-            # A stop signal that came mid-window leaves its steps to the checkpoint (zoo/training/log_window.py).
-            if step == planned:
-                if main:
-                    at = {"step": step, "epoch": round(step / steps_per_epoch, 3), "split": "train"}
-                    write_record(workdir, board, {**at, **window.means()})
-                window = LogWindow()
-            bar.update(len(losses))
-            bar.note(loss=f"{logged['loss']:.2f}", elbo=f"{logged.get('elbo', float('nan')):.2f}")
-            summary.update(step=step, train=logged)
-            record = None
-            scheduled = step % validation_every == 0 or step == total
-            if (scheduled or out_of_time) and len(experiment.dataset.validation.images):
-                bounds = over_batches(
-                    validate, state.params, experiment.dataset.validation, jax.random.key(config.seed + 1), 256, mesh
-                )
-                values = {k: float(np.mean(bounds[k])) for k in VALIDATION_METRICS if k in bounds}
-                if scheduled:  # a stop by the time limit validates off schedule: early stopping does not count it
-                    watch, improved = early_stopping.update(watch, values[watched.metric], step, watched)
-                    if improved:
-                        checkpoints.save_best(best_manager, step, state, values)
-                    stopped = should_stop(watch, stopping)
-                summary["validation_elbo"] = values["elbo"]
-                record = {
-                    "step": step,
-                    "epoch": round(step / steps_per_epoch, 3),
-                    "split": "validation",
-                    **values,
-                    "best_step": watch.best_step,
-                    "waited": watch.waited,
-                }
-            if main and record is not None:  # before the checkpoint: a kill between the two leaves a record that
-                write_record(
-                    workdir, board, record
-                )  # resume truncates and redoes, never a checkpoint without its record
-            if step % config.checkpoint_every == 0 or step == total or out_of_time or stopped or stop_request:
-                checkpoints.save(manager, step, state, progress_of(watch, window))
-                board.samples(experiment, graphdef, state.params, config.seed, step)
-            if out_of_time:
-                summary["stopped_by_time_limit"] = True
-                break
-    manager.wait_until_finished()
-    if stop_request:
-        if manager.latest_step() != step:  # the signal came before any step of this session ran
-            checkpoints.save(manager, step, state, progress_of(watch, window))
-        raise TrainingInterrupted(
-            f"stopped by {stop_request.name} at step {step} of {total}; "
-            f"checkpoint written in {workdir / checkpoints.CHECKPOINT_DIR / str(step)}",
-            stop_request.signum or 0,
-            step,
-        )
-    summary.update(
-        best_step=watch.best_step,
-        stopped_early=stopped,
-        epochs=round(step / steps_per_epoch, 3),
-        best_epoch=None if watch.best_step is None else round(watch.best_step / steps_per_epoch, 3),
-    )
-    return summary
 
 
 def progress_of(watch: early_stopping.Watch, window: LogWindow) -> dict[str, Any]:
@@ -338,17 +132,182 @@ def resume_point(manager, best_manager, like: TrainState, workdir: Path, watched
     return step, state, watch, window
 
 
+def train_chunk(
+    session: Session, batches: Any, state: TrainState, step: int, planned: int, stop_request: StopRequest
+) -> tuple[TrainState, dict[str, Any], float]:
+    """The steps up to `planned`, the next log, checkpoint or validation (fewer when a stop signal
+    comes): the new state, each step's metrics and the seconds they took. A non-finite loss is refused."""
+    began = time.perf_counter()
+    new_state, metrics = batches.run(state, step, planned, halt=stop_request)
+    losses = np.asarray(metrics["loss"])
+    seconds = time.perf_counter() - began
+    if not np.all(np.isfinite(losses)):
+        bad = step + int(np.argmax(~np.isfinite(losses))) + 1
+        raise TrainingDivergedError(
+            f"loss became {losses[bad - step - 1]} at step {bad}; "
+            f"{checkpoints.last_good(session.manager, session.workdir)} "
+            "(try a lower train.learning_rate, then `zoo train ... --resume`)"
+        )
+    return new_state, metrics, seconds
+
+
+def log_training(
+    session: Session,
+    board: TensorBoardLog,
+    bar: Progress,
+    window: LogWindow,
+    step: int,
+    planned: int,
+    metrics: dict[str, Any],
+    seconds: float,
+) -> tuple[dict[str, float], LogWindow]:
+    """The chunk's steps added to the open window of steps since the last training record; where the
+    chunk ends as planned the window's means are written to the run's log and a new window opens
+    (a stop signal that came mid-window leaves its steps to the checkpoint, zoo/training/log_window.py).
+    Returns the window's mean training metrics, shown on the progress bar, and the open window."""
+    window = window.add(metrics, seconds)
+    logged = {k: v for k, v in window.means().items() if k != "steps_per_second"}
+    if step == planned:
+        if session.main:
+            at = {"step": step, "epoch": session.epoch(step), "split": "train"}
+            write_record(session.workdir, board, {**at, **window.means()})
+        window = LogWindow()
+    bar.update(len(metrics["loss"]))
+    bar.note(loss=f"{logged['loss']:.2f}", elbo=f"{logged.get('elbo', float('nan')):.2f}")
+    return logged, window
+
+
+def validate_and_watch(
+    session: Session, validate: Callable, state: TrainState, step: int, watch: early_stopping.Watch, scheduled: bool
+) -> tuple[early_stopping.Watch, dict[str, Any]]:
+    """Validate the state; on schedule, early stopping counts it and an improvement becomes the
+    best checkpoint (a stop by the time limit validates off schedule, which does not count).
+    Returns the watch and the validation's record."""
+    split = session.experiment.dataset.validation
+    seed = jax.random.key(session.config.seed + 1)
+    bounds = over_batches(validate, state.params, split, seed, 256, session.mesh)
+    values = {k: float(np.mean(bounds[k])) for k in VALIDATION_METRICS if k in bounds}
+    if scheduled:
+        watch, improved = early_stopping.update(watch, values[session.watched.metric], step, session.watched)
+        if improved:
+            checkpoints.save_best(session.best_manager, step, state, values)
+    record = {
+        "step": step,
+        "epoch": session.epoch(step),
+        "split": "validation",
+        **values,
+        "best_step": watch.best_step,
+        "waited": watch.waited,
+    }
+    return watch, record
+
+
+def checkpoint_step(
+    session: Session, board: TensorBoardLog, graphdef, state: TrainState, step: int, watch, window: LogWindow
+) -> None:
+    """The state at `step` checkpointed with its early-stopping watch and open log window, and
+    samples shown on TensorBoard."""
+    checkpoints.save(session.manager, step, state, progress_of(watch, window))
+    board.samples(session.experiment, graphdef, state.params, session.config.seed, step)
+
+
+def interrupted(
+    session: Session, state: TrainState, step: int, watch, window: LogWindow, stop_request: StopRequest
+) -> TrainingInterrupted:
+    """The error that ends a session stopped by a signal, once the step reached is checkpointed."""
+    if session.manager.latest_step() != step:  # the signal came before any step of this session ran
+        checkpoints.save(session.manager, step, state, progress_of(watch, window))
+    return TrainingInterrupted(
+        f"stopped by {stop_request.name} at step {step} of {session.total}; "
+        f"checkpoint written in {session.workdir / checkpoints.CHECKPOINT_DIR / str(step)}",
+        stop_request.signum or 0,
+        step,
+    )
+
+
+def train_loop(
+    experiment: Experiment,
+    config,
+    workdir: Path,
+    mesh: Optional[parallel.Mesh],
+    stop_request: StopRequest,
+    *,
+    progress: bool,
+    max_seconds: Optional[float],
+) -> dict[str, Any]:
+    """The training loop of `train_and_evaluate`, in a prepared (and locked) workdir: chunks of
+    steps between logs, validations and checkpoints, until the budget, early stopping, the time
+    limit or a stop signal ends it."""
+    graphdef, optimizer, state = initial_state(experiment.model, config)
+    if mesh is not None:
+        state = parallel.replicate(state, mesh)
+    session = open_session(experiment, config, workdir, mesh)
+    step, state, watch, window = resume_point(
+        session.manager, session.best_manager, state, workdir, session.watched, session.main
+    )
+    if session.main:  # the log of one run: nothing after the restored step (all of it when no checkpoint was restored)
+        runs.truncate_metrics(workdir, step)
+    input_kind = inputs.choose_input(config, experiment.dataset.train)
+    batches = training_input(experiment, config, graphdef, optimizer, input_kind, step, session.total, mesh)
+    loss_objective = experiment.objective if session.watched.metric == "loss" else None
+    validate = make_bound_metrics(graphdef, experiment.condition, loss_objective)
+    summary: dict[str, Any] = {
+        "workdir": str(workdir),
+        "step": step,
+        "total_steps": session.total,
+        "best_step": watch.best_step,
+        "input": input_kind,
+    }
+    bar = Progress(session.total, "training", unit="steps", initial=step, enabled=progress)
+    # TensorBoard purges what a killed run logged after `step`.
+    board = TensorBoardLog(workdir, step + 1, enabled=session.main and config.tensorboard)
+    trained_seconds = 0.0
+    stopped = should_stop(watch, session.stopping)
+    parallel.wait_for_every_process("zoo: training starts")
+    with contextlib.closing(board), bar:
+        while step < session.total and not stopped and not stop_request:
+            planned = chunk_end(
+                step, session.total, config.log_every, config.checkpoint_every, session.validation_every
+            )
+            state, metrics, seconds = train_chunk(session, batches, state, step, planned, stop_request)
+            step += len(metrics["loss"])
+            trained_seconds += seconds
+            summary["loop"] = getattr(batches, "loop", "step").replace("auto", "step")  # auto: not calibrated yet
+            if getattr(batches, "timings", None):
+                summary["loop_seconds_per_step"] = batches.timings
+            out_of_time = max_seconds is not None and trained_seconds >= max_seconds
+            logged, window = log_training(session, board, bar, window, step, planned, metrics, seconds)
+            summary.update(step=step, train=logged)
+            scheduled = step % session.validation_every == 0 or step == session.total
+            if (scheduled or out_of_time) and len(experiment.dataset.validation.images):
+                watch, record = validate_and_watch(session, validate, state, step, watch, scheduled)
+                stopped = should_stop(watch, session.stopping) if scheduled else stopped
+                summary["validation_elbo"] = record["elbo"]
+                # Written before the checkpoint: a kill between the two leaves a record that resume
+                # truncates and redoes, never a checkpoint without its record.
+                if session.main:
+                    write_record(workdir, board, record)
+            if step % config.checkpoint_every == 0 or step == session.total or out_of_time or stopped or stop_request:
+                checkpoint_step(session, board, graphdef, state, step, watch, window)
+            if out_of_time:
+                summary["stopped_by_time_limit"] = True
+                break
+    session.manager.wait_until_finished()
+    if stop_request:
+        raise interrupted(session, state, step, watch, window, stop_request)
+    summary.update(
+        best_step=watch.best_step,
+        stopped_early=stopped,
+        epochs=session.epoch(step),
+        best_epoch=None if watch.best_step is None else session.epoch(watch.best_step),
+    )
+    return summary
+
+
 def write_record(workdir: Path, board: TensorBoardLog, record: Mapping[str, Any]) -> None:
     """One line of metrics.jsonl, and the same values as TensorBoard scalars."""
     runs.append_metrics(workdir, record)
     board.scalars(record["split"], record, record["step"])
-
-
-def initial_state(model: LatentVariableModel, config) -> tuple[nnx.GraphDef, optax.GradientTransformation, TrainState]:
-    """(graphdef, optimizer, state) of an untrained model under the recipe's optimiser."""
-    graphdef, params = nnx.split(model)
-    optimizer = make_optimizer(config)
-    return graphdef, optimizer, TrainState(params, optimizer.init(params))
 
 
 def training_input(
