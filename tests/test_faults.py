@@ -397,7 +397,7 @@ def test_a_recipe_edited_to_another_model_is_named(two_checkpoints, registry, tm
 PREPARE_AT_ONCE = """
 import sys, time
 from pathlib import Path
-from plugins import mnist_family
+from vae_zoo_plugins.datasets import mnist_family
 
 idx_dir, cache, me, other = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
 files = mnist_family.locate_idx(mnist_family.SOURCES["fashion_mnist"], idx_dir)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 from tests.web_page import train_run
-from zoo import classifier
-from zoo.cli import main, say_class_accuracy
-from zoo.export_web import REPORT_FILE
-from zoo.trained_run import Run
+from zoo.evaluation import classifier
+from zoo.cli.main import main, say_class_accuracy
+from zoo.web.export_web import REPORT_FILE
+from zoo.evaluation.trained_run import Run
 
 
 def test_the_notice_warns_below_the_floor_only():

@@ -25,7 +25,7 @@ TRAIN_BOTH = textwrap.dedent("""
     from pathlib import Path
     import jax, numpy as np
     import zoo
-    from zoo import runs
+    from zoo.training import runs
     from zoo.evaluation.evaluate import evaluate
     from zoo.core.plugin_manager import default_registry
     from zoo.training.experiment import train_and_evaluate

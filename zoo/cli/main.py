@@ -270,7 +270,7 @@ def say_class_accuracy(run, run_dir: Path, per_class: int = 100) -> None:
     for (and warn when the page would draw the wrong one too often)."""
     if not getattr(run.experiment.condition, "class_conditional", False):
         return
-    from zoo import classifier
+    from zoo.evaluation import classifier
     from zoo.progress import stage
 
     dataset = run.experiment.dataset
@@ -295,7 +295,7 @@ def cmd_export_web(args, registry) -> None:
     )
     print(json.dumps(report, indent=2))
     if report.get("class_accuracy_float") is not None:
-        from zoo.classifier import accuracy_notice
+        from zoo.evaluation.classifier import accuracy_notice
 
         for line in accuracy_notice(report["class_accuracy_int8"], report["samples"]):
             print(line, file=sys.stderr, flush=True)
