@@ -7,7 +7,8 @@ import json
 
 from tests.web_page import train_run
 from zoo.evaluation import classifier
-from zoo.cli.main import main, say_class_accuracy
+from zoo.cli.main import main
+from zoo.cli.page_commands import say_class_accuracy
 from zoo.web.export_web import REPORT_FILE
 from zoo.evaluation.trained_run import Run
 

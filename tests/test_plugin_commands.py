@@ -11,7 +11,8 @@ import zoo
 from tests.conftest import REPO, first_party_manager
 from zoo.core import plugin_manager
 from zoo.cli.main import main
-from zoo.cli.parser import build_parser, subcommands
+from zoo.cli.main import build_parser
+from zoo.cli.parser import subcommands
 
 BUILT_IN = sorted(subcommands(build_parser()).choices)
 

@@ -84,8 +84,7 @@ def check_command(plugin: str, name: Any, run: Any, built_in: set[str], found: d
         )
 
 
-def list_plugin_commands(manager: pluggy.PluginManager) -> list[PluginCommand]:
-    """Every plugin's commands, as `zoo plugins` lists them (added to a parser of their own)."""
-    from zoo.cli.parser import build_parser
-
-    return list(add_plugin_commands(build_parser(), manager).values())
+def list_plugin_commands(parser: argparse.ArgumentParser, manager: pluggy.PluginManager) -> list[PluginCommand]:
+    """Every plugin's commands, as `zoo plugins` lists them: added to `parser`, a fresh parser of
+    the built-in commands (zoo.cli.main builds it), so a clash is refused as when one runs."""
+    return list(add_plugin_commands(parser, manager).values())

@@ -1,0 +1,193 @@
+"""`zoo train`, `zoo eval`, `zoo sample` and `zoo plot`: one run trained, evaluated and drawn,
+each command beside the function that builds its parser."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from zoo.cli.common import image_file, output_dir, start_devices
+from zoo.cli.parser import SEED, Subcommands, add_parallel_arguments, integer, number
+from zoo.errors import ZooError
+
+UNCONDITIONAL = "unconditional"
+
+
+def add_train_parser(commands: Subcommands) -> None:
+    train = commands.add_parser("train", help="train a variant, or continue a run (--resume RUN)")
+    train.add_argument("variant", nargs="?", help="the variant to train (not needed with --resume RUN)")
+    train.add_argument("--workdir", help="run directory (default runs/VARIANT)")
+    train.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="RUN",
+        help="continue a run from its newest checkpoint with its own recipe (RUN, or --workdir); "
+        "--set may change train.* settings, which is recorded in RUN/recipe_history.jsonl",
+    )
+    train.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override one field")
+    train.add_argument(
+        "--task", help="what x and c are: 'unconditional' or a condition name (onehot_label, visible_quadrants)"
+    )
+    train.add_argument("--data-dir", help="directory holding the dataset's files (e.g. its IDX files)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_parallel_arguments(train)
+
+
+def cmd_train(args, registry) -> None:
+    from zoo.cli.api import check_run_directory, train_in
+
+    overrides = list(args.set)
+    refuse_set_beside(overrides, "train.devices", "--devices", args.devices is not None)
+    refuse_set_beside(overrides, "condition", "--task", bool(args.task))
+    if args.devices is not None:
+        overrides.append(f"train.devices={args.devices}")
+    if args.task:
+        overrides.insert(0, "condition=null" if args.task == UNCONDITIONAL else f"condition={{name: {args.task}}}")
+    if args.workdir:
+        output_dir(Path(args.workdir), "--workdir")
+    if args.distributed:  # each process checks the run directory before joining: joining waits for them all,
+        # so none can find what process 0 writes there and take it for another run
+        check_run_directory(args.variant, args.workdir, overrides, args.resume, args.recipes, registry)
+    start_devices(args)
+    summary = train_in(
+        args.variant,
+        args.workdir,
+        overrides=overrides,
+        resume=args.resume,
+        recipes=args.recipes,
+        registry=registry,
+        data_dir=args.data_dir,
+        progress=not args.quiet,
+    )
+    print(json.dumps(summary, indent=2))
+
+
+def refuse_set_beside(assignments: Sequence[str], key: str, option: str, option_given: bool) -> None:
+    """An option that stands for `--set KEY=...` given beside such an assignment: one would win unsaid."""
+    from zoo.core.conflicts import lookup
+    from zoo.core.recipes import parse_assignment
+
+    for assignment in assignments if option_given else ():
+        path, value = parse_assignment(assignment)
+        inside = key.startswith(path + ".") and isinstance(value, dict)  # --set train={devices: 4}
+        if path == key or path.startswith(key + ".") or (inside and lookup(value, key[len(path) + 1 :]) is not None):
+            raise ZooError(f"{option} and --set {assignment} both set {key}; give one of them")
+
+
+def add_eval_parser(commands: Subcommands) -> None:
+    evaluate = commands.add_parser("eval", help="evaluate a trained run (JSON out)")
+    evaluate.add_argument("run", help="run directory")
+    evaluate.add_argument(
+        "--num-samples",
+        "-k",
+        type=integer(0),
+        default=5000,
+        help="importance samples K (0 skips; 5000 is the published protocol)",
+    )
+    evaluate.add_argument("--split", default="test", choices=("train", "validation", "test"))
+    evaluate.add_argument("--batch-size", type=integer(1), default=100)
+    evaluate.add_argument("--limit", type=integer(1), help="evaluate only the first N examples")
+    evaluate.add_argument("--seed", type=SEED, default=0)
+    evaluate.add_argument(
+        "--prior-proposal", action="store_true", help="also estimate with p(z|c) as proposal (for GSNNs)"
+    )
+    evaluate.add_argument(
+        "--disentanglement",
+        action="store_true",
+        help="also MIG and DCI against the dataset's ground-truth factors (e.g. dsprites)",
+    )
+    evaluate.add_argument(
+        "--disentanglement-examples",
+        type=integer(10),
+        default=10000,
+        help="score disentanglement on at most the split's first N examples",
+    )
+    evaluate.add_argument(
+        "--checkpoint",
+        choices=("best", "newest"),
+        default="best",
+        help="the checkpoint with the best validation metric (default) or the newest",
+    )
+    add_parallel_arguments(evaluate)
+    evaluate.add_argument("--data-dir")
+
+
+def cmd_eval(args, registry) -> None:
+    from zoo.evaluation.disentanglement import require_factors
+    from zoo.training.parallel import is_main_process
+    from zoo.progress import stage
+    from zoo.evaluation.trained_run import Run
+
+    start_devices(args)
+    stage(f"loading {args.run} ({args.checkpoint} checkpoint)")
+    run = Run.load(args.run, registry, args.data_dir, args.checkpoint)
+    if args.disentanglement:
+        require_factors(run.experiment.dataset, "--disentanglement")
+    result = run.evaluate(
+        args.split,
+        args.num_samples,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        seed=args.seed,
+        proposals=("posterior", "prior") if args.prior_proposal else ("posterior",),
+        devices=args.devices,
+        progress=is_main_process(),
+        disentanglement=args.disentanglement,
+        disentanglement_examples=args.disentanglement_examples,
+    )
+    if is_main_process():
+        print(json.dumps(result, indent=2))
+
+
+def add_sample_parser(commands: Subcommands) -> None:
+    sample = commands.add_parser("sample", help="write a PNG grid of samples")
+    sample.add_argument("run", help="run directory")
+    sample.add_argument("--out", help="PNG path (default RUN/samples.png)")
+    sample.add_argument("--condition", help="for CVAEs: classes to write, e.g. '2026' or '3 7'")
+    sample.add_argument("--per-row", type=integer(1, 100), default=8, help="samples per row (per condition)")
+    sample.add_argument("--temperature", type=number(0.0), default=1.0, help="scale of z around the prior mean")
+    sample.add_argument("--seed", type=SEED, default=0)
+    sample.add_argument("--data-dir")
+
+
+def cmd_sample(args, registry) -> None:
+    from zoo.evaluation.plots import plot_images
+    from zoo.progress import stage
+    from zoo.evaluation.trained_run import Run
+
+    out = image_file(Path(args.out or Path(args.run) / "samples.png"), "--out")
+    stage(f"loading {args.run}")
+    run = Run.load(args.run, registry, args.data_dir)
+    stage("sampling")
+    images, labels, rows = run.sample_grid(
+        condition_text=args.condition, per_row=args.per_row, temperature=args.temperature, seed=args.seed
+    )
+    plot_images(images, rows, out, f"{run.variant} (step {run.step})", row_labels=labels or ())
+    print(out)
+
+
+def add_plot_parser(commands: Subcommands) -> None:
+    plot = commands.add_parser(
+        "plot", help="write a run's figures as PNGs (samples, reconstructions, latent space, ...)"
+    )
+    plot.add_argument("run", help="run directory")
+    plot.add_argument("--out", help="directory for the PNGs (default RUN/plots)")
+    plot.add_argument("--seed", type=SEED, default=0, help="seed of the samples")
+    plot.add_argument("--data-dir")
+
+
+def cmd_plot(args, registry) -> None:
+    from zoo.evaluation.plots import plot_run
+
+    for path in plot_run(
+        Path(args.run),
+        Path(args.out or Path(args.run) / "plots"),
+        registry,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        progress=True,
+    ):
+        print(path)
