@@ -50,8 +50,8 @@ run: setup
 
 # Lint and type checks first (configured in pyproject.toml), then the suite.
 lint: setup-test
-	$(VENV)/bin/ruff check zoo plugins tests
-	$(VENV)/bin/ruff format --check zoo plugins tests
+	$(VENV)/bin/ruff check zoo plugins tests benchmarks
+	$(VENV)/bin/ruff format --check zoo plugins tests benchmarks
 	$(VENV)/bin/mypy
 
 test: setup-test data browser lint

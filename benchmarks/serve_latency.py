@@ -50,7 +50,9 @@ def one_round(url: str) -> list[float]:
     def client(index: int) -> None:
         for number in range(REQUESTS):
             body = json.dumps({"text": "2026", "seed": index * REQUESTS + number}).encode()
-            request = urllib.request.Request(url + "api/sample", data=body, headers={"Content-Type": "application/json"})
+            request = urllib.request.Request(
+                url + "api/sample", data=body, headers={"Content-Type": "application/json"}
+            )
             began = time.perf_counter()
             with urllib.request.urlopen(request, timeout=60) as answer:
                 answer.read()
@@ -79,22 +81,33 @@ def main() -> None:
     processes, urls = {}, {}
     try:
         for name, path in servers.items():
-            processes[name] = subprocess.Popen([sys.executable, __file__, args.run, "--baseline", args.baseline, "--serve", path],
-                                               stdout=subprocess.PIPE, text=True)
+            processes[name] = subprocess.Popen(
+                [sys.executable, __file__, args.run, "--baseline", args.baseline, "--serve", path],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             urls[name] = processes[name].stdout.readline().strip()
         for url in urls.values():
             one_round(url)  # warm: first connections, caches
         latencies: dict[str, list[float]] = {name: [] for name in servers}
         for number in range(args.rounds):
-            for name in (servers if number % 2 == 0 else list(reversed(servers))):
+            for name in servers if number % 2 == 0 else list(reversed(servers)):
                 latencies[name] += one_round(urls[name])
     finally:
         for process in processes.values():
             process.terminate()
-    rows = {name: {q: float(np.percentile(values, q)) * 1e3 for q in (50, 90, 99)} for name, values in latencies.items()}
-    lines = [f"/api/sample ('2026'), {CLIENTS} concurrent clients, {args.rounds} alternating rounds of {CLIENTS * REQUESTS} requests each",
-             "", "| server | p50 ms | p90 ms | p99 ms | requests |", "|---|---|---|---|---|"]
-    lines += [f"| {name} | {r[50]:.1f} | {r[90]:.1f} | {r[99]:.1f} | {len(latencies[name])} |" for name, r in rows.items()]
+    rows = {
+        name: {q: float(np.percentile(values, q)) * 1e3 for q in (50, 90, 99)} for name, values in latencies.items()
+    }
+    lines = [
+        f"/api/sample ('2026'), {CLIENTS} concurrent clients, {args.rounds} alternating rounds of {CLIENTS * REQUESTS} requests each",
+        "",
+        "| server | p50 ms | p90 ms | p99 ms | requests |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {r[50]:.1f} | {r[90]:.1f} | {r[99]:.1f} | {len(latencies[name])} |" for name, r in rows.items()
+    ]
     lines += ["", f"p99 this / baseline: {rows['this'][99] / rows['baseline'][99]:.3f}"]
     print("\n".join(lines))
     if args.out:

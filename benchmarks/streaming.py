@@ -61,12 +61,18 @@ def main() -> None:
             seconds[kind].append(run_epoch())
     memory, stream = statistics.median(seconds["memory"]), statistics.median(seconds["stream"])
     _, per_epoch, examples = runners["memory"]
-    lines = [f"vae_mlp on Fashion-MNIST ({examples} training images, {per_epoch} steps of batch 128 an epoch, "
-             f"dynamic binarization), median of {args.rounds} alternating epochs", "",
-             "| input | s / epoch | images / s | epochs |", "|---|---|---|---|"]
+    lines = [
+        f"vae_mlp on Fashion-MNIST ({examples} training images, {per_epoch} steps of batch 128 an epoch, "
+        f"dynamic binarization), median of {args.rounds} alternating epochs",
+        "",
+        "| input | s / epoch | images / s | epochs |",
+        "|---|---|---|---|",
+    ]
     for kind, median in (("in memory", memory), ("streamed (grain)", stream)):
         values = seconds["memory" if kind == "in memory" else "stream"]
-        lines.append(f"| {kind} | {median:.2f} | {per_epoch * 128 / median:,.0f} | {', '.join(f'{v:.2f}' for v in values)} |")
+        lines.append(
+            f"| {kind} | {median:.2f} | {per_epoch * 128 / median:,.0f} | {', '.join(f'{v:.2f}' for v in values)} |"
+        )
     lines += ["", f"streamed / in memory: {stream / memory:.3f} (target: within 1.10)"]
     text = "\n".join(lines)
     print(text)

@@ -105,16 +105,24 @@ def training_rows(experiment, graphdef, params, recipe, batch: int) -> list[tupl
     images = jnp.asarray(experiment.dataset.train.images)
     x = (images[:batch] > 0.5).astype(jnp.float32).reshape(batch, -1)
     sizes = dense_shapes(recipe)
-    loss = jax.jit(jax.grad(lambda p, rng: experiment.objective(nnx.merge(graphdef, p), Batch(x.reshape(images[:batch].shape), None), rng)[0]))
+    loss = jax.jit(
+        jax.grad(
+            lambda p, rng: experiment.objective(
+                nnx.merge(graphdef, p), Batch(x.reshape(images[:batch].shape), None), rng
+            )[0]
+        )
+    )
     optimizer = make_optimizer(1e-3)
     grads = loss(params, jax.random.key(1))
     adam = jax.jit(lambda p, s, g: (lambda u_s: (optax.apply_updates(p, u_s[0]), u_s[1]))(optimizer.update(g, s, p)))
     opt_state = optimizer.init(params)
     whole = whole_step_ms(experiment, graphdef, params, batch=batch)
-    return [("dense matmuls alone (forward + backward)", dense_matmuls_ms(sizes, x)),
-            ("loss and gradient (zoo objective)", best_ms(lambda: loss(params, jax.random.key(1)))),
-            ("Adam update alone", best_ms(lambda: adam(params, opt_state, grads))),
-            ("whole training step (zoo.train)", whole)]
+    return [
+        ("dense matmuls alone (forward + backward)", dense_matmuls_ms(sizes, x)),
+        ("loss and gradient (zoo objective)", best_ms(lambda: loss(params, jax.random.key(1)))),
+        ("Adam update alone", best_ms(lambda: adam(params, opt_state, grads))),
+        ("whole training step (zoo.train)", whole),
+    ]
 
 
 def sampling_rows(experiment, graphdef, params) -> list[tuple[str, float]]:
@@ -140,17 +148,28 @@ def sampling_rows(experiment, graphdef, params) -> list[tuple[str, float]]:
         return m._log_weights(x, None, q, prior, key, CHUNK, "posterior")
 
     key = jax.random.key(1)
-    return [("decoder network alone", best_ms(lambda: decoder(params, z))),
-            ("decoder and Bernoulli log-likelihood", best_ms(lambda: likelihood(params, z))),
-            ("encoder, z ~ q and log q, log p(z)", best_ms(lambda: proposal(params, key))),
-            ("whole chunk (as log_likelihood runs it, plus one encoder pass)", best_ms(lambda: chunk(params, key)))]
+    return [
+        ("decoder network alone", best_ms(lambda: decoder(params, z))),
+        ("decoder and Bernoulli log-likelihood", best_ms(lambda: likelihood(params, z))),
+        ("encoder, z ~ q and log q, log p(z)", best_ms(lambda: proposal(params, key))),
+        ("whole chunk (as log_likelihood runs it, plus one encoder pass)", best_ms(lambda: chunk(params, key))),
+    ]
 
 
 CONV_LAYERS = [  # (name, flax class, zoo class name, in, out, stride, input shape, output pixels)
     ("conv 1->32, stride 2, 28x28 in", nnx.Conv, "Conv", 1, 32, 2, (28, 28, 1), 14 * 14),
     ("conv 32->64, stride 2, 14x14 in", nnx.Conv, "Conv", 32, 64, 2, (14, 14, 32), 7 * 7),
     ("transposed conv 64->64, stride 2, 7x7 in", nnx.ConvTranspose, "ConvTranspose", 64, 64, 2, (7, 7, 64), 7 * 7),
-    ("transposed conv 64->32, stride 2, 14x14 in", nnx.ConvTranspose, "ConvTranspose", 64, 32, 2, (14, 14, 64), 14 * 14),
+    (
+        "transposed conv 64->32, stride 2, 14x14 in",
+        nnx.ConvTranspose,
+        "ConvTranspose",
+        64,
+        32,
+        2,
+        (14, 14, 64),
+        14 * 14,
+    ),
     ("conv 32->1, stride 1, 28x28 in", nnx.Conv, "Conv", 32, 1, 1, (28, 28, 32), 28 * 28),
 ]
 
@@ -173,7 +192,10 @@ def conv_rows() -> list[tuple[str, float, float, float, float, float]]:
             graphdef, params = nnx.split(layer)
             forward = jax.jit(lambda p, x, g=graphdef: nnx.merge(g, p)(x))
             both = jax.jit(jax.grad(lambda p, x, g=graphdef: jnp.sum(nnx.merge(g, p)(x) ** 2), argnums=(0, 1)))
-            times += [best_ms(lambda f=forward, p=params, x=x: f(p, x), 5), best_ms(lambda f=both, p=params, x=x: f(p, x), 5)]
+            times += [
+                best_ms(lambda f=forward, p=params, x=x: f(p, x), 5),
+                best_ms(lambda f=both, p=params, x=x: f(p, x), 5),
+            ]
         forward_flops = 2 * 9 * cin * cout * pixels * BATCH
         rows.append((name, *times, forward_flops * (2 if shape[-1] == 1 else 3) / 1e9))
     return rows
@@ -192,31 +214,46 @@ def conv_step_ms() -> float:
 def conv_table(peak: float) -> str:
     rows = conv_rows()
     step = conv_step_ms()
-    lines = ["### The conv VAE's convolutions, batch 128: flax's layers (nnx.Conv / nnx.ConvTranspose) and the zoo's "
-             "(plugins/layers/conv.py)", "",
-             "| layer | flax forward ms | flax forward and backward ms | zoo forward ms | zoo forward and backward ms "
-             "| zoo / flax (both) | useful GFLOP (both) | zoo GFLOP/s (both) | % of peak |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "### The conv VAE's convolutions, batch 128: flax's layers (nnx.Conv / nnx.ConvTranspose) and the zoo's "
+        "(plugins/layers/conv.py)",
+        "",
+        "| layer | flax forward ms | flax forward and backward ms | zoo forward ms | zoo forward and backward ms "
+        "| zoo / flax (both) | useful GFLOP (both) | zoo GFLOP/s (both) | % of peak |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, flax_fwd, flax_both, zoo_fwd, zoo_both, gflop in rows:
         rate = gflop / zoo_both * 1e3
-        lines.append(f"| {name} | {flax_fwd:.2f} | {flax_both:.2f} | {zoo_fwd:.2f} | {zoo_both:.2f} "
-                     f"| {zoo_both / flax_both:.2f} | {gflop:.2f} | {rate:.0f} | {100 * rate / peak:.0f}% |")
+        lines.append(
+            f"| {name} | {flax_fwd:.2f} | {flax_both:.2f} | {zoo_fwd:.2f} | {zoo_both:.2f} "
+            f"| {zoo_both / flax_both:.2f} | {gflop:.2f} | {rate:.0f} | {100 * rate / peak:.0f}% |"
+        )
     layers = sum(r[4] for r in rows)
-    lines += ["", f"Whole perf_vae_conv training step with the zoo's layers (one step per call): {step:.2f} ms; "
-              f"the five layers' forward and backward alone: {layers:.2f} ms ({100 * layers / step:.0f}%)."]
+    lines += [
+        "",
+        f"Whole perf_vae_conv training step with the zoo's layers (one step per call): {step:.2f} ms; "
+        f"the five layers' forward and backward alone: {layers:.2f} ms ({100 * layers / step:.0f}%).",
+    ]
     return "\n".join(lines)
 
 
 def table(title: str, rows, flops: float, peak: float, unit: str) -> str:
     """A Markdown table of parts: time, share of the whole (the last row), and the whole's FLOP rate."""
     whole = rows[-1][1]
-    lines = [f"### {title}", "", f"| part | ms {unit} | share of the whole | useful GFLOP/s at this time | % of peak |",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"### {title}",
+        "",
+        f"| part | ms {unit} | share of the whole | useful GFLOP/s at this time | % of peak |",
+        "|---|---|---|---|---|",
+    ]
     for name, ms in rows:
         rate = flops / ms / 1e6
         lines.append(f"| {name} | {ms:.2f} | {100 * ms / whole:.0f}% | {rate:.0f} | {100 * rate / peak:.0f}% |")
-    lines += ["", "The FLOP rate is meaningful for the matmul rows and the whole; for the other parts it only "
-              "says how fast the whole would be if that part were all of it."]
+    lines += [
+        "",
+        "The FLOP rate is meaningful for the matmul rows and the whole; for the other parts it only "
+        "says how fast the whole would be if that part were all of it.",
+    ]
     return "\n".join(lines)
 
 
@@ -238,17 +275,36 @@ def main(argv=None) -> int:
     burda_batch = burda_recipe["train"]["batch_size"]
     burda_flops = flop_count.training_flops(burda_recipe, (28, 28, 1)) * burda_batch
     decoder_flops = flop_count.importance_sampling_flops(recipe, (28, 28, 1), CHUNK) * IS_IMAGES
-    text = "\n\n".join([
-        f"jax matmul peak in this process: {peak:.0f} GFLOP/s (2048^3, float32); {jax.devices()[0].device_kind}",
-        table("Training step, batch 128 (useful FLOPs: the dense layers' forward and backward)",
-              training_rows(experiment, graphdef, params, recipe, BATCH), train_flops, peak, "per step"),
-        table(f"Training step of perf_vae_burda (784-200-200-50, tanh), batch {burda_batch}",
-              training_rows(burda, burda_graphdef, burda_params, burda_recipe, burda_batch), burda_flops, peak,
-              "per step"),
-        table("Importance sampling, one chunk of 25 samples x 100 images (useful FLOPs: the decoder's)",
-              sampling_rows(experiment, graphdef, params), decoder_flops, peak, "per chunk"),
-        conv_table(peak),
-    ]) + "\n"
+    text = (
+        "\n\n".join(
+            [
+                f"jax matmul peak in this process: {peak:.0f} GFLOP/s (2048^3, float32); {jax.devices()[0].device_kind}",
+                table(
+                    "Training step, batch 128 (useful FLOPs: the dense layers' forward and backward)",
+                    training_rows(experiment, graphdef, params, recipe, BATCH),
+                    train_flops,
+                    peak,
+                    "per step",
+                ),
+                table(
+                    f"Training step of perf_vae_burda (784-200-200-50, tanh), batch {burda_batch}",
+                    training_rows(burda, burda_graphdef, burda_params, burda_recipe, burda_batch),
+                    burda_flops,
+                    peak,
+                    "per step",
+                ),
+                table(
+                    "Importance sampling, one chunk of 25 samples x 100 images (useful FLOPs: the decoder's)",
+                    sampling_rows(experiment, graphdef, params),
+                    decoder_flops,
+                    peak,
+                    "per chunk",
+                ),
+                conv_table(peak),
+            ]
+        )
+        + "\n"
+    )
     print(text)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -65,7 +65,7 @@ def layer_rows(rounds: int) -> None:
         for side, layer in (("flax", flax_layer), ("zoo", zoo_layer)):
             graphdef, params = nnx.split(layer)
             grad = jax.jit(jax.grad(lambda p, x, g=graphdef: jnp.sum(nnx.merge(g, p)(x) ** 2), argnums=argnums))
-            calls[side] = lambda grad=grad, params=params: [grad(params, x) for _ in range(3)]
+            calls[side] = lambda grad=grad, params=params, x=x: [grad(params, x) for _ in range(3)]
         (flax_ms, _), (zoo_ms, ratio) = alternate(calls, rounds).values()
         print(f"| {name} | {flax_ms / 3:.1f} | {zoo_ms / 3:.1f} | {ratio:.3f} |", flush=True)
 
@@ -99,8 +99,11 @@ def step_row(rounds: int, steps: int) -> None:
 
         calls[side] = run
     result = alternate(calls, rounds)
-    print(f"| whole training step, perf_vae_conv | {result['flax'][0] / steps:.1f} | {result['zoo'][0] / steps:.1f} "
-          f"| {result['zoo'][1]:.3f} |", flush=True)
+    print(
+        f"| whole training step, perf_vae_conv | {result['flax'][0] / steps:.1f} | {result['zoo'][0] / steps:.1f} "
+        f"| {result['zoo'][1]:.3f} |",
+        flush=True,
+    )
 
 
 def main(argv=None) -> int:
@@ -110,8 +113,10 @@ def main(argv=None) -> int:
     parser.add_argument("--no-layers", action="store_true")
     parser.add_argument("--no-step", action="store_true")
     args = parser.parse_args(argv)
-    print(f"batch {BATCH}, {args.rounds} alternating rounds; ms per call (median over rounds); zoo / flax: "
-          "median over rounds of the ratio within a round\n")
+    print(
+        f"batch {BATCH}, {args.rounds} alternating rounds; ms per call (median over rounds); zoo / flax: "
+        "median over rounds of the ratio within a round\n"
+    )
     print("| forward and backward | flax ms | zoo ms | zoo / flax |\n|---|---|---|---|")
     if not args.no_layers:
         layer_rows(args.rounds)

@@ -36,7 +36,9 @@ def dense(name: str, in_features: int, out_features: int, grad_features: Optiona
     return Layer(name, in_features * out_features, grad * out_features)
 
 
-def conv(name: str, positions: int, in_channels: int, out_channels: int, kernel: int = 3, on_data: bool = False) -> Layer:
+def conv(
+    name: str, positions: int, in_channels: int, out_channels: int, kernel: int = 3, on_data: bool = False
+) -> Layer:
     """A convolution evaluated at `positions` places (output pixels, or input pixels when transposed)."""
     macs = positions * kernel * kernel * in_channels * out_channels
     return Layer(name, macs, 0 if on_data else macs)
@@ -64,12 +66,16 @@ def mlp_layers(recipe: Mapping, pixels: int, condition_size: int) -> tuple[list[
     return encoder, decoder
 
 
-def hidden_layers(name: str, in_features: int, out_features: int, grad_features: Optional[int], gated: bool) -> list[Layer]:
+def hidden_layers(
+    name: str, in_features: int, out_features: int, grad_features: Optional[int], gated: bool
+) -> list[Layer]:
     """One hidden layer of an MLP: a dense layer, or a gated layer's two (value and gate)."""
     if not gated:
         return [dense(name, in_features, out_features, grad_features)]
-    return [dense(f"{name}.value", in_features, out_features, grad_features),
-            dense(f"{name}.gate", in_features, out_features, grad_features)]
+    return [
+        dense(f"{name}.value", in_features, out_features, grad_features),
+        dense(f"{name}.gate", in_features, out_features, grad_features),
+    ]
 
 
 def conv_layers(recipe: Mapping, x_shape: Sequence[int], condition_size: int) -> tuple[list[Layer], list[Layer]]:
@@ -80,7 +86,9 @@ def conv_layers(recipe: Mapping, x_shape: Sequence[int], condition_size: int) ->
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         height, width = -(-height // 2), -(-width // 2)
         encoder.append(conv(f"encoder.conv{i}", height * width, a, b, on_data=i == 0))
-    encoder.append(dense("encoder.dense", height * width * sizes[-1] + condition_size, enc["hidden"], height * width * sizes[-1]))
+    encoder.append(
+        dense("encoder.dense", height * width * sizes[-1] + condition_size, enc["hidden"], height * width * sizes[-1])
+    )
     encoder += [dense("encoder.loc", enc["hidden"], latent), dense("encoder.log_scale", enc["hidden"], latent)]
     height, width, _ = x_shape
     factor = 2 ** len(dec["channels"])

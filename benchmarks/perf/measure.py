@@ -26,6 +26,7 @@ NUM_CLASSES = 10
 # --- The zoo side: the training and evaluation paths exactly as zoo train and zoo eval drive them.
 # Keep these two in step with zoo.training.experiment.train_and_evaluate and zoo.evaluation.evaluate.evaluate.
 
+
 def zoo_training_path(recipe, registry):
     """(run(start, count) -> losses, lower() -> one step lowered, input), as train_and_evaluate trains:
     the in-memory input with the recipe's train.loop (auto: the first CALIBRATION_STEPS steps choose)."""
@@ -44,8 +45,14 @@ def zoo_training_path(recipe, registry):
     state = TrainState(params, optimizer.init(params))
     train = experiment.dataset.train
     batches = training_input(experiment, config, graphdef, optimizer, "memory", 0, config.steps)
-    train_step = make_train_step(graphdef, experiment.objective, experiment.condition, optimizer, config.seed,
-                                 experiment.dataset.dynamic_binarization)
+    train_step = make_train_step(
+        graphdef,
+        experiment.objective,
+        experiment.condition,
+        optimizer,
+        config.seed,
+        experiment.dataset.dynamic_binarization,
+    )
 
     def run(start, count):
         nonlocal state
@@ -80,6 +87,7 @@ def zoo_importance_sampling(recipe, registry, num_samples, chunk_size, batch_siz
 
 
 # --- Measurements.
+
 
 def zoo_recipe(variant):
     """The resolved perf recipe and the installed registry."""
@@ -139,8 +147,13 @@ def zoo_train(spec):
     first, rates = timed_windows(run, batch, warmup, spec["steps"], spec["windows"])
     cost = lower().compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return {"first_step_s": first, "images_per_s": rates, "xla_flops_per_image": float(cost["flops"]) / batch,
-            "loop": batches.loop, "loop_seconds_per_step": batches.timings}
+    return {
+        "first_step_s": first,
+        "images_per_s": rates,
+        "xla_flops_per_image": float(cost["flops"]) / batch,
+        "loop": batches.loop,
+        "loop_seconds_per_step": batches.timings,
+    }
 
 
 def torch_train(spec):
@@ -169,8 +182,12 @@ def torch_train(spec):
         return np.array([loss.item() for loss in losses])
 
     first, rates = timed_windows(run, batch, spec["warmup"], spec["steps"], spec["windows"])
-    return {"first_step_s": first, "images_per_s": rates, "threads": torch.get_num_threads(),
-            "interop_threads": torch.get_num_interop_threads()}
+    return {
+        "first_step_s": first,
+        "images_per_s": rates,
+        "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+    }
 
 
 def zoo_is(spec):
@@ -185,7 +202,11 @@ def zoo_is(spec):
     began = time.perf_counter()
     estimates = run(spec["images"], jax.random.key(1))
     seconds = time.perf_counter() - began
-    return {"first_batch_s": first, "images_per_s": [spec["images"] / seconds], "mean_log_likelihood": float(np.mean(estimates))}
+    return {
+        "first_batch_s": first,
+        "images_per_s": [spec["images"] / seconds],
+        "mean_log_likelihood": float(np.mean(estimates)),
+    }
 
 
 def torch_is(spec):
@@ -200,15 +221,20 @@ def torch_is(spec):
     model = torch_reference.build_reference(recipe, X_SHAPE, NUM_CLASSES).eval()
     size = spec["batch_size"]
     estimate = lambda rows: torch_reference.log_likelihood(
-        model, images[rows], model.condition(labels[rows]), spec["num_samples"], spec["chunk_size"])
+        model, images[rows], model.condition(labels[rows]), spec["num_samples"], spec["chunk_size"]
+    )
     began = time.perf_counter()
     estimate(slice(0, size))
     first = time.perf_counter() - began
     began = time.perf_counter()
     estimates = torch.cat([estimate(slice(start, start + size)) for start in range(0, len(images), size)])
     seconds = time.perf_counter() - began
-    return {"first_batch_s": first, "images_per_s": [len(images) / seconds], "mean_log_likelihood": float(estimates.mean()),
-            "threads": torch.get_num_threads()}
+    return {
+        "first_batch_s": first,
+        "images_per_s": [len(images) / seconds],
+        "mean_log_likelihood": float(estimates.mean()),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def peak_rss_mib() -> float:
@@ -223,7 +249,13 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # no /proc: KiB on Linux, bytes on macOS
 
 
-TASKS = {"matmul_peak": matmul_peak, "zoo_train": zoo_train, "torch_train": torch_train, "zoo_is": zoo_is, "torch_is": torch_is}
+TASKS = {
+    "matmul_peak": matmul_peak,
+    "zoo_train": zoo_train,
+    "torch_train": torch_train,
+    "zoo_is": zoo_is,
+    "torch_is": torch_is,
+}
 
 
 def main(argv=None) -> int:

@@ -40,8 +40,24 @@ import perf_report  # noqa: E402
 
 VARIANTS = ("perf_vae_mlp", "perf_cvae_mlp", "perf_vae_burda", "perf_vae_conv")
 IS_VARIANT = "perf_vae_mlp"
-FULL = {"warmup": 20, "steps": 200, "windows": 3, "repeats": 3, "is_images": 500, "is_samples": 5000, "is_small_samples": 1000}
-QUICK = {"warmup": 2, "steps": 5, "windows": 1, "repeats": 1, "is_images": 100, "is_samples": 500, "is_small_samples": 100}
+FULL = {
+    "warmup": 20,
+    "steps": 200,
+    "windows": 3,
+    "repeats": 3,
+    "is_images": 500,
+    "is_samples": 5000,
+    "is_small_samples": 1000,
+}
+QUICK = {
+    "warmup": 2,
+    "steps": 5,
+    "windows": 1,
+    "repeats": 1,
+    "is_images": 100,
+    "is_samples": 500,
+    "is_small_samples": 100,
+}
 X_SHAPE = (28, 28, 1)
 
 
@@ -50,12 +66,22 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few steps and small N: a smoke test, not figures")
     parser.add_argument("--out", default="benchmarks/results/perf", help="folder for report.md and results.json")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS, metavar="VARIANT",
-                        help=f"architectures to train (default all: {' '.join(VARIANTS)})")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=list(VARIANTS),
+        choices=VARIANTS,
+        metavar="VARIANT",
+        help=f"architectures to train (default all: {' '.join(VARIANTS)})",
+    )
     parser.add_argument("--repeats", type=int, help="repeats of every measurement (default 3, quick 1)")
-    parser.add_argument("--is-chunk", type=int, default=25, help="importance samples per chunk, both sides (default 25)")
+    parser.add_argument(
+        "--is-chunk", type=int, default=25, help="importance samples per chunk, both sides (default 25)"
+    )
     parser.add_argument("--is-images", type=int, help="test images for the IS evaluation (default 500, quick 100)")
-    parser.add_argument("--torch-compile", choices=("on", "off"), help="also time torch.compile (default on; quick off)")
+    parser.add_argument(
+        "--torch-compile", choices=("on", "off"), help="also time torch.compile (default on; quick off)"
+    )
     parser.add_argument("--skip-is", action="store_true", help="leave out the IS evaluation")
     parser.add_argument("--timeout", type=int, default=900, help="seconds allowed to one measurement process")
     args = parser.parse_args(argv)
@@ -65,8 +91,15 @@ def parse_args(argv):
     settings["is_images"] = args.is_images or settings["is_images"]
     settings["is_chunk"] = args.is_chunk
     settings["torch_compile"] = (args.torch_compile or ("off" if args.quick else "on")) == "on"
-    if settings["repeats"] < 1 or settings["is_images"] < 100 or settings["is_images"] % 100 or settings["is_chunk"] < 1:
-        parser.error("--repeats must be at least 1 and --is-images a positive multiple of 100 (the IS batch), --is-chunk at least 1")
+    if (
+        settings["repeats"] < 1
+        or settings["is_images"] < 100
+        or settings["is_images"] % 100
+        or settings["is_chunk"] < 1
+    ):
+        parser.error(
+            "--repeats must be at least 1 and --is-images a positive multiple of 100 (the IS batch), --is-chunk at least 1"
+        )
     return args, settings
 
 
@@ -93,7 +126,11 @@ def measure(spec: dict, timeout: int) -> dict:
 def summary_line(result: dict) -> str:
     """A short progress line for one measurement."""
     rate = result.get("images_per_s")
-    text = f"{statistics.median(rate):,.0f} images/s" if rate else ", ".join(f"{k} {v:.1f}" for k, v in result.items() if k.endswith("gflops"))
+    text = (
+        f"{statistics.median(rate):,.0f} images/s"
+        if rate
+        else ", ".join(f"{k} {v:.1f}" for k, v in result.items() if k.endswith("gflops"))
+    )
     return f"{text}, peak RSS {result['peak_rss_mib']:.0f} MiB, {result['process_s']:.0f} s"
 
 
@@ -117,12 +154,25 @@ def training_runs(recipes: dict, settings: dict, data: Path, timeout: int, peaks
         peaks.append(measure({"task": "matmul_peak"}, timeout))
         for variant, recipe in recipes.items():
             zoo = {"task": "zoo_train", "variant": variant, **steps}
-            eager = {"task": "torch_train", "variant": variant, "recipe": json.dumps(recipe), "data": str(data), **steps}
+            eager = {
+                "task": "torch_train",
+                "variant": variant,
+                "recipe": json.dumps(recipe),
+                "data": str(data),
+                **steps,
+            }
             order = [("zoo", zoo), ("torch_eager", eager)]
             for side, spec in order if repeat % 2 == 0 else order[::-1]:
                 runs[variant][side].append(measure(spec, timeout))
     for variant, recipe in recipes.items() if settings["torch_compile"] else ():
-        spec = {"task": "torch_train", "variant": variant, "recipe": json.dumps(recipe), "data": str(data), "compile": True, **steps}
+        spec = {
+            "task": "torch_train",
+            "variant": variant,
+            "recipe": json.dumps(recipe),
+            "data": str(data),
+            "compile": True,
+            **steps,
+        }
         runs[variant]["torch_compile"].append(measure(spec, timeout))
     return runs
 
@@ -131,21 +181,34 @@ def is_runs(recipe: dict, settings: dict, data: Path, timeout: int) -> dict:
     """IS evaluation at K: zoo and torch alternating per repeat; the zoo once more at the small K."""
     # 25 samples x 100 images = 2500 decoder rows per chunk on both sides: the zoo's
     # default (zoo.core.model.ROWS_PER_CHUNK), and faster for the torch reference too.
-    common = {"variant": IS_VARIANT, "images": settings["is_images"], "chunk_size": settings["is_chunk"], "batch_size": 100}
+    common = {
+        "variant": IS_VARIANT,
+        "images": settings["is_images"],
+        "chunk_size": settings["is_chunk"],
+        "batch_size": 100,
+    }
     torch_spec = {"task": "torch_is", "recipe": json.dumps(recipe), "data": str(data), **common}
     runs = {"zoo": [], "torch": [], "zoo_small_k": []}
     for repeat in range(settings["repeats"]):
         order = [("zoo", {"task": "zoo_is", **common}), ("torch", torch_spec)]
         for side, spec in order if repeat % 2 == 0 else order[::-1]:
             runs[side].append(measure({**spec, "num_samples": settings["is_samples"]}, timeout))
-    runs["zoo_small_k"].append(measure({"task": "zoo_is", **common, "num_samples": settings["is_small_samples"]}, timeout))
+    runs["zoo_small_k"].append(
+        measure({"task": "zoo_is", **common, "num_samples": settings["is_small_samples"]}, timeout)
+    )
     return runs
 
 
 def environment(command: str) -> dict:
     """The command, date, CPU, cores and package versions of this run."""
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
     versions = {"python": platform.python_version()}
     for package in ("jax", "jaxlib", "flax", "optax", "torch", "numpy"):
@@ -153,9 +216,15 @@ def environment(command: str) -> dict:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = "not installed"
-    return {"command": command, "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "cpu": cpu, "cores": os.cpu_count(), "avx512": " avx512f" in flags, "versions": versions,
-            "load_average_at_start": os.getloadavg()[0]}
+    return {
+        "command": command,
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "avx512": " avx512f" in flags,
+        "versions": versions,
+        "load_average_at_start": os.getloadavg()[0],
+    }
 
 
 def main(argv=None) -> int:
@@ -190,7 +259,9 @@ def benchmark(args, settings) -> int:
             results["importance_sampling"] = is_runs(seed, settings, Path(folder), args.timeout)
         results["matmul_peaks"].append(measure({"task": "matmul_peak"}, args.timeout))
     results["training_flops_per_image"] = flops
-    results["is_flops_per_image"] = {k: flop_count.importance_sampling_flops(seed, X_SHAPE, settings[k]) for k in ("is_samples", "is_small_samples")}
+    results["is_flops_per_image"] = {
+        k: flop_count.importance_sampling_flops(seed, X_SHAPE, settings[k]) for k in ("is_samples", "is_small_samples")
+    }
     results["batch_size"] = {v: r["train"]["batch_size"] for v, r in recipes.items()}
     results["environment"]["load_average_at_end"] = os.getloadavg()[0]
     text = perf_report.markdown(results)

@@ -165,7 +165,9 @@ def build_reference(recipe: Mapping, x_shape: Sequence[int], num_classes: Option
         encoder = ConvEncoder(tuple(x_shape), extra, latent, enc["channels"], enc["hidden"], enc["activation"])
         decoder = ConvDecoder(latent, extra, tuple(x_shape), dec["channels"], dec["activation"])
     else:
-        raise ValueError(f"the torch reference supports mlp or conv encoder and decoder, not {enc['name']!r}/{dec['name']!r}")
+        raise ValueError(
+            f"the torch reference supports mlp or conv encoder and decoder, not {enc['name']!r}/{dec['name']!r}"
+        )
     return ReferenceVAE(encoder, decoder, latent, classes)
 
 
@@ -195,8 +197,14 @@ def log_importance_weights(model: ReferenceVAE, x, c, eps):
     return bernoulli_log_prob(logits, repeat(x)).reshape(samples, batch) + log_prior - log_q
 
 
-def log_likelihood(model: ReferenceVAE, x, c, num_samples: int = 5000, chunk_size: int = 250,
-                   noise: Optional[Callable[[int, tuple], torch.Tensor]] = None):
+def log_likelihood(
+    model: ReferenceVAE,
+    x,
+    c,
+    num_samples: int = 5000,
+    chunk_size: int = 250,
+    noise: Optional[Callable[[int, tuple], torch.Tensor]] = None,
+):
     """Importance-sampled log p(x | c) per example, K samples drawn `chunk_size` at a time.
 
     `noise(chunk_index, shape)` gives each chunk's standard-normal eps (default torch.randn).
@@ -214,13 +222,20 @@ def log_likelihood(model: ReferenceVAE, x, c, num_samples: int = 5000, chunk_siz
 
 def copy_zoo_params(reference: ReferenceVAE, zoo_model) -> None:
     """Load a zoo LatentVariableModel's weights (flax layouts) into the torch reference."""
-    pairs = [(reference.encoder.head.loc, zoo_model.encoder.head.loc),
-             (reference.encoder.head.log_scale, zoo_model.encoder.head.log_scale)]
+    pairs = [
+        (reference.encoder.head.loc, zoo_model.encoder.head.loc),
+        (reference.encoder.head.log_scale, zoo_model.encoder.head.log_scale),
+    ]
     pairs += list(zip(reference.encoder.trunk, zoo_model.encoder.trunk.layers))
     if isinstance(reference.decoder, MLPDecoder):
-        pairs += list(zip(reference.decoder.trunk, zoo_model.decoder.trunk.layers)) + [(reference.decoder.out, zoo_model.decoder.out)]
+        pairs += list(zip(reference.decoder.trunk, zoo_model.decoder.trunk.layers)) + [
+            (reference.decoder.out, zoo_model.decoder.out)
+        ]
     else:
-        pairs += [(reference.decoder.project, zoo_model.decoder.project), (reference.decoder.out, zoo_model.decoder.out)]
+        pairs += [
+            (reference.decoder.project, zoo_model.decoder.project),
+            (reference.decoder.out, zoo_model.decoder.out),
+        ]
         pairs += list(zip(reference.decoder.deconvs, zoo_model.decoder.deconvs))
     if isinstance(reference.encoder, ConvEncoder):
         pairs += list(zip(reference.encoder.convs, zoo_model.encoder.convs))
