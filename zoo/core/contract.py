@@ -23,7 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from zoo.errors import ModelBuildError, first_line
-from zoo.core.interfaces import Condition, Decoder, Encoder, Likelihood, Prior
+from zoo.core.interfaces import Condition, Dataset, Decoder, Encoder, Likelihood, Prior
+
+# The model under check (zoo.core.model.LatentVariableModel): the model's assembly runs these
+# checks, so they take it as it comes rather than import its module back.
+Model = Any
 
 PROTOCOLS = {"encoder": Encoder, "prior": Prior, "decoder": Decoder, "likelihood": Likelihood}
 
@@ -46,7 +50,7 @@ def distinct_size(taken: set[int], start: int) -> int:
 class Checker:
     """The checks of one built model; `fail(kind, ...)` names the recipe key and the component."""
 
-    def __init__(self, model, recipe: Mapping[str, Any]):
+    def __init__(self, model: Model, recipe: Mapping[str, Any]) -> None:
         from zoo.core.recipes import latent_sizes
 
         self.model = model
@@ -67,7 +71,7 @@ class Checker:
         key = f"{self.variant}.{kind}" if self.variant else kind
         return ContractError(f"{key}: {kind} {self.names[kind]!r} {problem}")
 
-    def trace(self, kind: str, what: str, function: Callable, *args) -> Any:
+    def trace(self, kind: str, what: str, function: Callable, *args: Any) -> Any:
         """`jax.eval_shape(function, *args)`; a failure is the component's, as it would be under jax.jit."""
         try:
             return jax.eval_shape(function, *args)
@@ -76,7 +80,7 @@ class Checker:
         except Exception as exc:
             raise self.fail(kind, f"fails when traced (as under jax.jit) {what}: {first_line(exc)}") from exc
 
-    def inputs(self, batch: int):
+    def inputs(self, batch: int) -> tuple[jax.ShapeDtypeStruct, Optional[jax.ShapeDtypeStruct], Any]:
         model = self.model
         x = jax.ShapeDtypeStruct((batch,) + model.x_shape, jnp.float32)
         c = None if model.c_shape is None else jax.ShapeDtypeStruct((batch,) + model.c_shape, jnp.float32)
@@ -108,11 +112,11 @@ class Checker:
                 f"{tuple(event)} ({event_name})",
             )
 
-    def latent(self, kind: str, make: Callable, *args) -> dict[str, Any]:
+    def latent(self, kind: str, make: Callable, *args: Any) -> dict[str, Any]:
         """Trace an encoder or prior: its distribution and the methods the zoo calls on it."""
         b, k, d = self.batch, self.samples, self.model.latent_dim
 
-        def probe(*args):
+        def probe(*args: Any) -> dict[str, Any]:
             *inputs, key, z = args
             q = make(*inputs)
             self.distribution(kind, q, (d,), f"the latent, latent_dim {d}")
@@ -156,7 +160,7 @@ class Checker:
         self.check_kl(x, c, key)
         self.check_decoder(b)
 
-    def check_kl(self, x, c, key) -> None:
+    def check_kl(self, x: Any, c: Any, key: Any) -> None:
         from zoo.core.divergence import sample_with_kl
 
         model, b = self.model, self.batch
@@ -189,7 +193,7 @@ class Checker:
         self.expect("decoder", "parameters", params, expected)
         seen: dict[str, Any] = {}  # the distribution, for its static shapes
 
-        def score(params, x):
+        def score(params: Any, x: Any) -> dict[str, Any]:
             p_x = model.likelihood(params)
             seen["distribution"] = p_x
             return {"log_prob": p_x.log_prob(x), "mean": p_x.mean(), "mode": p_x.mode()}
@@ -219,7 +223,7 @@ class Checker:
         graphdef, state = nnx.split(self.model)
 
         @jax.jit
-        def values(state, x, c, key):
+        def values(state: Any, x: jax.Array, c: Optional[jax.Array], key: jax.Array) -> dict[str, Any]:
             model = nnx.merge(graphdef, state)
             q = model.encode(x, c)
             p = model.prior_distribution(c, x.shape[0])
@@ -251,7 +255,7 @@ class Checker:
                 )
 
 
-def check_model(model, recipe: Mapping[str, Any], example: Optional[tuple[Any, Any]] = None) -> None:
+def check_model(model: Model, recipe: Mapping[str, Any], example: Optional[tuple[Any, Any]] = None) -> None:
     """Refuse a model whose components do not keep their kind's contract (see the module docstring).
 
     `example` is `(x, c)`, a few real examples (c None when unconditional), for the finite-values check.
@@ -272,7 +276,9 @@ def protocol_members(protocol: type) -> list[str]:
     return [n for n in names if n not in ("_is_protocol", "_is_runtime_protocol")]
 
 
-def example_batch(recipe: Mapping[str, Any], dataset, condition, rows: int = EXAMPLE_ROWS) -> tuple[Any, Any]:
+def example_batch(
+    recipe: Mapping[str, Any], dataset: Dataset, condition: Any, rows: int = EXAMPLE_ROWS
+) -> tuple[Any, Any]:
     """(x, c) of the first few training examples, for `check_model`'s finite-values check;
     the condition is checked to split them into its declared x_shape and c_shape."""
     name = (recipe.get("condition") or {}).get("name")

@@ -10,13 +10,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import typing
-from typing import Annotated, Any, Literal, Mapping, Optional, Sequence
+from typing import Annotated, Any, Literal, Mapping, NoReturn, Optional, Sequence
 
 import numpy as np
 
 from zoo.config import AtLeast
 from zoo.errors import DataError, ModelBuildError, ZooError
-from zoo.core.interfaces import Dataset, Shape, Split
+from zoo.core.interfaces import Array, Dataset, Shape, Split
 from zoo.core.registry import Registry, build_component
 
 PixelMode = Literal["grayscale", "dynamic_binarize", "static_binarize"]
@@ -36,16 +36,16 @@ class Unconditional:
 
     c_shape = None
 
-    def split(self, images, labels):
+    def split(self, images: Array, labels: Array) -> tuple[Array, None]:
         return images, None
 
-    def assemble(self, x, c):
+    def assemble(self, x: Array, c: Optional[Array]) -> Array:
         return x
 
-    def parse(self, text: str, dataset: Dataset):
+    def parse(self, text: str, dataset: Dataset) -> NoReturn:
         raise ZooError("this model is unconditional and takes no --condition")
 
-    def grid(self, dataset: Dataset, per_row: int):
+    def grid(self, dataset: Dataset, per_row: int) -> tuple[None, list[str]]:
         return None, []
 
 
@@ -58,7 +58,7 @@ def image_dataset(
     name: str,
     train: Split,
     test: Split,
-    class_names,
+    class_names: Sequence[str],
     *,
     pixels: str = "grayscale",
     validation_size: int = 0,
@@ -152,7 +152,7 @@ def check_factors(dataset: Dataset, where: str) -> None:
             )
 
 
-def build_condition(recipe: Mapping[str, Any], registry: Registry, dataset: Dataset):
+def build_condition(recipe: Mapping[str, Any], registry: Registry, dataset: Dataset) -> Any:
     """The recipe's condition for this dataset, or Unconditional when it names none."""
     if recipe.get("condition") is None:
         return Unconditional(dataset.image_shape)

@@ -50,11 +50,11 @@ class LayeredLatent(distrax.Distribution):
         self.conditionals = tuple(conditionals)
 
     @property
-    def event_shape(self):
+    def event_shape(self) -> tuple[int, ...]:
         return (sum(self.sizes),)
 
     @property
-    def batch_shape(self):
+    def batch_shape(self) -> tuple[int, ...]:
         return self.top.batch_shape
 
     def _sample_n(self, key: Array, n: int) -> Array:

@@ -5,6 +5,9 @@ that each hook in this module is listed in docs/plugins.md and implemented by a
 test.
 """
 
+import argparse
+from typing import Callable
+
 import pluggy
 
 PROJECT = "vae_zoo"
@@ -15,7 +18,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def register_components(register):
+def register_components(register: Callable[..., None]) -> None:
     """Register components by calling `register(kind, name, factory)`.
 
     `kind` is one of `zoo.KINDS`; `factory` builds the component from the
@@ -24,7 +27,7 @@ def register_components(register):
 
 
 @hookspec
-def register_commands(register):
+def register_commands(register: Callable[..., argparse.ArgumentParser]) -> None:
     """Add `zoo` subcommands by calling `register(name, run, help=...)`, which returns the
     command's `argparse.ArgumentParser` for its arguments.
 

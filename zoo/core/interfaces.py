@@ -229,12 +229,12 @@ class DenseExportable(Protocol):
 LATENT_KINDS = ("continuous", "discrete")
 
 
-def latent_kind(component) -> str:
+def latent_kind(component: Any) -> str:
     """The kind of latent an encoder or prior works with: its `latent_kind`, "continuous" by default."""
     return getattr(component, "latent_kind", "continuous")
 
 
-def objective_latent_kinds(objective) -> tuple[str, ...]:
+def objective_latent_kinds(objective: Any) -> tuple[str, ...]:
     """The latent kinds an objective works with: its `latent_kinds`, ("continuous",) by default."""
     return tuple(getattr(objective, "latent_kinds", ("continuous",)))
 

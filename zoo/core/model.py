@@ -54,8 +54,16 @@ class LatentVariableModel(nnx.Module):
     """A VAE or CVAE: encoder q(z|x,c), prior p(z|c), decoder and likelihood p(x|z,c)."""
 
     def __init__(
-        self, encoder, prior, decoder, likelihood, *, x_shape: Shape, c_shape: Optional[Shape], latent_dim: int
-    ):
+        self,
+        encoder: Any,
+        prior: Any,
+        decoder: Any,
+        likelihood: Any,
+        *,
+        x_shape: Shape,
+        c_shape: Optional[Shape],
+        latent_dim: int,
+    ) -> None:
         self.encoder = encoder
         self.prior = prior
         self.decoder = decoder

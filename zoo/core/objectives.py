@@ -10,7 +10,7 @@ and `step=None` mean the objective after any warm-up.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +19,14 @@ from zoo.config import AtLeast, Between
 from zoo.core.hookspecs import hookimpl
 from zoo.core.interfaces import LATENT_KINDS, Batch, Objective
 from zoo.core.optim import linear_warmup
+
+if TYPE_CHECKING:
+    from zoo.core.model import LatentVariableModel
+
+# What an objective returns: the loss to minimise and the metrics to log, each a scalar.
+Loss = tuple[jax.Array, dict[str, jax.Array]]
+# A weight against the training step (optax's schedules).
+Schedule = Callable[[Any], Any]
 
 
 # The options every objective with a KL term shares (recipe validation checks their ranges).
@@ -32,7 +40,7 @@ def kl_weight_schedule(
     kl_warmup_epochs: float = 0.0,
     steps_per_epoch: Optional[int] = None,
     total_steps: Optional[int] = None,
-):
+) -> Optional[Schedule]:
     """The KL term's weight against the step: rising linearly from 0 to 1 over the
     warm-up (given in steps or in epochs), then 1 (optax.linear_schedule).
 
@@ -59,7 +67,7 @@ def kl_weight_schedule(
     return linear_warmup(steps) if steps else None
 
 
-def kl_weight_at(schedule, step) -> jax.Array | float:
+def kl_weight_at(schedule: Optional[Schedule], step: Optional[jax.Array]) -> jax.Array | float:
     """The weight of the KL term at `step` (1 without a warm-up or outside training)."""
     return 1.0 if schedule is None or step is None else schedule(step)
 
@@ -80,8 +88,8 @@ def elbo(
     kl_warmup_steps: WarmupSteps = 0,
     kl_warmup_epochs: WarmupEpochs = 0.0,
     free_bits: FreeBits = 0.0,
-    steps_per_epoch=None,
-    total_steps=None,
+    steps_per_epoch: Optional[int] = None,
+    total_steps: Optional[int] = None,
 ) -> Objective:
     """The evidence lower bound of Kingma and Welling (one reparameterised sample).
 
@@ -99,8 +107,8 @@ def beta_elbo(
     kl_warmup_steps: WarmupSteps = 0,
     kl_warmup_epochs: WarmupEpochs = 0.0,
     free_bits: FreeBits = 0.0,
-    steps_per_epoch=None,
-    total_steps=None,
+    steps_per_epoch: Optional[int] = None,
+    total_steps: Optional[int] = None,
 ) -> Objective:
     """E_q[log p(x|z,c)] - beta * KL(q || p), Higgins et al.'s beta-VAE objective.
 
@@ -111,7 +119,7 @@ def beta_elbo(
     check_free_bits(free_bits)
     warmup = kl_weight_schedule(kl_warmup_steps, kl_warmup_epochs, steps_per_epoch, total_steps)
 
-    def loss_fn(model, batch: Batch, rng, step=None):
+    def loss_fn(model: LatentVariableModel, batch: Batch, rng: jax.Array, step: Optional[jax.Array] = None) -> Loss:
         _, log_likelihood, kl = model.forward(batch.x, batch.c, rng)
         weight = kl_weight_at(warmup, step)
         loss = -log_likelihood.mean() + beta * weight * kl_term(kl, free_bits)
@@ -126,8 +134,8 @@ def iwae(
     num_samples: Annotated[int, AtLeast(1)] = 5,
     kl_warmup_steps: WarmupSteps = 0,
     kl_warmup_epochs: WarmupEpochs = 0.0,
-    steps_per_epoch=None,
-    total_steps=None,
+    steps_per_epoch: Optional[int] = None,
+    total_steps: Optional[int] = None,
 ) -> Objective:
     """The importance-weighted bound of Burda et al. with K = num_samples.
 
@@ -144,7 +152,7 @@ def iwae(
     def log_mean_exp(log_w: jax.Array) -> jax.Array:
         return jax.nn.logsumexp(log_w, axis=0) - jnp.log(num_samples)
 
-    def loss_fn(model, batch: Batch, rng, step=None):
+    def loss_fn(model: LatentVariableModel, batch: Batch, rng: jax.Array, step: Optional[jax.Array] = None) -> Loss:
         log_px, log_ratio = model.log_importance_parts(batch.x, batch.c, rng, num_samples)
         log_w = log_px + log_ratio
         bound = log_mean_exp(log_w)
@@ -158,7 +166,7 @@ def iwae(
     return loss_fn
 
 
-def gsnn_log_likelihood(model, batch: Batch, rng) -> jax.Array:
+def gsnn_log_likelihood(model: LatentVariableModel, batch: Batch, rng: jax.Array) -> jax.Array:
     """log p(x | z, c) at z ~ p(z | c): the Gaussian stochastic neural network's term."""
     z = model.prior_distribution(batch.c, batch.x.shape[0]).sample(seed=rng)
     return model.decode(z, batch.c).log_prob(batch.x)
@@ -182,7 +190,7 @@ def gsnn() -> Objective:
     >>> loss, metrics = gsnn()(model, Batch(x, c), rng)  # doctest: +SKIP
     """
 
-    def loss_fn(model, batch: Batch, rng, step=None):
+    def loss_fn(model: LatentVariableModel, batch: Batch, rng: jax.Array, step: Optional[jax.Array] = None) -> Loss:
         log_likelihood = gsnn_log_likelihood(model, batch, rng)
         return -log_likelihood.mean(), {"gsnn_log_likelihood": log_likelihood.mean()}
 
@@ -198,8 +206,8 @@ def hybrid(
     kl_warmup_steps: WarmupSteps = 0,
     kl_warmup_epochs: WarmupEpochs = 0.0,
     free_bits: FreeBits = 0.0,
-    steps_per_epoch=None,
-    total_steps=None,
+    steps_per_epoch: Optional[int] = None,
+    total_steps: Optional[int] = None,
 ) -> Objective:
     """Sohn et al.'s hybrid: alpha * L_CVAE + (1 - alpha) * L_GSNN.
 
@@ -210,7 +218,7 @@ def hybrid(
     check_free_bits(free_bits)
     warmup = kl_weight_schedule(kl_warmup_steps, kl_warmup_epochs, steps_per_epoch, total_steps)
 
-    def loss_fn(model, batch: Batch, rng, step=None):
+    def loss_fn(model: LatentVariableModel, batch: Batch, rng: jax.Array, step: Optional[jax.Array] = None) -> Loss:
         cvae_rng, gsnn_rng = jax.random.split(rng)
         _, log_likelihood, kl = model.forward(batch.x, batch.c, cvae_rng)
         elbo_value = log_likelihood - kl
@@ -223,7 +231,7 @@ def hybrid(
 
 
 @hookimpl
-def register_components(register):
+def register_components(register: Callable[..., None]) -> None:
     """The zoo's own objectives."""
     register("objective", "elbo", elbo)
     register("objective", "beta_elbo", beta_elbo)

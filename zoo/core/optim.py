@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from zoo.config import TrainConfig
 from zoo.core.registry import closest_match
 
 # The optimisers a recipe may name: optax's functions whose first argument is the learning rate.
@@ -230,7 +231,7 @@ def schedule_arguments(spec: Mapping[str, Any], learning_rate: float) -> dict[st
     return arguments
 
 
-def learning_rate_schedule(config) -> Callable[[Any], Any] | float:
+def learning_rate_schedule(config: TrainConfig) -> Callable[[Any], Any] | float:
     """The learning rate: train.learning_rate, or the schedule of train.schedule."""
     if config.schedule is None:
         return config.learning_rate
@@ -239,7 +240,7 @@ def learning_rate_schedule(config) -> Callable[[Any], Any] | float:
     )
 
 
-def make_optimizer(config) -> optax.GradientTransformation:
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     """optax.chain(clip_by_global_norm, optimizer(learning_rate schedule)) from a TrainConfig.
 
     >>> make_optimizer(TrainConfig(optimizer={"name": "adam"}))  # doctest: +SKIP

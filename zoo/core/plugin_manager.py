@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import types
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 import pluggy
 
@@ -74,7 +74,7 @@ def fill_registry(manager: pluggy.PluginManager) -> Registry:
     registry = Registry()
     for impl in manager.hook.register_components.get_hookimpls():
 
-        def register(kind, name, factory, _plugin=impl.plugin_name):
+        def register(kind: str, name: str, factory: Callable[..., Any], _plugin: str = impl.plugin_name) -> None:
             registry.register(kind, name, factory, plugin=_plugin)
 
         try:

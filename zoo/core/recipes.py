@@ -14,7 +14,7 @@ import math
 import os
 import typing
 from pathlib import Path
-from typing import AbstractSet, Any, Iterable, Mapping, Optional, Sequence, Union
+from typing import AbstractSet, Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import yaml
 
@@ -29,6 +29,9 @@ COMPONENT_KEYS = ("dataset", "condition", "encoder", "decoder", "prior", "likeli
 REQUIRED_KEYS = ("dataset", "latent_dim", "encoder", "decoder", "prior", "likelihood", "objective")
 RECIPE_KEYS = ("description", "base", "latent_dim", "train") + COMPONENT_KEYS
 SET_SOURCE = "--set"
+
+# What validation raises on a bad value: the RecipeError naming the key path and the problem.
+Fail = Callable[[str, str], RecipeError]
 
 
 def default_registry_path() -> Path:
@@ -253,7 +256,7 @@ def validate(
     return resolved
 
 
-def validate_component(kind: str, spec: Any, registry: Registry, fail) -> dict[str, Any]:
+def validate_component(kind: str, spec: Any, registry: Registry, fail: Fail) -> dict[str, Any]:
     """A component spec `{name, **kwargs}` checked against its factory's signature."""
     if isinstance(spec, str):  # shorthand: `likelihood: bernoulli`
         spec = {"name": spec}
@@ -290,7 +293,7 @@ def validate_component(kind: str, spec: Any, registry: Registry, fail) -> dict[s
     return checked
 
 
-def validate_dataclass(cls: type, values: Any, path: str, fail) -> dict[str, Any]:
+def validate_dataclass(cls: type, values: Any, path: str, fail: Fail) -> dict[str, Any]:
     """A settings section (e.g. `train:`, a suite's `budget:`) checked against a dataclass's fields:
     unknown keys, missing required ones, each value against its annotation (a field that is itself
     a dataclass is a nested section, a `Mapping[str, X]` is checked entry by entry), and the
@@ -318,7 +321,7 @@ def validate_dataclass(cls: type, values: Any, path: str, fail) -> dict[str, Any
     return result
 
 
-def validate_field(field: dataclasses.Field, hint: Any, raw: Any, path: str, fail) -> Any:
+def validate_field(field: dataclasses.Field, hint: Any, raw: Any, path: str, fail: Fail) -> Any:
     """One value of a settings section, checked (see validate_dataclass)."""
     if dataclasses.is_dataclass(hint):  # a nested section; null or absent means its defaults
         return validate_dataclass(hint, {} if raw is None else raw, path, fail)  # type: ignore[arg-type]
@@ -345,7 +348,7 @@ def validate_field(field: dataclasses.Field, hint: Any, raw: Any, path: str, fai
     return value
 
 
-def validate_train(values: Any, fail) -> dict[str, Any]:
+def validate_train(values: Any, fail: Fail) -> dict[str, Any]:
     """The `train:` section: the budget, and the optax optimizer, schedule and early stopping it names."""
     train = validate_dataclass(TrainConfig, values or {}, "train", fail)
     for key, check in (

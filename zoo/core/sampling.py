@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import jax
 import numpy as np
 from flax import nnx
 
+if TYPE_CHECKING:
+    from zoo.core.assembly import Experiment
+
 
 def sample_images(
-    experiment,
+    experiment: Experiment,
     graphdef: nnx.GraphDef,
     params: Any,
     rng: jax.Array,
@@ -18,7 +21,7 @@ def sample_images(
     condition_text: Optional[str] = None,
     per_row: int = 8,
     temperature: float = 1.0,
-):
+) -> tuple[np.ndarray, list[str], int]:
     """(images (N, H, W, C), row labels, rows): samples of a trained model.
 
     A CVAE gives one row per class (or per condition the user typed); an
