@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
-from plugins.priors import make_conditional_prior
+from vae_zoo_plugins.base.priors import make_conditional_prior
 from tests.conftest import first_party_registry, plugin_of
-from zoo.experiment import assemble
+from zoo.core.assembly import assemble
 from zoo.testing import check_component, check_condition_dependence, prior_needs_condition
 
 

@@ -13,8 +13,8 @@ from flax import nnx
 from scipy.special import logsumexp
 
 import zoo
-from zoo import objectives
-from zoo.interfaces import Batch
+from zoo.core import objectives
+from zoo.core.interfaces import Batch
 
 DATA, CLASSES, LATENT, BATCH = 6, 4, 3, 10
 

@@ -15,8 +15,9 @@ import math
 import numpy as np
 import pytest
 
-from zoo import runs
-from zoo.experiment import assemble, train_and_evaluate
+from zoo.training import runs
+from zoo.core.assembly import assemble
+from zoo.training.experiment import train_and_evaluate
 
 STEPS = 40
 WARMUP_STEPS = 30
@@ -108,7 +109,7 @@ def test_training_logs_the_warmup_weight_and_weights_the_loss_by_it(book, regist
 
 
 def test_the_scanned_loop_logs_the_mean_warmup_weight_of_its_steps(book, registry, tmp_path):
-    block = 10  # zoo.inputs.SCAN_BLOCK steps a call: one record per call
+    block = 10  # zoo.training.inputs.SCAN_BLOCK steps a call: one record per call
     records, warmup_steps = train_with_warmup(
         book, registry, tmp_path, "elbo", "steps", "train.loop=scan", f"train.log_every={block}"
     )
