@@ -1,8 +1,8 @@
 """Settings that would lose without a word: two of which only one can count, given together, and
 settings the budget leaves without effect (early stopping that could never stop the run, a
-learning-rate schedule longer than the budget). zoo/recipes.py applies them as it lays a recipe's
+learning-rate schedule longer than the budget). zoo/core/recipes.py applies them as it lays a recipe's
 layers (the recipes of its `base:` chain, then --set) over one another; training says what the
-budget cuts short (zoo/experiment.py).
+budget cuts short (zoo/training/experiment.py).
 """
 
 from __future__ import annotations
