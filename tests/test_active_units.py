@@ -4,7 +4,7 @@ check (issue 32): counting the units below the threshold instead passed every te
 
 import numpy as np
 
-from zoo.evaluate import active_units
+from zoo.evaluation.evaluate import active_units
 
 
 def posterior_means_with_variances(variances, rows=500, seed=0):
