@@ -44,9 +44,9 @@ class Mutant(NamedTuple):
     tests: tuple[str, ...]
 
 
-OBJECTIVES = "zoo/objectives.py"
-MODEL = "zoo/model.py"
-TRAINING = "zoo/training.py"
+OBJECTIVES = "zoo/core/objectives.py"
+MODEL = "zoo/core/model.py"
+TRAINING_STEP = "zoo/training/step.py"
 SCHEDULES = "tests/test_schedules_in_training.py"
 WARMUP_IN_TRAINING = SCHEDULES + "::test_training_logs_the_warmup_weight_and_weights_the_loss_by_it"
 IWAE_BOUND = "tests/test_iwae_bound.py"
@@ -148,21 +148,21 @@ MUTANTS: tuple[Mutant, ...] = (
     # --- training: the step as the objective and the data see it ---
     Mutant(
         "train_step_without_step",
-        TRAINING,
+        TRAINING_STEP,
         "return objective(model, batch, rng, step=step) if schedules else objective(model, batch, rng)",
         "return objective(model, batch, rng)",
         (SCHEDULES,),
     ),
     Mutant(
         "scanned_steps_share_one_step_number",
-        TRAINING,
+        TRAINING_STEP,
         "return step_function(state, images, labels, chunk_indices, position, start + position)",
         "return step_function(state, images, labels, chunk_indices, position, start)",
         (SCHEDULES + "::test_the_scanned_loop_logs_the_mean_warmup_weight_of_its_steps",),
     ),
     Mutant(
         "binarization_with_a_fixed_key",
-        TRAINING,
+        TRAINING_STEP,
         "jax.random.bernoulli(pixel_rng, batch_images)",
         "jax.random.bernoulli(jax.random.key(0), batch_images)",
         ("tests/test_datasets.py::test_dynamic_binarization_draws_fresh_bits_every_batch",),
@@ -191,7 +191,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "monte_carlo_kl_flipped",
-        MODEL,
+        "zoo/core/divergence.py",
         "return z, log_q - p.log_prob(z)",
         "return z, p.log_prob(z) - log_q",
         ("tests/test_monte_carlo_kl.py", *VAMPPRIOR_TESTS, "tests/test_math.py"),
@@ -199,14 +199,14 @@ MUTANTS: tuple[Mutant, ...] = (
     # --- priors ---
     Mutant(
         "vampprior_without_one_over_k",
-        "plugins/mixture_priors.py",
+        "plugins/families/mixture_priors.py",
         "return jax.nn.logsumexp(per_component, axis=-1) - math.log(self.num_components)",
         "return jax.nn.logsumexp(per_component, axis=-1)",
         (*VAMPPRIOR_TESTS, "tests/test_conformance.py::test_component_conforms[prior:vampprior]"),
     ),
     Mutant(
         "mixture_weights_not_normalised",
-        "plugins/mixture_priors.py",
+        "plugins/families/mixture_priors.py",
         "densities + jax.nn.log_softmax(logits)",
         "densities + logits",
         (
@@ -216,7 +216,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "conditional_prior_fed_zeros_for_c",
-        "plugins/priors.py",
+        "plugins/base/priors.py",
         "distribution = self.head(self.trunk(c.reshape((c.shape[0], -1))))",
         "distribution = self.head(self.trunk(jnp.zeros_like(c).reshape((c.shape[0], -1))))",
         (
@@ -227,21 +227,21 @@ MUTANTS: tuple[Mutant, ...] = (
     # --- early stopping ---
     Mutant(
         "early_stopping_comparison_flipped",
-        "zoo/early_stopping.py",
+        "zoo/training/early_stopping.py",
         "return value > best if higher_is_better else value < best",
         "return value < best if higher_is_better else value > best",
         EARLY_STOPPING_TESTS,
     ),
     Mutant(
         "patience_one_validation_late",
-        "zoo/early_stopping.py",
+        "zoo/training/early_stopping.py",
         "watch.waited >= settings.patience",
         "watch.waited > settings.patience",
         EARLY_STOPPING_TESTS,
     ),
     Mutant(
         "grace_ignored",
-        "zoo/early_stopping.py",
+        "zoo/training/early_stopping.py",
         "waited = 0 if seen <= settings.grace else watch.waited + 1",
         "waited = watch.waited + 1",
         EARLY_STOPPING_TESTS,
@@ -249,21 +249,21 @@ MUTANTS: tuple[Mutant, ...] = (
     # --- metrics ---
     Mutant(
         "mig_sorted_the_wrong_way",
-        "zoo/disentanglement.py",
+        "zoo/evaluation/disentanglement.py",
         "top = np.sort(np.concatenate([column, [0.0]]))[::-1]",
         "top = np.sort(np.concatenate([column, [0.0]]))",
         ("tests/test_disentanglement.py",),
     ),
     Mutant(
         "mig_not_divided_by_the_factor_entropy",
-        "zoo/disentanglement.py",
+        "zoo/evaluation/disentanglement.py",
         "gaps.append((top[0] - top[1]) / h)",
         "gaps.append(top[0] - top[1])",
         ("tests/test_disentanglement.py",),
     ),
     Mutant(
         "active_units_counted_the_wrong_way",
-        "zoo/evaluate.py",
+        "zoo/evaluation/evaluate.py",
         "np.var(posterior_means, axis=0) > ACTIVE_UNIT_THRESHOLD",
         "np.var(posterior_means, axis=0) < ACTIVE_UNIT_THRESHOLD",
         ("tests/test_active_units.py",),
