@@ -3,8 +3,8 @@
 Each mutant is one deliberate bug, an exact piece of text replaced in one file (a dropped
 log K, a flipped sign, a comparison the wrong way), with the tests that concern that code.
 The working tree is copied once to a temporary directory (the tracked files and the untracked
-ones git does not ignore); each mutant is applied there alone, its tests run, and the file is
-put back. The working tree is never written. A mutant is killed when its tests fail, survives
+ones git does not ignore; with `--commit REV`, one commit's files); each mutant is applied
+there alone, its tests run, and the file is put back. The working tree is never written. A mutant is killed when its tests fail, survives
 when they pass. Before the mutants, every mutant's tests run once on the unmutated copy: they
 must pass there, or a kill would mean nothing.
 
@@ -20,12 +20,15 @@ mathematics changes. A run took 16 to 40 minutes on two cores shared with other 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -289,6 +292,29 @@ def copy_working_tree(repo: Path, target: Path) -> None:
         shutil.copy2(repo / name, destination)
 
 
+def copy_commit(repo: Path, commit: str, target: Path) -> None:
+    """The files of one commit (`git archive`), for a working tree that is mid-merge or mid-edit."""
+    archive = subprocess.run(["git", "archive", "--format=tar", commit], cwd=repo, check=True, capture_output=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(target, filter="data")
+
+
+def renamed_packages(copy: Path) -> dict[str, str]:
+    """Packages installed under another name than their directory's (pyproject.toml's
+    [tool.setuptools.package-dir], e.g. vae_zoo_plugins = "plugins")."""
+    settings = tomllib.loads((copy / "pyproject.toml").read_text())
+    package_dir = settings.get("tool", {}).get("setuptools", {}).get("package-dir", {})
+    return {name: directory for name, directory in package_dir.items() if name}
+
+
+def link_renamed_packages(copy: Path) -> None:
+    """A link at the copy's root for each renamed package: the editable install maps that name to
+    the working tree's directory, so without it the copy's tests would import the unmutated files."""
+    for name, directory in renamed_packages(copy).items():
+        if not (copy / name).exists():
+            (copy / name).symlink_to(copy / directory, target_is_directory=True)
+
+
 def test_environment(copy: Path) -> dict[str, str]:
     """The copy's packages first on the path, no bytecode written: a restored file is read again
     from source, never from a cached compile of its mutant (same size and second)."""
@@ -297,8 +323,10 @@ def test_environment(copy: Path) -> dict[str, str]:
 
 def check_imports_from(copy: Path) -> None:
     """The copy's zoo and plugins are the ones imported there, not the editable install's."""
+    packages = ["zoo", *(renamed_packages(copy) or ["plugins"])]
+    program = "import importlib; " + "; ".join(f"print(importlib.import_module({p!r}).__file__)" for p in packages)
     found = subprocess.run(
-        [sys.executable, "-c", "import zoo, plugins; print(zoo.__file__); print(plugins.__file__)"],
+        [sys.executable, "-c", program],
         cwd=copy,
         env=test_environment(copy),
         check=True,
@@ -385,6 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="print the mutants and exit")
     parser.add_argument("--only", action="append", metavar="NAME", help="run this mutant only (repeatable)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the run of the tests without a mutant")
+    parser.add_argument("--commit", metavar="REV", help="test this commit's files instead of the working tree")
     args = parser.parse_args(argv)
     known = {m.name: m for m in MUTANTS}
     if args.list:
@@ -397,7 +426,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     mutants = [known[name] for name in args.only] if args.only else list(MUTANTS)
     with tempfile.TemporaryDirectory(prefix="vae-zoo-mutants-") as directory:
         copy = Path(directory)
-        copy_working_tree(REPO, copy)
+        if args.commit:
+            copy_commit(REPO, args.commit, copy)
+        else:
+            copy_working_tree(REPO, copy)
+        link_renamed_packages(copy)
         check_imports_from(copy)
         for mutant in mutants:  # every mutant's text is checked before any test runs
             (copy / mutant.path).write_text(apply(copy, mutant))
