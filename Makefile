@@ -10,7 +10,7 @@ TEST_INSTALLED := $(VENV)/.installed-test
 
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup setup-test data browser run lint test mutants clean
+.PHONY: setup setup-test data browser run lint test test-fast mutants clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,13 @@ lint: setup-test
 
 test: setup-test data browser lint
 	$(VENV)/bin/python -m pytest
+
+# The fast tier, for every change: the same set-up and lint as `make test`, then every test not
+# marked slow (the marker, registered in pyproject.toml, is on the wheel's build and install, the
+# browser, faults that kill or signal a trainer, the full conformance of every component and
+# variant, and longer training). A fast conformance check still builds every component and variant.
+test-fast: setup-test data browser lint
+	$(VENV)/bin/python -m pytest -m "not slow"
 
 # The mutation check of the core mathematics (benchmarks/mutants.py): each deliberate bug applied
 # alone to a temporary copy of the working tree, its tests run, then the score. Not part of `make

@@ -19,6 +19,18 @@ from zoo.core import plugin_manager
 REPO = Path(__file__).resolve().parent.parent
 
 
+# Fixtures that make every test using them slow (`make test-fast` leaves it out): headless Chromium,
+# and what needs the CVAE trained 200 steps for the page (tests/web_page.py): its server and the
+# harness classifier of its samples. A new browser test is marked by the fixtures it asks for.
+SLOW_FIXTURES = {"browser", "cvae_server", "digit_classifier"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def first_party_modules() -> list:
     """The zoo's own plugin modules: every entry point of group `vae_zoo` in pyproject.toml
     (read there, not from this machine's installed metadata), so a new one is loaded without

@@ -94,6 +94,7 @@ def finish_and_compare(workdir: Path, stopped_at: int, book, registry, tmp_path:
     assert_same_run(workdir, straight, registry)
 
 
+@pytest.mark.slow  # a trainer subprocess, signalled
 @pytest.mark.parametrize(
     ("signum", "status", "checkpoint_every"),
     [
@@ -128,6 +129,7 @@ def test_a_signal_checkpoints_the_step_reached_and_says_how_to_resume(
         np.testing.assert_allclose([loss for _, loss in resumed], [loss for _, loss in straight], rtol=1e-4)
 
 
+@pytest.mark.slow  # three trainings of 500 steps
 def test_a_stop_between_two_log_steps_leaves_whole_records(tmp_path, book, registry, monkeypatch):
     """Stopped at step 453 with a record every 50 steps, resumed to 500: the record at 500 holds the
     means over steps 451-500, as in a run never stopped (not over 454-500 beside one at 453)."""
@@ -166,6 +168,7 @@ def test_a_stop_between_two_log_steps_leaves_whole_records(tmp_path, book, regis
             np.testing.assert_allclose(resumed[metric], straight[metric], rtol=1e-4)
 
 
+@pytest.mark.slow  # a trainer subprocess, killed
 def test_kill_9_while_checkpoints_are_written_loses_at_most_one_interval(tmp_path, book, registry):
     """A checkpoint every 5 steps: most of the time goes to writing them, so the kill lands in or near a write."""
     workdir = tmp_path / "run"
@@ -410,6 +413,7 @@ print(int(arrays["train"]["image"].sum()), len(arrays["test"]["label"]))
 """
 
 
+@pytest.mark.slow  # two subprocesses preparing TFDS copies
 def test_two_processes_preparing_one_dataset_at_once_both_get_it(idx_dir, tmp_path):
     """Two `zoo train` runs started together on a cache not yet prepared: one prepares the TFDS
     copy, the other waits for it and reads it (TFDS's rename of its finished copy failed the

@@ -70,6 +70,7 @@ def fresh_venv(path: Path) -> Path:
     return python
 
 
+@pytest.mark.slow  # builds the wheel and installs it in a fresh venv
 def test_the_installed_wheel_works_from_an_empty_directory(tmp_path):
     wheel, build_output = build_wheel(tmp_path)
     warnings = [line for line in build_output.splitlines() if re.search(r"\w*Warning\b", line)]

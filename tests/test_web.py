@@ -118,6 +118,7 @@ def test_api_answers_bad_requests_with_json_errors_and_keeps_serving(cvae_server
     assert status == 200 and info["kind"] == "conditional" and info["class_names"] == list(ALL_DIGITS)
 
 
+@pytest.mark.slow  # the page's CVAE, trained 200 steps (tests/web_page.py)
 def test_serve_refuses_a_directory_without_a_model(cvae_run, tmp_path, capsys):
     assert main(["serve", str(tmp_path)]) == 2
     assert (
