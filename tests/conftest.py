@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import shutil
+import tempfile
 import types
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -17,6 +20,26 @@ from tests.web_page import browser, cvae_run, cvae_server, digit_classifier  # n
 from zoo.core import plugin_manager
 
 REPO = Path(__file__).resolve().parent.parent
+JAX_CACHE = pytest.StashKey[str]()
+
+
+def pytest_configure(config):
+    """One JAX compilation cache for the whole session, in this process: a program compiled once
+    (the training step of a tiny vae_mlp, trained by dozens of tests; the finite-values pass of
+    every model built) is read back from it the next time, where JAX's own cache, kept per Python
+    function, compiles it again for each new run or closure. Entries are keyed by the program (its
+    HLO), the compile options and JAX's version, so what runs is what would have been compiled.
+    Not shared with the subprocesses of the CLI and fault tests (JAX writes entries without a lock,
+    and those are killed on purpose), and removed at the session's end: each session starts cold,
+    so its times stay comparable."""
+    config.stash[JAX_CACHE] = tempfile.mkdtemp(prefix="zoo-tests-jax-cache-")
+    jax.config.update("jax_compilation_cache_dir", config.stash[JAX_CACHE])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(config.stash.get(JAX_CACHE, ""), ignore_errors=True)
 
 
 # Fixtures that make every test using them slow (`make test-fast` leaves it out): headless Chromium,
