@@ -52,8 +52,8 @@ RANGES = {
         for option in ("scales", "orientations", "positions", "num_images", "test_size")
     },
     **{("dataset", "dsprites", option): AtLeast(0) for option in ("validation_size", "seed")},
-    **{("objective", name, "kl_warmup_steps"): AtLeast(0) for name in ("elbo", "beta_elbo", "hybrid")},
-    **{("objective", name, "kl_warmup_epochs"): AtLeast(0) for name in ("elbo", "beta_elbo", "hybrid")},
+    **{("objective", name, "kl_warmup_steps"): AtLeast(0) for name in ("elbo", "beta_elbo", "hybrid", "iwae")},
+    **{("objective", name, "kl_warmup_epochs"): AtLeast(0) for name in ("elbo", "beta_elbo", "hybrid", "iwae")},
     **{("objective", name, "free_bits"): AtLeast(0) for name in ("elbo", "beta_elbo", "hybrid")},
     **{
         ("dataset", name, option): AtLeast(0)
