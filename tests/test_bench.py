@@ -114,6 +114,7 @@ def test_expansion_and_overrides(tmp_path, book, registry):
     assert bench.task_label(runs[-1].task) == "visible_quadrants visible=[2]"
 
 
+@pytest.mark.slow  # a suite subprocess, killed
 def test_a_killed_suite_continues_with_the_runs_it_had_not_finished(tmp_path, book, registry, monkeypatch):
     suite = bench.load_suite(str(write_suite(tmp_path)), book)
     out = tmp_path / "out"

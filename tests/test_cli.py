@@ -52,6 +52,7 @@ def test_list_show_and_plugins():
     assert "mlp  (vae-zoo" in zoo("plugins").stdout
 
 
+@pytest.mark.slow  # training and evaluation in zoo subprocesses
 def test_train_eval_sample_a_cvae(tmp_path):
     run = tmp_path / "run"
     zoo(
@@ -115,6 +116,7 @@ def test_a_bad_option_in_a_recipe_file_is_named_with_its_file(tmp_path):
     )
 
 
+@pytest.mark.slow  # training and evaluation in zoo subprocesses
 def test_a_vq_vae_reports_its_log_likelihood_as_not_defined(tmp_path):
     run = tmp_path / "vq"
     zoo(
@@ -199,6 +201,7 @@ def register_commands(register):
 '''
 
 
+@pytest.mark.slow  # pip-installs a plugin package, then trains with it
 def test_third_party_plugin_installs_lists_and_trains(tmp_path):
     source = tmp_path / "src"
     (source / "zoo_linear_plugin").mkdir(parents=True)

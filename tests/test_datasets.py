@@ -196,6 +196,7 @@ def test_quadrant_task_works_on_28x28_images(registry, idx_dir, tmp_path):
     assert x.shape == (4, 14 * 14) and c.shape == (4, 3 * 14 * 14)
 
 
+@pytest.mark.slow  # trains on real Fashion-MNIST
 @pytest.mark.skipif(
     not FASHION_DIR.is_dir() and os.environ.get("CI") != "true",
     reason="real Fashion-MNIST is not installed: apt-get install dataset-fashion-mnist (Debian)",

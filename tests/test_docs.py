@@ -46,6 +46,7 @@ def test_every_kind_has_a_worked_example():
     assert sorted(kind for kind, _, _ in EXAMPLES) == sorted(KINDS)
 
 
+@pytest.mark.slow  # the full conformance of each worked example
 @pytest.mark.parametrize(("kind", "name", "code"), EXAMPLES, ids=[f"{k}:{n}" for k, n, _ in EXAMPLES])
 def test_worked_example_passes_the_conformance_suite(kind, name, code):
     module = types.ModuleType(f"docs_example_{name}")

@@ -93,6 +93,7 @@ def per_step_losses(book, registry, variant, loop, steps, overrides=()):
     return np.concatenate([first["loss"], rest["loss"]]), batches
 
 
+@pytest.mark.slow  # each variant trained twice, vae_conv among them
 @pytest.mark.parametrize("variant", sorted(LOOP_VARIANTS))
 def test_scanned_and_per_step_loops_give_the_same_losses(book, registry, variant):
     # 23 steps: two scanned blocks of 10 and single steps for the remainders (17 and 3 steps a chunk).

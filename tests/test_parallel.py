@@ -82,6 +82,7 @@ def one_and_four(tmp_path_factory):
     return json.loads(result.stdout.splitlines()[-1])
 
 
+@pytest.mark.slow  # trainings on 1 and 4 devices, in subprocesses
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_four_devices_follow_one(variant, one_and_four):
     assert one_and_four["device_count"] == 4
@@ -107,6 +108,7 @@ def test_four_devices_follow_one(variant, one_and_four):
     np.testing.assert_allclose(four["eval_padded"][likelihood], one["eval_padded"][likelihood], atol=0.2)
 
 
+@pytest.mark.slow  # a 4-device training subprocess
 def test_the_readme_multi_device_command_finishes(tmp_path):
     """The README's example, exactly (3000 steps at the recipe's intervals), in an empty directory."""
     result = subprocess.run(
@@ -136,6 +138,7 @@ RESUME_ELSEWHERE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # two training subprocesses
 def test_a_run_trained_on_four_devices_resumes_on_two(tmp_path):
     """Checkpoints hold whole arrays: a run stopped at step 300 on four devices continues on two,
     and ends where the uninterrupted four-device run ends."""
@@ -155,6 +158,7 @@ def test_a_run_trained_on_four_devices_resumes_on_two(tmp_path):
     np.testing.assert_allclose(moved["validation_elbo"], whole["validation_elbo"], rtol=2e-4)
 
 
+@pytest.mark.slow  # subprocesses with 4 devices
 def test_mesh_errors_name_the_setting(tmp_path):
     cli = [sys.executable, "-m", "zoo.cli.main", "train", "vae_mlp", "--quiet", "--set", "train.steps=2"]
     env = {**os.environ, **FOUR_DEVICES}
@@ -233,6 +237,7 @@ def train_on_two_hosts(run: Path, *settings: str) -> list[str]:
     return [stderr for host, (_, stderr) in zip(hosts, outputs) if host.returncode != 0]
 
 
+@pytest.mark.slow  # two processes joined by jax.distributed
 @pytest.mark.parametrize("input_path", ["memory", "stream"])
 def test_two_hosts_follow_one_device(one_and_four, tmp_path, input_path):
     """Two processes of two CPU devices each, joined by jax.distributed over loopback

@@ -231,6 +231,7 @@ def test_resume_keeps_the_early_stopping_counter(book, registry, tmp_path, monke
     assert again["step"] == 16
 
 
+@pytest.mark.slow  # longer training and evaluation
 def test_epoch_budget_and_eval_of_the_best_checkpoint(tmp_path):
     workdir = tmp_path / "run"
     run_zoo(
@@ -328,6 +329,7 @@ def test_clipping_with_normalized_gradients_is_refused(book, registry):
         book.resolve("vae_mlp", registry, ["train.clip_grad_norm=1.0", "train.normalize_grad=true"])
 
 
+@pytest.mark.slow  # longer training
 def test_an_objective_that_is_no_elbo_keeps_its_best_checkpoint_by_its_own_loss(book, registry, tmp_path):
     """WAE-MMD's deterministic encoder has no ELBO worth choosing by: the best checkpoint is the
     one with the lowest validation loss of the objective itself, which validation records."""
