@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pytest
+
 from tests.web_page import train_run
 from zoo.evaluation import classifier
 from zoo.cli.main import main
@@ -35,3 +38,19 @@ def test_export_web_and_serve_report_a_barely_trained_models_accuracy(registry, 
     say_class_accuracy(Run.load(run_dir, registry), run_dir)
     served = [line for line in capsys.readouterr().err.splitlines() if line.startswith(("class accuracy", "warning"))]
     assert len(served) == 2 and served[1].startswith("warning: below 0.8")
+
+
+def test_within_class_spread_is_the_per_pixel_deviation_averaged_over_pixels_and_classes():
+    # Class 0: two images, 0 and 1 everywhere (population std 0.5 at every pixel); class 1: one
+    # image repeated (std 0). The mean over the two classes is 0.25.
+    images = np.stack([np.zeros((2, 2, 1)), np.ones((2, 2, 1)), np.full((2, 2, 1), 0.3), np.full((2, 2, 1), 0.3)])
+    labels = np.array([0, 0, 1, 1])
+    assert classifier.within_class_spread(images, labels) == pytest.approx(0.25)
+
+
+def test_sample_diversity_is_one_for_real_images_and_zero_for_class_averages(registry):
+    dataset = registry.build("dataset", {"name": "digits"})
+    images, labels = dataset.train.images, dataset.train.labels
+    assert classifier.sample_diversity(images, labels, dataset, per_class=len(images)) == pytest.approx(1.0)
+    averages = np.stack([images[labels == label].mean(axis=0) for label in labels])  # every sample its class's mean
+    assert classifier.sample_diversity(averages, labels, dataset) == pytest.approx(0.0, abs=1e-6)

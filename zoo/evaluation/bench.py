@@ -432,11 +432,13 @@ def evaluate_run(
         "versions": runs.versions(),
     }
     if getattr(experiment.condition, "class_conditional", False) and settings.accuracy_samples:
-        record["class_accuracy"] = classifier.sample_accuracy(
-            experiment,
-            nnx.merge(trained.graphdef, trained.params),
-            out / "classifiers" / f"{experiment.dataset.name}.npz",
-            settings.accuracy_samples,
-            run.seed,
+        record.update(
+            classifier.sample_checks(
+                experiment,
+                nnx.merge(trained.graphdef, trained.params),
+                out / "classifiers" / f"{experiment.dataset.name}.npz",
+                settings.accuracy_samples,
+                run.seed,
+            )
         )
     return record

@@ -94,13 +94,48 @@ def cached(dataset: Dataset, path: Path, **options: Any) -> dict[str, np.ndarray
 PAGE_ACCURACY_FLOOR = 0.8
 
 
+def class_samples(experiment, model, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`per_class` samples of each class from a class-conditional model (the decoder's means,
+    as the page draws them), with the class asked for."""
+    c, _ = experiment.condition.grid(experiment.dataset, per_class)  # per_class rows of each class's condition
+    images = experiment.condition.assemble(model.sample(jax.random.key(seed + 7), c), c)
+    return np.asarray(images), np.argmax(np.asarray(c), axis=-1)
+
+
 def sample_accuracy(experiment, model, path: Path, per_class: int, seed: int, progress: bool = False) -> float:
     """How often the harness classifier (trained once, kept in `path`) recognises the requested
     class in a class-conditional model's samples, `per_class` samples of each class."""
     weights = cached(experiment.dataset, path, progress=progress)
-    c, _ = experiment.condition.grid(experiment.dataset, per_class)  # per_class rows of each class's condition
-    images = experiment.condition.assemble(model.sample(jax.random.key(seed + 7), c), c)
-    return accuracy(weights, np.asarray(images), np.argmax(np.asarray(c), axis=-1))
+    images, labels = class_samples(experiment, model, per_class, seed)
+    return accuracy(weights, images, labels)
+
+
+def within_class_spread(images: np.ndarray, labels: np.ndarray) -> float:
+    """The per-pixel standard deviation within each class, averaged over pixels and then over
+    the classes present: near 0 when every image of a class is the same image."""
+    flat = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
+    return float(np.mean([flat[labels == label].std(axis=0).mean() for label in np.unique(labels)]))
+
+
+def sample_diversity(images: np.ndarray, labels: np.ndarray, dataset: Dataset, per_class: int = 1000) -> float:
+    """The within-class spread of a model's samples over that of the real training images (at
+    most `per_class` of each class): about 1 when a class's samples vary as its images do, near
+    0 when they have collapsed to one image. Class accuracy alone cannot see the second case
+    (a class's average image is recognised every time)."""
+    real_images = np.asarray(dataset.train.images, dtype=np.float32)
+    real_labels = np.asarray(dataset.train.labels)
+    keep = np.concatenate([np.flatnonzero(real_labels == label)[:per_class] for label in np.unique(labels)])
+    return within_class_spread(images, labels) / within_class_spread(real_images[keep], real_labels[keep])
+
+
+def sample_checks(experiment, model, path: Path, per_class: int, seed: int) -> dict[str, float]:
+    """Class accuracy and diversity of the same `per_class` samples of each class."""
+    weights = cached(experiment.dataset, path)
+    images, labels = class_samples(experiment, model, per_class, seed)
+    return {
+        "class_accuracy": accuracy(weights, images, labels),
+        "sample_diversity": sample_diversity(images, labels, experiment.dataset),
+    }
 
 
 def accuracy_notice(class_accuracy: float, samples: int) -> list[str]:

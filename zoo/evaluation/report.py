@@ -23,6 +23,7 @@ COLUMNS = (
     ("KL", "kl", 1, None),
     ("active units", "active_units", 1, None),
     ("class accuracy", "class_accuracy", 1, "max"),
+    ("sample diversity", "sample_diversity", 1, None),
     ("codebook perplexity", "codebook_perplexity", 1, None),
     ("MIG", "mig", 1, "max"),
     ("DCI", "dci_disentanglement", 1, "max"),
