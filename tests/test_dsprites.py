@@ -13,6 +13,8 @@ from zoo.core.data import build_dataset
 from zoo.errors import DataError, RecipeError
 from zoo.training.experiment import train_and_evaluate
 from zoo.evaluation.trained_run import Run
+from zoo.evaluation.disentanglement import METRICS
+from zoo.cli.main import main
 
 SMALL = {"scales": 2, "orientations": 4, "positions": 3}  # 3 x 2 x 4 x 3 x 3 = 216 combinations
 TINY = [
@@ -115,11 +117,27 @@ def dsprites_run(book, registry, tmp_path_factory):
 
 def test_run_evaluate_reports_mig_and_dci_on_posterior_means(dsprites_run, registry):
     run = Run.load(dsprites_run, registry)
-    result = run.evaluate(num_samples=0, limit=500, disentanglement=True, disentanglement_examples=300, record=False)
-    assert result["disentanglement_examples"] == 300
-    for metric in ("mig", "dci_disentanglement", "dci_completeness", "dci_informativeness"):
+    result = run.evaluate(
+        num_samples=0,
+        limit=500,
+        disentanglement=True,
+        disentanglement_examples=300,
+        dci_model="forest",  # quick; the boosted trees (the default) are tested in test_disentanglement
+        record=False,
+    )
+    assert result["disentanglement_examples"] == 300 and result["dci_model"] == "forest"
+    for metric in METRICS:
         assert 0.0 <= result[metric] <= 1.0, (metric, result[metric])
     assert "mig" not in run.evaluate(num_samples=0, limit=50, record=False)  # only when asked
+
+
+def test_a_split_too_small_for_the_metrics_groups_is_refused_before_any_work(dsprites_run, capsys):
+    assert main(["eval", str(dsprites_run), "--disentanglement", "--limit", "40", "--num-samples", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        "zoo: error: disentanglement: the metrics need at least 64 examples (the beta-VAE and FactorVAE "
+        "scores draw groups of 64); the test split gives 40 (limit 40, disentanglement examples 10000)"
+    )
 
 
 def test_disentanglement_on_a_dataset_without_factors_names_the_key(book, registry, tmp_path):

@@ -192,8 +192,11 @@ class SuiteEvaluation:
     proposals: Sequence[Literal["posterior", "prior"]] = dataclasses.field(
         default=("posterior",), metadata={"expected": "a list of posterior and/or prior"}
     )
-    # MIG and DCI against the dataset's ground-truth factors (a dataset with factors, e.g. dsprites).
+    # The disentanglement metrics against the dataset's ground-truth factors (a dataset with
+    # factors, e.g. dsprites): MIG, DCI, the beta-VAE and FactorVAE scores, SAP, modularity.
     disentanglement: bool = False
+    # DCI's classifiers: gradient-boosted trees, as disentanglement_lib, or random forests.
+    dci_model: Literal["gbt", "forest"] = dataclasses.field(default="gbt", metadata={"expected": "gbt or forest"})
 
 
 @dataclasses.dataclass(frozen=True)

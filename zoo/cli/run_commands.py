@@ -97,7 +97,14 @@ def add_eval_parser(commands: Subcommands) -> None:
     evaluate.add_argument(
         "--disentanglement",
         action="store_true",
-        help="also MIG and DCI against the dataset's ground-truth factors (e.g. dsprites)",
+        help="also the disentanglement metrics (MIG, DCI, beta-VAE and FactorVAE scores, SAP, modularity) "
+        "against the dataset's ground-truth factors (e.g. dsprites)",
+    )
+    evaluate.add_argument(
+        "--dci-model",
+        choices=("gbt", "forest"),
+        default="gbt",
+        help="DCI's classifiers: gradient-boosted trees as disentanglement_lib (default), or random forests",
     )
     evaluate.add_argument(
         "--disentanglement-examples",
@@ -137,6 +144,7 @@ def cmd_eval(args, registry) -> None:
         progress=is_main_process(),
         disentanglement=args.disentanglement,
         disentanglement_examples=args.disentanglement_examples,
+        dci_model=args.dci_model,
     )
     if is_main_process():
         print(json.dumps(result, indent=2))

@@ -412,6 +412,7 @@ def evaluate_run(
         proposals=tuple(settings.proposals),
         devices=recipe["train"]["devices"],
         disentanglement=settings.disentanglement,
+        dci_model=settings.dci_model,
     )
     experiment = trained.experiment
     for key in ("run", "variant", "step"):

@@ -66,11 +66,12 @@ def evaluate(
     progress: bool = False,
     objective: Any = None,
     disentanglement: Optional[int] = None,
+    dci_model: str = "gbt",
 ) -> dict[str, Any]:
     """Every metric on one split; `num_samples` = 0 skips the importance-sampled estimate.
 
     With `disentanglement` = N, the posterior means of the split's first N examples are scored
-    against its ground-truth factors (zoo.evaluation.disentanglement: `mig`, `dci_disentanglement`,
+    against its ground-truth factors (zoo.evaluation.disentanglement.METRICS: `mig`, `dci_disentanglement`,
     `dci_completeness`, `dci_informativeness`); the split must have factors.
 
     A metric that does not apply, as the model's components or the `objective` it was
@@ -99,7 +100,7 @@ def evaluate(
     if "code_counts" in bounds:
         metrics["codebook_perplexity"] = perplexity(np.sum(bounds["code_counts"], axis=0))
     if disentanglement is not None:
-        metrics.update(disentanglement_of(bounds["posterior_mean"], split, disentanglement))
+        metrics.update(disentanglement_of(bounds["posterior_mean"], split, disentanglement, dci_model))
     model = nnx.merge(graphdef, params)
     undefined = {**undefined_metrics(objective), **model.undefined_metrics}
     for proposal in proposals if num_samples > 0 else ():
@@ -125,14 +126,16 @@ def evaluate(
     return mark_undefined(metrics, undefined, conditional)
 
 
-def disentanglement_of(posterior_means: np.ndarray, split: Split, examples: int) -> dict[str, Any]:
-    """MIG and DCI of the first `examples` posterior means against the split's factors."""
+def disentanglement_of(
+    posterior_means: np.ndarray, split: Split, examples: int, dci_model: str = "gbt"
+) -> dict[str, Any]:
+    """The disentanglement metrics of the first `examples` posterior means against the split's factors."""
     from zoo.evaluation.disentanglement import disentanglement_scores
 
     if split.factors is None:
         raise DataError("disentanglement metrics need a split with ground-truth factors; this one has none")
     codes = posterior_means.reshape((len(posterior_means), -1))[:examples]
-    return disentanglement_scores(codes, split.factors[:examples])
+    return disentanglement_scores(codes, split.factors[:examples], dci_model=dci_model)
 
 
 def mark_undefined(metrics: dict[str, Any], undefined: dict[str, str], conditional: bool) -> dict[str, Any]:
@@ -188,6 +191,8 @@ class EvaluationSettings:
     dataset without factors is refused)."""
     disentanglement_examples: int = 10000
     """At most this many examples (the split's first) for the disentanglement metrics."""
+    dci_model: str = "gbt"
+    """DCI's classifiers: "gbt" (gradient-boosted trees, as disentanglement_lib) or "forest"."""
 
 
 def evaluate_run(
@@ -208,6 +213,8 @@ def evaluate_run(
     split = evaluation_split(experiment.dataset, settings.split, seed=settings.seed)
     if settings.limit:
         split = split.take(slice(settings.limit))
+    if settings.disentanglement:
+        require_examples(min(len(split.images), settings.disentanglement_examples), settings)
     mesh = parallel.mesh_for(devices, "--devices")  # a short batch is padded to the mesh (over_batches)
     return evaluate(
         graphdef,
@@ -223,4 +230,17 @@ def evaluate_run(
         progress=progress,
         objective=experiment.objective,
         disentanglement=settings.disentanglement_examples if settings.disentanglement else None,
+        dci_model=settings.dci_model,
     )
+
+
+def require_examples(available: int, settings: EvaluationSettings) -> None:
+    """Refuse, before any work, a split too small for the disentanglement metrics' groups."""
+    from zoo.evaluation.disentanglement import GROUP_SIZE
+
+    if available < GROUP_SIZE:
+        raise DataError(
+            f"disentanglement: the metrics need at least {GROUP_SIZE} examples (the beta-VAE and FactorVAE "
+            f"scores draw groups of {GROUP_SIZE}); the {settings.split} split gives {available} "
+            f"(limit {settings.limit}, disentanglement examples {settings.disentanglement_examples})"
+        )

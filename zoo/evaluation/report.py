@@ -27,6 +27,10 @@ COLUMNS = (
     ("codebook perplexity", "codebook_perplexity", 1, None),
     ("MIG", "mig", 1, "max"),
     ("DCI", "dci_disentanglement", 1, "max"),
+    ("beta-VAE score", "beta_vae_score", 1, "max"),
+    ("FactorVAE score", "factor_vae_score", 1, "max"),
+    ("SAP", "sap", 1, "max"),
+    ("modularity", "modularity", 1, "max"),
     ("s / epoch", "seconds_per_epoch", 1, "min"),
 )
 

@@ -246,9 +246,12 @@ class Run:
         progress: bool = False,
         disentanglement: bool = False,
         disentanglement_examples: int = 10000,
+        dci_model: str = "gbt",
     ) -> dict[str, Any]:
         """Every metric on one split, the dict `zoo eval` prints; with `record`, also added to
-        the run's eval.json (keyed by split and K). With `disentanglement`, also MIG and DCI of
+        the run's eval.json (keyed by split and K). With `disentanglement`, also the
+        disentanglement metrics (MIG, DCI with `dci_model`'s classifiers, the beta-VAE and FactorVAE
+        scores, SAP, modularity) of
         the posterior means of at most `disentanglement_examples` examples against the
         dataset's ground-truth factors (a dataset without them is refused)."""
         from zoo.evaluation.evaluate import evaluate_run
@@ -262,6 +265,7 @@ class Run:
             proposals=tuple(proposals),
             disentanglement=disentanglement,
             disentanglement_examples=disentanglement_examples,
+            dci_model=dci_model,
         )
         metrics = evaluate_run(
             self.experiment, self.graphdef, self.params, settings, devices=devices, progress=progress
