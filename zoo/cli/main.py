@@ -13,7 +13,7 @@ from typing import Callable, Optional, Sequence
 
 from zoo.cli import page_commands, registry_commands, run_commands, suite_commands
 from zoo.cli.parser import Parser, Subcommands, VersionAction, command_word, subcommands
-from zoo.errors import ZooError
+from zoo.errors import ZooError, overrides_named
 from zoo.training.signals import TrainingInterrupted
 
 
@@ -105,7 +105,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the `zoo` command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return run_command(argv)
+        with overrides_named("--set"):  # a plugin's command handing --set to zoo.build names --set too
+            return run_command(argv)
     except TrainingInterrupted as exc:
         print(f"zoo: {exc}\nzoo: continue with: {resume_command(argv, command_word(argv) or '')}", file=sys.stderr)
         return exc.exit_status
