@@ -56,6 +56,11 @@ class PluginLoadError(ZooError):
     """A plugin's entry point could not be imported or its hook failed."""
 
 
+class PluginFaultError(ZooError):
+    """A plugin's own code failed (an exception inside its factory that is not a refusal of what it
+    was given): the fault of the plugin, named with its package, not of the user's recipe."""
+
+
 class RecipeError(ZooError):
     """A recipe file or override is malformed; the message names file, recipe and key."""
 
