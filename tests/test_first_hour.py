@@ -4,17 +4,23 @@ loaded, the overrides named as the user gave them, no orbax notes from the Pytho
 --resume says, and estimates of the time left that do not count compilation."""
 
 import json
+import re
+import shlex
+from pathlib import Path
 
 import pytest
 
 import zoo
 from zoo.cli.main import build_parser, main
 from zoo.evaluation import bench
+from zoo.evaluation.report import table
+from zoo.evaluation.results import read_results
 from zoo.evaluation.trained_run import Run
 from zoo.progress import Progress
 from zoo.training import runs
 from zoo.version import describe
 
+REPO = Path(__file__).resolve().parent.parent
 TINY = {"train.steps": 20, "train.log_every": 10, "encoder.hidden": [16], "decoder.hidden": [16]}
 
 
@@ -201,3 +207,29 @@ def test_bench_estimate_counts_runs_finished_by_other_processes_and_earlier(tmp_
     torn.mkdir(parents=True)
     (torn / "result.json").write_text('{"wall_sec')  # a kill while it was written: no number, no crash
     assert bench.time_left(tmp_path, planned, 3) == ", about 1 min 20 s left for 2 runs"
+
+
+README = (REPO / "README.md").read_text()
+QUICK = REPO / "benchmarks" / "results" / "quick"
+
+
+def test_the_readme_begins_with_a_quickstart_of_at_most_15_lines():
+    sections = re.split(r"^## ", README, flags=re.M)
+    assert sections[1].startswith("Quickstart\n"), "the README's first section is not the quickstart"
+    body = sections[1].split("\n", 1)[1].strip("\n").splitlines()
+    assert len(body) <= 15, f"the quickstart has {len(body)} lines"
+    commands = [line.split("  #")[0].strip() for line in body if line.startswith((".venv/bin/zoo", "make "))]
+    parser = build_parser()
+    for command in commands:  # each zoo command of the quickstart parses as written
+        if command.startswith(".venv/bin/zoo "):
+            parser.parse_args(shlex.split(command)[1:])
+    assert "make run" in commands
+
+
+def test_the_readmes_quick_table_is_the_committed_reports():
+    """What `zoo compare` prints for benchmarks/results/quick (what `make run` prints for its own runs),
+    and the tables of that report.md, in the README between its markers."""
+    begin, end = "<!-- quick table: begin -->\n", "\n<!-- quick table: end -->"
+    in_readme = README[README.index(begin) + len(begin) : README.index(end)]
+    assert in_readme == table(read_results([QUICK / "results.jsonl"]))
+    assert in_readme in (QUICK / "report.md").read_text()
