@@ -146,3 +146,13 @@ def test_the_plugin_package_pip_installs_and_trains(tmp_path):
     train[train.index("--workdir") + 1] = str(tmp_path / "run")
     trained = zoo_on(site, *train, "--set", "train.steps=20", "--set", "train.log_every=10", "--quiet")
     assert trained.returncode == 0, trained.stderr
+
+
+def test_the_page_says_which_data_each_likelihood_suits(registry):
+    """Every registered likelihood is in the table of the data it suits, and the page says TFP's are allowed."""
+    section = DOC[DOC.index("## Which data a likelihood suits") :]
+    section = section[: section.index("\n## ")]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    named = {name for row in rows for name in re.findall(r"`(\w+)`", row.split("|")[1])}
+    assert set(registry.names("likelihood")) <= named, set(registry.names("likelihood")) - named
+    assert "distrax.as_distribution" in DOC and "tensorflow_probability.substrates.jax" in DOC
