@@ -36,6 +36,22 @@ def test_idx_round_trip_through_tfds(registry, idx_dir, tmp_path):
     assert sorted(map(bytes, together)) == sorted(map(bytes, (images[:300, ..., None] / np.float32(255))))
 
 
+def test_preparing_says_what_happens_in_the_zoos_words(registry, idx_dir, tmp_path, capsys):
+    load(registry, idx_dir, tmp_path, pixels="grayscale", validation_size=50)
+    out, err = capsys.readouterr()
+    # TFDS's own line ('Downloading and preparing dataset Unknown size ...') is on stdout, where a
+    # command's JSON goes, and says 'downloading' of files that are local.
+    assert "Downloading" not in out and "Unknown size" not in out and out == "", out
+    said = [line for line in err.splitlines() if line.startswith("zoo: mnist: ")]
+    assert said[0] == (
+        f"zoo: mnist: preparing a copy once, from the files in {idx_dir}, under {tmp_path}/"
+        + said[0].split(f"under {tmp_path}/")[1]
+    ), said
+    assert said[0].endswith("; later runs read that copy") and said[-1] == "zoo: mnist: prepared"
+    load(registry, idx_dir, tmp_path, pixels="grayscale", validation_size=50)  # the prepared copy: nothing said
+    assert capsys.readouterr() == ("", "")
+
+
 def test_pixel_modes(registry, idx_dir, tmp_path):
     dynamic = load(registry, idx_dir, tmp_path, validation_size=50)  # dynamic_binarize is the default
     assert dynamic.dynamic_binarization

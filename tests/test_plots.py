@@ -171,6 +171,23 @@ def test_zoo_plot_writes_every_figure(trained, tmp_path, capsys, name, samples_g
     assert grid_shape(out / "reconstructions.png") == (6, 8)  # three rows of inputs, each above its reconstructions
 
 
+def test_zoo_plot_counts_the_figures_it_writes(trained, registry, tmp_path, monkeypatch):
+    """The progress counts figures, not drawing functions (it said 5/5 and wrote 6)."""
+    import zoo.progress
+
+    counted = []
+
+    class Counted(zoo.progress.Progress):
+        def close(self, finished=True):
+            counted.append((self.done, self.total))
+            super().close(finished)
+
+    monkeypatch.setattr(zoo.progress, "Progress", Counted)
+    written = plots.plot_run(trained["vae"], tmp_path / "figures", registry, progress=True)
+    assert len(written) == len(plots.FIGURES) == len(list((tmp_path / "figures").glob("*.png")))
+    assert counted == [(len(written), len(written))]
+
+
 def test_zoo_plot_errors_get_one_line(trained, tmp_path, capsys):
     assert_one_line_error(zoo(capsys, "plot", tmp_path), "holds no run (no recipe.yaml)")
     untrained = tmp_path / "untrained"

@@ -70,8 +70,8 @@ def test_a_plugins_command_parses_like_a_built_in_one(install, capsys):
     with pytest.raises(SystemExit) as exited:
         main(["count"])
     error = capsys.readouterr().err
-    assert exited.value.code == 2 and error.startswith(
-        "zoo: error: zoo count: the following arguments are required: kind"
+    assert exited.value.code == 2 and error == (
+        "zoo: error: count: the following arguments are required: kind (see zoo count --help)\n"
     )
     with pytest.raises(SystemExit) as exited:
         main(["cuont"])

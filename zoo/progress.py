@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 LOG_EVERY_SECONDS = 5.0
 
@@ -45,7 +45,11 @@ class Progress:
     """Progress through `total` units of work (steps, examples, runs), as a context manager.
 
     `enabled=False` is silent. `update(n)` after each piece of work; `note(**values)`
-    shows values beside it (a loss). The clock starts at construction.
+    shows values beside it (a loss). The clock starts at construction; `clock` is for tests.
+
+    The time left is measured from the first update on: the first piece of work usually
+    includes compiling (seconds for a training step that then takes milliseconds), so a rate
+    that counted it would promise minutes for what ends in seconds.
     """
 
     def __init__(
@@ -58,10 +62,12 @@ class Progress:
         enabled: bool = True,
         every: float = LOG_EVERY_SECONDS,
         terminal: Optional[bool] = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.total, self.description, self.unit, self.done = int(total), description, unit, int(initial)
-        self.enabled, self.every = enabled, every
-        self._initial, self._began, self._last_line = int(initial), time.monotonic(), time.monotonic()
+        self.enabled, self.every, self._clock = enabled, every, clock
+        self._began = self._last_line = clock()
+        self._rate_from: Optional[tuple[float, int]] = None  # (time, done) at the first update
         self._notes: dict[str, Any] = {}
         self._bar = None
         if enabled and (on_terminal() if terminal is None else terminal):
@@ -79,10 +85,12 @@ class Progress:
 
     def update(self, count: int = 1) -> None:
         self.done += count
+        if self._rate_from is None:
+            self._rate_from = (self._clock(), self.done)
         if self._bar is not None:
             self._bar.update(count)
-        elif self.enabled and time.monotonic() - self._last_line >= self.every and self.done < self.total:
-            self._last_line = time.monotonic()
+        elif self.enabled and self._clock() - self._last_line >= self.every and self.done < self.total:
+            self._last_line = self._clock()
             self._write(self.line())
 
     def note(self, **values: Any) -> None:
@@ -92,11 +100,15 @@ class Progress:
             self._bar.set_postfix(values, refresh=False)
 
     def remaining_seconds(self) -> Optional[float]:
-        """The time left at the rate since the start, or None before any progress."""
-        done_here = self.done - self._initial
-        if done_here <= 0:
+        """The time left at the rate since the first update (which included any compilation), or
+        None until work after it is done."""
+        if self._rate_from is None:
             return None
-        return (time.monotonic() - self._began) / done_here * (self.total - self.done)
+        since, done_then = self._rate_from
+        done_since = self.done - done_then
+        if done_since <= 0:
+            return None
+        return (self._clock() - since) / done_since * (self.total - self.done)
 
     def line(self) -> str:
         """'eval: 300/10000 examples (3%), 2 min 10 s left, loss=1.2'."""
@@ -110,9 +122,9 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        elif self.enabled and finished and self.total and time.monotonic() - self._began >= self.every:
+        elif self.enabled and finished and self.total and self._clock() - self._began >= self.every:
             self._write(
-                f"{self.description}: {self.done}/{self.total} {self.unit} in {duration(time.monotonic() - self._began)}"
+                f"{self.description}: {self.done}/{self.total} {self.unit} in {duration(self._clock() - self._began)}"
             )
         self.enabled = False
 

@@ -19,6 +19,7 @@ import functools
 import hashlib
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
@@ -90,12 +91,30 @@ def builder_classes() -> dict[str, type]:
     """The zoo's TFDS builders, defined on first use so `zoo list` does not import TFDS."""
     import tensorflow_datasets as tfds
 
-    class IdxImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):  # type: ignore[call-arg]
+    class InZoosWords(tfds.core.GeneratorBasedBuilder, skip_registration=True):  # type: ignore[call-arg]
+        """A builder that says what it does in the zoo's words, on stderr: TFDS prints
+        'Downloading and preparing dataset Unknown size (download: Unknown size, ...)' on stdout,
+        also when it only reads local files, and the JSON a command prints would follow it."""
+
+        zoo_files: Optional[dict] = None  # the local source files, set by prepared_arrays; None: downloaded
+
+        def _log_download_bytes(self):
+            if self.zoo_files:
+                source = f"from the files in {Path(next(iter(self.zoo_files.values()))).parent}"
+            else:
+                source = "downloading its files first"
+            say(
+                f"{self.zoo_dataset}: preparing a copy once, {source}, under {self.data_dir}; later runs read that copy"
+            )
+
+        def _log_download_done(self):
+            say(f"{self.zoo_dataset}: prepared")
+
+    class IdxImages(InZoosWords, skip_registration=True):  # type: ignore[call-arg]
         """28x28 grayscale images and labels from four IDX files (local, or downloaded)."""
 
         VERSION = tfds.core.Version("1.0.0")
         SOURCE: Source
-        zoo_files = None
 
         def _info(self):
             features = tfds.features.FeaturesDict(
@@ -121,11 +140,10 @@ def builder_classes() -> dict[str, type]:
             for index in range(len(images)):
                 yield index, {"image": images[index], "label": int(labels[index])}
 
-    class BinarizedMnist(tfds.core.GeneratorBasedBuilder, skip_registration=True):  # type: ignore[call-arg]
+    class BinarizedMnist(InZoosWords, skip_registration=True):  # type: ignore[call-arg]
         """Larochelle's fixed binarisation of MNIST from its three .amat files."""
 
         VERSION = tfds.core.Version("1.0.0")
-        zoo_files = None
 
         def _info(self):
             features = tfds.features.FeaturesDict({"image": tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8)})
@@ -218,7 +236,7 @@ def prepared_arrays(
 
     def builder():  # made afresh after a wait: TFDS reads the splits' info when a builder is made
         made = builder_classes()[name](data_dir=str(cache_dir), file_format="array_record")
-        made.zoo_files = files
+        made.zoo_files, made.zoo_dataset = files, name
         return made
 
     if _complete(builder()):  # TFDS renames a finished preparation into place: reading needs no lock
@@ -258,9 +276,8 @@ def _read_or_prepare(
 def _prepare(builder, name: str) -> None:
     import tensorflow_datasets as tfds
 
-    from zoo.progress import on_terminal, stage
+    from zoo.progress import on_terminal
 
-    stage(f"preparing {name} once with TFDS (kept under {builder.data_dir})")
     if not on_terminal():  # TFDS's own bars redraw with carriage returns: noise in a log
         tfds.disable_progress_bar()
     try:
@@ -269,6 +286,11 @@ def _prepare(builder, name: str) -> None:
         raise
     except Exception as exc:  # TFDS's own failures (download refused, disk full, ...)
         raise zoo.DataError(f"{name}: preparing the TFDS dataset failed: {type(exc).__name__}: {exc}") from exc
+
+
+def say(line: str) -> None:
+    """One line for the user on stderr, as the zoo's own."""
+    print(f"zoo: {line}", file=sys.stderr, flush=True)
 
 
 def _complete(builder) -> bool:

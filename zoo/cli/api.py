@@ -18,13 +18,17 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Union
 
-from zoo.errors import RecipeError, RunDirectoryError
+from zoo.errors import RecipeError, RunDirectoryError, overrides_named
 
 if TYPE_CHECKING:  # loaded on first use: `import zoo` stays light
     from zoo.evaluation.trained_run import Run
 
 PathLike = Union[str, Path]
 Overrides = Union[Mapping[str, Any], Sequence[str], None]
+
+
+# How errors name the overrides given to zoo.train and zoo.build (the CLI's are `--set`).
+PYTHON_OVERRIDES = "overrides="
 
 
 def _registry(registry=None):
@@ -63,7 +67,8 @@ def build(
     from zoo.core.assembly import assemble
 
     registry = _registry(registry)
-    recipe = recipe_book(recipes).resolve(variant, registry, assignments(overrides))
+    with overrides_named(PYTHON_OVERRIDES):
+        recipe = recipe_book(recipes).resolve(variant, registry, assignments(overrides))
     return assemble(recipe, registry, data_dir).model
 
 
@@ -171,17 +176,18 @@ def train(
     from zoo.evaluation.trained_run import Run
 
     registry = _registry(registry)
-    summary = train_in(
-        variant,
-        workdir,
-        overrides=overrides,
-        resume=resume,
-        recipes=recipes,
-        registry=registry,
-        data_dir=data_dir,
-        progress=progress,
-        max_seconds=max_seconds,
-    )
+    with overrides_named(PYTHON_OVERRIDES):
+        summary = train_in(
+            variant,
+            workdir,
+            overrides=overrides,
+            resume=resume,
+            recipes=recipes,
+            registry=registry,
+            data_dir=data_dir,
+            progress=progress,
+            max_seconds=max_seconds,
+        )
     run = Run.load(summary["workdir"], registry, data_dir)
     run.summary = summary
     return run

@@ -8,12 +8,14 @@ the user can act on print one line on stderr and exit with status 2."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from typing import Callable, Optional, Sequence
 
 from zoo.cli import page_commands, registry_commands, run_commands, suite_commands
 from zoo.cli.parser import Parser, Subcommands, VersionAction, command_word, subcommands
-from zoo.errors import ZooError
+from zoo.errors import ZooError, overrides_named
 from zoo.training.signals import TrainingInterrupted
 
 
@@ -62,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action=VersionAction, help="print the version (and the git commit of a checkout)")
     parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="print the traceback of an error above its one line (anywhere on the line; or ZOO_DEBUG=1)",
+    )
+    parser.add_argument(
         "--recipes",
         action="append",
         default=[],
@@ -101,15 +108,26 @@ def resume_command(argv: Sequence[str], command: str) -> str:
     return shlex.join(words)
 
 
+def wants_traceback(argv: list[str]) -> tuple[bool, list[str]]:
+    """Whether an error's traceback is wanted (--debug anywhere on the line, where a user adds it
+    to the command that failed, or ZOO_DEBUG=1), and the command line without --debug."""
+    debug = os.environ.get("ZOO_DEBUG", "").lower() in ("1", "true", "yes") or "--debug" in argv
+    return debug, [word for word in argv if word != "--debug"]
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the `zoo` command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug, command_line = wants_traceback(argv)
     try:
-        return run_command(argv)
+        with overrides_named("--set"):  # a plugin's command handing --set to zoo.build names --set too
+            return run_command(command_line)
     except TrainingInterrupted as exc:
         print(f"zoo: {exc}\nzoo: continue with: {resume_command(argv, command_word(argv) or '')}", file=sys.stderr)
         return exc.exit_status
     except ZooError as exc:
+        if debug:  # above the one line, which stays last: what a user reads first
+            traceback.print_exception(exc)
         print(f"zoo: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from zoo.cli.common import output_dir
 from zoo.cli.parser import SEED, Subcommands, integer, number
+from zoo.errors import ZooError
 
 
 def add_serve_parser(commands: Subcommands) -> None:
@@ -84,7 +85,8 @@ def add_export_web_parser(commands: Subcommands) -> None:
         "export-web", help="a static page that runs the model in the browser (int8 weights)"
     )
     export_web.add_argument("run", help="run directory")
-    export_web.add_argument("dir", help="output directory for the page")
+    export_web.add_argument("dir", nargs="?", help="output directory for the page (or --out DIR)")
+    export_web.add_argument("--out", help="output directory for the page (the same as DIR)")
     export_web.add_argument(
         "--per-class", type=integer(1, 10000), default=100, help="samples per class to measure quantisation's cost"
     )
@@ -92,12 +94,21 @@ def add_export_web_parser(commands: Subcommands) -> None:
     export_web.add_argument("--data-dir")
 
 
+def page_directory(args) -> Path:
+    """The page's directory, given as DIR or as --out DIR like every other command's output."""
+    if args.dir and args.out and Path(args.dir) != Path(args.out):
+        raise ZooError(f"export-web: DIR {args.dir} and --out {args.out} name two directories; give one")
+    if not (args.dir or args.out):
+        raise ZooError("export-web: give the page's directory, as DIR or --out DIR (see zoo export-web --help)")
+    return output_dir(Path(args.out or args.dir), "--out" if args.out else "DIR")
+
+
 def cmd_export_web(args, registry) -> None:
     from zoo.web.export_web import export_web
 
     report = export_web(
         Path(args.run),
-        output_dir(Path(args.dir), "DIR"),
+        page_directory(args),
         registry,
         per_class=args.per_class,
         seed=args.seed,

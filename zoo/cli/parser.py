@@ -26,14 +26,27 @@ class VersionAction(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         from zoo.version import describe
 
-        parser.exit(0, describe() + "\n")
+        print(describe())  # on stdout, where a user's `zoo --version > file` or `$(zoo --version)` looks
+        parser.exit(0)
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, with its errors as the zoo's one line (and exit status 2)."""
+    """argparse, with its errors as the zoo's one line (and exit status 2) naming the help of the
+    command that refused them."""
 
     def error(self, message: str):
-        self.exit(2, f"zoo: error: {self.prog}: {message} (see {self.prog} --help)\n")
+        command = self.prog.removeprefix("zoo").strip()  # '' for the top level: no doubled 'zoo: error: zoo:'
+        self.exit(2, f"zoo: error: {command + ': ' if command else ''}{message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        """argparse's, but words no parser took are refused by the subcommand's parser, whose help
+        lists what it takes (argparse itself refuses them at the top level, pointing to `zoo --help`)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = getattr(parsed, "command", None)
+            refusing = subcommands(self).choices.get(command, self) if command else self
+            refusing.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
 
 
 def integer(low: int, high: Optional[int] = None):

@@ -17,7 +17,7 @@ UNCONDITIONAL = "unconditional"
 def add_train_parser(commands: Subcommands) -> None:
     train = commands.add_parser("train", help="train a variant, or continue a run (--resume RUN)")
     train.add_argument("variant", nargs="?", help="the variant to train (not needed with --resume RUN)")
-    train.add_argument("--workdir", help="run directory (default runs/VARIANT)")
+    train.add_argument("--workdir", "--out", dest="workdir", help="run directory (default runs/VARIANT)")
     train.add_argument(
         "--resume",
         nargs="?",
@@ -120,6 +120,7 @@ def add_eval_parser(commands: Subcommands) -> None:
     )
     add_parallel_arguments(evaluate)
     evaluate.add_argument("--data-dir")
+    evaluate.add_argument("--out", help="also write the evaluation's JSON to this file (RUN/eval.json keeps it too)")
 
 
 def cmd_eval(args, registry) -> None:
@@ -128,6 +129,7 @@ def cmd_eval(args, registry) -> None:
     from zoo.progress import stage
     from zoo.evaluation.trained_run import Run
 
+    out = json_file(Path(args.out), "--out") if args.out else None
     start_devices(args)
     stage(f"loading {args.run} ({args.checkpoint} checkpoint)")
     run = Run.load(args.run, registry, args.data_dir, args.checkpoint)
@@ -148,6 +150,17 @@ def cmd_eval(args, registry) -> None:
     )
     if is_main_process():
         print(json.dumps(result, indent=2))
+        if out is not None:
+            out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+def json_file(path: Path, option: str) -> Path:
+    """A file the command may write its JSON to, checked before the long work."""
+    if path.is_dir():
+        raise ZooError(f"{option} {path}: is a directory; give a file name, e.g. {path / 'eval.json'}")
+    output_dir(path.parent, option)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def add_sample_parser(commands: Subcommands) -> None:
@@ -167,6 +180,8 @@ def cmd_sample(args, registry) -> None:
     from zoo.evaluation.trained_run import Run
 
     out = image_file(Path(args.out or Path(args.run) / "samples.png"), "--out")
+    if args.condition is not None:
+        check_condition_text(Path(args.run), args.condition, registry, args.data_dir)
     stage(f"loading {args.run}")
     run = Run.load(args.run, registry, args.data_dir)
     stage("sampling")
@@ -175,6 +190,17 @@ def cmd_sample(args, registry) -> None:
     )
     plot_images(images, rows, out, f"{run.variant} (step {run.step})", row_labels=labels or ())
     print(out)
+
+
+def check_condition_text(run_dir: Path, text: str, registry, data_dir) -> None:
+    """Refuse a --condition the run's condition cannot read before its model is loaded (seconds of
+    restoring and compiling): only the recipe, the dataset and the condition are needed for it."""
+    from zoo.core.data import build_condition, build_dataset
+    from zoo.training import runs
+
+    recipe = runs.resolved_recipe(run_dir, registry)
+    dataset = build_dataset(recipe, registry, data_dir)
+    build_condition(recipe, registry, dataset).parse(text, dataset)
 
 
 def add_plot_parser(commands: Subcommands) -> None:

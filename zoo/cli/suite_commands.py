@@ -59,7 +59,7 @@ def add_compare_parser(commands: Subcommands) -> None:
         help="results.jsonl files of zoo bench (or their --out directories), "
         "or run directories of zoo train (their eval.json)",
     )
-    compare.add_argument("--report", help="directory for report.md and its plots")
+    compare.add_argument("--report", "--out", dest="report", help="directory for report.md and its plots")
     compare.add_argument(
         "--no-samples", action="store_true", help="leave the figures of each variant's model out of the report"
     )

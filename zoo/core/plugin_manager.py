@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import types
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Optional
 
 import pluggy
 
@@ -58,9 +59,12 @@ def load_entry_points(manager: pluggy.PluginManager) -> None:
             ) from exc
         manager.register(module, name=entry_point.name)
         _DISTRIBUTIONS[entry_point.name] = f"{dist} {entry_point.dist.version}" if entry_point.dist else dist
+        if entry_point.dist:
+            _PACKAGES[entry_point.name] = (entry_point.dist.name, entry_point.dist.version)
 
 
 _DISTRIBUTIONS: dict[str, str] = {}
+_PACKAGES: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version), from its entry point
 
 
 def plugin_source(plugin_name: str) -> str:
@@ -68,10 +72,31 @@ def plugin_source(plugin_name: str) -> str:
     return _DISTRIBUTIONS.get(plugin_name, "built in")
 
 
+def plugin_package(plugin_name: str) -> Optional[tuple[str, str]]:
+    """The installed distribution a plugin comes from, (name, version): its entry point's, or, for a
+    plugin registered as a module (the default plugins, tests), the distribution holding that
+    module's top-level package; None when no installed distribution holds it."""
+    if plugin_name in _PACKAGES:
+        return _PACKAGES[plugin_name]
+    holders = _module_distributions().get(plugin_name.split(".")[0])
+    if not holders:
+        return None
+    try:
+        return holders[0], importlib.metadata.version(holders[0])
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+@functools.cache
+def _module_distributions() -> dict[str, list[str]]:
+    """Top-level module -> the distributions that install it (read once: it scans every installed one)."""
+    return dict(importlib.metadata.packages_distributions())
+
+
 def fill_registry(manager: pluggy.PluginManager) -> Registry:
     """Call every plugin's `register_components` with a `register` bound to that plugin,
     so a duplicate can name both plugins."""
-    registry = Registry()
+    registry = Registry(package_of=plugin_package)
     for impl in manager.hook.register_components.get_hookimpls():
 
         def register(kind: str, name: str, factory: Callable[..., Any], _plugin: str = impl.plugin_name) -> None:

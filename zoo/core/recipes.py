@@ -21,15 +21,13 @@ import yaml
 from zoo.core import optim
 from zoo.core.conflicts import check_budget_fits, leaf_paths, settle_alternatives
 from zoo.config import EarlyStopping, TrainConfig, TypeMismatch, coerce, type_hints
-from zoo.errors import RecipeError, UnknownComponentError
+from zoo.errors import RecipeError, UnknownComponentError, set_source
 from zoo.package_data import registry_path
 from zoo.core.registry import Registry, closest_match, unknown_name_message
 
 COMPONENT_KEYS = ("dataset", "condition", "encoder", "decoder", "prior", "likelihood", "objective")
 REQUIRED_KEYS = ("dataset", "latent_dim", "encoder", "decoder", "prior", "likelihood", "objective")
 RECIPE_KEYS = ("description", "base", "latent_dim", "train") + COMPONENT_KEYS
-SET_SOURCE = "--set"
-
 # What validation raises on a bad value: the RecipeError naming the key path and the problem.
 Fail = Callable[[str, str], RecipeError]
 
@@ -144,13 +142,13 @@ def with_overrides(
     overridden = set()
     for assignment in overrides:
         path, value = parse_assignment(assignment)
-        set_path(plain, path, value, where=f"{SET_SOURCE} {assignment!r}")
+        set_path(plain, path, value, where=f"{set_source()} {assignment!r}")
         overridden.add(path)
 
     def by_set(path: str) -> bool:
         return any(path == o or path.startswith(o + ".") for o in overridden)
 
-    settle_alternatives(plain, by_set, f"{SET_SOURCE}: {name}")
+    settle_alternatives(plain, by_set, f"{set_source()}: {name}")
     resolved = validate(plain, registry, name=name, source=source, overridden=overridden)
     origins = origins or {}
     set_layer = max(origins.values(), default=-1) + 1
@@ -160,7 +158,7 @@ def with_overrides(
             return set_layer
         return max((d for p, d in origins.items() if p == section or p.startswith(section + ".")), default=-1)
 
-    check_budget_fits(resolved, layer, lambda path: SET_SOURCE if layer(path) == set_layer else source)
+    check_budget_fits(resolved, layer, lambda path: set_source() if layer(path) == set_layer else source)
     return resolved
 
 
@@ -185,16 +183,16 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 def parse_assignment(text: str) -> tuple[str, Any]:
     """'train.steps=100' -> ('train.steps', 100); the value is read as YAML."""
     if "=" not in text:
-        raise RecipeError(f"{SET_SOURCE} {text!r}: expected key.path=value")
+        raise RecipeError(f"{set_source()} {text!r}: expected key.path=value")
     path, _, value_text = text.partition("=")
     path = path.strip()
     if not path or any(not part for part in path.split(".")):
-        raise RecipeError(f"{SET_SOURCE} {text!r}: empty key path")
+        raise RecipeError(f"{set_source()} {text!r}: empty key path")
     try:
         value = yaml.safe_load(value_text)
     except yaml.YAMLError as exc:
         problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
-        raise RecipeError(f"{SET_SOURCE} {text!r}: value is not valid YAML: {problem}") from None
+        raise RecipeError(f"{set_source()} {text!r}: value is not valid YAML: {problem}") from None
     return path, value
 
 
@@ -219,7 +217,7 @@ def validate(
 
     def fail(path: str, problem: str) -> RecipeError:
         origin = (
-            SET_SOURCE
+            set_source()
             if any(path == o or path.startswith(o + ".") or o.startswith(path + ".") for o in overridden)
             else source
         )

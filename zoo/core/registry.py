@@ -11,9 +11,9 @@ import dataclasses
 import difflib
 import fnmatch
 import inspect
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Optional
 
-from zoo.errors import DuplicateComponentError, UnknownComponentError, ZooError
+from zoo.errors import DuplicateComponentError, PluginFaultError, UnknownComponentError, ZooError, first_line
 
 KINDS = ("encoder", "decoder", "prior", "likelihood", "objective", "dataset", "condition")
 
@@ -66,10 +66,14 @@ def unknown_name_message(what: str, name: str, known: Iterable[str]) -> str:
 
 
 class Registry:
-    """Components by (kind, name); duplicates fail at registration."""
+    """Components by (kind, name); duplicates fail at registration.
 
-    def __init__(self) -> None:
+    `package_of(plugin)` says which installed distribution a plugin comes from, as
+    (name, version), or None; the plugin manager passes one that reads the entry points."""
+
+    def __init__(self, package_of: Optional[Callable[[str], Optional[tuple[str, str]]]] = None) -> None:
         self._components: dict[tuple[str, str], Component] = {}
+        self.package_of: Callable[[str], Optional[tuple[str, str]]] = package_of or (lambda plugin: None)
 
     def register(self, kind: str, name: str, factory: Callable[..., Any], *, plugin: str = "<direct>") -> None:
         """Add `factory` as component `name` of `kind`."""
@@ -115,28 +119,57 @@ class Registry:
 
         >>> registry.build("likelihood", {"name": "bernoulli"})  # doctest: +SKIP
         """
+        component, arguments = self.arguments(kind, spec, context)
+        return component.factory(**arguments)
+
+    def arguments(
+        self, kind: str, spec: Mapping[str, Any], context: Mapping[str, Any]
+    ) -> tuple[Component, dict[str, Any]]:
+        """The component and the keyword arguments its factory gets: the spec's keys and the context
+        arguments it names. A TypeError when they do not fit its signature (an option it does not
+        take, one it needs and was not given): the caller's mistake, found before the factory runs."""
         kwargs = dict(spec)
         component = self.get(kind, kwargs.pop("name"))
-        params = inspect.signature(component.factory).parameters
-        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-        wanted = {k: v for k, v in context.items() if takes_any or k in params}
-        return component.factory(**wanted, **kwargs)
+        signature = inspect.signature(component.factory)
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+        wanted = {k: v for k, v in context.items() if takes_any or k in signature.parameters}
+        signature.bind(**wanted, **kwargs)
+        return component, {**wanted, **kwargs}
+
+    def describe_plugin(self, plugin: str) -> str:
+        """The plugin named with its package, "plugin 'NAME' (package DIST VERSION)" (no package when none is known)."""
+        package = self.package_of(plugin)
+        return f"plugin {plugin!r}" + (f" (package {package[0]} {package[1]})" if package else "")
 
     def __len__(self) -> int:
         return len(self._components)
 
 
-# What a factory raises when its arguments cannot work (bad sizes, shapes, files).
-FACTORY_REFUSALS = (TypeError, ValueError, IndexError, ZeroDivisionError, OSError)
+# What a factory raises to refuse what it was given (bad sizes, shapes, files), as
+# docs/plugins.md asks (besides zoo.ModelBuildError and other ZooErrors): the user's to fix.
+FACTORY_REFUSALS = (ValueError, OSError)
 
 
 def build_component(
     registry: Registry, kind: str, spec: Mapping[str, Any], error: type[ZooError], **context: Any
 ) -> Any:
-    """`registry.build`, with a factory's refusal turned into `error` naming the component."""
+    """`registry.build`, with a factory's refusal (or options its signature does not take) turned
+    into `error` naming the component, and any other exception raised inside the factory (a
+    TypeError of its own arithmetic, ...) into a PluginFaultError naming the plugin and its
+    package: the plugin's bug, not the user's recipe, with its traceback under --debug."""
     try:
-        return registry.build(kind, spec, **context)
+        component, arguments = registry.arguments(kind, spec, context)
+    except TypeError as exc:
+        raise error(f"{kind} {spec['name']!r} could not be built: {exc}") from exc
+    try:
+        return component.factory(**arguments)
     except ZooError:
         raise
     except FACTORY_REFUSALS as exc:
         raise error(f"{kind} {spec['name']!r} could not be built: {exc}") from exc
+    except Exception as exc:
+        raise PluginFaultError(
+            f"{kind} {spec['name']!r}: its factory in {registry.describe_plugin(component.plugin)} failed "
+            f"with {first_line(exc, 200)}; this is a fault of the plugin, not of the recipe: report it to the "
+            "package's authors (zoo --debug ..., or ZOO_DEBUG=1, prints the traceback)"
+        ) from exc

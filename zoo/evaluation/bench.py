@@ -284,7 +284,6 @@ def run_suite(
         )
     out.mkdir(parents=True, exist_ok=True)
     (out / "suite.yaml").write_text(Path(suite.path).read_text(encoding="utf-8"), encoding="utf-8")
-    timings: list[float] = []  # wall seconds of each run trained by this process: the estimate of what is left
     diverged: list[str] = []
     left_to_others: list[str] = []  # runs another process held (another `zoo bench` sharing `out`, or `zoo train`)
     for number, run in enumerate(planned, 1):
@@ -301,9 +300,7 @@ def run_suite(
             if (workdir / "result.json").exists():  # finished by another process since the check above
                 log(f"{tag}: done earlier")
                 continue
-            left = len([r for r in planned[number - 1 :] if not (run_dir(out, r) / "result.json").exists()])
-            estimate = f", about {duration(sum(timings) / len(timings) * left)} left for {left} runs" if timings else ""
-            log(f"{tag}: training{estimate}")
+            log(f"{tag}: training{time_left(out, planned, number - 1)}")
             try:
                 record = train_and_record(suite, run, workdir, book, registry, data_dir, out, progress)
             except TrainingDivergedError as error:  # one run's divergence is its result, not the suite's end
@@ -314,7 +311,6 @@ def run_suite(
                 left_to_others.append(workdir.name)
                 log(f"{tag}: another process is training it, left to that one")
                 continue
-        timings.append(record["wall_seconds"])
         log(f"{tag}: done in {duration(record['wall_seconds'])}")
     if left_to_others:
         log(
@@ -328,6 +324,22 @@ def run_suite(
             f"{out / 'results.jsonl'}): {'; '.join(diverged)}"
         )
     return results
+
+
+def time_left(out: Path, planned: list[Run], next_index: int) -> str:
+    """', about T left for N runs', from the wall time of every run of the suite that has a result:
+    those this process trained, and those trained earlier or by other processes sharing `out`
+    (a second process, or a rerun after a stop, would otherwise have no estimate). '' before any."""
+    timings = []
+    for run in planned:
+        try:
+            timings.append(float(json.loads((run_dir(out, run) / "result.json").read_text())["wall_seconds"]))
+        except (OSError, ValueError, KeyError, TypeError):  # not finished yet, or torn by a kill
+            continue
+    left = len([r for r in planned[next_index:] if not (run_dir(out, r) / "result.json").exists()])
+    if not timings:
+        return ""
+    return f", about {duration(sum(timings) / len(timings) * left)} left for {left} runs"
 
 
 def train_and_record(

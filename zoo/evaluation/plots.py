@@ -323,16 +323,18 @@ def plot_run(
     run = FigureSource(
         loaded.experiment, loaded.graphdef, loaded.params, loaded.model, test.images[:limit], test.labels[:limit], title
     )
-    figures: list[Callable[[], Sequence[Optional[Path]]]] = [
-        lambda: [write_samples(run, out, seed, per_row)],
-        lambda: [write_reconstructions(run, out, per_row)],
-        lambda: [write_interpolation(run, out)],
-        lambda: write_latent_figures(run, out),
-        lambda: [plot_learning_curves(metrics, out / "learning_curves.png", f"{title}\nlearning curves")],
+    # Each drawing function with the number of figures it writes: the progress counts figures, not functions.
+    figures: list[tuple[int, Callable[[], Sequence[Optional[Path]]]]] = [
+        (1, lambda: [write_samples(run, out, seed, per_row)]),
+        (1, lambda: [write_reconstructions(run, out, per_row)]),
+        (1, lambda: [write_interpolation(run, out)]),
+        (2, lambda: write_latent_figures(run, out)),
+        (1, lambda: [plot_learning_curves(metrics, out / "learning_curves.png", f"{title}\nlearning curves")]),
     ]
     written: list[Path] = []
-    with Progress(len(figures), f"figures of {run_dir}", unit="figures", enabled=progress) as bar:
-        for draw in figures:
+    total = sum(count for count, _ in figures)
+    with Progress(total, f"figures of {run_dir}", unit="figures", enabled=progress) as bar:
+        for count, draw in figures:
             written += [path for path in draw() if path]
-            bar.update()
+            bar.update(count)
     return written

@@ -10,6 +10,7 @@ holds another model than recipe.yaml describes is refused, naming the array.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -25,6 +26,21 @@ from zoo.files import naming_write_errors
 CHECKPOINT_DIR = "checkpoints"
 BEST_DIR = "best"
 DAMAGED_DIR = "damaged"
+
+
+class WithoutMissingMetadataNotes(logging.Filter):
+    """Drops orbax's 'Metadata file does not exist: .../_CHECKPOINT_METADATA' (logged through absl
+    on every restore of a checkpoint written without that optional file): harmless, and printed
+    as `WARNING:absl:...` by zoo.load and zoo.train in Python, where the CLI's quieter logging
+    does not reach. Only this note goes: every other warning of orbax still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "_CHECKPOINT_METADATA" not in record.getMessage()
+
+
+# absl logs through the Python logger named "absl"; the filter is added once per process.
+if not any(isinstance(f, WithoutMissingMetadataNotes) for f in logging.getLogger("absl").filters):
+    logging.getLogger("absl").addFilter(WithoutMissingMetadataNotes())
 
 
 def checkpoint_manager(workdir: Path, *, trainer: bool = False) -> ocp.CheckpointManager:

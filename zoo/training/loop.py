@@ -122,6 +122,8 @@ def resume_point(manager, best_manager, like: TrainState, workdir: Path, watched
             f"resuming from step {step} ({newest}): removing the best checkpoint of step "
             f"{', '.join(map(str, stale))} in {workdir / checkpoints.BEST_DIR}, taken by the training that this resume redoes"
         )
+    elif restored is not None and main:  # a user who typed --resume learns where training goes on from
+        runs.tell(f"resuming {workdir} from step {step} (the newest training checkpoint)")
     if watch.best is not None and watch.best_step == step and step not in best_manager.all_steps():
         if main:
             runs.tell(

@@ -2,7 +2,7 @@
 
 WORKDIR/recipe.yaml      the resolved recipe the run trains with
 WORKDIR/recipe_history.jsonl   training settings changed on resume, with the recipe before
-WORKDIR/versions.json    package versions and the device
+WORKDIR/versions.json    package versions, the device, and the plugin package of each component
 WORKDIR/metrics.jsonl    one JSON object per log line
 WORKDIR/eval.json        evaluations, by split and number of importance samples
 WORKDIR/trainer.lock     held by the process training in WORKDIR (its PID and host inside)
@@ -29,7 +29,7 @@ import numpy as np
 import yaml
 
 from zoo.core import recipes
-from zoo.errors import RunDirectoryError
+from zoo.errors import RecipeError, RunDirectoryError, UnknownComponentError
 from zoo.files import held_exclusively, naming_write_errors, read_json_lines, write_atomically
 
 RECIPE_FILE = "recipe.yaml"
@@ -58,6 +58,24 @@ def versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             found[package] = "not installed"
     return found
+
+
+def plugin_packages(recipe: Mapping[str, Any], registry) -> dict[str, dict[str, str]]:
+    """Each component the recipe builds, "KIND NAME", with the plugin that registered it and that
+    plugin's installed package and version: what a machine needs installed to load the run."""
+    used = {}
+    for kind in recipes.COMPONENT_KEYS:
+        spec = recipe.get(kind)
+        if not isinstance(spec, Mapping) or "name" not in spec:
+            continue  # no condition: an unconditional model
+        component = registry.get(kind, spec["name"])
+        package = registry.package_of(component.plugin)
+        used[f"{kind} {spec['name']}"] = {
+            "plugin": component.plugin,
+            "package": package[0] if package else "not an installed package",
+            "version": package[1] if package else "",
+        }
+    return used
 
 
 def comparable(recipe: Mapping[str, Any]) -> dict[str, Any]:
@@ -111,7 +129,10 @@ def prepare(workdir: Path, recipe: Mapping[str, Any], *, resume: bool, write: bo
     if changed:  # the recipe's training part changes on resume: said, and kept in the run's history
         record_recipe_change(workdir, changed)
     saved.write_text(recipes.dump(recipe))
-    (workdir / VERSIONS_FILE).write_text(json.dumps(versions(), indent=2) + "\n")
+    recorded: dict[str, Any] = dict(versions())
+    if registry is not None:
+        recorded["plugins"] = plugin_packages(recipe, registry)
+    (workdir / VERSIONS_FILE).write_text(json.dumps(recorded, indent=2) + "\n")
 
 
 def record_recipe_change(workdir: Path, changed: list[str]) -> None:
@@ -291,4 +312,30 @@ def resolved_recipe(workdir: Path, registry) -> dict[str, Any]:
     """A run's saved recipe, validated again (sequences as tuples) against today's registry."""
     plain = load_recipe(workdir)
     name = plain.pop("variant", Path(workdir).name)
-    return recipes.validate(plain, registry, name=name, source=str(Path(workdir) / RECIPE_FILE))
+    try:
+        return recipes.validate(plain, registry, name=name, source=str(Path(workdir) / RECIPE_FILE))
+    except (UnknownComponentError, RecipeError) as exc:  # validation names the key of an unknown name
+        missing = missing_plugin_package(Path(workdir), registry)
+        if missing is None:
+            raise
+        raise UnknownComponentError(f"{missing} ({exc})") from exc
+
+
+def missing_plugin_package(workdir: Path, registry) -> Optional[str]:
+    """What to install to load a run whose component is not registered here, from the plugin
+    packages its versions.json records; None when it records none (a run of an older zoo)."""
+    try:
+        used = json.loads((workdir / VERSIONS_FILE).read_text(encoding="utf-8")).get("plugins") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    for component, source in used.items():
+        kind, _, name = component.partition(" ")
+        if not isinstance(source, dict) or not source.get("version"):
+            continue  # a component of no installed package: nothing to name
+        if kind in recipes.COMPONENT_KEYS and name not in registry.names(kind):
+            requirement = f"{source['package']}=={source['version']}"
+            return (
+                f"{workdir} was trained with {kind} {name!r} of plugin {source['plugin']!r} from the package "
+                f"{source['package']} {source['version']}, which is not installed here: pip install '{requirement}'"
+            )
+    return None
