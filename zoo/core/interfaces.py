@@ -19,7 +19,9 @@ the data batch `(B,)`:
 The condition `c` is optional everywhere: `None` for unconditional models.
 
 The latent is "continuous" (densities over R^D) unless the encoder and prior
-declare `latent_kind = "discrete"` (a VQ-VAE's codes); the two must agree, and
+declare another `latent_kind` (LATENT_KINDS: "discrete" for a VQ-VAE's codes,
+"hyperspherical" or "hyperbolic" for a latent on the sphere or the Poincaré
+ball); the two must agree, and
 an objective lists the kinds it works with in `latent_kinds` (default:
 continuous only). A component or objective for which an evaluation metric does
 not apply declares it with the reason, `undefined_metrics = {"log_likelihood":
@@ -226,7 +228,11 @@ class DenseExportable(Protocol):
         ...
 
 
-LATENT_KINDS = ("continuous", "discrete")
+# "continuous": densities over R^D; "discrete": codes (against counting measure); "hyperspherical"
+# and "hyperbolic": densities on the unit sphere and on the Poincaré ball, against the manifold's
+# own measure. Encoder and prior must be of one kind, so that log q - log p compares densities
+# against the same measure.
+LATENT_KINDS = ("continuous", "discrete", "hyperspherical", "hyperbolic")
 
 
 def latent_kind(component: Any) -> str:

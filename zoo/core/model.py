@@ -79,7 +79,7 @@ class LatentVariableModel(nnx.Module):
 
     @property
     def latent_kind(self) -> str:
-        """ "continuous" or "discrete", as the encoder declares it (see `zoo.core.interfaces.latent_kind`)."""
+        """One of LATENT_KINDS, as the encoder declares it (see `zoo.core.interfaces.latent_kind`)."""
         return latent_kind(self.encoder)
 
     @property
