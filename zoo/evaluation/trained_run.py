@@ -73,7 +73,7 @@ class Run:
             raise ZooError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {checkpoint!r}")
         recipe = runs.resolved_recipe(workdir, registry)
         experiment = assemble(recipe, registry, data_dir, check_values=False)  # its parameters come from the checkpoint
-        graphdef, _, state = initial_state(experiment.model, train_config(recipe))
+        graphdef, _, state = initial_state(experiment.model, train_config(recipe), experiment.objective)
         best = checkpoints.restore_best(workdir, state, note=runs.tell) if checkpoint == "best" else None
         if best is not None:
             step, state = best
