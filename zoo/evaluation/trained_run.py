@@ -38,6 +38,11 @@ def fit_after_training(graphdef: nnx.GraphDef, params: Any, experiment: Experime
     unchanged otherwise. The fit is deterministic, so every loader of the run gets the same prior."""
     if not hasattr(experiment.model.prior, "fit_after_training"):
         return params
+    if not len(experiment.dataset.train.images):
+        raise ZooError(
+            f"prior: {experiment.recipe['prior']['name']!r} is a sampler fitted to the training split after "
+            f"training, and dataset {experiment.dataset.name!r} has no training split to fit it to"
+        )
     model = nnx.merge(graphdef, params)
     train = evaluation_split(experiment.dataset, "train")
     model.prior.fit_after_training(
