@@ -97,12 +97,18 @@ def rae_gp(beta: Weight = 1e-4, decoder_weight: Weight = 1e-7) -> zoo.Objective:
     return rae("gp", beta, decoder_weight)
 
 
+# A component fitted to fewer codes than this collapses onto them (a near-zero variance): with fewer
+# codes than that per component, fewer components are fitted and the rest get no weight.
+MIN_CODES_PER_COMPONENT = 10
+
+
 def fit_gmm(codes: np.ndarray, num_components: int, iterations: int = 100, seed: int = 0):
     """(log weights (K,), means (K, D), scales (K, D)) of a mixture of diagonal Gaussians fitted to
-    `codes` (N, D) by EM, started at K distinct codes drawn with `seed`: deterministic for the same codes."""
+    `codes` (N, D) by EM, started at K distinct codes drawn with `seed`: deterministic for the same codes.
+    At most N / MIN_CODES_PER_COMPONENT components get weight (at least one)."""
     codes = np.asarray(codes, np.float64)
     count, dims = codes.shape
-    k = min(num_components, count)
+    k = max(1, min(num_components, count // MIN_CODES_PER_COMPONENT))
     means = codes[np.random.default_rng(seed).choice(count, size=k, replace=False)]
     variances = np.broadcast_to(codes.var(axis=0) + 1e-6, (k, dims)).copy()
     log_weights = np.full(k, -np.log(k))
@@ -117,7 +123,7 @@ def fit_gmm(codes: np.ndarray, num_components: int, iterations: int = 100, seed:
         means = responsibilities.T @ codes / totals[:, None]
         variances = responsibilities.T @ np.square(codes) / totals[:, None] - np.square(means) + 1e-6
         log_weights = np.log(totals / count)
-    if k < num_components:  # fewer codes than components: the rest get no weight
+    if k < num_components:  # too few codes for every component: the rest get no weight
         pad = num_components - k
         means = np.concatenate([means, np.zeros((pad, dims))])
         variances = np.concatenate([variances, np.ones((pad, dims))])
