@@ -192,12 +192,16 @@ def vae_gan(
     in_features = math.prod(x_shape) + (math.prod(c_shape) if c_shape is not None else 0)
     discriminator = make_discriminator(in_features, discriminator_hidden, discriminator_activation, rngs)
 
+    def reconstructions(model, batch: zoo.Batch, rng):
+        """(ELBO terms at z ~ q(z | x), the reconstruction x~) of the step's draw."""
+        terms = model.elbo_terms(batch.x, batch.c, jax.random.split(rng)[0])
+        return terms, terms.p_x.mean()
+
     def images(model, batch: zoo.Batch, rng):
-        """(ELBO terms at z ~ q(z | x), the reconstruction x~, the sample x_p at z ~ p(z)) of one draw."""
-        sample_rng, prior_rng = jax.random.split(rng)
-        terms = model.elbo_terms(batch.x, batch.c, sample_rng)
-        prior_z = model.prior_distribution(batch.c, batch.x.shape[0]).sample(seed=prior_rng)
-        return terms, terms.p_x.mean(), model.decode(prior_z, batch.c).mean()
+        """(ELBO terms, x~, and the sample x_p at z ~ p(z)) of the step's draw (x_p only where a loss needs it)."""
+        terms, reconstruction = reconstructions(model, batch, rng)
+        prior_z = model.prior_distribution(batch.c, batch.x.shape[0]).sample(seed=jax.random.split(rng)[1])
+        return terms, reconstruction, model.decode(prior_z, batch.c).mean()
 
     def feature_reconstruction(model, batch: zoo.Batch, reconstruction: jax.Array) -> jax.Array:
         """1/2 |Dis_l(x) - Dis_l(x~)|^2 per example: -log N(Dis_l(x); Dis_l(x~), I) up to a constant."""
@@ -206,7 +210,7 @@ def vae_gan(
         return 0.5 * jnp.sum(jnp.square(difference), axis=-1)
 
     def encoder_loss(model, batch: zoo.Batch, rng, step=None):
-        terms, reconstruction, _ = images(model, batch, rng)
+        terms, reconstruction = reconstructions(model, batch, rng)
         like = feature_reconstruction(model, batch, reconstruction).mean()
         return terms.kl.mean() + like, {"kl": terms.kl.mean(), "feature_reconstruction": like}
 
