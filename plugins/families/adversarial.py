@@ -41,6 +41,7 @@ from vae_zoo_plugins.layers.dense import MLP, check_sizes, dense, flatten_with
 
 DISCRIMINATOR = "networks.discriminator"
 Weight = Annotated[float, AtLeast(0)]
+Hidden = Sequence[Annotated[int, AtLeast(1)]]
 
 NOT_TRAINED_ON_PIXELS = (
     "not defined for VAE-GAN: its decoder is trained on the discriminator's features, never on the "
@@ -92,7 +93,7 @@ def factor_vae_discriminator_loss(discriminator, z: jax.Array, rng: jax.Array) -
 
 def factor_vae(
     gamma: Weight = 10.0,
-    discriminator_hidden: Sequence[int] = (256, 256),
+    discriminator_hidden: Hidden = (256, 256),
     discriminator_activation: str = "relu",
     latent_dim: int = 1,
     rngs: Optional[nnx.Rngs] = None,
@@ -130,7 +131,7 @@ def factor_vae(
 
 def aae(
     adversarial_weight: Weight = 1.0,
-    discriminator_hidden: Sequence[int] = (256, 256),
+    discriminator_hidden: Hidden = (256, 256),
     discriminator_activation: str = "relu",
     latent_dim: int = 1,
     rngs: Optional[nnx.Rngs] = None,
@@ -174,7 +175,7 @@ def aae(
 
 def vae_gan(
     gamma: Weight = 1.0,
-    discriminator_hidden: Sequence[int] = (256, 256),
+    discriminator_hidden: Hidden = (256, 256),
     discriminator_activation: str = "relu",
     x_shape: Sequence[int] = (1,),
     c_shape: Optional[Sequence[int]] = None,
