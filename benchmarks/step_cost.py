@@ -12,6 +12,7 @@ implementation of the same arithmetic.
 
     .venv/bin/python benchmarks/step_cost.py --out benchmarks/results/fashion_paper/cost.md
     .venv/bin/python benchmarks/step_cost.py --suite families --out benchmarks/results/families/cost.md
+    .venv/bin/python benchmarks/step_cost.py --suite families --variants vae_mlp factor_vae aae vae_gan
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def stepper(variant: str, registry, book, overrides: list[str]):
     recipe = book.resolve(variant, registry, overrides)
     config = train_config(recipe)
     experiment = assemble(recipe, registry)
-    graphdef, optimizer, state = initial_state(experiment.model, config)
+    graphdef, optimizer, state = initial_state(experiment.model, config, experiment.objective)
     batches = training_input(
         experiment, config, graphdef, optimizer, "memory", 0, config.total_steps(len(experiment.dataset.train.images))
     )
@@ -80,6 +81,7 @@ def suite_variants(name: str, book) -> tuple[list[str], list[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", help="time this suite's variants on its first dataset (default: fashion_paper's)")
+    parser.add_argument("--variants", nargs="+", help="only these variants, the first the baseline")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=100, help="steps timed per variant per round")
     parser.add_argument(
@@ -93,6 +95,7 @@ def main() -> None:
     registry, book = default_registry(), zoo.RecipeBook([zoo.default_registry_path()])
     variants, overrides = suite_variants(args.suite, book) if args.suite else (list(PAPER_VARIANTS), [])
     overrides = [*overrides, f"train.loop={args.loop}"]
+    variants = args.variants or variants
     baseline = variants[0]
     runners = {}
     for variant in variants:

@@ -42,6 +42,28 @@ RANGES = {
     ("objective", "info_vae", "kernel_scale"): Above(0),
     ("objective", "wae_mmd", "mmd_weight"): AtLeast(0),
     ("objective", "wae_mmd", "kernel_scale"): Above(0),
+    ("objective", "annealed_vae", "gamma"): AtLeast(0),
+    ("objective", "annealed_vae", "capacity_start"): AtLeast(0),
+    ("objective", "annealed_vae", "capacity_end"): AtLeast(0),
+    ("objective", "annealed_vae", "capacity_steps"): AtLeast(1),
+    **{
+        ("objective", name, option): AtLeast(0)
+        for name in ("dip_vae_i", "dip_vae_ii")
+        for option in ("lambda_od", "lambda_d")
+    },
+    **{("objective", name, "num_estimates"): AtLeast(1) for name in ("miwae", "piwae")},
+    **{("objective", name, "num_samples"): AtLeast(1) for name in ("miwae", "piwae", "ciwae")},
+    ("objective", "ciwae", "beta"): Between(0, 1),
+    **{("objective", name, "discriminator_hidden"): AtLeast(1) for name in ("factor_vae", "aae", "vae_gan")},
+    ("objective", "factor_vae", "gamma"): AtLeast(0),
+    ("objective", "aae", "adversarial_weight"): AtLeast(0),
+    ("objective", "vae_gan", "gamma"): AtLeast(0),
+    **{
+        ("objective", name, option): AtLeast(0)
+        for name in ("rae_l2", "rae_gp")
+        for option in ("beta", "decoder_weight")
+    },
+    ("prior", "fitted_gmm", "num_components"): AtLeast(1),
     ("condition", "visible_quadrants", "visible"): Between(0, 3),
     ("dataset", "digits", "validation_size"): AtLeast(0),
     ("dataset", "digits", "test_size"): AtLeast(1),

@@ -24,6 +24,7 @@ def test_first_party_components_are_registered(registry):
     assert registry.names("prior") == [
         "conditional",
         "fitted_codebook",
+        "fitted_gmm",
         "hierarchical",
         "ladder",
         "mixture",
@@ -33,13 +34,24 @@ def test_first_party_components_are_registered(registry):
     ]
     assert registry.names("likelihood") == ["bernoulli", "gaussian_diagonal", "gaussian_fixed", "gaussian_identity"]
     assert registry.names("objective") == [
+        "aae",
+        "annealed_vae",
         "beta_elbo",
         "beta_tc",
+        "ciwae",
+        "dip_vae_i",
+        "dip_vae_ii",
         "elbo",
+        "factor_vae",
         "gsnn",
         "hybrid",
         "info_vae",
         "iwae",
+        "miwae",
+        "piwae",
+        "rae_gp",
+        "rae_l2",
+        "vae_gan",
         "vq",
         "wae_mmd",
     ]

@@ -61,6 +61,7 @@ _PUBLIC = {
     "LatentVariableModel": "zoo.core.model",
     "build_model": "zoo.core.model",
     "kl_divergence": "zoo.core.divergence",
+    "ParameterGroup": "zoo.core.groups",
 }
 
 __all__ = [
@@ -90,6 +91,7 @@ __all__ = [
     "ModelBuildError",
     "Objective",
     "PluginFaultError",
+    "ParameterGroup",
     "PluginLoadError",
     "Prior",
     "RecipeBook",
@@ -140,6 +142,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ lo
         Split,
     )
     from zoo.core.divergence import kl_divergence
+    from zoo.core.groups import ParameterGroup
     from zoo.core.model import LatentVariableModel, build_model
     from zoo.core.plugin_manager import default_registry, fill_registry, make_plugin_manager
     from zoo.core.recipes import RecipeBook, default_registry_path

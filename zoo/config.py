@@ -47,6 +47,16 @@ class TrainConfig:
     loop: Literal["auto", "scan", "step"] = "auto"
     # TensorBoard event files in WORKDIR/tensorboard/ (scalars each log line, samples each checkpoint).
     tensorboard: bool = True
+    # The optimiser of each parameter group the objective declares (zoo/core/groups.py), by group name:
+    # {discriminator: {learning_rate: 1.0e-4, optimizer: {name: adam, b1: 0.5}}}; a key left out is
+    # train's own, and a group left out is trained with train's optimiser.
+    parameter_groups: Mapping[str, "ParameterGroupSettings"] = dataclasses.field(default_factory=dict)
+
+    def for_group(self, name: str) -> "TrainConfig":
+        """These settings with parameter group `name`'s optimiser settings laid over them."""
+        settings: Any = self.parameter_groups.get(name) or {}  # as validated: a mapping of its keys
+        given = {k: v for k, v in dict(settings).items() if v is not None}
+        return dataclasses.replace(self, parameter_groups={}, **given)
 
     def steps_per_epoch(self, train_size: int) -> int:
         """Steps of one pass over `train_size` examples (the remainder of a pass is dropped)."""
@@ -78,6 +88,18 @@ class TrainConfig:
         if train_size is None and (self.epochs is not None or self.validate_every == "epoch"):
             return None
         return math.ceil(self.total_steps(train_size or 0) / self.validation_period(train_size or 0))
+
+
+@dataclasses.dataclass(frozen=True)
+class ParameterGroupSettings:
+    """One entry of `train.parameter_groups`: the optimiser of one parameter group; a key left out
+    (null) is the `train:` section's own."""
+
+    learning_rate: Optional[float] = dataclasses.field(default=None, metadata={"positive": True})
+    optimizer: Optional[dict] = None
+    schedule: Optional[dict] = None
+    clip_grad_norm: Optional[float] = dataclasses.field(default=None, metadata={"positive": True})
+    normalize_grad: Optional[bool] = None
 
 
 SelectionMetric = Literal["elbo", "reconstruction_error", "kl", "loss"]

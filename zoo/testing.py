@@ -14,7 +14,8 @@ a likelihood normalised over its event (its
 log_prob summed over every dimension of x); encoder and prior distributions
 whose log_prob agrees with their samples; a finite loss, the same under
 `jax.jit`, finite gradients; and one training step that keeps the loss finite
-and changes parameters.
+and changes parameters (for an objective trained in several parameter groups,
+every group's loss finite and every group's parameters changed).
 
 A component that needs other partners than `PARTNERS`, or data files, says so
 on its factory (no test names it): `factory.conformance = {...}` with keys
@@ -38,6 +39,7 @@ from flax import nnx
 from zoo.core.contract import ContractError
 from zoo.errors import first_line
 from zoo.errors import ModelBuildError
+from zoo.core.groups import group_labels, parameter_groups
 from zoo.core.interfaces import Batch
 from zoo.core.recipes import deep_merge, latent_sizes, validate
 from zoo.core.registry import Component, Registry, build_component
@@ -173,6 +175,23 @@ def check_recipe(recipe: Mapping[str, Any], registry: Registry, *, batch_size: i
     assert np.isfinite(float(metrics["loss"])), f"{variant}: training step gave a non-finite loss"
     changed = jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != b)), state.params, before))
     assert any(changed), f"{variant}: one training step changed no parameter"
+    check_parameter_groups(experiment.objective, state.params, metrics, changed, variant)
+
+
+def check_parameter_groups(objective, params, metrics, changed: list[bool], variant: str) -> None:
+    """An objective trained in several parameter groups (zoo/core/groups.py): after one step, every
+    group's loss is finite and every group changed some parameter of its own."""
+    groups = parameter_groups(objective)
+    if len(groups) == 1:
+        return
+    labels = group_labels(params, groups)
+    for group in groups[1:]:
+        value = float(metrics[f"{group.name}_loss"])
+        assert np.isfinite(value), f"{variant}: the loss of parameter group {group.name!r} is not finite ({value})"
+    for group in groups:
+        assert any(c for c, label in zip(changed, labels) if label == group.name), (
+            f"{variant}: one training step changed no parameter of group {group.name!r}"
+        )
 
 
 def check_shapes(model, x, c, batch_size: int) -> None:

@@ -13,6 +13,7 @@ from flax import nnx
 
 from zoo.core.contract import example_batch
 from zoo.core.data import build_condition, build_dataset
+from zoo.core.groups import check_groups, parameter_groups
 from zoo.core.interfaces import Dataset, objective_latent_kinds, undefined_metrics
 from zoo.core.model import LatentVariableModel, build_model
 from zoo.core.recipes import train_config
@@ -49,7 +50,8 @@ def assemble(
     )
     config = train_config(recipe)
     train_size = len(dataset.train.images)
-    # Objectives with schedules (the KL warm-up) learn the budget's length in steps.
+    # Objectives with schedules (the KL warm-up) learn the budget's length in steps; those with
+    # networks of their own build them here, from the model's rngs, and the model carries them.
     objective = build_component(
         registry,
         "objective",
@@ -57,7 +59,14 @@ def assemble(
         ModelBuildError,
         steps_per_epoch=config.steps_per_epoch(train_size),
         total_steps=config.total_steps(train_size),
+        batch_size=config.batch_size,
+        latent_dim=model.latent_dim,
+        x_shape=tuple(condition.x_shape),
+        c_shape=None if condition.c_shape is None else tuple(condition.c_shape),
+        rngs=rngs,
     )
+    model.attach_networks(getattr(objective, "networks", None) or {})
+    check_groups(nnx.state(model), parameter_groups(objective), recipe["objective"]["name"])
     undefined_metrics(
         model.encoder, model.prior, model.decoder, model.likelihood, objective
     )  # a misnamed metric is refused here

@@ -187,7 +187,10 @@ class Objective(Protocol):
     `LatentVariableModel`, `batch` a `Batch`, `rng` a PRNG key, `step` the training step (a
     traced int, None outside training) for schedules; an objective without `step` is called
     `(model, batch, rng)`. `loss` is a scalar to minimise, `metrics` a dict of scalars (an
-    `elbo` entry is logged). Traced under `jax.jit` and differentiated.
+    `elbo` entry is logged). Traced under `jax.jit` and differentiated. An objective trained in
+    several parameter groups, each on its own loss and optimiser (a discriminator beside the VAE),
+    declares them as `loss_fn.parameter_groups` and the networks it adds as `loss_fn.networks`
+    (`zoo.core.groups`); the function itself is then its first group's loss.
     """
 
     def __call__(

@@ -72,6 +72,13 @@ class LatentVariableModel(nnx.Module):
         self.c_shape = None if c_shape is None else tuple(c_shape)
         self.latent_dim = latent_dim
 
+    def attach_networks(self, networks: Mapping[str, nnx.Module]) -> None:
+        """Carry the networks an objective adds (a discriminator) as `self.networks[name]`, so that
+        they are split, stepped and checkpointed with the model's own; a model without any has no
+        `networks` attribute (its parameters, and checkpoints, are as they always were)."""
+        if networks:
+            self.networks = nnx.Dict(dict(networks))
+
     @property
     def conditional(self) -> bool:
         """True for a CVAE (the model takes a condition c)."""

@@ -18,13 +18,14 @@ from __future__ import annotations
 import inspect
 import math
 import typing
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from zoo.config import TrainConfig
+from zoo.core.groups import ParameterGroup, group_labels
 from zoo.core.registry import closest_match
 
 # The optimisers a recipe may name: optax's functions whose first argument is the learning rate.
@@ -254,6 +255,51 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
         chain.append(normalize_each_gradient())
     chain.append(getattr(optax, name)(learning_rate_schedule(config), **spec))
     return chain[0] if len(chain) == 1 else optax.chain(*chain)
+
+
+def make_grouped_optimizer(config: TrainConfig, groups: Sequence[ParameterGroup]) -> optax.GradientTransformation:
+    """The optimiser of a model trained in parameter groups: one group, `make_optimizer` of its
+    settings (train's, unless `train.parameter_groups` names it), the very chain of a model without
+    groups; several, each group's own chain over its own parameters (`by_group`).
+
+    >>> make_grouped_optimizer(config, parameter_groups(objective))  # doctest: +SKIP
+    """
+    if len(groups) == 1:
+        return make_optimizer(config.for_group(groups[0].name))
+    return by_group({g.name: make_optimizer(config.for_group(g.name)) for g in groups}, groups)
+
+
+def by_group(
+    transforms: Mapping[str, optax.GradientTransformation], groups: Sequence[ParameterGroup]
+) -> optax.GradientTransformation:
+    """Each group's transformation applied to the leaves of the parameters it owns
+    (`zoo.core.groups.group_of`). Its state is `{group: that transformation's state over the
+    list of the group's leaves}`: a plain pytree that orbax checkpoints and restores whole."""
+
+    def parts(tree: Any) -> dict[str, list[Any]]:
+        labels = group_labels(tree, groups)
+        leaves = jax.tree.leaves(tree)
+        return {name: [leaf for leaf, label in zip(leaves, labels) if label == name] for name in transforms}
+
+    def init(params: Any) -> dict[str, Any]:
+        own = parts(params)
+        return {name: transform.init(own[name]) for name, transform in transforms.items()}
+
+    def update(updates: Any, state: Mapping[str, Any], params: Any = None) -> tuple[Any, dict[str, Any]]:
+        labels = group_labels(updates, groups)
+        leaves, treedef = jax.tree_util.tree_flatten(updates)
+        own_params = parts(params) if params is not None else {}
+        new_leaves, new_state = list(leaves), {}
+        for name, transform in transforms.items():
+            where = [i for i, label in enumerate(labels) if label == name]
+            own_updates, new_state[name] = transform.update(
+                [leaves[i] for i in where], state[name], own_params.get(name)
+            )
+            for i, leaf in zip(where, own_updates):
+                new_leaves[i] = leaf
+        return jax.tree_util.tree_unflatten(treedef, new_leaves), new_state
+
+    return optax.GradientTransformation(init, update)
 
 
 def normalize_each_gradient(eps: float = 1e-7) -> optax.GradientTransformation:

@@ -19,6 +19,7 @@ from typing import AbstractSet, Any, Callable, Iterable, Mapping, Optional, Sequ
 import yaml
 
 from zoo.core import optim
+from zoo.core.groups import declared_group_names, group_settings_error
 from zoo.core.conflicts import check_budget_fits, leaf_paths, settle_alternatives
 from zoo.config import EarlyStopping, TrainConfig, TypeMismatch, coerce, type_hints
 from zoo.errors import RecipeError, UnknownComponentError, set_source
@@ -251,6 +252,10 @@ def validate(
             continue
         resolved[kind] = validate_component(kind, spec, registry, fail)
     resolved["train"] = validate_train(recipe.get("train"), fail)
+    declared = declared_group_names(registry.get("objective", resolved["objective"]["name"]).factory)
+    wrong = group_settings_error(resolved["train"]["parameter_groups"], declared, resolved["objective"]["name"])
+    if wrong is not None:
+        raise fail(f"train.parameter_groups.{wrong[0]}", wrong[1])
     return resolved
 
 
@@ -347,29 +352,41 @@ def validate_field(field: dataclasses.Field, hint: Any, raw: Any, path: str, fai
 
 
 def validate_train(values: Any, fail: Fail) -> dict[str, Any]:
-    """The `train:` section: the budget, and the optax optimizer, schedule and early stopping it names."""
+    """The `train:` section: the budget, and the optax optimizer, schedule and early stopping it names
+    (for the whole model, and for each parameter group named in `train.parameter_groups`)."""
     train = validate_dataclass(TrainConfig, values or {}, "train", fail)
-    for key, check in (
-        ("optimizer", optim.check_optimizer),
-        ("schedule", lambda spec: optim.check_schedule(spec, train["learning_rate"])),
-    ):
-        if train[key] is None:
-            continue
-        try:
-            train[key] = check(train[key])
-        except optim.OptionError as exc:
-            raise fail(f"train.{key}.{exc.key}", exc.problem) from None
-    if train["clip_grad_norm"] is not None and train["normalize_grad"]:
-        raise fail(
-            "train.clip_grad_norm",
-            "has no effect with train.normalize_grad: true (each gradient is then "
-            "scaled to norm 1 after clipping); drop one of them",
-        )
+    check_optimizer_settings(train, train, "train", fail)
+    for group, settings in train["parameter_groups"].items():
+        check_optimizer_settings(settings, train, f"train.parameter_groups.{group}", fail)
     if train["early_stopping"] is not None:
         train["early_stopping"] = validate_dataclass(
             EarlyStopping, train["early_stopping"], "train.early_stopping", fail
         )
     return train
+
+
+def check_optimizer_settings(settings: dict[str, Any], train: Mapping[str, Any], path: str, fail: Fail) -> None:
+    """The optax optimizer and schedule of `train:` or of one parameter group, checked in place (a
+    group's learning rate and gradient options default to train's)."""
+    learning_rate = settings["learning_rate"] if settings["learning_rate"] is not None else train["learning_rate"]
+    for key, check in (
+        ("optimizer", optim.check_optimizer),
+        ("schedule", lambda spec: optim.check_schedule(spec, learning_rate)),
+    ):
+        if settings[key] is None:
+            continue
+        try:
+            settings[key] = check(settings[key])
+        except optim.OptionError as exc:
+            raise fail(f"{path}.{key}.{exc.key}", exc.problem) from None
+    clip = settings["clip_grad_norm"] if settings["clip_grad_norm"] is not None else train["clip_grad_norm"]
+    normalize = settings["normalize_grad"] if settings["normalize_grad"] is not None else train["normalize_grad"]
+    if clip is not None and normalize:
+        raise fail(
+            f"{path}.clip_grad_norm",
+            "has no effect with train.normalize_grad: true (each gradient is then "
+            "scaled to norm 1 after clipping); drop one of them",
+        )
 
 
 class _Dumper(yaml.SafeDumper):

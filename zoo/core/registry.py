@@ -24,7 +24,9 @@ CONTEXT_ARGUMENTS = {
     "decoder": ("latent_dim", "latent_sizes", "c_shape", "output_shape", "rngs"),
     "prior": ("latent_dim", "latent_sizes", "c_shape", "encoder", "x_shape", "rngs"),
     "likelihood": (),
-    "objective": ("steps_per_epoch", "total_steps"),
+    # An objective with networks of its own (a discriminator) builds them from the latent and data
+    # shapes and rngs; one whose options must fit the batch is given its size.
+    "objective": ("steps_per_epoch", "total_steps", "batch_size", "latent_dim", "x_shape", "c_shape", "rngs"),
     "dataset": ("data_dir",),
     "condition": ("image_shape", "num_classes"),
 }

@@ -38,6 +38,11 @@ def fit_after_training(graphdef: nnx.GraphDef, params: Any, experiment: Experime
     unchanged otherwise. The fit is deterministic, so every loader of the run gets the same prior."""
     if not hasattr(experiment.model.prior, "fit_after_training"):
         return params
+    if not len(experiment.dataset.train.images):
+        raise ZooError(
+            f"prior: {experiment.recipe['prior']['name']!r} is a sampler fitted to the training split after "
+            f"training, and dataset {experiment.dataset.name!r} has no training split to fit it to"
+        )
     model = nnx.merge(graphdef, params)
     train = evaluation_split(experiment.dataset, "train")
     model.prior.fit_after_training(
@@ -73,7 +78,7 @@ class Run:
             raise ZooError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {checkpoint!r}")
         recipe = runs.resolved_recipe(workdir, registry)
         experiment = assemble(recipe, registry, data_dir, check_values=False)  # its parameters come from the checkpoint
-        graphdef, _, state = initial_state(experiment.model, train_config(recipe))
+        graphdef, _, state = initial_state(experiment.model, train_config(recipe), experiment.objective)
         best = checkpoints.restore_best(workdir, state, note=runs.tell) if checkpoint == "best" else None
         if best is not None:
             step, state = best

@@ -240,7 +240,7 @@ def train_loop(
     """The training loop of `train_and_evaluate`, in a prepared (and locked) workdir: chunks of
     steps between logs, validations and checkpoints, until the budget, early stopping, the time
     limit or a stop signal ends it."""
-    graphdef, optimizer, state = initial_state(experiment.model, config)
+    graphdef, optimizer, state = initial_state(experiment.model, config, experiment.objective)
     if mesh is not None:
         state = parallel.replicate(state, mesh)
     session = open_session(experiment, config, workdir, mesh)

@@ -16,6 +16,7 @@ import optax
 from flax import nnx
 
 from zoo.core import optim
+from zoo.core.groups import grouped_value_and_grad, parameter_groups
 from zoo.core.interfaces import Batch
 from zoo.core.model import LatentVariableModel
 from zoo.training import parallel
@@ -91,11 +92,7 @@ def train_step_function(
     streaming: bool = False,
 ):
     """The step of `make_train_step`, not jitted."""
-    schedules = takes_step(objective)
-
-    def loss_fn(params, batch: Batch, rng, step):
-        model = nnx.merge(graphdef, params)
-        return objective(model, batch, rng, step=step) if schedules else objective(model, batch, rng)
+    loss_and_gradients = make_loss_and_gradients(graphdef, objective)
 
     def update(state: TrainState, batch_images, batch_labels, step):
         rng, pixel_rng = step_keys(seed, step)
@@ -104,7 +101,7 @@ def train_step_function(
         if dynamic_binarization:  # a fresh draw of every pixel each time a batch is drawn
             batch_images = jax.random.bernoulli(pixel_rng, batch_images).astype(batch_images.dtype)
         x, c = condition.split(batch_images, batch_labels)
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, Batch(x, c), rng, step)
+        loss, metrics, grads = loss_and_gradients(state.params, Batch(x, c), rng, step)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         return TrainState(optax.apply_updates(state.params, updates), opt_state), {"loss": loss, **metrics}
 
@@ -116,6 +113,32 @@ def train_step_function(
         return update(state, block_images[position], block_labels[position], step)
 
     return streamed_step if streaming else train_step
+
+
+def make_loss_and_gradients(graphdef: nnx.GraphDef, objective):
+    """`(params, batch, rng, step) -> (loss, metrics, gradients)`: of the objective, or, for an
+    objective trained in several parameter groups (zoo/core/groups.py), each group's gradient of its
+    own loss (`loss` and `metrics` the first group's, with every other group's loss beside them)."""
+    groups = parameter_groups(objective)
+
+    def call(loss, params, batch: Batch, rng, step):
+        model = nnx.merge(graphdef, params)
+        return loss(model, batch, rng, step=step) if takes_step(loss) else loss(model, batch, rng)
+
+    if len(groups) == 1:
+
+        def one_group(params, batch: Batch, rng, step):
+            (loss, metrics), grads = jax.value_and_grad(call, argnums=1, has_aux=True)(
+                groups[0].loss, params, batch, rng, step
+            )
+            return loss, metrics, grads
+
+        return one_group
+
+    def several_groups(params, batch: Batch, rng, step):
+        return grouped_value_and_grad(lambda group, p: call(group.loss, p, batch, rng, step), params, groups)
+
+    return several_groups
 
 
 def takes_step(objective) -> bool:
@@ -137,8 +160,15 @@ def step_key(seed: int, step: int) -> jax.Array:
     return step_keys(seed, step)[0]
 
 
-def initial_state(model: LatentVariableModel, config) -> tuple[nnx.GraphDef, optax.GradientTransformation, TrainState]:
-    """(graphdef, optimizer, state) of an untrained model under the recipe's optimiser."""
+def initial_state(
+    model: LatentVariableModel, config, objective=None
+) -> tuple[nnx.GraphDef, optax.GradientTransformation, TrainState]:
+    """(graphdef, optimizer, state) of an untrained model under the recipe's optimiser: one
+    optax chain, or, for an objective trained in several parameter groups, one per group (the
+    state holds every group's optimiser state, so a checkpoint keeps and restores them together)."""
     graphdef, params = nnx.split(model)
-    optimizer = make_optimizer(config)
+    if isinstance(config, (int, float)):
+        optimizer = make_optimizer(config)
+    else:
+        optimizer = optim.make_grouped_optimizer(config, parameter_groups(objective))
     return graphdef, optimizer, TrainState(params, optimizer.init(params))
