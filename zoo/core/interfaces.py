@@ -359,6 +359,9 @@ class Dataset:
     need them)."""
     factor_sizes: Sequence[int] = ()
     """How many values each factor takes, one per name."""
+    pixel_levels: Optional[int] = None
+    """256 for 8-bit images (every pixel is k / 255): evaluation then reports bits/dim beside nats;
+    None for binary or continuous data."""
 
     @property
     def image_shape(self) -> Shape:
