@@ -143,5 +143,12 @@ def test_zoo_train_on_arrays_and_every_run_method(tmp_path):
         assert each.log_likelihood(x, labels[40:44], num_samples=3).shape == (4,)
         metrics = each.evaluate("test", num_samples=3)
         assert np.isfinite(metrics["elbo"])
+    # `zoo sample` and `zoo plot` draw the colour as it is (red squares stay red, blue discs blue).
+    from zoo.cli.main import main
+
+    assert main(["sample", str(tmp_path / "run"), "--out", str(tmp_path / "s.png")]) == 0
+    assert main(["plot", str(tmp_path / "run")]) == 0
+    drawn = np.asarray(Image.open(tmp_path / "s.png").convert("RGB"), np.int32)
+    assert np.abs(drawn[..., 0] - drawn[..., 2]).max() > 40, "the samples figure lost its colour"
     plain = zoo.train("vae_mlp", tmp_path / "plain", data=images, overrides=tiny, progress=False)  # (N, H, W, C)
     assert plain.sample(3).shape == (3, 12, 10, 3)
