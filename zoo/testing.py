@@ -267,7 +267,12 @@ def check_likelihood_normalised(likelihood, variant: str, rows: int = 3, grid: i
     distribution = likelihood(params)
     draws = np.asarray(distribution.sample(seed=jax.random.key(4), sample_shape=(2000,)), np.float64)
     values = np.unique(draws)
-    if len(values) <= 16:
+    kind = getattr(likelihood, "data_kind", None)
+    if kind == "8bit":  # a probability of each of the 256 values k / 255
+        axis, cell = np.arange(256) / 255.0, 1.0
+    elif kind == "unit_interval":  # a density on [0, 1]: the midpoints of `grid` cells
+        axis, cell = (np.arange(grid) + 0.5) / grid, 1.0 / grid**2
+    elif len(values) <= 16:
         axis, cell = values, 1.0
     else:
         low, high = draws.min(), draws.max()

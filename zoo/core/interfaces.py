@@ -174,6 +174,11 @@ class Likelihood(Protocol):
     params_per_dim: int
     """How many raw parameters per dimension of x it needs (a positive int)."""
 
+    # Optional: `data_kind`, what its log_prob is of (DATA_KINDS): "binary" (x in {0, 1}), "8bit" (a
+    # probability of each value k / 255), "unit_interval" (a density on [0, 1]) or "real" (a density on
+    # R). On 8-bit data evaluation reports bits/dim for the last three (zoo.evaluation.bits); the
+    # conformance suite sums "8bit" over the 256 values and integrates "unit_interval" over [0, 1].
+
     def __call__(self, params: Array) -> distrax.Distribution:
         """p(x | z, c) from the parameters."""
         ...
@@ -227,6 +232,12 @@ class DenseExportable(Protocol):
 
 
 LATENT_KINDS = ("continuous", "discrete")
+DATA_KINDS = ("binary", "8bit", "unit_interval", "real")
+
+
+def data_kind(likelihood: Any) -> Optional[str]:
+    """What a likelihood's log_prob is of (DATA_KINDS), or None where it does not say."""
+    return getattr(likelihood, "data_kind", None)
 
 
 def latent_kind(component: Any) -> str:
