@@ -191,6 +191,42 @@ def arrays_file(tmp_path_factory) -> Path:
     return path
 
 
+def prepare_tiny_tfds(data_dir: Path) -> Path:
+    """A real TFDS dataset prepared on disk: `zoo_tiny_colours`, 40 train and 10 test colour
+    images (12x10x3 uint8) with a ClassLabel, written by TFDS's own GeneratorBasedBuilder as
+    array_record (offline, no TensorFlow)."""
+    import tensorflow_datasets as tfds
+
+    class ZooTinyColours(tfds.core.GeneratorBasedBuilder, skip_registration=True):  # type: ignore[call-arg]
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            features = tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Tensor(shape=(12, 10, 3), dtype=np.uint8),
+                    "label": tfds.features.ClassLabel(names=["square", "disc"]),
+                }
+            )
+            return tfds.core.DatasetInfo(builder=self, features=features, supervised_keys=("image", "label"))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(40, 0), "test": self._generate_examples(10, 1)}
+
+        def _generate_examples(self, count, seed):
+            images, labels = colour_images(count, seed=seed)
+            for index in range(count):
+                yield index, {"image": images[index], "label": int(labels[index])}
+
+    ZooTinyColours(data_dir=str(data_dir), file_format="array_record").download_and_prepare()
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def tfds_dir(tmp_path_factory) -> Path:
+    """A directory holding the prepared TFDS dataset zoo_tiny_colours."""
+    return prepare_tiny_tfds(tmp_path_factory.mktemp("tfds"))
+
+
 @pytest.fixture(scope="session")
 def book() -> zoo.RecipeBook:
     return zoo.RecipeBook([REPO / "registry.yaml"])

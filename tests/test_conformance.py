@@ -33,9 +33,9 @@ BATCH = 4
 
 
 @pytest.fixture
-def data_files(idx_dir, amat_dir, image_folder, arrays_file):
+def data_files(idx_dir, amat_dir, image_folder, arrays_file, tfds_dir):
     """The suite's own data files, by the kind a dataset declares (`factory.conformance["files"]`)."""
-    return {"idx": idx_dir, "amat": amat_dir, "images": image_folder, "arrays": arrays_file}
+    return {"idx": idx_dir, "amat": amat_dir, "images": image_folder, "arrays": arrays_file, "tfds": tfds_dir}
 
 
 def file_options(component, data_files, cache_dir) -> dict:
