@@ -22,7 +22,8 @@ on its factory (no test names it): `factory.conformance = {...}` with keys
 - `partners`: recipe entries laid over `PARTNERS` (`{"latent_dim": [2, 2]}`);
 - `options`: the component's own options when the caller gives none;
 - `files`: the kind of files a dataset reads (e.g. "idx"); the test suite that
-  checks it passes their directory as the option `source_dir`.
+  checks it passes their directory (or file) as the option `source_dir`;
+- `path_option`: the option that takes them instead of `source_dir` (e.g. "path").
 """
 
 from __future__ import annotations
