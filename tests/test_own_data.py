@@ -154,3 +154,29 @@ def test_zoo_train_on_arrays_and_every_run_method(tmp_path):
     assert np.abs(drawn[..., 0] - drawn[..., 2]).max() > 40, "the samples figure lost its colour"
     plain = zoo.train("vae_mlp", tmp_path / "plain", data=images, overrides=tiny, progress=False)  # (N, H, W, C)
     assert plain.sample(3).shape == (3, 12, 10, 3)
+
+
+def test_lazy_images_read_only_what_is_indexed_and_equal_the_eager_ones(registry, image_folder):
+    eager = build(registry, name="images", path=str(image_folder))
+    lazy = build(registry, name="images", path=str(image_folder), decode="lazy")
+    assert type(lazy.train.images).__name__ == "LazyImages" and lazy.image_shape == (12, 10, 3)
+    assert lazy.train.images.nbytes == eager.train.images.nbytes
+    for name in ("train", "validation", "test"):
+        np.testing.assert_array_equal(np.asarray(lazy.split(name).images), eager.split(name).images)
+        np.testing.assert_array_equal(lazy.split(name).labels, eager.split(name).labels)
+    rows = np.array([[0, 3, 7], [5, 1, 1]])  # a block of batches, as the streamed input reads them
+    np.testing.assert_array_equal(lazy.train.images[rows], eager.train.images[rows])
+
+
+@pytest.mark.slow
+def test_training_streamed_from_lazy_images_equals_training_in_memory(image_folder, tmp_path):
+    tiny = {"encoder.hidden": [8], "decoder.hidden": [8], "latent_dim": 2, "train.steps": 6, "train.batch_size": 8}
+    tiny.update({"train.log_every": 1, "train.checkpoint_every": 6})
+    losses = {}
+    for decode, feed in (("eager", "memory"), ("lazy", "stream")):
+        dataset = {"name": "images", "path": str(image_folder), "decode": decode}
+        overrides = {**tiny, "dataset": dataset, "train.input": feed}
+        run = zoo.train("vae_mlp", tmp_path / decode, overrides=overrides, progress=False)
+        losses[decode] = [r["loss"] for r in run.metrics if "loss" in r]
+    assert len(losses["lazy"]) == 6
+    np.testing.assert_allclose(losses["lazy"], losses["eager"], rtol=1e-5)  # the same batches, the same steps

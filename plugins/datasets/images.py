@@ -19,13 +19,16 @@ from typing import Literal, Optional, Sequence, Union
 import numpy as np
 
 import zoo
-from vae_zoo_plugins.datasets.own_data import EIGHT_BIT_LEVELS, Fraction, own_dataset
+from vae_zoo_plugins.datasets.own_data import EIGHT_BIT_LEVELS, Fraction, LazyImages, own_dataset
 from zoo.core.data import PixelMode, Seed
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 SPLIT_FOLDERS = ("train", "validation", "test")
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 Labels = Literal["folders", "none", "auto"]
+Decode = Literal["eager", "lazy", "auto"]
+# With decode: auto, images stay on disk when decoded they would pass train.memory_budget_mb's default.
+LAZY_ABOVE_BYTES = 2048 * 2**20
 Channels = Union[Literal[1, 3], Literal["auto"]]
 
 
@@ -145,13 +148,23 @@ def decode(file: Path, channels: int, size: Optional[tuple[int, int]]) -> np.nda
 
 
 def read_split(
-    root: Path, files: list[Path], class_names: list[str], channels: int, size: Optional[tuple[int, int]]
+    root: Path, files: list[Path], class_names: list[str], channels: int, size: Optional[tuple[int, int]], lazy: bool
 ) -> zoo.Split:
-    """Every file of one split decoded, with its class index (0 without classes)."""
-    images = np.stack([decode(f, channels, size) for f in files])
+    """One split with its class indices (0 without classes): every file decoded, or with `lazy`
+    images decoded only when a batch asks for them (LazyImages)."""
     index = {name: i for i, name in enumerate(class_names)}
     labels = np.array([index[class_of(root, f)] if class_names else 0 for f in files], np.int32)  # type: ignore[index]
-    return zoo.Split(images.astype(np.float32) / np.float32(255), labels)
+    read = lambda rows: np.stack([decode(files[int(row)], channels, size) for row in rows])
+    if lazy:
+        first = read([0])
+        return zoo.Split(LazyImages(read, np.arange(len(files)), first.shape[1:]), labels)  # type: ignore[arg-type]
+    return zoo.Split(read(range(len(files))).astype(np.float32) / np.float32(255), labels)
+
+
+def decoded_bytes(files: Sequence[Path], found, channels: int, size: Optional[tuple[int, int]]) -> int:
+    """What the images would take decoded as float32."""
+    height, width = size if size is not None else (found[0][0][1], found[0][0][0])
+    return len(files) * height * width * channels * 4
 
 
 def make_images(
@@ -163,14 +176,18 @@ def make_images(
     test: Fraction = 0.1,
     seed: Seed = 0,
     pixels: PixelMode = "grayscale",
+    decode: Decode = "auto",
 ) -> zoo.Dataset:
     """Images from a folder or glob, 8-bit, in [0, 1]: classes from subfolders, splits from
-    train/validation/test subfolders or seeded fractions.
+    train/validation/test subfolders or seeded fractions. `decode: lazy` keeps them on disk, each
+    batch decoded when training streams it (`auto`: when decoded they would pass 2 GiB).
 
     >>> make_images("photos/", size=[64, 64], channels=3)  # doctest: +SKIP
     """
     if labels not in ("folders", "none", "auto"):
         raise ValueError(f"labels: expected folders, none or auto, got {labels!r}")
+    if decode not in ("eager", "lazy", "auto"):
+        raise ValueError(f"decode: expected eager, lazy or auto, got {decode!r}")
     if channels not in (1, 3, "auto"):
         raise ValueError(f"channels: expected 1, 3 or auto, got {channels!r}")
     if size is not None and (len(size) != 2 or not all(isinstance(s, int) and s >= 1 for s in size)):
@@ -183,7 +200,10 @@ def make_images(
     if size is None:
         check_sizes(files, [dims for dims, _ in found])
     target = None if size is None else (int(size[0]), int(size[1]))
-    read = {name: read_split(r, f, class_names, chosen, target) for name, (r, f) in splits.items()}
+    lazy = decode == "lazy" or (decode == "auto" and decoded_bytes(files, found, chosen, target) > LAZY_ABOVE_BYTES)
+    if lazy and pixels != "grayscale":
+        raise ValueError(f"pixels: {pixels} binarizes every image up front; images decoded lazily need grayscale")
+    read = {name: read_split(r, f, class_names, chosen, target, lazy) for name, (r, f) in splits.items()}
     return own_dataset(
         "images",
         read,

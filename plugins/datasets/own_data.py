@@ -130,3 +130,46 @@ def own_dataset(
         validation=splits["validation"],
         pixel_levels=pixel_levels,
     )
+
+
+class LazyImages:
+    """Images read from disk only when indexed: an array-like `(N, H, W, C)` float32 in [0, 1]
+    that a split larger than memory holds instead of the pixels.
+
+    `read(rows)` gives the uint8 images `(len(rows), H, W, C)` of file rows (decoding them);
+    indexing with an int, a slice or an index array of any shape reads just those rows, so the
+    streamed input (zoo.training.inputs, grain's worker threads) decodes each batch as it needs
+    it and the resident memory does not grow with the dataset. `take_rows` (what `Split.take`
+    calls) selects rows without reading any; `np.asarray` reads them all.
+    """
+
+    dtype = np.dtype(np.float32)
+    ndim = 4
+
+    def __init__(self, read, rows: np.ndarray, image_shape: tuple[int, int, int]):
+        self.read, self.rows, self.image_shape = read, np.asarray(rows), tuple(image_shape)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows), *self.image_shape)
+
+    @property
+    def nbytes(self) -> int:
+        """What the images would take decoded (the in-memory path's cost)."""
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index) -> np.ndarray:
+        wanted = self.rows[index]
+        flat = np.asarray(wanted).reshape(-1)
+        pixels = self.read(flat) if len(flat) else np.zeros((0, *self.image_shape), np.uint8)
+        return (pixels.astype(np.float32) / np.float32(255)).reshape(np.shape(wanted) + self.image_shape)
+
+    def take_rows(self, index) -> "LazyImages":
+        return LazyImages(self.read, self.rows[index], self.image_shape)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        everything = self[:]
+        return everything if dtype is None else everything.astype(dtype)

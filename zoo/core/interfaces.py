@@ -326,7 +326,8 @@ class Split(NamedTuple):
     for a dataset generated from known factors of variation their values `(N, F)` int32."""
 
     images: np.ndarray
-    """`(N, H, W, C)` float32 in [0, 1]."""
+    """`(N, H, W, C)` float32 in [0, 1]; for a dataset larger than memory, an array-like read from
+    disk when indexed (shape, dtype, nbytes, len, indexing, `take_rows`)."""
     labels: np.ndarray
     """`(N,)` int32 class indices (zeros for a dataset without classes)."""
     factors: Optional[np.ndarray] = None
@@ -334,8 +335,11 @@ class Split(NamedTuple):
     (the dataset's order of `factor_names`); None for a dataset without ground-truth factors."""
 
     def take(self, rows: Any) -> "Split":
-        """The examples at `rows` (indices or a slice), their factors with them."""
-        return Split(self.images[rows], self.labels[rows], None if self.factors is None else self.factors[rows])
+        """The examples at `rows` (indices or a slice), their factors with them. Images read from
+        disk when indexed (a streamed dataset's) offer `take_rows`, which selects without reading."""
+        take_rows = getattr(self.images, "take_rows", None)
+        images = take_rows(rows) if take_rows is not None else self.images[rows]
+        return Split(images, self.labels[rows], None if self.factors is None else self.factors[rows])
 
 
 @dataclasses.dataclass(frozen=True)
