@@ -36,3 +36,12 @@ def test_an_unknown_builder_names_the_closest(tmp_path, capsys):
 def test_a_builder_not_prepared_gives_the_command(tmp_path, capsys):
     dataset = {"name": "tfds", "builder": "cifar10", "source_dir": str(tmp_path / "none")}
     refused(capsys, tmp_path, dataset, f"prepare it with `tfds build cifar10 --data_dir {tmp_path / 'none'}")
+
+
+def test_a_tfds_dataset_read_lazily_equals_the_one_read_at_once(registry, tfds_dir):
+    spec = {"name": "tfds", "builder": "zoo_tiny_colours", "source_dir": str(tfds_dir)}
+    eager, lazy = registry.build("dataset", spec), registry.build("dataset", {**spec, "decode": "lazy"})
+    assert type(lazy.train.images).__name__ == "LazyImages"
+    for name in ("train", "validation", "test"):
+        np.testing.assert_array_equal(np.asarray(lazy.split(name).images), eager.split(name).images)
+        np.testing.assert_array_equal(lazy.split(name).labels, eager.split(name).labels)

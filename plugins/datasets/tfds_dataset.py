@@ -14,12 +14,20 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import numpy as np
 
 import zoo
-from vae_zoo_plugins.datasets.own_data import Fraction, as_images, as_labels, own_dataset, to_unit_interval
+from vae_zoo_plugins.datasets.own_data import (
+    EIGHT_BIT_LEVELS,
+    Fraction,
+    LazyImages,
+    as_images,
+    as_labels,
+    own_dataset,
+    to_unit_interval,
+)
 from zoo.core.data import PixelMode, Seed
 
 SPLITS = ("train", "validation", "test")
@@ -72,17 +80,50 @@ def prepare(builder: str, root: Path, download: bool) -> Path:
     return version
 
 
-def read_split(source, image_key: str, label_key: Optional[str], where: str) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    """(images, labels or None) of one split, every record read at once."""
-    records = source.__getitems__(list(range(len(source))))
-    if not records:
-        raise zoo.DataError(f"{where}: the split is empty")
+CHUNK = 1024  # records read at once when the images stay on disk (their labels are read up front)
+LAZY_ABOVE_BYTES = 2048 * 2**20  # as the images dataset: train.memory_budget_mb's default
+
+
+def check_features(record: dict, image_key: str, label_key: Optional[str], where: str) -> None:
     for key in (image_key, label_key):
-        if key is not None and key not in records[0]:
-            raise zoo.DataError(f"{where}: no feature {key!r}; features: {', '.join(sorted(records[0]))}")
-    images = np.stack([np.asarray(r[image_key]) for r in records])
-    labels = None if label_key is None else np.asarray([r[label_key] for r in records])
-    return images, labels
+        if key is not None and key not in record:
+            raise zoo.DataError(f"{where}: no feature {key!r}; features: {', '.join(sorted(record))}")
+
+
+def read_split(source, image_key: str, label_key: Optional[str], where: str, lazy: bool):
+    """(images, labels or None) of one split: every record read at once, or with `lazy` the labels
+    read in chunks and the images a LazyImages reading records when a batch asks for them."""
+    if not len(source):
+        raise zoo.DataError(f"{where}: the split is empty")
+    first = source.__getitems__([0])[0]
+    check_features(first, image_key, label_key, where)
+    if not lazy:
+        records = source.__getitems__(list(range(len(source))))
+        images = np.stack([np.asarray(r[image_key]) for r in records])
+        return images, None if label_key is None else np.asarray([r[label_key] for r in records])
+    labels = None
+    if label_key is not None:
+        chunks = (
+            source.__getitems__(list(range(i, min(i + CHUNK, len(source))))) for i in range(0, len(source), CHUNK)
+        )
+        labels = np.asarray([r[label_key] for chunk in chunks for r in chunk])
+    read = lambda rows: np.stack([np.asarray(r[image_key]) for r in source.__getitems__([int(i) for i in rows])])
+    shape = np.asarray(first[image_key]).shape
+    shape = shape + (1,) if len(shape) == 2 else shape
+    if np.asarray(first[image_key]).dtype != np.uint8:
+        raise zoo.DataError(
+            f"{where}: decode: lazy reads uint8 images; {image_key!r} is {np.asarray(first[image_key]).dtype}"
+        )
+    lazy_read = (lambda rows: read(rows)[..., None]) if len(np.asarray(first[image_key]).shape) == 2 else read
+    return LazyImages(lazy_read, np.arange(len(source)), shape), labels
+
+
+def decoded_bytes(info, split: str, image_key: str) -> int:
+    """What a split's images would take decoded as float32 (0 where the feature's shape is not fixed)."""
+    shape = getattr(info.features[image_key], "shape", None) if image_key in info.features else None
+    if not shape or any(d is None for d in shape):
+        return 0
+    return int(info.splits[split].num_examples * np.prod(shape) * 4)
 
 
 def make_tfds(
@@ -96,8 +137,10 @@ def make_tfds(
     test: Fraction = 0.1,
     seed: Seed = 0,
     pixels: PixelMode = "grayscale",
+    decode: Literal["eager", "lazy", "auto"] = "auto",
 ) -> zoo.Dataset:
     """Any TFDS builder's images, from a prepared directory (downloaded only with download: true).
+    `decode: lazy` keeps uint8 images on disk, read when training streams a batch (`auto`: above 2 GiB).
 
     >>> make_tfds("cifar10", source_dir="~/tensorflow_datasets")  # doctest: +SKIP
     """
@@ -112,9 +155,17 @@ def make_tfds(
     splits, levels = {}, set()
     for name in (s for s in SPLITS if s in read_only.info.splits):
         where = f"tfds: {builder} {name}"
-        images, labels = read_split(sources[name], image_key, label_key, where)
-        pixels_01, level = to_unit_interval(as_images(images, where), where)
-        splits[name] = zoo.Split(pixels_01, as_labels(labels, len(images), where))
+        lazy = decode == "lazy" or (
+            decode == "auto" and decoded_bytes(read_only.info, name, image_key) > LAZY_ABOVE_BYTES
+        )
+        if lazy and pixels != "grayscale":
+            raise ValueError(f"pixels: {pixels} binarizes every image up front; images read lazily need grayscale")
+        images, labels = read_split(sources[name], image_key, label_key, where, lazy)
+        if isinstance(images, LazyImages):
+            pixels_01, level = images, EIGHT_BIT_LEVELS
+        else:
+            pixels_01, level = to_unit_interval(as_images(images, where), where)
+        splits[name] = zoo.Split(pixels_01, as_labels(labels, len(images), where))  # type: ignore[arg-type]
         levels.add(level)
     if "train" not in splits:
         raise zoo.DataError(f"tfds: {builder} has no train split (splits: {', '.join(read_only.info.splits)})")
