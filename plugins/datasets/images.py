@@ -157,7 +157,7 @@ def read_split(
     read = lambda rows: np.stack([decode(files[int(row)], channels, size) for row in rows])
     if lazy:
         first = read([0])
-        return zoo.Split(LazyImages(read, np.arange(len(files)), first.shape[1:]), labels)  # type: ignore[arg-type]
+        return zoo.Split(LazyImages(read, np.arange(len(files)), first.shape[1:]), labels)
     return zoo.Split(read(range(len(files))).astype(np.float32) / np.float32(255), labels)
 
 

@@ -146,7 +146,7 @@ class LazyImages:
     dtype = np.dtype(np.float32)
     ndim = 4
 
-    def __init__(self, read, rows: np.ndarray, image_shape: tuple[int, int, int]):
+    def __init__(self, read, rows: np.ndarray, image_shape: tuple[int, ...]):
         self.read, self.rows, self.image_shape = read, np.asarray(rows), tuple(image_shape)
 
     @property

@@ -165,7 +165,7 @@ def make_tfds(
             pixels_01, level = images, EIGHT_BIT_LEVELS
         else:
             pixels_01, level = to_unit_interval(as_images(images, where), where)
-        splits[name] = zoo.Split(pixels_01, as_labels(labels, len(images), where))  # type: ignore[arg-type]
+        splits[name] = zoo.Split(pixels_01, as_labels(labels, len(images), where))
         levels.add(level)
     if "train" not in splits:
         raise zoo.DataError(f"tfds: {builder} has no train split (splits: {', '.join(read_only.info.splits)})")
