@@ -149,6 +149,84 @@ def amat_dir(tmp_path_factory):
     return directory
 
 
+def colour_images(count: int, height: int = 12, width: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """`count` uint8 colour images (count, height, width, 3) of two classes: a red square on
+    black (class 0) or a blue disc (class 1), at random places, with their labels."""
+    rng = np.random.default_rng(seed)
+    rows, columns = np.mgrid[:height, :width]
+    images = np.zeros((count, height, width, 3), np.uint8)
+    labels = np.arange(count) % 2
+    for image, label in zip(images, labels):
+        r, c = rng.integers(3, height - 3), rng.integers(3, width - 3)
+        if label == 0:
+            image[r - 2 : r + 2, c - 2 : c + 2, 0] = 230
+        else:
+            image[(rows - r) ** 2 + (columns - c) ** 2 <= 6, 2] = 210
+    return images, labels
+
+
+def write_image_folder(directory: Path, images: np.ndarray, labels: np.ndarray, class_names=("square", "disc")) -> Path:
+    """`images` as PNG files written by Pillow, in one subfolder per class."""
+    from PIL import Image
+
+    for index, (image, label) in enumerate(zip(images, labels)):
+        folder = directory / class_names[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(folder / f"{index:04d}.png")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory) -> Path:
+    """40 labelled colour PNGs (12x10) in two class folders, written by Pillow."""
+    return write_image_folder(tmp_path_factory.mktemp("image_folder"), *colour_images(40))
+
+
+@pytest.fixture(scope="session")
+def arrays_file(tmp_path_factory) -> Path:
+    """An .npz of 40 labelled uint8 colour images (12x10x3) with its class names."""
+    images, labels = colour_images(40, seed=1)
+    path = tmp_path_factory.mktemp("arrays") / "images.npz"
+    np.savez(path, train=images, train_labels=labels, class_names=np.array(["square", "disc"]))
+    return path
+
+
+def prepare_tiny_tfds(data_dir: Path) -> Path:
+    """A real TFDS dataset prepared on disk: `zoo_tiny_colours`, 40 train and 10 test colour
+    images (12x10x3 uint8) with a ClassLabel, written by TFDS's own GeneratorBasedBuilder as
+    array_record (offline, no TensorFlow)."""
+    import tensorflow_datasets as tfds
+
+    class ZooTinyColours(tfds.core.GeneratorBasedBuilder, skip_registration=True):  # type: ignore[call-arg]
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            features = tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Tensor(shape=(12, 10, 3), dtype=np.uint8),
+                    "label": tfds.features.ClassLabel(names=["square", "disc"]),
+                }
+            )
+            return tfds.core.DatasetInfo(builder=self, features=features, supervised_keys=("image", "label"))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(40, 0), "test": self._generate_examples(10, 1)}
+
+        def _generate_examples(self, count, seed):
+            images, labels = colour_images(count, seed=seed)
+            for index in range(count):
+                yield index, {"image": images[index], "label": int(labels[index])}
+
+    ZooTinyColours(data_dir=str(data_dir), file_format="array_record").download_and_prepare()
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def tfds_dir(tmp_path_factory) -> Path:
+    """A directory holding the prepared TFDS dataset zoo_tiny_colours."""
+    return prepare_tiny_tfds(tmp_path_factory.mktemp("tfds"))
+
+
 @pytest.fixture(scope="session")
 def book() -> zoo.RecipeBook:
     return zoo.RecipeBook([REPO / "registry.yaml"])

@@ -110,9 +110,10 @@ def test_class_names_of_several_words_are_one_class(registry):
         condition.parse("Anklet", fashion)
 
 
-def test_conv_decoder_refuses_sizes_it_cannot_reach():
-    with pytest.raises(ValueError, match="divisible by 4; the data is 7x7"):
-        conv.make_conv_decoder(4, None, (7, 7, 1, 1), nnx.Rngs(0))
+def test_conv_decoder_reaches_any_size_by_cropping_the_centre():
+    decoder = conv.make_conv_decoder(4, None, (7, 7, 1, 1), nnx.Rngs(0))  # 2x2 -> 8x8, cropped to 7x7
+    assert decoder(jnp.zeros((2, 4)), None).shape == (2, 7, 7, 1, 1) and decoder.offset == (0, 0)
+    assert conv.make_conv_decoder(4, None, (28, 28, 1, 1), nnx.Rngs(0)).start == (7, 7, 64)  # no crop needed
     with pytest.raises(ValueError, match="needs images of shape"):
         conv.make_conv_encoder((64,), None, 4, nnx.Rngs(0))
 

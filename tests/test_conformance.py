@@ -33,17 +33,21 @@ BATCH = 4
 
 
 @pytest.fixture
-def data_files(idx_dir, amat_dir):
+def data_files(idx_dir, amat_dir, image_folder, arrays_file, tfds_dir):
     """The suite's own data files, by the kind a dataset declares (`factory.conformance["files"]`)."""
-    return {"idx": idx_dir, "amat": amat_dir}
+    return {"idx": idx_dir, "amat": amat_dir, "images": image_folder, "arrays": arrays_file, "tfds": tfds_dir}
 
 
 def file_options(component, data_files, cache_dir) -> dict:
-    """Options pointing a dataset that reads files at the suite's own, prepared in a fresh cache."""
-    files = declared(component).get("files")
+    """Options pointing a dataset that reads files at the suite's own (the option its factory
+    declares as `path_option`, `source_dir` by default), prepared in a fresh cache."""
+    wanted = declared(component)
+    files = wanted.get("files")
     if files is None:
         return {}
-    options = {"source_dir": str(data_files[files]), "cache_dir": str(cache_dir)}
+    options = {**wanted.get("options", {}), wanted.get("path_option", "source_dir"): str(data_files[files])}
+    if "cache_dir" in component.options():
+        options["cache_dir"] = str(cache_dir)
     if "validation_size" in component.options():
         options["validation_size"] = 50
     return options

@@ -133,7 +133,7 @@ def test_no_source_fails_at_once_with_what_to_do(registry, tmp_path):
 def test_unknown_dataset_name_lists_the_known(registry, book):
     with pytest.raises(
         zoo.RecipeError,
-        match="unknown dataset 'fashion_mnst' \\(did you mean 'fashion_mnist'\\?\\); known: binarized_mnist, digits, dsprites, fashion_mnist, kmnist, mnist",
+        match="unknown dataset 'fashion_mnst' \\(did you mean 'fashion_mnist'\\?\\); known: arrays, binarized_mnist, color_dsprites, digits, dsprites, fashion_mnist, images, kmnist, mnist, tfds",
     ):
         book.resolve("vae_mlp", registry, ["dataset={name: fashion_mnst}"])
 

@@ -74,6 +74,19 @@ RANGES = {
         for option in ("scales", "orientations", "positions", "num_images", "test_size")
     },
     **{("dataset", "dsprites", option): AtLeast(0) for option in ("validation_size", "seed")},
+    ("dataset", "color_dsprites", "image_size"): AtLeast(8),
+    **{
+        ("dataset", "color_dsprites", option): AtLeast(1)
+        for option in ("scales", "orientations", "positions", "colours", "num_images", "test_size")
+    },
+    **{("dataset", "color_dsprites", option): AtLeast(0) for option in ("validation_size", "seed")},
+    **{("dataset", name, "seed"): AtLeast(0) for name in ("images", "arrays", "tfds")},
+    **{
+        ("dataset", name, option): Between(0, 0.9)
+        for name in ("images", "arrays", "tfds")
+        for option in ("validation", "test")
+    },
+    ("likelihood", "discretized_logistic_mixture", "components"): AtLeast(1),
     **{("objective", name, "kl_warmup_steps"): AtLeast(0) for name in ("elbo", "beta_elbo", "hybrid", "iwae")},
     **{("objective", name, "kl_warmup_epochs"): AtLeast(0) for name in ("elbo", "beta_elbo", "hybrid", "iwae")},
     **{("objective", name, "free_bits"): AtLeast(0) for name in ("elbo", "beta_elbo", "hybrid")},

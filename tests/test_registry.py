@@ -32,7 +32,14 @@ def test_first_party_components_are_registered(registry):
         "uniform_codebook",
         "vampprior",
     ]
-    assert registry.names("likelihood") == ["bernoulli", "gaussian_diagonal", "gaussian_fixed", "gaussian_identity"]
+    assert registry.names("likelihood") == [
+        "bernoulli",
+        "continuous_bernoulli",
+        "discretized_logistic_mixture",
+        "gaussian_diagonal",
+        "gaussian_fixed",
+        "gaussian_identity",
+    ]
     assert registry.names("objective") == [
         "aae",
         "annealed_vae",
@@ -56,7 +63,7 @@ def test_first_party_components_are_registered(registry):
         "wae_mmd",
     ]
     assert registry.names("condition") == ["onehot_label", "visible_quadrants"]
-    assert "digits" in registry.names("dataset")
+    assert {"digits", "images", "arrays", "tfds", "color_dsprites"} <= set(registry.names("dataset"))
 
 
 def test_duplicate_name_names_both_plugins():

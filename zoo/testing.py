@@ -23,7 +23,8 @@ on its factory (no test names it): `factory.conformance = {...}` with keys
 - `partners`: recipe entries laid over `PARTNERS` (`{"latent_dim": [2, 2]}`);
 - `options`: the component's own options when the caller gives none;
 - `files`: the kind of files a dataset reads (e.g. "idx"); the test suite that
-  checks it passes their directory as the option `source_dir`.
+  checks it passes their directory (or file) as the option `source_dir`;
+- `path_option`: the option that takes them instead of `source_dir` (e.g. "path").
 """
 
 from __future__ import annotations
@@ -286,7 +287,12 @@ def check_likelihood_normalised(likelihood, variant: str, rows: int = 3, grid: i
     distribution = likelihood(params)
     draws = np.asarray(distribution.sample(seed=jax.random.key(4), sample_shape=(2000,)), np.float64)
     values = np.unique(draws)
-    if len(values) <= 16:
+    kind = getattr(likelihood, "data_kind", None)
+    if kind == "8bit":  # a probability of each of the 256 values k / 255
+        axis, cell = np.arange(256) / 255.0, 1.0
+    elif kind == "unit_interval":  # a density on [0, 1]: the midpoints of `grid` cells
+        axis, cell = (np.arange(grid) + 0.5) / grid, 1.0 / grid**2
+    elif len(values) <= 16:
         axis, cell = values, 1.0
     else:
         low, high = draws.min(), draws.max()

@@ -58,8 +58,10 @@ class ConvEncoder(nnx.Module):
 
 
 class ConvDecoder(nnx.Module):
-    """(z, c) -> a dense layer to a small feature map, stride-2 transposed convolutions up to
-    (height, width), and a last convolution to channels x parameters."""
+    """(z, c) -> a dense layer to a small feature map, stride-2 transposed convolutions up to at
+    least (height, width), the centre cropped to exactly (height, width), and a last convolution
+    to channels x parameters. A side that halves evenly `len(channels)` times (28 with two layers,
+    32, 64) needs no crop; any other (48x40 with four layers, 8x10) starts from the rounded-up map."""
 
     def __init__(self, latent_dim, c_shape, output_shape, channels, activation, *, rngs):
         if len(output_shape) != 4:
@@ -68,16 +70,13 @@ class ConvDecoder(nnx.Module):
             )
         height, width, out_channels, params_per_dim = output_shape
         check_sizes("channels", channels, allow_empty=False)
-        factor = 2 ** len(channels)
-        if height % factor or width % factor:
-            raise ValueError(
-                f"{len(channels)} upsampling layers need height and width divisible by {factor}; "
-                f"the data is {height}x{width}"
-            )
         activation_fn(activation)
         self.activation = activation
         self.output_shape = tuple(output_shape)
-        self.start = (height // factor, width // factor, channels[0])
+        self.start = (_downsampled(height, len(channels)), _downsampled(width, len(channels)), channels[0])
+        factor = 2 ** len(channels)
+        # The crop's top-left corner: the upsampled map is centred on the image.
+        self.offset = ((self.start[0] * factor - height) // 2, (self.start[1] * factor - width) // 2)
         self.project = nnx.Linear(latent_dim + size(c_shape), self.start[0] * self.start[1] * channels[0], rngs=rngs)
         sizes = [channels[0], *channels]
         self.deconvs = nnx.List(
@@ -93,6 +92,9 @@ class ConvDecoder(nnx.Module):
         h = act(self.project(flatten_with(z, c))).reshape((z.shape[0],) + self.start)
         for deconv in self.deconvs:
             h = act(deconv(h))
+        height, width = self.output_shape[:2]
+        top, left = self.offset
+        h = h[:, top : top + height, left : left + width]
         return self.out(h).reshape((z.shape[0],) + self.output_shape)
 
 

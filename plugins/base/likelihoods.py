@@ -79,6 +79,7 @@ class BernoulliLikelihood:
     """Bernoulli with logits from the decoder, for data in [0, 1]."""
 
     params_per_dim: int = 1
+    data_kind: str = "binary"
 
     def __call__(self, params: jax.Array) -> distrax.Distribution:
         return _independent(lambda logits: LogitBernoulli(logits=logits), params[..., 0])
@@ -90,6 +91,7 @@ class FixedScaleGaussianLikelihood:
 
     scale: float = 1.0
     params_per_dim: int = 1
+    data_kind: str = "real"
 
     def __call__(self, params: jax.Array) -> distrax.Distribution:
         loc = params[..., 0]
@@ -102,6 +104,7 @@ class DiagonalGaussianLikelihood:
 
     min_scale: float = 1e-3
     params_per_dim: int = 2
+    data_kind: str = "real"
 
     def __call__(self, params: jax.Array) -> distrax.Distribution:
         scale = jax.nn.softplus(params[..., 1]) + self.min_scale

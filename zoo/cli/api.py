@@ -168,16 +168,22 @@ def train(
     data_dir: Optional[str] = None,
     progress: bool = True,
     max_seconds: Optional[float] = None,
+    data: Any = None,
 ) -> "Run":
     """Train a variant in `workdir` (default runs/VARIANT) and return the trained `Run` at its
     best checkpoint. `resume=True` (or `resume="runs/a"`) continues a run from its newest
     checkpoint with its own recipe; `overrides` then may change training settings only.
-    Ctrl-C checkpoints the step reached and raises `zoo.training.signals.TrainingInterrupted`."""
+    Ctrl-C checkpoints the step reached and raises `zoo.training.signals.TrainingInterrupted`.
+
+    `data`: your own images instead of the recipe's dataset, an array (N, H, W, C) or (N, H, W),
+    uint8 in [0, 255] or floats in [0, 1], or a dict of the keys of the `arrays` dataset (train,
+    validation, test, train_labels, ..., class_names). They are kept in the run directory as
+    data.npz, which the run's recipe names, so `zoo.load` and every command read them again."""
     from zoo.evaluation.trained_run import Run
 
     registry = _registry(registry)
     with overrides_named(PYTHON_OVERRIDES):
-        summary = train_in(
+        train_with = lambda overrides: train_in(
             variant,
             workdir,
             overrides=overrides,
@@ -188,9 +194,39 @@ def train(
             progress=progress,
             max_seconds=max_seconds,
         )
+        summary = train_with(overrides) if data is None else train_on_arrays(train_with, data, variant, workdir, overrides)
     run = Run.load(summary["workdir"], registry, data_dir)
     run.summary = summary
     return run
+
+
+DATA_FILE = "data.npz"
+
+
+def train_on_arrays(train_with, data: Any, variant: Optional[str], workdir: Optional[PathLike], overrides: Overrides):
+    """`train_with(overrides)` on `data` written to WORKDIR/data.npz, the recipe's dataset the
+    `arrays` dataset reading it; a refused start removes what it wrote."""
+    import shutil
+
+    from zoo.core.data import write_data_file
+
+    if variant is None:
+        raise RecipeError("data= starts a new run: give the VARIANT to train on it")
+    workdir = Path(workdir) if workdir is not None else Path("runs") / variant
+    if workdir.exists() and any(workdir.iterdir()):
+        raise RunDirectoryError(f"{workdir} is not empty; data= starts a new run, choose another workdir")
+    created = not workdir.exists()
+    path = write_data_file(data, workdir.resolve() / DATA_FILE)
+    dataset = {"dataset": {"name": "arrays", "path": str(path)}}
+    try:
+        return train_with([*assignments(dataset), *assignments(overrides)])
+    except Exception:
+        if not (workdir / "recipe.yaml").exists():  # refused before the run began: leave nothing behind
+            if created:
+                shutil.rmtree(workdir, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        raise
 
 
 def load(workdir: PathLike, *, checkpoint: str = "best", registry=None, data_dir: Optional[str] = None) -> "Run":

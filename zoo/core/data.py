@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import typing
+from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, NoReturn, Optional, Sequence
 
 import numpy as np
@@ -66,10 +67,12 @@ def image_dataset(
     validation: Optional[Split] = None,
     factor_names: Sequence[str] = (),
     factor_sizes: Sequence[int] = (),
+    pixel_levels: Optional[int] = None,
 ) -> Dataset:
     """A Dataset from train and test images in [0, 1]: the validation split held out of train
     by a seeded permutation (unless the dataset has its own), then the pixel mode applied.
-    The splits' factors (if any) follow their images.
+    The splits' factors (if any) follow their images. `pixel_levels` (256 for 8-bit images) holds
+    only while the pixels stay grayscale: binarized data is binary.
 
     >>> image_dataset("toy", Split(x, y), Split(xt, yt), ["a", "b"], pixels="dynamic_binarize", validation_size=100)  # doctest: +SKIP
     """
@@ -98,7 +101,23 @@ def image_dataset(
         dynamic_binarization=pixels == "dynamic_binarize",
         factor_names=tuple(factor_names),
         factor_sizes=tuple(int(s) for s in factor_sizes),
+        pixel_levels=pixel_levels if pixels == "grayscale" else None,
     )
+
+
+def write_data_file(data: Any, path: Path) -> Path:
+    """Images handed to `zoo.train(data=...)` (an array, or a dict of the `arrays` dataset's
+    keys) written as an .npz at `path`, which the `arrays` dataset reads and checks."""
+    arrays = dict(data) if isinstance(data, Mapping) else {"train": data}
+    try:
+        arrays = {str(key): np.asarray(value) for key, value in arrays.items()}
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"data: cannot be made a numpy array: {exc}") from None
+    if any(a.dtype == object for a in arrays.values()):
+        raise DataError("data: expected numeric arrays (images (N, H, W[, C]), labels (N,)), got Python objects")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+    return path
 
 
 def evaluation_split(dataset: Dataset, name: str, seed: int = 0) -> Split:

@@ -176,6 +176,11 @@ class Likelihood(Protocol):
     params_per_dim: int
     """How many raw parameters per dimension of x it needs (a positive int)."""
 
+    # Optional: `data_kind`, what its log_prob is of (DATA_KINDS): "binary" (x in {0, 1}), "8bit" (a
+    # probability of each value k / 255), "unit_interval" (a density on [0, 1]) or "real" (a density on
+    # R). On 8-bit data evaluation reports bits/dim for the last three (zoo.evaluation.bits); the
+    # conformance suite sums "8bit" over the 256 values and integrates "unit_interval" over [0, 1].
+
     def __call__(self, params: Array) -> distrax.Distribution:
         """p(x | z, c) from the parameters."""
         ...
@@ -236,6 +241,12 @@ class DenseExportable(Protocol):
 # own measure. Encoder and prior must be of one kind, so that log q - log p compares densities
 # against the same measure.
 LATENT_KINDS = ("continuous", "discrete", "hyperspherical", "hyperbolic")
+DATA_KINDS = ("binary", "8bit", "unit_interval", "real")
+
+
+def data_kind(likelihood: Any) -> Optional[str]:
+    """What a likelihood's log_prob is of (DATA_KINDS), or None where it does not say."""
+    return getattr(likelihood, "data_kind", None)
 
 
 def latent_kind(component: Any) -> str:
@@ -324,7 +335,8 @@ class Split(NamedTuple):
     for a dataset generated from known factors of variation their values `(N, F)` int32."""
 
     images: np.ndarray
-    """`(N, H, W, C)` float32 in [0, 1]."""
+    """`(N, H, W, C)` float32 in [0, 1]; for a dataset larger than memory, an array-like read from
+    disk when indexed (shape, dtype, nbytes, len, indexing, `take_rows`)."""
     labels: np.ndarray
     """`(N,)` int32 class indices (zeros for a dataset without classes)."""
     factors: Optional[np.ndarray] = None
@@ -332,8 +344,11 @@ class Split(NamedTuple):
     (the dataset's order of `factor_names`); None for a dataset without ground-truth factors."""
 
     def take(self, rows: Any) -> "Split":
-        """The examples at `rows` (indices or a slice), their factors with them."""
-        return Split(self.images[rows], self.labels[rows], None if self.factors is None else self.factors[rows])
+        """The examples at `rows` (indices or a slice), their factors with them. Images read from
+        disk when indexed (a streamed dataset's) offer `take_rows`, which selects without reading."""
+        take_rows = getattr(self.images, "take_rows", None)
+        images = take_rows(rows) if take_rows is not None else self.images[rows]
+        return Split(images, self.labels[rows], None if self.factors is None else self.factors[rows])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -368,6 +383,9 @@ class Dataset:
     need them)."""
     factor_sizes: Sequence[int] = ()
     """How many values each factor takes, one per name."""
+    pixel_levels: Optional[int] = None
+    """256 for 8-bit images (every pixel is k / 255): evaluation then reports bits/dim beside nats;
+    None for binary or continuous data."""
 
     @property
     def image_shape(self) -> Shape:

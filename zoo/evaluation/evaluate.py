@@ -10,7 +10,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from zoo.core.interfaces import Split, undefined_metrics
+from zoo.core.interfaces import Split, data_kind, undefined_metrics
+from zoo.evaluation.bits import with_bits_per_dim
 from zoo.core.model import LOG_LIKELIHOOD_METRIC
 from zoo.errors import DataError
 from zoo.progress import Progress
@@ -216,7 +217,7 @@ def evaluate_run(
     if settings.disentanglement:
         require_examples(min(len(split.images), settings.disentanglement_examples), settings)
     mesh = parallel.mesh_for(devices, "--devices")  # a short batch is padded to the mesh (over_batches)
-    return evaluate(
+    metrics = evaluate(
         graphdef,
         params,
         experiment.condition,
@@ -232,6 +233,9 @@ def evaluate_run(
         disentanglement=settings.disentanglement_examples if settings.disentanglement else None,
         dci_model=settings.dci_model,
     )
+    model = experiment.model
+    dims = int(np.prod(model.x_shape))
+    return with_bits_per_dim(metrics, experiment.dataset.pixel_levels, dims, data_kind(model.likelihood))
 
 
 def require_examples(available: int, settings: EvaluationSettings) -> None:

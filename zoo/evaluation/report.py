@@ -19,6 +19,7 @@ COLUMNS = (
     ("NLL (IS)", "log_likelihood", -1, "min"),
     ("cond. NLL (IS)", "conditional_log_likelihood", -1, "min"),
     ("cond. NLL (prior MC)", "conditional_log_likelihood_prior", -1, "min"),
+    ("bits/dim", "bits_per_dim", 1, "min"),
     ("recon. error", "reconstruction_error", 1, "min"),
     ("KL", "kl", 1, None),
     ("active units", "active_units", 1, None),
