@@ -194,7 +194,9 @@ def train(
             progress=progress,
             max_seconds=max_seconds,
         )
-        summary = train_with(overrides) if data is None else train_on_arrays(train_with, data, variant, workdir, overrides)
+        summary = (
+            train_with(overrides) if data is None else train_on_arrays(train_with, data, variant, workdir, overrides)
+        )
     run = Run.load(summary["workdir"], registry, data_dir)
     run.summary = summary
     return run
