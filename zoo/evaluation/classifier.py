@@ -129,12 +129,17 @@ def sample_diversity(images: np.ndarray, labels: np.ndarray, dataset: Dataset, p
 
 
 def sample_checks(experiment, model, path: Path, per_class: int, seed: int) -> dict[str, float]:
-    """Class accuracy and diversity of the same `per_class` samples of each class."""
+    """Class accuracy and diversity of the same `per_class` samples of each class, with the
+    classifier's accuracy on the real test images beside them."""
     weights = cached(experiment.dataset, path)
     images, labels = class_samples(experiment, model, per_class, seed)
+    test = experiment.dataset.test
     return {
         "class_accuracy": accuracy(weights, images, labels),
         "sample_diversity": sample_diversity(images, labels, experiment.dataset),
+        # The instrument's own reading of real images: samples as varied as the data cannot
+        # score much above it, so a class accuracy far above it signals prototypes, not images.
+        "classifier_test_accuracy": accuracy(weights, np.asarray(test.images), np.asarray(test.labels)),
     }
 
 
