@@ -18,7 +18,9 @@ def test_first_party_components_are_registered(registry):
         "ladder_mlp",
         "mlp",
         "planar_mlp",
+        "vmf_mlp",
         "vq_mlp",
+        "wrapped_normal_mlp",
     ]
     assert registry.names("decoder") == ["conv", "hierarchical_mlp", "mlp"]
     assert registry.names("prior") == [
@@ -28,9 +30,11 @@ def test_first_party_components_are_registered(registry):
         "hierarchical",
         "ladder",
         "mixture",
+        "spherical_uniform",
         "standard_normal",
         "uniform_codebook",
         "vampprior",
+        "wrapped_normal",
     ]
     assert registry.names("likelihood") == [
         "bernoulli",
@@ -51,6 +55,7 @@ def test_first_party_components_are_registered(registry):
         "elbo",
         "factor_vae",
         "gsnn",
+        "hamiltonian_elbo",
         "hybrid",
         "info_vae",
         "iwae",
@@ -87,7 +92,8 @@ def test_unknown_name_lists_known_names_and_closest(registry):
         registry.get("encoder", "mpl")
     assert (
         str(info.value)
-        == "unknown encoder 'mpl' (did you mean 'mlp'?); known: conv, hierarchical_mlp, iaf_mlp, ladder_mlp, mlp, planar_mlp, vq_mlp"
+        == "unknown encoder 'mpl' (did you mean 'mlp'?); known: conv, hierarchical_mlp, iaf_mlp, ladder_mlp, mlp, planar_mlp, vmf_mlp, vq_mlp, "
+        "wrapped_normal_mlp"
     )
 
 
