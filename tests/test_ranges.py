@@ -24,6 +24,8 @@ RANGES = {
     ("encoder", "wrapped_normal_mlp", "curvature"): Above(0),
     ("prior", "wrapped_normal", "curvature"): Above(0),
     ("objective", "hamiltonian_elbo", "leapfrog_steps"): AtLeast(1),
+    ("objective", "vq", "ema_decay"): Between(0, 1),
+    ("objective", "vq", "restart_rate"): Between(0, 1),
     ("prior", "conditional", "fixed_scale"): Above(0),
     ("prior", "vampprior", "num_pseudo_inputs"): AtLeast(1),
     ("prior", "vampprior", "init_std"): AtLeast(0),

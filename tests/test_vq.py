@@ -127,9 +127,16 @@ def test_discrete_and_continuous_parts_are_not_mixed(book, registry):
     ):
         small_vq(book, registry, "prior={name: standard_normal}")
     with pytest.raises(zoo.ModelBuildError, match="objective 'iwae' works with a continuous latent"):
-        small_vq(book, registry, "objective={name: iwae}")
+        small_vq(book, registry, "objective={name: iwae}", "train.parameter_groups={}")  # no EMA codebook group
     with pytest.raises(zoo.ModelBuildError, match="objective 'vq' works with a discrete latent"):
-        small_vq(book, registry, "encoder={name: mlp, hidden: [16]}", "prior={name: standard_normal}")
+        small_vq(
+            book,
+            registry,
+            "encoder={name: mlp, hidden: [16]}",
+            "prior={name: standard_normal}",
+            "objective={name: vq}",  # the codebook loss: an EMA group would find no codebook first
+            "train.parameter_groups={}",
+        )
 
 
 def test_code_prior_scores_and_draws_each_position_from_its_own_categorical():
@@ -170,3 +177,38 @@ def test_fitted_prior_is_the_smoothed_code_frequencies_of_the_training_split(boo
     evaluation = run.evaluate(split="test", num_samples=0)
     assert evaluation["kl"] < 4 * math.log(64)  # the fitted prior gives the codes more mass than uniform
     assert run.sample(8).shape == (8, 8, 8, 1)
+
+
+def test_one_sgd_step_of_the_ema_loss_is_the_ema_update_and_restarts_unused_codes():
+    # Codebook of 3 codes in 2-D; z_e's four positions sit next to codes 0 and 1, none next to code 2.
+    from vae_zoo_plugins.families.vq import codebook_ema_loss
+
+    codebook = jnp.array([[0.0, 0.0], [1.0, 1.0], [9.0, -9.0]])
+    z_e = jnp.array([[0.1, 0.0, 0.3, 0.2], [1.2, 0.8, 0.9, 1.1]])  # two examples, two positions of 2
+    decay, restart = 0.9, 0.25
+    rng = jax.random.key(0)
+
+    def loss_of(book):
+        return codebook_ema_loss(QuantisedPosterior(z_e, book), rng, decay, restart)
+
+    stepped = codebook - jax.grad(loss_of)(codebook)  # plain SGD at learning rate 1
+    groups = np.asarray(z_e).reshape(-1, 2)
+    # Code 0 owns positions (0.1, 0) and (0.3, 0.2); code 1 owns (1.2, 0.8) and (0.9, 1.1): numpy EMA by hand.
+    np.testing.assert_allclose(stepped[0], decay * codebook[0] + (1 - decay) * groups[[0, 1]].mean(0), atol=1e-6)
+    np.testing.assert_allclose(stepped[1], decay * codebook[1] + (1 - decay) * groups[[2, 3]].mean(0), atol=1e-6)
+    # Code 2 is used by nobody: it moves a quarter of the way to one of the encoder outputs.
+    moved = (np.asarray(stepped[2]) - np.asarray(codebook[2])) / restart + np.asarray(codebook[2])
+    assert any(np.allclose(moved, g, atol=1e-5) for g in groups)
+
+
+def test_ema_codebook_trains_in_its_own_group_with_every_code_in_use(book, registry, tmp_path):
+    # vq_vae trains its codebook by EMA with restarts: after a short run on the digits nearly every
+    # code is used on the test split (with the codebook loss, 9 of 64 were after 5 Fashion-MNIST epochs).
+    from zoo.training.experiment import train_and_evaluate
+
+    recipe = book.resolve("vq_vae", registry, ["train.steps=300", "train.log_every=100", "train.checkpoint_every=300"])
+    assert recipe["train"]["parameter_groups"]["codebook_ema"]["optimizer"] == {"name": "sgd"}
+    train_and_evaluate(recipe, tmp_path / "vq", registry, progress=False)
+    result = zoo.load(tmp_path / "vq").evaluate(num_samples=0, record=False)
+    assert result["codebook_usage"] >= 0.9, result["codebook_usage"]
+    assert result["codebook_perplexity"] > 0.5 * 64

@@ -18,7 +18,7 @@ adds the codebook's perplexity.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Optional, Sequence
+from typing import Annotated, Literal, Optional, Sequence
 
 import distrax
 import jax
@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 import zoo
-from zoo import AtLeast
+from zoo import AtLeast, Between, ParameterGroup
 from vae_zoo_plugins.layers.dense import MLP, activation_fn, check_sizes, dense, flatten_with, size
 
 UNDEFINED = (
@@ -279,8 +279,46 @@ def make_fitted_codebook_prior(encoder) -> FittedCodePrior:
     return FittedCodePrior(encoder)
 
 
-def vq(commitment: Annotated[float, AtLeast(0)] = 0.25) -> zoo.Objective:
+CODEBOOK = "encoder.codebook"
+
+
+def ema_targets(q: QuantisedPosterior, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(targets (K, d), used (K,)): each code's target, the mean of the encoder outputs assigned
+    to it in the batch, or, for a code the batch does not use, one of the batch's encoder outputs
+    drawn at random (where a dead code restarts)."""
+    groups = jax.lax.stop_gradient(q.z_e).reshape(-1, q.codebook.shape[1])  # (B * positions, d)
+    assigned = jax.nn.one_hot(q.codes.reshape(-1), q.num_codes, dtype=groups.dtype)  # (B * positions, K)
+    counts = assigned.sum(axis=0)
+    means = (assigned.T @ groups) / jnp.maximum(counts, 1.0)[:, None]
+    restarts = groups[jax.random.randint(rng, (q.num_codes,), 0, groups.shape[0])]
+    used = counts > 0
+    return jnp.where(used[:, None], means, restarts), used
+
+
+def codebook_ema_loss(q: QuantisedPosterior, rng: jax.Array, decay: float, restart_rate: float) -> jax.Array:
+    """A loss whose gradient step at learning rate 1 (plain SGD) is the EMA codebook update of
+    van den Oord et al. (appendix A.1), with the batch's means in place of smoothed counts:
+    e_k <- decay e_k + (1 - decay) mean of the z_e assigned to k; and a code the batch leaves
+    unused moves a `restart_rate` of the way to a random encoder output (a dead-code restart)."""
+    targets, used = ema_targets(q, rng)
+    rate = jnp.where(used, 1.0 - decay, restart_rate)
+    return 0.5 * jnp.sum(rate * jnp.sum(jnp.square(q.codebook - targets), axis=-1))
+
+
+def vq(
+    commitment: Annotated[float, AtLeast(0)] = 0.25,
+    codebook_update: Literal["loss", "ema"] = "loss",
+    ema_decay: Annotated[float, Between(0, 1)] = 0.99,
+    restart_rate: Annotated[float, Between(0, 1)] = 0.1,
+) -> zoo.Objective:
     """The VQ-VAE loss: -log p(x | z_q) + codebook loss + commitment * commitment loss (van den Oord et al.).
+
+    `codebook_update: ema` trains the codebook by exponential moving averages of the encoder
+    outputs assigned to each code (`ema_decay`), with dead codes restarted at encoder outputs
+    (`restart_rate` of the way per step): the codebook is then its own parameter group
+    `codebook_ema`, which the recipe must train with plain SGD at learning rate 1
+    (`train.parameter_groups.codebook_ema: {optimizer: {name: sgd}, learning_rate: 1.0}`), so that
+    the gradient step of `codebook_ema_loss` is the EMA update.
 
     Metrics: the ELBO against the prior over codes, both losses and the batch's code perplexity.
 
@@ -288,13 +326,15 @@ def vq(commitment: Annotated[float, AtLeast(0)] = 0.25) -> zoo.Objective:
     """
     if not commitment >= 0:
         raise ValueError(f"commitment: expected a weight >= 0, got {commitment}")
+    ema = codebook_update == "ema"
 
     def loss_fn(model, batch: zoo.Batch, rng, step=None):
         q = model.encode(batch.x, batch.c)
         log_likelihood = model.decode(q.sample(seed=rng), batch.c).log_prob(batch.x)
         kl = q.kl_divergence(model.prior_distribution(batch.c, batch.x.shape[0]))
         codebook, committed = q.codebook_loss().mean(), q.commitment_loss().mean()
-        loss = -log_likelihood.mean() + codebook + commitment * committed
+        # With EMA updates the codebook is trained by its own group: no codebook loss here.
+        loss = -log_likelihood.mean() + (0.0 if ema else codebook) + commitment * committed
         return loss, {
             "elbo": (log_likelihood - kl).mean(),
             "log_likelihood": log_likelihood.mean(),
@@ -302,10 +342,23 @@ def vq(commitment: Annotated[float, AtLeast(0)] = 0.25) -> zoo.Objective:
             "codebook_loss": codebook,
             "commitment_loss": committed,
             "perplexity": code_perplexity(q.codes, q.num_codes),
+            "codebook_usage": jnp.mean(jnp.any(jax.nn.one_hot(q.codes.reshape(-1), q.num_codes) > 0, axis=0)),
         }
 
+    def codebook_loss(model, batch: zoo.Batch, rng, step=None):
+        q = model.encode(batch.x, batch.c)
+        return codebook_ema_loss(q, jax.random.fold_in(rng, 1), ema_decay, restart_rate), {}
+
     loss_fn.latent_kinds = ("discrete",)  # type: ignore[attr-defined]
+    if ema:
+        loss_fn.parameter_groups = (  # type: ignore[attr-defined]
+            ParameterGroup("model", (), loss_fn),
+            ParameterGroup("codebook_ema", (CODEBOOK,), codebook_loss),
+        )
     return loss_fn
+
+
+vq.parameter_groups = ("model", "codebook_ema")  # type: ignore[attr-defined]  # the second only with codebook_update: ema
 
 
 # The conformance suite (zoo.testing) checks each with the discrete partners it needs.

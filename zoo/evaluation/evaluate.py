@@ -79,7 +79,8 @@ def evaluate(
     trained with declare (`undefined_metrics`), is None, with the reason under
     `METRIC_undefined` (e.g. `log_likelihood_undefined` for a VQ-VAE's point-mass
     posterior; `elbo_undefined` and the rest for a gsnn, whose encoder is never trained);
-    a discrete latent adds `codebook_perplexity` (exp of the entropy of the split's code usage).
+    a discrete latent adds `codebook_perplexity` (exp of the entropy of the split's code usage)
+    and `codebook_usage` (the share of the codebook's codes that the split uses at all).
 
     Each proposal gives one estimate: `log_likelihood` (or
     `conditional_log_likelihood`) with q(z|x,c), `..._prior` with p(z|c).
@@ -99,7 +100,9 @@ def evaluate(
         "active_units": active_units(bounds["posterior_mean"]),
     }
     if "code_counts" in bounds:
-        metrics["codebook_perplexity"] = perplexity(np.sum(bounds["code_counts"], axis=0))
+        counts = np.sum(bounds["code_counts"], axis=0)
+        metrics["codebook_perplexity"] = perplexity(counts)
+        metrics["codebook_usage"] = float(np.mean(counts > 0))  # the share of the codes the split uses
     if disentanglement is not None:
         metrics.update(disentanglement_of(bounds["posterior_mean"], split, disentanglement, dci_model))
     model = nnx.merge(graphdef, params)

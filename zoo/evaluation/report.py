@@ -26,6 +26,7 @@ COLUMNS = (
     ("class accuracy", "class_accuracy", 1, "max"),
     ("sample diversity", "sample_diversity", 1, None),
     ("codebook perplexity", "codebook_perplexity", 1, None),
+    ("codebook usage", "codebook_usage", 1, "max"),
     ("MIG", "mig", 1, "max"),
     ("DCI", "dci_disentanglement", 1, "max"),
     ("beta-VAE score", "beta_vae_score", 1, "max"),
