@@ -156,3 +156,15 @@ def test_every_public_name_resolves_lazily():
     assert set(zoo.__all__) == set(zoo._PUBLIC) and set(zoo.__all__) <= set(dir(zoo))
     with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
         zoo.no_such_name  # noqa: B018
+
+
+def test_loading_the_plugins_starts_no_jax_backend():
+    # `zoo train --distributed` loads every plugin (the registry) before jax.distributed.initialize,
+    # which must come before the XLA backend starts: no plugin may compute with JAX at import
+    # (a module-level jnp array did, and the two-host tests of test_parallel failed).
+    code = (
+        "from zoo.core.plugin_manager import default_registry; from jax._src import xla_bridge; "
+        "registry = default_registry(); print(len(registry) > 0, xla_bridge.backends_are_initialized())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO / "tests")
+    assert out.stdout.strip() == "True False", out.stdout + out.stderr[-2000:]

@@ -62,7 +62,8 @@ def test_unknown_key_missing_field_and_unknown_component(tmp_path, registry):
     typo = GOOD.replace("{name: bernoulli}", "{name: bernouli}")
     assert error_of(tmp_path, registry, typo, "base_vae") == (
         "registry.yaml: base_vae.likelihood.name: unknown likelihood 'bernouli' (did you mean 'bernoulli'?); "
-        "known: bernoulli, gaussian_diagonal, gaussian_fixed, gaussian_identity"
+        "known: bernoulli, continuous_bernoulli, discretized_logistic_mixture, gaussian_diagonal, gaussian_fixed, "
+        "gaussian_identity"
     )
     option = GOOD.replace("hidden: [16]}\n  decoder", "hiden: [16]}\n  decoder")
     assert error_of(tmp_path, registry, option, "base_vae") == (

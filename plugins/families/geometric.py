@@ -130,7 +130,9 @@ def sample_wood(key: jax.Array, concentration: jax.Array, dimension: int, shape:
     return with_implicit_gradient(w, kappa, dimension)
 
 
-QUADRATURE_NODES, QUADRATURE_WEIGHTS = (jnp.asarray(a, jnp.float32) for a in np.polynomial.legendre.leggauss(64))
+# numpy, not jax, at import: a JAX array here would start the XLA backend before
+# `zoo train --distributed` can call jax.distributed.initialize.
+QUADRATURE_NODES, QUADRATURE_WEIGHTS = (a.astype(np.float32) for a in np.polynomial.legendre.leggauss(64))
 
 
 def log_bessel_ratio(order: float, kappa: jax.Array) -> jax.Array:
