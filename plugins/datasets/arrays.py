@@ -19,6 +19,7 @@ from vae_zoo_plugins.datasets.own_data import (
     Fraction,
     as_images,
     as_labels,
+    numbered_class_names,
     own_dataset,
     to_unit_interval,
 )
@@ -80,7 +81,7 @@ def dataset_from_arrays(
     class_names = [str(n) for n in np.asarray(arrays.get("class_names", []))]
     labelled = "train_labels" in arrays
     if labelled and not class_names:
-        class_names = [str(c) for c in range(max(int(s.labels.max()) for s in splits.values()) + 1)]
+        class_names = numbered_class_names(splits)
     for name, split in splits.items():
         if class_names and len(split.labels) and split.labels.max() >= len(class_names):
             raise zoo.DataError(

@@ -8,7 +8,7 @@ are neither 8-bit nor in [0, 1], too few images for the splits asked for.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Optional, Sequence
+from typing import Annotated, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -98,6 +98,11 @@ def split_by_fractions(
     parts = np.split(order, [validation_size, validation_size + test_size])
     held_validation, held_test, kept = (np.sort(part) for part in parts)
     return split.take(kept), split.take(held_validation), split.take(held_test)
+
+
+def numbered_class_names(splits: Mapping[str, zoo.Split]) -> list[str]:
+    """Class names "0", "1", ... up to the largest label of any split: labelled data without names."""
+    return [str(c) for c in range(max(int(s.labels.max()) for s in splits.values() if len(s.labels)) + 1)]
 
 
 def own_dataset(

@@ -25,6 +25,7 @@ from vae_zoo_plugins.datasets.own_data import (
     LazyImages,
     as_images,
     as_labels,
+    numbered_class_names,
     own_dataset,
     to_unit_interval,
 )
@@ -171,7 +172,7 @@ def make_tfds(
         raise zoo.DataError(f"tfds: {builder} has no train split (splits: {', '.join(read_only.info.splits)})")
     names = list(getattr(label_feature, "names", None) or [])
     if label_key is not None and not names:
-        names = [str(c) for c in range(max(int(s.labels.max()) for s in splits.values()) + 1)]
+        names = numbered_class_names(splits)
     return own_dataset(
         builder,
         splits,
