@@ -26,9 +26,9 @@ from zoo.training.loop import training_input
 OVERRIDES = ["dataset={name: fashion_mnist, pixels: dynamic_binarize}"]
 
 
-def epoch_runner(kind: str, registry, book, rounds: int):
+def epoch_runner(kind: str, registry, book, rounds: int, variant: str = "vae_mlp", overrides=OVERRIDES):
     """A function that trains one more epoch through the `kind` input path and returns its seconds."""
-    recipe = book.resolve("vae_mlp", registry, OVERRIDES)
+    recipe = book.resolve(variant, registry, overrides)
     config = train_config(recipe)
     experiment = assemble(recipe, registry)
     graphdef, optimizer, state = initial_state(experiment.model, config)
