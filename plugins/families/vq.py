@@ -395,6 +395,7 @@ make_vq_encoder.conformance = {  # type: ignore[attr-defined]
 }
 make_uniform_codebook_prior.conformance = {"partners": {"encoder": SMALL_VQ_ENCODER}}  # type: ignore[attr-defined]
 make_fitted_codebook_prior.conformance = {"partners": {"encoder": SMALL_VQ_ENCODER}}  # type: ignore[attr-defined]
+make_fitted_codebook_prior.sampler = True  # type: ignore[attr-defined]  # also `zoo sample RUN --sampler fitted_codebook`
 vq.conformance = {"partners": {"encoder": SMALL_VQ_ENCODER, "prior": {"name": "uniform_codebook"}}}  # type: ignore[attr-defined]
 
 
