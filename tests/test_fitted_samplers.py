@@ -45,7 +45,7 @@ OPTIONS = {
     "gmm_fitted": {"num_components": 3},
     "maf_fitted": {"layers": 2, "hidden": [16], "steps": 300},
     "two_stage": {"hidden": [32], "steps": 300},
-    "pixelcnn_codes": {"channels": 16, "layers": 1, "steps": 300},
+    "pixelcnn_codes": {"channels": 16, "layers": 1, "steps": 300, "learning_rate": 0.01},
 }
 CONTINUOUS = ("gmm_fitted", "maf_fitted", "two_stage")
 

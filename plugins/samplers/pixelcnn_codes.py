@@ -42,17 +42,27 @@ from vae_zoo_plugins.samplers.fitting import (
 )
 
 
+def shifted(h: jax.Array, offset: int) -> jax.Array:
+    """h (N, P, C) moved `offset` positions later along P, zeros in front."""
+    return jnp.pad(h, ((0, 0), (offset, 0), (0, 0)))[:, : h.shape[1]]
+
+
 class GatedCausalBlock(nnx.Module):
-    """h -> h + W (tanh(a) * sigmoid(b)), [a, b] a causal dilated convolution of h along the positions."""
+    """h -> h + W (tanh(a) * sigmoid(b)), [a, b] a causal dilated convolution of h along the positions.
+
+    The convolution is one dense layer over the `kernel_size` taps, h and its copies moved 1, 2, ...
+    dilations later, stacked: the same operation as nnx.Conv(padding="CAUSAL", kernel_dilation), which
+    on XLA's CPU backend fitted 9x slower (0.23 s against 0.025 s a step at 64 channels, 4 blocks,
+    batch 256, measured here)."""
 
     def __init__(self, channels: int, kernel_size: int, dilation: int, *, rngs: nnx.Rngs):
-        self.conv = nnx.Conv(
-            channels, 2 * channels, (kernel_size,), padding="CAUSAL", kernel_dilation=(dilation,), rngs=rngs
-        )
+        self.taps = nnx.Linear(kernel_size * channels, 2 * channels, rngs=rngs)
         self.out = nnx.Linear(channels, channels, rngs=rngs)
+        self.kernel_size, self.dilation = kernel_size, dilation
 
     def __call__(self, h: jax.Array) -> jax.Array:
-        a, b = jnp.split(self.conv(h), 2, axis=-1)
+        stacked = jnp.concatenate([shifted(h, tap * self.dilation) for tap in range(self.kernel_size)], axis=-1)
+        a, b = jnp.split(self.taps(stacked), 2, axis=-1)
         return h + self.out(jnp.tanh(a) * jax.nn.sigmoid(b))
 
 
@@ -71,7 +81,7 @@ class CodePixelCNN(nnx.Module):
         leading, positions = codes.shape[:-1], codes.shape[-1]
         h = self.embed(codes.reshape((-1, positions)))  # (N, P, C)
         start = jnp.broadcast_to(self.start[...], (h.shape[0], 1, h.shape[-1]))
-        h = jnp.concatenate([start, h[:, :-1]], axis=1)  # shifted right: position i reads codes < i only
+        h = jnp.concatenate([start, h[:, :-1]], axis=1)  # one position later: position i reads codes < i only
         for block in self.blocks:
             h = block(h)
         return self.logits(jax.nn.relu(h)).reshape(leading + (positions, -1))
