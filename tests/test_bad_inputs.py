@@ -59,7 +59,8 @@ CASES = [
     (["show", "vae_mlp", "--set", "train.clip_grad_norm=-1"], "clip_grad_norm"),
     (["show", "vae_mlp", "--set", "likelihood=nosuch"], "nosuch"),
     # issue 28: parameter groups and the families that need them (a sampler fitted on a run with no
-    # training split, the fifth, is refused by the API that loads a run: tests/test_regularised.py)
+    # training split, the fifth, is refused by the API that loads a run and by `zoo sample --sampler`:
+    # tests/test_regularised.py, tests/test_fitted_samplers.py)
     (
         ["show", "vae_mlp", "--set", "train.parameter_groups.discriminator.learning_rate=1e-4"],
         "train.parameter_groups.discriminator: objective 'elbo' has no discriminator",
@@ -290,6 +291,11 @@ CASES = [
     (["sample", "{run}", "--out", "x"], "(no extension)"),
     (["sample", "{run}", "--out", "{file}/x.png"], "is not a directory"),
     (["sample", "/nonexistent"], "no such run directory"),
+    # issue 29: samplers fitted after training (the runs they do not suit: tests/test_fitted_samplers.py)
+    (["sample", "{run}", "--sampler", "pixelcnn_codes"], "sampler 'pixelcnn_codes' does not suit run"),
+    (["sample", "{run}", "--sampler", "nosuch"], "unknown sampler 'nosuch'"),
+    (["sample", "{run}", "--sampler", "maf_fitted", "--set", "sampler.layers=0"], "sampler.layers"),
+    (["sample", "{run}", "--set", "sampler.layers=2"], "with --sampler NAME"),
     # plot
     (["plot", "{run}", "--out", "{file}"], "cannot write the figures there"),
     (["plot", "/nonexistent"], "no such run directory"),

@@ -68,7 +68,21 @@ RANGES = {
         for name in ("rae_l2", "rae_gp")
         for option in ("beta", "decoder_weight")
     },
-    ("prior", "fitted_gmm", "num_components"): AtLeast(1),
+    **{("prior", name, "num_components"): AtLeast(1) for name in ("fitted_gmm", "gmm_fitted")},
+    # The samplers fitted after training: their networks' sizes and fitting budgets.
+    **{
+        ("prior", name, option): AtLeast(1)
+        for name in ("maf_fitted", "two_stage", "pixelcnn_codes")
+        for option in ("steps", "batch_size")
+    },
+    **{("prior", name, "learning_rate"): Above(0) for name in ("maf_fitted", "two_stage", "pixelcnn_codes")},
+    **{("prior", name, "seed"): AtLeast(0) for name in ("maf_fitted", "two_stage", "pixelcnn_codes")},
+    ("prior", "maf_fitted", "layers"): AtLeast(1),
+    ("prior", "two_stage", "second_latent_dim"): AtLeast(1),
+    ("prior", "two_stage", "importance_samples"): AtLeast(1),
+    ("prior", "pixelcnn_codes", "channels"): AtLeast(1),
+    ("prior", "pixelcnn_codes", "layers"): AtLeast(1),
+    ("prior", "pixelcnn_codes", "kernel_size"): AtLeast(2),
     ("condition", "visible_quadrants", "visible"): Between(0, 3),
     ("dataset", "digits", "validation_size"): AtLeast(0),
     ("dataset", "digits", "test_size"): AtLeast(1),

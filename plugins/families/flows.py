@@ -81,8 +81,9 @@ class MaskedDense(nnx.Module):
 
 
 class MADE(nnx.Module):
-    """z (..., B, D) and context (B, H) -> shift m and gate logit s, each unit d a function of
-    z's units of lower degree in `order` only; the context joins the first hidden layer."""
+    """z (..., B, D) and context (B, H) -> two outputs per unit (the IAF's shift m and gate logit s,
+    a MAF's shift and log-scale), each unit d a function of z's units of lower degree in `order`
+    only; the context joins the first hidden layer (none with `context_dim` 0)."""
 
     def __init__(
         self,
@@ -96,17 +97,20 @@ class MADE(nnx.Module):
     ):
         degrees = [tuple(order)] + [hidden_degrees(width, latent_dim) for width in hidden]
         self.layers = nnx.List([MaskedDense(a, b, strict=False, rngs=rngs) for a, b in zip(degrees[:-1], degrees[1:])])
-        self.context = dense(context_dim, hidden[0], rngs=rngs, use_bias=False)
+        self.context = dense(context_dim, hidden[0], rngs=rngs, use_bias=False) if context_dim else None
         self.shift = MaskedDense(degrees[-1], order, strict=True, rngs=rngs)
         self.gate = MaskedDense(degrees[-1], order, strict=True, rngs=rngs)
         self.activation = activation
 
-    def __call__(self, z: jax.Array, context: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, z: jax.Array, context: Optional[jax.Array] = None) -> tuple[jax.Array, jax.Array]:
         act = ACTIVATIONS[self.activation]
-        h = act(self.layers[0](z) + self.context(context))
+        h = self.layers[0](z)
+        if self.context is not None:
+            h = h + self.context(context)
+        h = act(h)
         for index in range(1, len(self.layers)):
             h = act(self.layers[index](h))
-        return self.shift(h), self.gate(h) + FORGET_BIAS
+        return self.shift(h), self.gate(h)
 
 
 class InverseAutoregressiveStep(distrax.Bijector):
@@ -117,8 +121,12 @@ class InverseAutoregressiveStep(distrax.Bijector):
         super().__init__(event_ndims_in=1)
         self.made, self.context = made, context
 
+    def shift_and_gate_logit(self, z: jax.Array) -> tuple[jax.Array, jax.Array]:
+        shift, gate_output = self.made(z, self.context)
+        return shift, gate_output + FORGET_BIAS
+
     def forward_and_log_det(self, z: jax.Array) -> tuple[jax.Array, jax.Array]:
-        shift, gate_logit = self.made(z, self.context)
+        shift, gate_logit = self.shift_and_gate_logit(z)
         gate = jax.nn.sigmoid(gate_logit)
         return gate * z + (1.0 - gate) * shift, jnp.sum(jax.nn.log_sigmoid(gate_logit), axis=-1)
 
@@ -126,12 +134,12 @@ class InverseAutoregressiveStep(distrax.Bijector):
         """D passes: after pass k the units of degree <= k are exact (each sees only lower degrees)."""
 
         def solve(_, z):
-            shift, gate_logit = self.made(z, self.context)
+            shift, gate_logit = self.shift_and_gate_logit(z)
             gate = jax.nn.sigmoid(gate_logit)
             return (y - (1.0 - gate) * shift) / gate
 
         z = jax.lax.fori_loop(0, y.shape[-1], solve, y)
-        _, gate_logit = self.made(z, self.context)
+        _, gate_logit = self.shift_and_gate_logit(z)
         return z, -jnp.sum(jax.nn.log_sigmoid(gate_logit), axis=-1)
 
 

@@ -28,6 +28,7 @@ from flax import nnx
 import zoo
 from zoo import AtLeast
 from vae_zoo_plugins.families.mixture_priors import DiagonalGaussianMixture
+from vae_zoo_plugins.samplers.fitting import posterior_means
 
 Weight = Annotated[float, AtLeast(0)]
 
@@ -104,31 +105,23 @@ MIN_CODES_PER_COMPONENT = 10
 
 def fit_gmm(codes: np.ndarray, num_components: int, iterations: int = 100, seed: int = 0):
     """(log weights (K,), means (K, D), scales (K, D)) of a mixture of diagonal Gaussians fitted to
-    `codes` (N, D) by EM, started at K distinct codes drawn with `seed`: deterministic for the same codes.
-    At most N / MIN_CODES_PER_COMPONENT components get weight (at least one)."""
+    `codes` (N, D) by scikit-learn's EM (GaussianMixture, k-means start drawn with `seed`):
+    deterministic for the same codes. At most N / MIN_CODES_PER_COMPONENT components get weight
+    (at least one)."""
+    from sklearn.mixture import GaussianMixture
+
     codes = np.asarray(codes, np.float64)
     count, dims = codes.shape
     k = max(1, min(num_components, count // MIN_CODES_PER_COMPONENT))
-    means = codes[np.random.default_rng(seed).choice(count, size=k, replace=False)]
-    variances = np.broadcast_to(codes.var(axis=0) + 1e-6, (k, dims)).copy()
-    log_weights = np.full(k, -np.log(k))
-    for _ in range(iterations):
-        log_densities = -0.5 * (
-            np.sum(np.square(codes[:, None] - means[None]) / variances[None], axis=-1)
-            + np.sum(np.log(2 * np.pi * variances), axis=-1)[None]
-        )
-        joint = log_densities + log_weights[None]
-        responsibilities = np.exp(joint - np.logaddexp.reduce(joint, axis=1, keepdims=True))  # (N, K)
-        totals = responsibilities.sum(axis=0) + 1e-10
-        means = responsibilities.T @ codes / totals[:, None]
-        variances = responsibilities.T @ np.square(codes) / totals[:, None] - np.square(means) + 1e-6
-        log_weights = np.log(totals / count)
+    mixture = GaussianMixture(k, covariance_type="diag", max_iter=iterations, reg_covar=1e-6, random_state=seed)
+    mixture.fit(codes)
+    log_weights, means, variances = np.log(mixture.weights_), mixture.means_, mixture.covariances_
     if k < num_components:  # too few codes for every component: the rest get no weight
         pad = num_components - k
         means = np.concatenate([means, np.zeros((pad, dims))])
         variances = np.concatenate([variances, np.ones((pad, dims))])
         log_weights = np.concatenate([log_weights, np.full(pad, -np.inf)])
-    return log_weights, means, np.sqrt(np.maximum(variances, 1e-12))
+    return log_weights, means, np.sqrt(variances)
 
 
 class FittedGaussianMixturePrior(nnx.Module):
@@ -150,13 +143,7 @@ class FittedGaussianMixturePrior(nnx.Module):
 
     def fit_after_training(self, model, x: jax.Array, c: Optional[jax.Array], batch_size: int = 1000) -> None:
         """Fit the mixture by EM to the codes mu(x) of the rows of x (the training split)."""
-        codes = np.concatenate(
-            [
-                np.asarray(model.encode(x[s : s + batch_size], None if c is None else c[s : s + batch_size]).mean())
-                for s in range(0, x.shape[0], batch_size)
-            ]
-        )
-        log_weights, means, scales = fit_gmm(codes, self.locs.shape[0])
+        log_weights, means, scales = fit_gmm(posterior_means(model, x, c, batch_size), self.locs.shape[0])
         self.log_weights[...] = jnp.asarray(log_weights, jnp.float32)
         self.locs[...] = jnp.asarray(means, jnp.float32)
         self.scales[...] = jnp.asarray(scales, jnp.float32)
@@ -165,7 +152,10 @@ class FittedGaussianMixturePrior(nnx.Module):
 def make_fitted_gmm_prior(latent_dim, num_components: Annotated[int, AtLeast(1)] = 10) -> FittedGaussianMixturePrior:
     """A mixture of diagonal Gaussians fitted to the training codes after training (ex-post density estimation).
 
-    Ghosh et al. fit 10 full-covariance components; these are diagonal. N(0, I) while training.
+    Ghosh et al. fit 10 full-covariance components; these are diagonal, fitted by scikit-learn's
+    GaussianMixture. N(0, I) while training. Registered twice: `fitted_gmm`, the RAE recipes'
+    prior, and `gmm_fitted`, the same mixture under the name of the samplers fitted after training
+    (`zoo sample RUN --sampler gmm_fitted`).
 
     >>> prior = make_fitted_gmm_prior(16, num_components=10)  # doctest: +SKIP
     """
@@ -174,6 +164,7 @@ def make_fitted_gmm_prior(latent_dim, num_components: Annotated[int, AtLeast(1)]
     return FittedGaussianMixturePrior(latent_dim, num_components)
 
 
+make_fitted_gmm_prior.sampler = True  # type: ignore[attr-defined]
 make_fitted_gmm_prior.conformance = {"options": {"num_components": 2}}  # type: ignore[attr-defined]
 for _factory in (rae_l2, rae_gp):
     _factory.conformance = {"partners": {"prior": {"name": "fitted_gmm", "num_components": 2}}}  # type: ignore[attr-defined]
@@ -181,7 +172,8 @@ for _factory in (rae_l2, rae_gp):
 
 @zoo.hookimpl
 def register_components(register):
-    """RAE-L2, RAE-GP and the Gaussian mixture fitted to their codes."""
+    """RAE-L2, RAE-GP and the Gaussian mixture fitted to their codes (also a sampler of any continuous-latent run)."""
     register("objective", "rae_l2", rae_l2)
     register("objective", "rae_gp", rae_gp)
     register("prior", "fitted_gmm", make_fitted_gmm_prior)
+    register("prior", "gmm_fitted", make_fitted_gmm_prior)

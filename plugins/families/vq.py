@@ -40,15 +40,25 @@ def nearest_codes(groups: jax.Array, codebook: jax.Array) -> jax.Array:
     return jnp.argmin(jnp.sum(jnp.square(groups[..., None, :] - codebook), axis=-1), axis=-1)
 
 
-def code_perplexity(codes: jax.Array, num_codes: int) -> jax.Array:
-    """exp(entropy) of how often each code is chosen in `codes`: K for equal use of K codes, 1 for one."""
-    counts = jnp.sum(jax.nn.one_hot(codes.reshape(-1), num_codes), axis=0)
+def code_counts(codes: jax.Array, num_codes: int) -> jax.Array:
+    """How often each code is chosen along the first axis of `codes`: (N,) -> (K,), or per
+    position, (N, positions) -> (positions, K)."""
+    return jnp.sum(jax.nn.one_hot(codes, num_codes), axis=0)
+
+
+def perplexity_of_counts(counts: jax.Array) -> jax.Array:
+    """exp(entropy) of the code frequencies `counts` (K,): K for equal use of K codes, 1 for one."""
     probabilities = counts / jnp.sum(counts)
     return jnp.exp(
         -jnp.sum(
             jnp.where(probabilities > 0, probabilities * jnp.log(jnp.where(probabilities > 0, probabilities, 1.0)), 0.0)
         )
     )
+
+
+def code_perplexity(codes: jax.Array, num_codes: int) -> jax.Array:
+    """exp(entropy) of how often each code is chosen in `codes`: K for equal use of K codes, 1 for one."""
+    return perplexity_of_counts(code_counts(codes.reshape(-1), num_codes))
 
 
 def is_close(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -216,15 +226,26 @@ class FittedCodePrior(nnx.Module):
         return CodePrior(self.encoder.codebook[...], log_probs, batch_size)
 
     def fit_after_training(self, model, x: jax.Array, c: Optional[jax.Array], batch_size: int = 1000) -> None:
-        """Set each position's log-probabilities to log((n_k + 1) / (N + K)) from the codes the
-        posterior chooses for the N rows of x (add-one smoothing keeps unused codes possible)."""
-        num_codes = self.encoder.codebook.shape[0]
-        counts = jnp.zeros((self.encoder.positions, num_codes))
-        for start in range(0, x.shape[0], batch_size):
-            rows = slice(start, start + batch_size)
-            codes = model.encode(x[rows], None if c is None else c[rows]).codes  # (b, positions)
-            counts = counts + jnp.sum(jax.nn.one_hot(codes, num_codes), axis=0)
-        self.code_log_probs[...] = jnp.log((counts + 1.0) / (x.shape[0] + num_codes))
+        """Set each position's log-probabilities to how often the posterior chooses each code for
+        the rows of x (`smoothed_code_log_probs`)."""
+        codes = posterior_codes(model, x, c, batch_size)
+        self.code_log_probs[...] = smoothed_code_log_probs(codes, self.encoder.codebook.shape[0])
+
+
+def posterior_codes(model, x: jax.Array, c: Optional[jax.Array], batch_size: int = 1000) -> jax.Array:
+    """The codes (N, positions) the model's quantised posterior chooses for the N rows of x, `batch_size` at a time."""
+    return jnp.concatenate(
+        [
+            model.encode(x[start : start + batch_size], None if c is None else c[start : start + batch_size]).codes
+            for start in range(0, x.shape[0], batch_size)
+        ]
+    )
+
+
+def smoothed_code_log_probs(codes: jax.Array, num_codes: int) -> jax.Array:
+    """log((n_k + 1) / (N + K)) at each position, n_k how often code k is chosen there among the
+    N rows of `codes` (N, positions): add-one smoothing keeps unused codes possible."""
+    return jnp.log((code_counts(codes, num_codes) + 1.0) / (codes.shape[0] + num_codes))
 
 
 def make_vq_encoder(
@@ -333,6 +354,7 @@ def vq(
         log_likelihood = model.decode(q.sample(seed=rng), batch.c).log_prob(batch.x)
         kl = q.kl_divergence(model.prior_distribution(batch.c, batch.x.shape[0]))
         codebook, committed = q.codebook_loss().mean(), q.commitment_loss().mean()
+        counts = code_counts(q.codes.reshape(-1), q.num_codes)  # one count for both code-use metrics
         # With EMA updates the codebook is trained by its own group: no codebook loss here.
         loss = -log_likelihood.mean() + (0.0 if ema else codebook) + commitment * committed
         return loss, {
@@ -341,8 +363,8 @@ def vq(
             "kl": kl.mean(),
             "codebook_loss": codebook,
             "commitment_loss": committed,
-            "perplexity": code_perplexity(q.codes, q.num_codes),
-            "codebook_usage": jnp.mean(jnp.any(jax.nn.one_hot(q.codes.reshape(-1), q.num_codes) > 0, axis=0)),
+            "perplexity": perplexity_of_counts(counts),
+            "codebook_usage": jnp.mean(counts > 0),
         }
 
     def codebook_loss(model, batch: zoo.Batch, rng, step=None):
@@ -373,6 +395,7 @@ make_vq_encoder.conformance = {  # type: ignore[attr-defined]
 }
 make_uniform_codebook_prior.conformance = {"partners": {"encoder": SMALL_VQ_ENCODER}}  # type: ignore[attr-defined]
 make_fitted_codebook_prior.conformance = {"partners": {"encoder": SMALL_VQ_ENCODER}}  # type: ignore[attr-defined]
+make_fitted_codebook_prior.sampler = True  # type: ignore[attr-defined]  # also `zoo sample RUN --sampler fitted_codebook`
 vq.conformance = {"partners": {"encoder": SMALL_VQ_ENCODER, "prior": {"name": "uniform_codebook"}}}  # type: ignore[attr-defined]
 
 

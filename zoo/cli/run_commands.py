@@ -172,23 +172,63 @@ def add_sample_parser(commands: Subcommands) -> None:
     sample.add_argument("--temperature", type=number(0.0), default=1.0, help="scale of z around the prior mean")
     sample.add_argument("--seed", type=SEED, default=0)
     sample.add_argument("--data-dir")
+    sample.add_argument(
+        "--sampler",
+        metavar="NAME",
+        help="draw z from a prior fitted after training to the run's training codes instead of the run's own "
+        "(gmm_fitted, maf_fitted, two_stage; pixelcnn_codes for a VQ-VAE): fitted once, then read from RUN/samplers/",
+    )
+    sample.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="sampler.OPTION=VALUE",
+        help="with --sampler: one of its options, e.g. sampler.num_components=20 or sampler.steps=10000",
+    )
+
+
+def sampler_options(assignments: Sequence[str], sampler) -> dict:
+    """{option: value} from `--set sampler.OPTION=VALUE`; the only settings `zoo sample` takes."""
+    from zoo.core.recipes import parse_assignment
+
+    options = {}
+    for assignment in assignments:
+        path, value = parse_assignment(assignment)
+        option = path.removeprefix("sampler.")
+        if sampler is None or option == path or "." in option:
+            needs = "" if sampler is None else " (one option of the sampler named by --sampler)"
+            raise ZooError(
+                f"--set {assignment}: zoo sample takes --set sampler.OPTION=VALUE with --sampler NAME{needs}"
+            )
+        options[option] = value
+    return options
 
 
 def cmd_sample(args, registry) -> None:
     from zoo.evaluation.plots import plot_images
+    from zoo.evaluation.samplers import sampler_spec
     from zoo.progress import stage
     from zoo.evaluation.trained_run import Run
 
-    out = image_file(Path(args.out or Path(args.run) / "samples.png"), "--out")
+    options = sampler_options(args.set, args.sampler)
+    default_out = Path(args.run) / ("samples.png" if args.sampler is None else f"samples_{args.sampler}.png")
+    if args.sampler is not None:
+        sampler_spec(args.sampler, options, registry)  # a bad name or option refused before the model loads
+    out = image_file(Path(args.out or default_out), "--out")
     if args.condition is not None:
         check_condition_text(Path(args.run), args.condition, registry, args.data_dir)
     stage(f"loading {args.run}")
     run = Run.load(args.run, registry, args.data_dir)
+    title = f"{run.variant} (step {run.step})"
+    if args.sampler is not None:
+        stage(f"sampler {args.sampler}: fitting it to the training codes, or reading its fit from {args.run}/samplers")
+        run = run.with_sampler(args.sampler, options)
+        title += f", sampler {args.sampler}"
     stage("sampling")
     images, labels, rows = run.sample_grid(
         condition_text=args.condition, per_row=args.per_row, temperature=args.temperature, seed=args.seed
     )
-    plot_images(images, rows, out, f"{run.variant} (step {run.step})", row_labels=labels or ())
+    plot_images(images, rows, out, title, row_labels=labels or ())
     print(out)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +18,7 @@ import numpy as np
 from flax import nnx
 
 from zoo.training import checkpoints, runs
-from zoo.errors import RunDirectoryError, ZooError
+from zoo.errors import RunDirectoryError, ZooError, overrides_named
 from zoo.core.data import evaluation_split
 from zoo.evaluation.evaluate import EvaluationSettings
 from zoo.core.assembly import Experiment, assemble
@@ -66,6 +66,10 @@ class Run:
     data_dir: Optional[str] = None
     summary: Optional[dict[str, Any]] = None
     """What training returned, for a run `zoo.train` has just trained."""
+    registry: Optional[Registry] = None
+    """The registry it was loaded with (samplers are looked up in it)."""
+    sampler: Optional[str] = None
+    """The sampler fitted after training that is its prior (`with_sampler`), or None for its own."""
 
     @classmethod
     def load(
@@ -90,7 +94,23 @@ class Run:
                 )
             step, state, _ = restored
         params = fit_after_training(graphdef, state.params, experiment)
-        return cls(workdir, experiment, graphdef, params, step, checkpoint, data_dir)
+        return cls(workdir, experiment, graphdef, params, step, checkpoint, data_dir, registry=registry)
+
+    def with_sampler(self, name: str, options: Optional[Mapping[str, Any]] = None) -> "Run":
+        """This run with the sampler `name` (a prior fitted after training: gmm_fitted, maf_fitted,
+        two_stage, pixelcnn_codes, ...) in place of its prior, built with `options`, fitted to the
+        codes of the training split on first use and read from RUN/samplers/ after that
+        (zoo.evaluation.samplers). Refused, naming the sampler and the run, where the run's latent
+        does not suit it or its dataset has no training split."""
+        from zoo.core.plugin_manager import default_registry
+        from zoo.evaluation.samplers import sampler_spec, with_fitted_sampler
+
+        registry = self.registry if self.registry is not None else default_registry()
+        with overrides_named("sampler_options="):
+            spec = sampler_spec(name, options, registry)
+        model, _ = with_fitted_sampler(self, spec, registry)
+        graphdef, params = nnx.split(model)
+        return dataclasses.replace(self, graphdef=graphdef, params=params, sampler=name)
 
     # What the run is.
     @property
@@ -130,13 +150,20 @@ class Run:
         condition: Optional[Condition] = None,
         seed: int = 0,
         temperature: float = 1.0,
+        sampler: Optional[str] = None,
+        sampler_options: Optional[Mapping[str, Any]] = None,
     ) -> np.ndarray:
         """Likelihood means at z drawn from the prior: `(N, H, W, C)`.
 
         Unconditional: `num_samples` images (default 16). Class-conditional:
         `condition` lists classes (indices or names, or text as typed: '2026'),
         and each gets `num_samples` images (default 1), in the order given.
+        `sampler`: draw z from that sampler fitted after training instead (`with_sampler`).
         """
+        if sampler is not None:
+            return self.with_sampler(sampler, sampler_options).sample(
+                num_samples, condition=condition, seed=seed, temperature=temperature
+            )
         model = self.model
         key = jax.random.key(seed)
         if condition is None:
@@ -290,4 +317,8 @@ class Run:
         return result
 
     def __repr__(self) -> str:
-        return f"Run({str(self.workdir)!r}, variant={self.variant!r}, step={self.step}, checkpoint={self.checkpoint!r})"
+        sampler = "" if self.sampler is None else f", sampler={self.sampler!r}"
+        return (
+            f"Run({str(self.workdir)!r}, variant={self.variant!r}, step={self.step}, "
+            f"checkpoint={self.checkpoint!r}{sampler})"
+        )
