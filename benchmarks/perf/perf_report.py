@@ -156,7 +156,7 @@ def training_rows(results: dict) -> list[str]:
                     fmt(median(zoo.get("images_per_s", []))),
                     fmt(median(torch.get("images_per_s", []))),
                     *ratio_cells(runs.get("ratios", [])),
-                    f"{TRAIN_TARGETS.get(variant, 0):.1f}x",
+                    fmt(TRAIN_TARGETS.get(variant), "{:.1f}x"),
                     zoo.get("loop", "-"),
                     fmt(zoo.get("first_step_s"), "{:.1f}"),
                     f"{fmt(zoo.get('peak_rss_mib'))} / {fmt(torch.get('peak_rss_mib'))}",

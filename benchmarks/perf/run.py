@@ -50,7 +50,14 @@ sys.path.insert(0, str(PERF))
 import flop_count  # noqa: E402
 import perf_report  # noqa: E402
 
-VARIANTS = ("perf_vae_mlp", "perf_cvae_mlp", "perf_vae_burda", "perf_vae_conv", "perf_vae_conv_color")
+VARIANTS = (
+    "perf_vae_mlp",
+    "perf_cvae_mlp",
+    "perf_vae_burda",
+    "perf_vae_conv",
+    "perf_vae_conv_transpose",
+    "perf_vae_conv_color",
+)
 IS_VARIANT = "perf_vae_mlp"
 SCAN_BLOCK = 10  # zoo.training.inputs.SCAN_BLOCK: windows are whole scanned blocks
 COLOR_SHAPE = (32, 32, 3)  # perf_vae_conv_color's images (issue 26): synthetic, speed does not depend on content
