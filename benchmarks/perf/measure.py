@@ -372,7 +372,23 @@ def matmul_peak(spec):
         "size": n,
         "jax_device": jax.devices()[0].device_kind,
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "libraries": matmul_libraries(),
         "threads": thread_settings(),
+    }
+
+
+def matmul_libraries() -> dict:
+    """Which library multiplies matrices for each side, and for which instruction set it was chosen: numpy's
+    OpenBLAS names the kernel set it picked for this CPU (e.g. Haswell: AVX2); torch's build names MKL and
+    oneDNN (MKL runs its AVX2 code on AMD processors); XLA picks its own kernels (YNNPACK/Eigen, AVX-512
+    where the CPU has it)."""
+    import torch
+
+    blas = np.__config__.CONFIG.get("Build Dependencies", {}).get("blas", {})
+    config = [line.strip(" -") for line in torch.__config__.show().splitlines()]
+    return {
+        "numpy_blas": f"{blas.get('name')} {blas.get('openblas configuration', '')}".strip(),
+        "torch": [line for line in config if "Math Kernel" in line or "MKL-DNN" in line],
     }
 
 

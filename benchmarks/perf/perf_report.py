@@ -64,7 +64,11 @@ def peak_lines(results: dict) -> list[str]:
         f"numpy {p['numpy_gflops']:.0f}, jax {p['jax_gflops']:.0f}, torch {p['torch_gflops']:.0f}" for p in peaks
     )
     jax_to_torch = median([p["jax_gflops"] / p["torch_gflops"] for p in peaks])
+    libraries = peaks[0].get("libraries", {})
     return [
+        f"Matmul libraries: numpy {libraries.get('numpy_blas', '?')}; torch {'; '.join(libraries.get('torch', []))}; "
+        "jax: XLA's own CPU kernels.",
+        "",
         f"Matmul rate (float32, {peaks[0]['size']}^3, best of 10 calls, before the first and after the last "
         f"measurement): {each} GFLOP/s; jax / torch {jax_to_torch:.2f} (torch's CPU capability: "
         f"{peaks[0].get('torch_cpu_capability', '?')}). Where jax multiplies much faster than torch, the zoo's "
@@ -92,6 +96,22 @@ def thread_line(results: dict) -> list[str]:
     ]
 
 
+def loaded(results: dict) -> bool:
+    """Whether other work shared the machine (a 1-minute load average above the cores, at start or end)."""
+    env = results["environment"]
+    loads = (env["load_average_at_start"], env.get("load_average_at_end", env["load_average_at_start"]))
+    return max(loads) > env["cores"]
+
+
+LOADED_WARNING = (
+    "**The machine was loaded: these ratios are not the zoo's.** With more than one thread, PyTorch eager's "
+    "OpenMP threads meet at a barrier after every operation, and a thread descheduled by other work stalls "
+    "them all; measured here on 2 cores at a load average of 8-9, torch eager trained perf_vae_mlp at "
+    "82-265 images/s with 2 threads against 1,966-2,923 with 1, while the zoo's XLA thread pool kept "
+    "3,252-4,863. Measure on an idle machine, or with --threads 1."
+)
+
+
 def header(results: dict) -> list[str]:
     """Command, date, hardware, versions, threads and the matmul rates."""
     env, settings = results["environment"], results["settings"]
@@ -113,6 +133,7 @@ def header(results: dict) -> list[str]:
         f"Load average (1 min) at start and end: {loads[0]:.1f}, {loads[1]:.1f} on {env['cores']} cores"
         + (" (above the core count: other work shared the machine)" if max(loads) > env["cores"] else ""),
         "",
+        *([LOADED_WARNING, ""] if loaded(results) else []),
         *thread_line(results),
         f"Method: each side in a process of its own, built, compiled and warmed up (at least "
         f"{settings['warmup_steps']} steps and {settings['warmup_s']} s) before any timing; then "
