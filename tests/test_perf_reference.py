@@ -34,6 +34,8 @@ SMALL = {
     "perf_cvae_mlp": ["encoder.hidden=[32]", "decoder.hidden=[32]", "latent_dim=6"],
     "perf_vae_conv": ["encoder.channels=[4, 8]", "encoder.hidden=16", "decoder.channels=[8, 4]", "latent_dim=5"],
 }
+for _upsample in ("transpose", "resize", "pixel_shuffle"):  # every upsampling of the conv decoder
+    SMALL[f"perf_vae_conv:{_upsample}"] = [*SMALL["perf_vae_conv"], f"decoder.upsample={_upsample}"]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,7 @@ def zoo_and_reference(variant, perf_book, registry):
     """A small zoo model of `variant` and the torch reference holding the same weights."""
     import torch_reference
 
-    recipe = perf_book.resolve(variant, registry, SMALL[variant])
+    recipe = perf_book.resolve(variant.split(":")[0], registry, SMALL[variant])
     c_shape = (10,) if recipe["condition"] else None
     model = zoo.build_model(recipe, registry, x_shape=(28, 28, 1), c_shape=c_shape, rngs=nnx.Rngs(3))
     reference = torch_reference.build_reference(recipe, (28, 28, 1), num_classes=10)
@@ -154,7 +156,8 @@ def test_conv_flops_match_the_parameter_shapes(perf_book, registry):
     model = zoo.build_model(recipe, registry, x_shape=(28, 28, 1), c_shape=None, rngs=nnx.Rngs(0))
     enc, dec = model.encoder, model.decoder
     size = lambda layer: int(np.prod(layer.kernel.shape))
-    positions = [14 * 14, 7 * 7, 1, 1, 1, 1, 7 * 7, 14 * 14, 28 * 28]
+    # Its decoder upsamples by resize-convolution: each 3x3 convolution at the 4x as many upsampled pixels.
+    positions = [14 * 14, 7 * 7, 1, 1, 1, 1, 14 * 14, 28 * 28, 28 * 28]
     kernels = [
         enc.convs[0],
         enc.convs[1],

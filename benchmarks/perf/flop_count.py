@@ -79,7 +79,10 @@ def hidden_layers(
 
 
 def conv_layers(recipe: Mapping, x_shape: Sequence[int], condition_size: int) -> tuple[list[Layer], list[Layer]]:
-    """(encoder, decoder) layers of a conv recipe (stride-2 3x3 convolutions, SAME)."""
+    """(encoder, decoder) layers of a conv recipe (stride-2 3x3 convolutions, SAME). The decoder's upsampling
+    as its definition computes it: a transposed convolution at the input pixels, a resize-convolution at
+    the 4x as many upsampled pixels (plugins/layers/conv.py computes it with 16 of those 36 multiplications
+    per input pixel and channel pair), a pixel-shuffle convolution at the input pixels to 4x the channels."""
     height, width, channels = x_shape
     latent, enc, dec = recipe["latent_dim"], recipe["encoder"], recipe["decoder"]
     encoder, sizes = [], [channels, *enc["channels"]]
@@ -96,7 +99,11 @@ def conv_layers(recipe: Mapping, x_shape: Sequence[int], condition_size: int) ->
     decoder = [dense("decoder.project", latent + condition_size, height * width * dec["channels"][0], latent)]
     sizes = [dec["channels"][0], *dec["channels"]]
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        decoder.append(conv(f"decoder.deconv{i}", height * width, a, b))
+        upsample = dec.get("upsample", "transpose")
+        positions, outputs = {"resize": (4 * height * width, b), "pixel_shuffle": (height * width, 4 * b)}.get(
+            upsample, (height * width, b)
+        )
+        decoder.append(conv(f"decoder.deconv{i}", positions, a, outputs))
         height, width = 2 * height, 2 * width
     decoder.append(conv("decoder.out", height * width, sizes[-1], channels))
     return encoder, decoder

@@ -1,16 +1,29 @@
 """The perf benchmark: the zoo against a plain PyTorch reference, in one run.
 
-    .venv/bin/python benchmarks/perf/run.py [--quick] [--out benchmarks/results/perf]
+    .venv/bin/python benchmarks/perf/run.py [--check] [--quick] [--out benchmarks/results/perf]
 
-Measures the training throughput of four architectures (recipes.yaml) through
-the zoo's training path and through torch_reference.py (eager, and
-torch.compile), then the importance-sampled log-likelihood of the seed VAE in
-both, and the machine's float32 matmul peak (numpy and jax, 2048^3) before
-each repeat and at the end (the best is the peak). Each
-measurement runs in a process of its own (measure.py), so its peak memory is
-its own; zoo and torch measurements alternate, so drift on a shared machine
-touches both; figures are medians over repeats. Writes report.md and
-results.json to --out. Needs the perf extra: pip install -e '.[perf]'.
+Measures the training throughput of the architectures of recipes.yaml
+through the zoo's training path and through torch_reference.py (PyTorch
+eager), and the importance-sampled log-likelihood of the seed VAE in both,
+with the machine's float32 matmul rate (numpy, jax and torch, 2048^3) before
+the first and after the last measurement.
+
+How it measures (measure.py): each side of each architecture is one process
+that builds, compiles and warms up before any timing, then times windows of
+about --window-s seconds on request. The zoo's and torch's processes of one
+architecture live side by side and their windows alternate (zoo first in
+even repeats, torch first in odd ones), --repeats times, so the load on a
+shared machine touches both; a ratio is zoo / torch within one repeat, and
+the report gives each ratio's min, median and max over the repeats. Both
+sides run with the same threads (--threads, default every CPU this process
+may use): CPU affinity, which sizes XLA's Eigen pool, and
+torch.set_num_threads; the report records what took effect.
+
+--check exits with status 1, naming each median ratio below its target
+(every training architecture 2x PyTorch eager, the colour conv 1.5x, IS
+1.5x); --from-results re-reports (and checks) a results.json without
+measuring. Writes report.md and results.json to --out. Needs the perf extra:
+pip install -e '.[perf]'.
 """
 
 from __future__ import annotations
@@ -21,14 +34,13 @@ import importlib.util
 import json
 import os
 import platform
-import statistics
+import select
 import subprocess
 import sys
 import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
-
 import numpy as np
 
 import zoo
@@ -38,33 +50,36 @@ sys.path.insert(0, str(PERF))
 import flop_count  # noqa: E402
 import perf_report  # noqa: E402
 
-VARIANTS = ("perf_vae_mlp", "perf_cvae_mlp", "perf_vae_burda", "perf_vae_conv")
+VARIANTS = (
+    "perf_vae_mlp",
+    "perf_cvae_mlp",
+    "perf_vae_burda",
+    "perf_vae_conv",
+    "perf_vae_conv_transpose",
+    "perf_vae_conv_color",
+)
 IS_VARIANT = "perf_vae_mlp"
+SCAN_BLOCK = 10  # zoo.training.inputs.SCAN_BLOCK: windows are whole scanned blocks
+COLOR_SHAPE = (32, 32, 3)  # perf_vae_conv_color's images (issue 26): synthetic, speed does not depend on content
+COLOR_IMAGES = {"train": 10000, "test": 1000}
 FULL = {
-    "warmup": 20,
-    "steps": 200,
-    "windows": 3,
-    "repeats": 3,
-    "is_images": 500,
+    "repeats": 7,
+    "window_s": 2.0,
+    "warmup_steps": 20,
+    "warmup_s": 1.0,
+    "is_images": 100,
     "is_samples": 5000,
     "is_small_samples": 1000,
+    "is_chunk": 25,
 }
-QUICK = {
-    "warmup": 2,
-    "steps": 5,
-    "windows": 1,
-    "repeats": 1,
-    "is_images": 100,
-    "is_samples": 500,
-    "is_small_samples": 100,
-}
-X_SHAPE = (28, 28, 1)
+QUICK = {**FULL, "repeats": 2, "window_s": 0.3, "warmup_steps": 10, "warmup_s": 0.0, "is_samples": 200}
+QUICK["is_small_samples"] = 100
 
 
 def parse_args(argv):
-    """(arguments, settings): the step counts and sizes of a full or --quick run, with overrides."""
+    """(arguments, settings): the settings of a full or --quick run, with overrides."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a few steps and small N: a smoke test, not figures")
+    parser.add_argument("--quick", action="store_true", help="2 short repeats, small K: a smoke test, not figures")
     parser.add_argument("--out", default="benchmarks/results/perf", help="folder for report.md and results.json")
     parser.add_argument(
         "--variants",
@@ -74,64 +89,232 @@ def parse_args(argv):
         metavar="VARIANT",
         help=f"architectures to train (default all: {' '.join(VARIANTS)})",
     )
-    parser.add_argument("--repeats", type=int, help="repeats of every measurement (default 3, quick 1)")
+    parser.add_argument("--repeats", type=int, help="alternating repeats of every ratio (default 7, quick 2)")
+    parser.add_argument("--window-s", type=float, help="seconds of one timed training window (default 2)")
     parser.add_argument(
-        "--is-chunk", type=int, default=25, help="importance samples per chunk, both sides (default 25)"
+        "--threads",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="intra-op threads (and CPUs) of both sides (default: every CPU this process may use, "
+        f"{len(os.sched_getaffinity(0))} here)",
     )
-    parser.add_argument("--is-images", type=int, help="test images for the IS evaluation (default 500, quick 100)")
+    parser.add_argument("--xla-flags", default="", help="extra XLA_FLAGS for the zoo's processes")
+    parser.add_argument("--is-images", type=int, help="test images per timed IS window (default 100)")
     parser.add_argument(
-        "--torch-compile", choices=("on", "off"), help="also time torch.compile (default on; quick off)"
+        "--is-chunk", type=int, help="importance samples per chunk, both sides (default 25: 2500 decoder rows)"
     )
+    parser.add_argument("--torch-compile", choices=("on", "off"), default="off", help="also time torch.compile")
     parser.add_argument("--skip-is", action="store_true", help="leave out the IS evaluation")
-    parser.add_argument("--timeout", type=int, default=900, help="seconds allowed to one measurement process")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a median ratio is below its target")
+    parser.add_argument("--from-results", metavar="JSON", help="re-report (and --check) a results.json, no measuring")
+    parser.add_argument("--timeout", type=int, default=600, help="seconds allowed to one worker's set-up or window")
     args = parser.parse_args(argv)
     args.argv = list(argv)
     settings = dict(QUICK if args.quick else FULL)
-    settings["repeats"] = args.repeats or settings["repeats"]
-    settings["is_images"] = args.is_images or settings["is_images"]
-    settings["is_chunk"] = args.is_chunk
-    settings["torch_compile"] = (args.torch_compile or ("off" if args.quick else "on")) == "on"
+    for key in ("repeats", "window_s", "is_images", "is_chunk"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    settings["threads"], settings["xla_flags"] = args.threads, args.xla_flags
+    settings["torch_compile"] = args.torch_compile == "on"
     if (
         settings["repeats"] < 1
+        or settings["window_s"] <= 0
         or settings["is_images"] < 100
         or settings["is_images"] % 100
         or settings["is_chunk"] < 1
+        or settings["threads"] < 1
     ):
         parser.error(
-            "--repeats must be at least 1 and --is-images a positive multiple of 100 (the IS batch), --is-chunk at least 1"
+            "--repeats, --threads and --is-chunk must be at least 1, --window-s positive and --is-images "
+            "a positive multiple of 100 (the IS batch)"
         )
     return args, settings
 
 
-def measure(spec: dict, timeout: int) -> dict:
-    """Run one measurement in a fresh process; its figures, or {'error': one line}."""
+class WorkerError(RuntimeError):
+    """A worker process failed or took too long: one line saying how."""
+
+
+class Worker:
+    """One measure.py worker process: its set-up figures, then windows on request."""
+
+    def __init__(self, spec: dict, timeout: int, label: str):
+        self.spec, self.timeout, self.label = spec, timeout, label
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        env = dict(os.environ)
+        if spec.get("compile"):  # torch.compile's first step is timed from scratch, not from a cache
+            env["TORCHINDUCTOR_FORCE_DISABLE_CACHES"] = "1"
+        self.began = time.perf_counter()
+        self.process = subprocess.Popen(
+            [sys.executable, str(PERF / "measure.py"), json.dumps(spec)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+            env=env,
+        )
+        self.ready = self._answer()
+        self.windows: list[dict] = []
+
+    def _answer(self) -> dict:
+        stdout = self.process.stdout
+        assert stdout is not None
+        readable, _, _ = select.select([stdout], [], [], self.timeout)
+        line = stdout.readline() if readable else ""
+        if not line:
+            if readable:
+                self.process.wait(timeout=10)
+            else:
+                self.process.kill()
+            self.stderr.seek(0)
+            last = (self.stderr.read().strip().splitlines() or ["no output"])[-1]
+            status = self.process.poll()
+            why = f"took longer than {self.timeout} s" if not readable else f"exit status {status}: {last}"
+            raise WorkerError(why)
+        return json.loads(line)
+
+    def window(self, request: dict) -> dict:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        figures = self._answer()
+        self.windows.append(figures)
+        return figures
+
+    def finish(self) -> dict:
+        """Stop the process; everything it measured, its peak memory and thread settings."""
+        assert self.process.stdin is not None
+        self.process.stdin.write('"done"\n')
+        self.process.stdin.flush()
+        final = self._answer()
+        self.process.wait(timeout=60)
+        self.stderr.close()
+        return {
+            **self.ready,
+            "windows": self.windows,
+            "images_per_s": [w["images_per_s"] for w in self.windows],
+            **final,
+            "process_s": time.perf_counter() - self.began,
+        }
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.stderr.close()
+
+
+def one_shot(spec: dict, timeout: int) -> dict:
+    """A measurement that prints one line and exits (the matmul peak); its figures, or {'error': ...}."""
     command = [sys.executable, str(PERF / "measure.py"), json.dumps(spec)]
-    # torch.compile's first step is timed from scratch, not from inductor's cache of an earlier run.
-    env = {**os.environ, "TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"} if spec.get("compile") else None
-    began = time.perf_counter()
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"error": f"took longer than {timeout} s"}
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": f"exit status {done.returncode}: {last}"}
+        return {"error": f"exit status {done.returncode}: {(done.stderr.strip().splitlines() or ['no output'])[-1]}"}
     result = json.loads(lines[-1])
-    result["process_s"] = time.perf_counter() - began
-    print(f"  {spec['task']:<12} {spec.get('variant', ''):<15} {summary_line(result)}", flush=True)
+    print(
+        "  matmul peak (GFLOP/s): "
+        + ", ".join(f"{k.split('_')[0]} {result[k]:.0f}" for k in ("numpy_gflops", "jax_gflops", "torch_gflops")),
+        flush=True,
+    )
     return result
 
 
-def summary_line(result: dict) -> str:
-    """A short progress line for one measurement."""
-    rate = result.get("images_per_s")
-    text = (
-        f"{statistics.median(rate):,.0f} images/s"
-        if rate
-        else ", ".join(f"{k} {v:.1f}" for k, v in result.items() if k.endswith("gflops"))
-    )
-    return f"{text}, peak RSS {result['peak_rss_mib']:.0f} MiB, {result['process_s']:.0f} s"
+def alternate(zoo_spec: dict, torch_spec: dict, request, repeats: int, timeout: int, name: str) -> dict:
+    """Start both workers (each warms up alone), then `repeats` rounds of one window each, the zoo first
+    in even rounds; {'zoo': ..., 'torch': ..., 'ratios': [...]} or {'error': ...}."""
+    workers: dict[str, Worker] = {}
+    try:
+        workers["zoo"] = Worker(zoo_spec, timeout, "zoo")
+        workers["torch"] = Worker(torch_spec, timeout, "torch")
+        window = request(workers["zoo"].ready, workers["torch"].ready)
+        ratios = []
+        for repeat in range(repeats):
+            order = ("zoo", "torch") if repeat % 2 == 0 else ("torch", "zoo")
+            rates = {side: workers[side].window(window)["images_per_s"] for side in order}
+            ratios.append(rates["zoo"] / rates["torch"])
+            print(
+                f"  {name:<20} repeat {repeat + 1}: zoo {rates['zoo']:,.1f}, torch {rates['torch']:,.1f} images/s, "
+                f"{ratios[-1]:.2f}x",
+                flush=True,
+            )
+        result = {side: worker.finish() for side, worker in workers.items()}
+        return {**result, "window": window, "ratios": ratios}
+    except WorkerError as exc:
+        print(f"  {name}: failed: {exc}", flush=True)
+        return {"error": str(exc)}
+    finally:
+        for worker in workers.values():
+            worker.kill()
+
+
+def solo(spec: dict, request: dict, repeats: int, timeout: int, name: str) -> dict:
+    """One worker alone (torch.compile, the IS memory check): its windows, or {'error': ...}."""
+    worker = None
+    try:
+        worker = Worker(spec, timeout, name)
+        for _ in range(repeats):
+            worker.window(request)
+        result = worker.finish()
+        print(f"  {name:<20} {np.median(result['images_per_s']):,.1f} images/s", flush=True)
+        return result
+    except WorkerError as exc:
+        print(f"  {name}: failed: {exc}", flush=True)
+        return {"error": str(exc)}
+    finally:
+        if worker is not None:
+            worker.kill()
+
+
+def window_steps(settings: dict, batch_size: int):
+    """The training window: whole scanned blocks lasting about window_s at the slower side's warm-up rate."""
+
+    def request(zoo_ready: dict, torch_ready: dict) -> dict:
+        rate = min(zoo_ready["warmup_images_per_s"], torch_ready["warmup_images_per_s"])
+        blocks = max(1, round(settings["window_s"] * rate / batch_size / SCAN_BLOCK))
+        return {"steps": blocks * SCAN_BLOCK}
+
+    return request
+
+
+def training_runs(recipes: dict, settings: dict, data: dict, timeout: int) -> dict:
+    """Per architecture, the zoo and torch eager alternating (torch.compile after, alone, if asked)."""
+    common = {k: settings[k] for k in ("warmup_steps", "warmup_s", "threads")}
+    runs = {}
+    for variant, recipe in recipes.items():
+        overrides = data[variant]["overrides"]
+        zoo_spec = {"task": "zoo_train", "variant": variant, "overrides": overrides, **common}
+        zoo_spec["xla_flags"] = settings["xla_flags"]
+        torch_spec = {"task": "torch_train", "recipe": json.dumps(recipe), "data": data[variant]["folder"], **common}
+        request = window_steps(settings, recipe["train"]["batch_size"])
+        runs[variant] = alternate(zoo_spec, torch_spec, request, settings["repeats"], timeout, variant)
+        if settings["torch_compile"] and "error" not in runs[variant]:
+            runs[variant]["torch_compile"] = solo(
+                {**torch_spec, "compile": True}, runs[variant]["window"], settings["repeats"], timeout, "torch.compile"
+            )
+    return runs
+
+
+def is_runs(recipe: dict, settings: dict, data: str, timeout: int) -> dict:
+    """IS at K: the zoo and torch alternating; then the zoo alone at the small K, for its memory."""
+    common = {
+        "variant": IS_VARIANT,
+        "images": settings["is_images"],
+        "chunk_size": settings["is_chunk"],
+        "batch_size": 100,
+        "threads": settings["threads"],
+        "num_samples": settings["is_samples"],
+    }
+    zoo_spec = {"task": "zoo_is", "xla_flags": settings["xla_flags"], **common}
+    torch_spec = {"task": "torch_is", "recipe": json.dumps(recipe), "data": data, **common}
+    request = {"images": settings["is_images"]}
+    runs = alternate(zoo_spec, torch_spec, lambda *_: request, settings["repeats"], timeout, "importance sampling")
+    small = {**zoo_spec, "num_samples": settings["is_small_samples"]}
+    runs["zoo_small_k"] = solo(small, request, 1, timeout, f"zoo IS at K={settings['is_small_samples']}")
+    return runs
 
 
 def export_data(recipe: dict, registry, folder: Path) -> None:
@@ -139,79 +322,53 @@ def export_data(recipe: dict, registry, folder: Path) -> None:
     from zoo.core.data import build_dataset
 
     dataset = build_dataset(recipe, registry)
+    folder.mkdir(parents=True, exist_ok=True)
     for name in ("train", "test"):
         split = dataset.split(name)
         np.save(folder / f"{name}_images.npy", np.asarray(split.images, np.float32))
         np.save(folder / f"{name}_labels.npy", np.asarray(split.labels))
 
 
-def training_runs(recipes: dict, settings: dict, data: Path, timeout: int, peaks: list) -> dict:
-    """Every training measurement: the matmul peak, then zoo and torch eager alternating, per repeat;
-    torch.compile once at the end."""
-    runs = {variant: {"zoo": [], "torch_eager": [], "torch_compile": []} for variant in recipes}
-    steps = {k: settings[k] for k in ("warmup", "steps", "windows")}
-    for repeat in range(settings["repeats"]):
-        peaks.append(measure({"task": "matmul_peak"}, timeout))
-        for variant, recipe in recipes.items():
-            zoo = {"task": "zoo_train", "variant": variant, **steps}
-            eager = {
-                "task": "torch_train",
-                "variant": variant,
-                "recipe": json.dumps(recipe),
-                "data": str(data),
-                **steps,
-            }
-            order = [("zoo", zoo), ("torch_eager", eager)]
-            for side, spec in order if repeat % 2 == 0 else order[::-1]:
-                runs[variant][side].append(measure(spec, timeout))
-    for variant, recipe in recipes.items() if settings["torch_compile"] else ():
-        spec = {
-            "task": "torch_train",
-            "variant": variant,
-            "recipe": json.dumps(recipe),
-            "data": str(data),
-            "compile": True,
-            **steps,
-        }
-        runs[variant]["torch_compile"].append(measure(spec, timeout))
-    return runs
+def color_arrays(folder: Path) -> Path:
+    """Synthetic 32x32x3 images (uint8 noise, 10 labels) as an .npz for the `arrays` dataset."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, count in COLOR_IMAGES.items():
+        arrays[split] = rng.integers(0, 256, (count, *COLOR_SHAPE), dtype=np.uint8)
+        arrays[f"{split}_labels"] = rng.integers(0, 10, count)
+    path = folder / "color.npz"
+    np.savez(path, **arrays)
+    return path
 
 
-def is_runs(recipe: dict, settings: dict, data: Path, timeout: int) -> dict:
-    """IS evaluation at K: zoo and torch alternating per repeat; the zoo once more at the small K."""
-    # 25 samples x 100 images = 2500 decoder rows per chunk on both sides: the zoo's
-    # default (zoo.core.model.ROWS_PER_CHUNK), and faster for the torch reference too.
-    common = {
-        "variant": IS_VARIANT,
-        "images": settings["is_images"],
-        "chunk_size": settings["is_chunk"],
-        "batch_size": 100,
+def cpu_description() -> dict:
+    """What /proc/cpuinfo says of the CPU: model, family, model number, stepping, MHz, the vector extensions.
+
+    "AMD EPYC" alone names several generations, whose AVX-512 differs (Zen 4 splits a 512-bit
+    instruction into two 256-bit halves, Zen 5 does not): family and model tell them apart."""
+    fields: dict[str, str] = {}
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = fields.get("flags", "").split()
+    return {
+        "cpu": fields.get("model name", platform.processor()),
+        "vendor": fields.get("vendor_id"),
+        "family": fields.get("cpu family"),
+        "model": fields.get("model"),
+        "stepping": fields.get("stepping"),
+        "mhz": fields.get("cpu MHz"),
+        "cache": fields.get("cache size"),
+        "vector_flags": sorted(f for f in flags if f.startswith(("avx", "amx", "fma"))),
+        "avx512": "avx512f" in flags,
+        "hypervisor": "hypervisor" in flags,
     }
-    torch_spec = {"task": "torch_is", "recipe": json.dumps(recipe), "data": str(data), **common}
-    runs = {"zoo": [], "torch": [], "zoo_small_k": []}
-    for repeat in range(settings["repeats"]):
-        order = [("zoo", {"task": "zoo_is", **common}), ("torch", torch_spec)]
-        for side, spec in order if repeat % 2 == 0 else order[::-1]:
-            runs[side].append(measure({**spec, "num_samples": settings["is_samples"]}, timeout))
-    runs["zoo_small_k"].append(
-        measure({"task": "zoo_is", **common, "num_samples": settings["is_small_samples"]}, timeout)
-    )
-    return runs
 
 
 def environment(command: str) -> dict:
-    """The command, date, CPU, cores and package versions of this run."""
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    """The command, date, CPU, cores, kernel and package versions of this run."""
     versions = {"python": platform.python_version()}
-    for package in ("jax", "jaxlib", "flax", "optax", "torch", "numpy"):
+    for package in ("jax", "jaxlib", "flax", "optax", "distrax", "torch", "numpy"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -219,59 +376,95 @@ def environment(command: str) -> dict:
     return {
         "command": command,
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "cpu": cpu,
+        **cpu_description(),
         "cores": os.cpu_count(),
-        "avx512": " avx512f" in flags,
+        "usable_cpus": len(os.sched_getaffinity(0)),
+        "kernel": platform.release(),
         "versions": versions,
+        "xla_flags_environment": os.environ.get("XLA_FLAGS", ""),
         "load_average_at_start": os.getloadavg()[0],
     }
 
 
 def main(argv=None) -> int:
-    """Run the benchmark and write its report."""
+    """Run the benchmark (or re-report a results.json), write its report, and check it if asked."""
     args, settings = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.from_results:
+        results = json.loads(Path(args.from_results).read_text())
+        print(perf_report.markdown(results))
+        return check(results) if args.check else 0
     if importlib.util.find_spec("torch") is None:
         print("run.py: error: torch is not installed; pip install -c constraints.txt -e '.[perf]'", file=sys.stderr)
         return 2
     try:
-        return benchmark(args, settings)
+        results = benchmark(args, settings)
     except zoo.ZooError as exc:  # a missing dataset or a bad recipe: one line, not a traceback
         print(f"run.py: error: {exc}", file=sys.stderr)
         return 2
+    return check(results) if args.check else 0
 
 
-def benchmark(args, settings) -> int:
-    """Every measurement in turn; then the report, printed and written."""
+def check(results: dict) -> int:
+    """1, naming each median ratio below its target (or not measured); 0 when all are met."""
+    if perf_report.loaded(results):
+        print("check: warning: the machine was loaded; see the report's first paragraphs", file=sys.stderr)
+    missed = [row for row in perf_report.target_rows(results) if not row["met"]]
+    for row in missed:
+        figure = "not measured" if row["median"] is None else f"median {row['median']:.2f}x"
+        print(f"check: {row['name']} {figure}, below its target {row['target']:.1f}x", file=sys.stderr)
+    if not missed:
+        print("check: every median ratio meets its target")
+    return 1 if missed else 0
+
+
+def benchmark(args, settings) -> dict:
+    """Every measurement in turn; then the report, printed and written; returns the results."""
+    began = time.perf_counter()
     registry = zoo.default_registry()
     book = zoo.RecipeBook([zoo.default_registry_path(), PERF / "recipes.yaml"])
-    recipes = {variant: book.resolve(variant, registry) for variant in args.variants}
     command = " ".join([".venv/bin/python", "benchmarks/perf/run.py", *args.argv])
-    results = {"environment": environment(command), "settings": settings}
-    flops = {v: flop_count.training_flops(r, X_SHAPE) for v, r in recipes.items()}
-    seed = book.resolve(IS_VARIANT, registry)
+    results: dict = {"environment": environment(command), "settings": settings}
     with tempfile.TemporaryDirectory(prefix="vae-zoo-perf-") as folder:
-        export_data(seed, registry, Path(folder))
-        print("training (and the matmul peak before each repeat)", flush=True)
-        results["matmul_peaks"] = []
-        results["training"] = training_runs(recipes, settings, Path(folder), args.timeout, results["matmul_peaks"])
+        color = color_arrays(Path(folder))
+        data, recipes, shapes = {}, {}, {}
+        for variant in args.variants:
+            overrides = [f"dataset.path={color}"] if variant == "perf_vae_conv_color" else []
+            recipes[variant] = book.resolve(variant, registry, overrides)
+            shapes[variant] = COLOR_SHAPE if variant == "perf_vae_conv_color" else (28, 28, 1)
+            where = Path(folder) / ("color" if overrides else "fashion")
+            if not where.exists():
+                export_data(recipes[variant], registry, where)
+            data[variant] = {"overrides": overrides, "folder": str(where)}
+        seed = book.resolve(IS_VARIANT, registry)
+        if not (Path(folder) / "fashion").exists():
+            export_data(seed, registry, Path(folder) / "fashion")
+        peak = {"task": "matmul_peak", "threads": settings["threads"], "xla_flags": settings["xla_flags"]}
+        print("matmul peak", flush=True)
+        results["matmul_peaks"] = [one_shot(peak, args.timeout)]
+        print("training: zoo and PyTorch eager, alternating windows", flush=True)
+        results["training"] = training_runs(recipes, settings, data, args.timeout)
         if not args.skip_is:
-            print("importance-sampled evaluation", flush=True)
-            results["importance_sampling"] = is_runs(seed, settings, Path(folder), args.timeout)
-        results["matmul_peaks"].append(measure({"task": "matmul_peak"}, args.timeout))
-    results["training_flops_per_image"] = flops
+            print("importance-sampled log-likelihood, alternating windows", flush=True)
+            results["importance_sampling"] = is_runs(seed, settings, str(Path(folder) / "fashion"), args.timeout)
+        results["matmul_peaks"].append(one_shot(peak, args.timeout))
+    results["training_flops_per_image"] = {v: flop_count.training_flops(r, shapes[v]) for v, r in recipes.items()}
     results["is_flops_per_image"] = {
-        k: flop_count.importance_sampling_flops(seed, X_SHAPE, settings[k]) for k in ("is_samples", "is_small_samples")
+        k: flop_count.importance_sampling_flops(seed, (28, 28, 1), settings[k])
+        for k in ("is_samples", "is_small_samples")
     }
     results["batch_size"] = {v: r["train"]["batch_size"] for v, r in recipes.items()}
+    results["image_shape"] = {v: list(s) for v, s in shapes.items()}
     results["environment"]["load_average_at_end"] = os.getloadavg()[0]
+    results["environment"]["wall_s"] = time.perf_counter() - began
+    results["targets"] = perf_report.target_rows(results)
     text = perf_report.markdown(results)
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(text)
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    print(f"wrote {out / 'report.md'} and {out / 'results.json'}")
-    return 0
+    print(f"wrote {out / 'report.md'} and {out / 'results.json'} ({results['environment']['wall_s'] / 60:.1f} min)")
+    return results
 
 
 if __name__ == "__main__":

@@ -110,25 +110,42 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """(z, c) -> dense to a small map, stride-2 transposed convolutions, a 3x3 convolution to logits."""
+    """(z, c) -> dense to a small map, 2x upsampling layers, a 3x3 convolution to logits. The upsampling
+    (the zoo decoder's `upsample`): stride-2 transposed convolutions, nearest-neighbour resizing then a 3x3
+    convolution, or a 3x3 convolution to 4x the channels then pixel shuffle."""
 
-    def __init__(self, latent_dim, condition_size, x_shape, channels, activation):
+    def __init__(self, latent_dim, condition_size, x_shape, channels, activation, upsample="transpose"):
         super().__init__()
         height, width, out_channels = x_shape
         factor = 2 ** len(channels)
         self.start = (height // factor, width // factor, channels[0])
         self.project = nn.Linear(latent_dim + condition_size, math.prod(self.start))
         sizes = [channels[0], *channels]
-        self.deconvs = nn.ModuleList(nn.ConvTranspose2d(a, b, 3, stride=2) for a, b in zip(sizes[:-1], sizes[1:]))
+        pairs = list(zip(sizes[:-1], sizes[1:]))
+        if upsample == "transpose":
+            self.deconvs = nn.ModuleList(nn.ConvTranspose2d(a, b, 3, stride=2) for a, b in pairs)
+        elif upsample == "resize":
+            self.deconvs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in pairs)
+        elif upsample == "pixel_shuffle":
+            self.deconvs = nn.ModuleList(nn.Conv2d(a, 4 * b, 3, padding=1) for a, b in pairs)
+        else:
+            raise ValueError(f"the torch reference has no upsampling {upsample!r}")
+        self.upsample = upsample
         self.out = nn.Conv2d(sizes[-1], out_channels, 3, padding=1)
         self.act = ACTIVATIONS[activation]
 
     def forward(self, z, c=None):
         h = self.act(self.project(with_condition(z, c))).reshape(z.shape[0], *self.start).permute(0, 3, 1, 2)
         for deconv in self.deconvs:
-            height, width = 2 * h.shape[-2], 2 * h.shape[-1]
-            # XLA's SAME transposed convolution pads (2, 1); torch pads (2, 2): drop the extra last row and column.
-            h = self.act(deconv(h)[..., :height, :width])
+            if self.upsample == "transpose":
+                height, width = 2 * h.shape[-2], 2 * h.shape[-1]
+                # XLA's SAME transposed convolution pads (2, 1); torch pads (2, 2): drop the extra last row and column.
+                h = deconv(h)[..., :height, :width]
+            elif self.upsample == "resize":
+                h = deconv(F.interpolate(h, scale_factor=2, mode="nearest"))
+            else:
+                h = F.pixel_shuffle(deconv(h), 2)
+            h = self.act(h)
         return self.out(h).permute(0, 2, 3, 1).reshape(z.shape[0], -1)
 
 
@@ -163,7 +180,8 @@ def build_reference(recipe: Mapping, x_shape: Sequence[int], num_classes: Option
         decoder = MLPDecoder(latent, extra, pixels, dec["hidden"], dec["activation"])
     elif enc["name"] == "conv" and dec["name"] == "conv":
         encoder = ConvEncoder(tuple(x_shape), extra, latent, enc["channels"], enc["hidden"], enc["activation"])
-        decoder = ConvDecoder(latent, extra, tuple(x_shape), dec["channels"], dec["activation"])
+        upsample = dec.get("upsample", "transpose")
+        decoder = ConvDecoder(latent, extra, tuple(x_shape), dec["channels"], dec["activation"], upsample)
     else:
         raise ValueError(
             f"the torch reference supports mlp or conv encoder and decoder, not {enc['name']!r}/{dec['name']!r}"
@@ -244,7 +262,7 @@ def copy_zoo_params(reference: ReferenceVAE, zoo_model) -> None:
             kernel = np.asarray(zoo_layer.kernel[...])
             if isinstance(torch_layer, nn.Linear):
                 weight = kernel.T  # flax (in, out) -> torch (out, in)
-            elif isinstance(torch_layer, nn.ConvTranspose2d):
+            elif isinstance(torch_layer, nn.ConvTranspose2d):  # the zoo's ResizeConv and pixel shuffle are Conv2d
                 weight = kernel[::-1, ::-1].transpose(2, 3, 0, 1)  # flax correlates the dilated input; torch flips
             else:
                 weight = kernel.transpose(3, 2, 0, 1)  # (kh, kw, in, out) -> (out, in, kh, kw)

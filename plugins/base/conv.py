@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional, Sequence
+from typing import Annotated, Literal, Optional, Sequence
 
 import jax
 from flax import nnx
 
 import zoo
 from zoo import AtLeast
-from vae_zoo_plugins.layers.conv import Conv, ConvTranspose
+from vae_zoo_plugins.layers.conv import Conv, ConvTranspose, ResizeConv, depth_to_space
 from vae_zoo_plugins.layers.dense import (
     ACTIVATIONS,
     MLP,
@@ -19,6 +19,26 @@ from vae_zoo_plugins.layers.dense import (
     flatten_with,
     size,
 )
+
+
+# How the decoder doubles its feature map's height and width at each of its `channels`:
+# "transpose": a 3x3 stride-2 transposed convolution (the default; the zoo's conv models were trained with it);
+# "resize": nearest-neighbour upsampling, then a 3x3 convolution (Odena et al. 2016: no checkerboard
+# artifacts), which plugins/layers/conv.py computes in sub-pixel form at the cost of the transposed one;
+# "pixel_shuffle": a 3x3 convolution to 4x the channels, then depth-to-space (Shi et al. 2016).
+Upsampling = Literal["transpose", "resize", "pixel_shuffle"]
+UPSAMPLING = ("transpose", "resize", "pixel_shuffle")
+
+
+def upsampling_layer(upsample: str, in_channels: int, out_channels: int, rngs: nnx.Rngs) -> nnx.Module:
+    """One of the decoder's 2x upsampling layers (3x3 kernels)."""
+    if upsample == "transpose":
+        return ConvTranspose(in_channels, out_channels, kernel_size=(3, 3), strides=(2, 2), padding="SAME", rngs=rngs)
+    if upsample == "resize":
+        return ResizeConv(in_channels, out_channels, kernel_size=(3, 3), padding="SAME", rngs=rngs)
+    if upsample == "pixel_shuffle":
+        return Conv(in_channels, 4 * out_channels, kernel_size=(3, 3), padding="SAME", rngs=rngs)
+    raise ValueError(f"upsample: unknown upsampling {upsample!r}; known: {', '.join(UPSAMPLING)}")
 
 
 def _downsampled(length: int, times: int) -> int:
@@ -63,7 +83,7 @@ class ConvDecoder(nnx.Module):
     to channels x parameters. A side that halves evenly `len(channels)` times (28 with two layers,
     32, 64) needs no crop; any other (48x40 with four layers, 8x10) starts from the rounded-up map."""
 
-    def __init__(self, latent_dim, c_shape, output_shape, channels, activation, *, rngs):
+    def __init__(self, latent_dim, c_shape, output_shape, channels, activation, *, rngs, upsample="transpose"):
         if len(output_shape) != 4:
             raise ValueError(
                 f"needs images of shape (height, width, channels); the data has shape {tuple(output_shape[:-1])}"
@@ -79,19 +99,16 @@ class ConvDecoder(nnx.Module):
         self.offset = ((self.start[0] * factor - height) // 2, (self.start[1] * factor - width) // 2)
         self.project = nnx.Linear(latent_dim + size(c_shape), self.start[0] * self.start[1] * channels[0], rngs=rngs)
         sizes = [channels[0], *channels]
-        self.deconvs = nnx.List(
-            [
-                ConvTranspose(a, b, kernel_size=(3, 3), strides=(2, 2), padding="SAME", rngs=rngs)
-                for a, b in zip(sizes[:-1], sizes[1:])
-            ]
-        )
+        self.upsample = upsample
+        self.deconvs = nnx.List([upsampling_layer(upsample, a, b, rngs) for a, b in zip(sizes[:-1], sizes[1:])])
         self.out = Conv(sizes[-1], out_channels * params_per_dim, kernel_size=(3, 3), padding="SAME", rngs=rngs)
 
     def __call__(self, z: jax.Array, c: Optional[jax.Array] = None) -> jax.Array:
         act = ACTIVATIONS[self.activation]
         h = act(self.project(flatten_with(z, c))).reshape((z.shape[0],) + self.start)
         for deconv in self.deconvs:
-            h = act(deconv(h))
+            h = deconv(h)
+            h = act(depth_to_space(h) if self.upsample == "pixel_shuffle" else h)
         height, width = self.output_shape[:2]
         top, left = self.offset
         h = h[:, top : top + height, left : left + width]
@@ -115,13 +132,23 @@ def make_conv_encoder(
 
 
 def make_conv_decoder(
-    latent_dim, c_shape, output_shape, rngs, channels: Sequence[int] = (64, 32), activation: str = "relu"
+    latent_dim,
+    c_shape,
+    output_shape,
+    rngs,
+    channels: Sequence[int] = (64, 32),
+    activation: str = "relu",
+    upsample: Upsampling = "transpose",
 ) -> ConvDecoder:
-    """Convolutional decoder (z, c) -> likelihood parameters for HxWxC images.
+    """Convolutional decoder (z, c) -> likelihood parameters for HxWxC images; `upsample` doubles the
+    feature map by a stride-2 transposed convolution, nearest-neighbour resizing then a convolution,
+    or a convolution then pixel shuffle (UPSAMPLING).
 
     >>> dec = make_conv_decoder(4, None, (8, 8, 1, 1), nnx.Rngs(0))  # doctest: +SKIP
     """
-    return ConvDecoder(latent_dim, c_shape, tuple(output_shape), tuple(channels), activation, rngs=rngs)
+    return ConvDecoder(
+        latent_dim, c_shape, tuple(output_shape), tuple(channels), activation, rngs=rngs, upsample=upsample
+    )
 
 
 @zoo.hookimpl

@@ -22,6 +22,16 @@ benchmarks/perf/conv_layers.py): transposed 64->64 on 7x7 about 0.09-0.1x,
 - Stride 1: one matmul of each pixel to its contribution under each of the
   nine taps (9 out channels), then nine shifted sums (col2im): cheap when the
   output has few channels, as the decoder's last layer has.
+- Nearest-neighbour 2x upsampling then a 3x3 SAME convolution (`ResizeConv`,
+  the resize-convolution of Odena et al. 2016, "Deconvolution and Checkerboard
+  Artifacts"), in sub-pixel form: output pixel (2p + a, 2q + b) sees input
+  rows (p - 1 + a, p + a) and columns (q - 1 + b, q + b), each with a sum of
+  the 3x3 kernel's taps (rows 0 | 1 + 2 for an even phase, 0 + 1 | 2 for an
+  odd one), so one matmul of the 2x2 patches of the input padded by one pixel
+  to the four phases (no zero blocks), depth-to-space and a one-pixel crop
+  compute it, without the 4x larger upsampled map: 16 of the 36
+  multiplications per input pixel and channel pair that convolving the
+  upsampled map takes (on (n + 1) x (m + 1) windows, 15-31% more at 14x14-7x7).
 """
 
 from __future__ import annotations
@@ -117,6 +127,44 @@ def conv_stride1(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return y
 
 
+_MERGED = {0: ((0,), (1, 2)), 1: ((0, 1), (2,))}  # phase -> the kernel taps summed at window rows (0, 1)
+
+
+def resize_phase_kernel(kernel: jax.Array) -> jax.Array:
+    """(3, 3, in, out) -> (2 * 2 * in, 4 * out): rows (window row, window column, in), columns (phase row,
+    phase column, out), odd phase first, of the nearest-2x-upsampling convolution's sub-pixel form (summed taps)."""
+    rows = []
+    for wi in range(2):
+        for wj in range(2):
+            phases = []
+            for a in (1, 0):
+                for b in (1, 0):
+                    taps = [kernel[ti, tj] for ti in _MERGED[a][wi] for tj in _MERGED[b][wj]]
+                    phases.append(sum(taps[1:], taps[0]))
+            rows.append(jnp.concatenate(phases, axis=-1))
+    return jnp.concatenate(rows, axis=0)
+
+
+def upsample_nearest(x: jax.Array) -> jax.Array:
+    """(B, H, W, C) -> (B, 2H, 2W, C), each pixel repeated in a 2x2 block."""
+    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def resize_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """A 3x3 SAME stride-1 convolution of upsample_nearest(x), in sub-pixel form (module docstring).
+
+    The 2x2 window at padded position r gives output row 2r of the even phase and 2r - 1 of the odd one;
+    with the odd phase first, depth-to-space of the (n + 1) x (m + 1) windows is the output shifted by
+    one pixel, so a slice, not a gather, puts each phase in place."""
+    batch, n, m, cin = x.shape
+    cout = kernel.shape[-1]
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    patches = jnp.concatenate([padded[:, i : i + n + 1, j : j + m + 1] for i in range(2) for j in range(2)], axis=-1)
+    y = (patches.reshape(-1, 4 * cin) @ resize_phase_kernel(kernel)).reshape(batch, n + 1, m + 1, 2, 2, cout)
+    y = y.transpose(0, 1, 3, 2, 4, 5).reshape(batch, 2 * n + 2, 2 * m + 2, cout)
+    return y[:, 1 : 2 * n + 1, 1 : 2 * m + 1]
+
+
 def _with_bias(layer, inputs, compute):
     """`compute(inputs, kernel)` plus the bias, in the layer's dtype, as flax promotes them."""
     bias = layer.bias[...] if layer.bias is not None else None
@@ -143,3 +191,22 @@ class ConvTranspose(nnx.ConvTranspose):
         if _plain_3x3(self, inputs, (2, 2)) and not self.transpose_kernel:
             return _with_bias(self, inputs, transposed_stride2)
         return super().__call__(inputs)
+
+
+class ResizeConv(nnx.Conv):
+    """nnx.Conv applied to its input upsampled 2x by nearest neighbour: flax's Conv's parameters,
+    `conv(upsample_nearest(x))`; a 3x3 SAME stride-1 one computed in sub-pixel form (module docstring)."""
+
+    def __call__(self, inputs: jax.Array, out_sharding=None) -> jax.Array:
+        if out_sharding is None and _plain_3x3(self, inputs, (1, 1)):
+            return _with_bias(self, inputs, resize_conv)
+        return super().__call__(upsample_nearest(inputs), out_sharding)
+
+
+def depth_to_space(x: jax.Array, factor: int = 2) -> jax.Array:
+    """(B, H, W, C * f * f) -> (B, f H, f W, C), PyTorch's pixel_shuffle order: channel c * f * f + i * f + j
+    goes to pixel (f h + i, f w + j), channel c."""
+    batch, height, width, channels = x.shape
+    out = channels // (factor * factor)
+    x = x.reshape(batch, height, width, out, factor, factor).transpose(0, 1, 4, 2, 5, 3)
+    return x.reshape(batch, factor * height, factor * width, out)
