@@ -78,7 +78,7 @@ def step_row(rounds: int, steps: int) -> None:
     from zoo.training.inputs import run_steps
     from zoo.training.step import TrainState, make_optimizer, make_train_step
 
-    recipe, registry = zoo_recipe("perf_vae_conv")
+    recipe, registry = zoo_recipe("perf_vae_conv_transpose")  # the transposed layers this compares
     experiment = assemble(recipe, registry)
     graphdef, params = nnx.split(experiment.model)
     conv.Conv, conv.ConvTranspose = nnx.Conv, nnx.ConvTranspose  # the same network with flax's layers
@@ -100,7 +100,7 @@ def step_row(rounds: int, steps: int) -> None:
         calls[side] = run
     result = alternate(calls, rounds)
     print(
-        f"| whole training step, perf_vae_conv | {result['flax'][0] / steps:.1f} | {result['zoo'][0] / steps:.1f} "
+        f"| whole training step, perf_vae_conv_transpose | {result['flax'][0] / steps:.1f} | {result['zoo'][0] / steps:.1f} "
         f"| {result['zoo'][1]:.3f} |",
         flush=True,
     )

@@ -172,7 +172,7 @@ def training_rows(results: dict) -> list[str]:
                 [
                     f"| {variant}",
                     "x".join(map(str, results.get("image_shape", {}).get(variant, []))),
-                    str(results["batch_size"][variant]),
+                    str(results["batch_size"].get(variant, "-")),
                     str(runs.get("window", {}).get("steps", "-")),
                     fmt(median(zoo.get("images_per_s", []))),
                     fmt(median(torch.get("images_per_s", []))),

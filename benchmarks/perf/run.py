@@ -21,7 +21,8 @@ torch.set_num_threads; the report records what took effect.
 
 --check exits with status 1, naming each median ratio below its target
 (every training architecture 2x PyTorch eager, the colour conv 1.5x, IS
-1.5x); --from-results re-reports (and checks) a results.json without
+1.5x), and with status 3 without judging when other work loaded the machine
+while each side ran several threads; --from-results re-reports (and checks) a results.json without
 measuring. Writes report.md and results.json to --out. Needs the perf extra:
 pip install -e '.[perf]'.
 """
@@ -405,7 +406,16 @@ def main(argv=None) -> int:
 
 
 def check(results: dict) -> int:
-    """1, naming each median ratio below its target (or not measured); 0 when all are met."""
+    """1, naming each median ratio below its target (or not measured); 0 when all are met; 3 (not judged)
+    when other work loaded the machine and the sides ran more than one thread each, whose ratios then
+    measure PyTorch's threads waiting on each other, not the zoo (benchmarks/perf/README.md)."""
+    if perf_report.loaded(results) and results["settings"]["threads"] > 1:
+        print(
+            "check: not judged: the machine was loaded (load average above the cores) and each side ran "
+            f"{results['settings']['threads']} threads; rerun on an idle machine (or with --threads 1)",
+            file=sys.stderr,
+        )
+        return 3
     if perf_report.loaded(results):
         print("check: warning: the machine was loaded; see the report's first paragraphs", file=sys.stderr)
     missed = [row for row in perf_report.target_rows(results) if not row["met"]]
