@@ -12,6 +12,7 @@ import types
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -230,3 +231,18 @@ def tfds_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def book() -> zoo.RecipeBook:
     return zoo.RecipeBook([REPO / "registry.yaml"])
+
+
+@pytest.fixture(scope="session")
+def tiny(book, registry):
+    """An untrained small vae_mlp (hidden layers of 16, a 3-D latent) and a Batch of 8 training
+    digits, built once for the objectives checked against formulas (test_disentangling.py,
+    test_importance_weighted.py). Shared by the session: a test reads it and must not change it."""
+    from zoo.core.assembly import assemble
+    from zoo.core.interfaces import Batch
+
+    small = ["encoder.hidden=[16]", "decoder.hidden=[16]", "latent_dim=3", "train.batch_size=8"]
+    experiment = assemble(book.resolve("vae_mlp", registry, small), registry)
+    train = experiment.dataset.train
+    x, c = experiment.condition.split(jnp.asarray(train.images[:8]), jnp.asarray(train.labels[:8]))
+    return experiment.model, Batch(x, c)
