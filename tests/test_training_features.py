@@ -9,7 +9,7 @@ import optax
 import pytest
 
 import zoo
-from tests.test_cli import assert_clean_error, zoo as run_zoo
+from tests.test_cli import assert_clean_error, zoo as run_zoo, zoo_in_process
 from zoo.training import checkpoints, early_stopping, runs
 from zoo.core import objectives, optim
 from zoo.config import EarlyStopping, TrainConfig
@@ -286,10 +286,10 @@ def test_epoch_budget_and_eval_of_the_best_checkpoint(tmp_path):
         ),
     ],
 )
-def test_bad_protocol_settings_are_one_line_and_leave_no_run(tmp_path, variant, overrides, message):
+def test_bad_protocol_settings_are_one_line_and_leave_no_run(tmp_path, capsys, variant, overrides, message):
     workdir = tmp_path / "run"
     sets = [arg for override in overrides for arg in ("--set", override)]
-    assert_clean_error(run_zoo("train", variant, "--workdir", str(workdir), *sets, check=False), message)
+    assert_clean_error(zoo_in_process(capsys, "train", variant, "--workdir", workdir, *sets), message)
     assert not workdir.exists()
 
 
