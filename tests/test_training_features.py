@@ -9,6 +9,7 @@ import optax
 import pytest
 
 import zoo
+from tests.conftest import TINY
 from tests.test_cli import assert_clean_error, zoo as run_zoo, zoo_in_process
 from zoo.training import checkpoints, early_stopping, runs
 from zoo.core import objectives, optim
@@ -191,14 +192,12 @@ def scripted_recipe(book, registry):
         "vae_mlp",
         registry,
         [
+            *TINY,  # the suite's small model: compiled once per session
             "train.steps=40",
-            "train.batch_size=32",
             "train.validate_every=2",
             "train.log_every=2",
             "train.checkpoint_every=4",
             "train.early_stopping={patience: 3}",
-            "encoder.hidden=[16]",
-            "decoder.hidden=[16]",
         ],
     )
 
