@@ -294,3 +294,21 @@ def tiny_cvae_run(book, registry, tmp_path_factory):
     """cvae_mlp, TINY_RUN with a 4-D latent (figures project more than two dimensions by PCA),
     trained once and shared read-only (see shared_run)."""
     yield from shared_run(book, registry, tmp_path_factory, "cvae_mlp", "latent_dim=4")
+
+
+# vq_vae at its own sizes, 300 steps: the fewest after which its EMA codebook is nearly all in use
+# on the test split (tests/test_vq.py checks it), shared by the tests that load, evaluate or sample a
+# trained VQ-VAE.
+VQ_RUN = ["train.steps=300", "train.log_every=100", "train.checkpoint_every=300"]
+
+
+@pytest.fixture(scope="session")
+def vq_run(book, registry, tmp_path_factory):
+    """vq_vae (VQ_RUN), trained once and shared read-only (see shared_run)."""
+    from zoo.training.experiment import train_and_evaluate
+
+    workdir = tmp_path_factory.mktemp("shared") / "vq_vae"
+    train_and_evaluate(book.resolve("vq_vae", registry, VQ_RUN), workdir, registry, progress=False)
+    before = files_of(workdir)
+    yield workdir
+    assert files_of(workdir) == before, f"a test wrote into the shared run {workdir}: copy it first"

@@ -6,6 +6,7 @@ Python and importing JAX that each subprocess pays."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -149,24 +150,10 @@ def test_a_bad_option_in_a_recipe_file_is_named_with_its_file(tmp_path, capsys):
     )
 
 
-@pytest.mark.slow  # training and evaluation in zoo subprocesses
-def test_a_vq_vae_reports_its_log_likelihood_as_not_defined(tmp_path):
+@pytest.mark.slow  # evaluation in a zoo subprocess
+def test_a_vq_vae_reports_its_log_likelihood_as_not_defined(tmp_path, vq_run):
     run = tmp_path / "vq"
-    zoo(
-        "train",
-        "vq_vae",
-        "--workdir",
-        str(run),
-        "--quiet",
-        "--set",
-        "train.steps=20",
-        "--set",
-        "train.log_every=10",
-        "--set",
-        "encoder.hidden=[32]",
-        "--set",
-        "decoder.hidden=[32]",
-    )
+    shutil.copytree(vq_run, run)  # the session's trained vq_vae (tests/conftest.py); zoo eval records in it
     evaluation = json.loads(zoo("eval", str(run), "-k", "10", "--limit", "50").stdout)
     assert evaluation["log_likelihood"] is None and "point mass" in evaluation["log_likelihood_undefined"]
     assert 1.0 <= evaluation["codebook_perplexity"] <= 64 and "elbo" in evaluation
