@@ -12,6 +12,7 @@ import types
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -230,3 +231,84 @@ def tfds_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def book() -> zoo.RecipeBook:
     return zoo.RecipeBook([REPO / "registry.yaml"])
+
+
+@pytest.fixture(scope="session")
+def tiny(book, registry):
+    """An untrained small vae_mlp (hidden layers of 16, a 3-D latent) and a Batch of 8 training
+    digits, built once for the objectives checked against formulas (test_disentangling.py,
+    test_importance_weighted.py). Shared by the session: a test reads it and must not change it."""
+    from zoo.core.assembly import assemble
+    from zoo.core.interfaces import Batch
+
+    small = ["encoder.hidden=[16]", "decoder.hidden=[16]", "latent_dim=3", "train.batch_size=8"]
+    experiment = assemble(book.resolve("vae_mlp", registry, small), registry)
+    train = experiment.dataset.train
+    x, c = experiment.condition.split(jnp.asarray(train.images[:8]), jnp.asarray(train.labels[:8]))
+    return experiment.model, Batch(x, c)
+
+
+# The suite's short trainings on the digits share one small configuration. The session's JAX
+# compilation cache (pytest_configure) hands a program compiled once to every later run of the same
+# variant at the same shapes and seed, so a run in this configuration costs about a second after the
+# first (its steps, logging and checkpoint intervals may differ: chunks of at most 10 steps are the
+# same programs); a different hidden size, latent size, batch size or seed compiles everything again.
+TINY = ["encoder.hidden=[16]", "decoder.hidden=[16]", "latent_dim=2", "train.batch_size=16"]
+# The shared runs' budget: 30 steps, logged every 10 and checkpointed (and validated) every 15, so
+# the log holds records at the checkpoints between its own steps (10, 15, 20, 30).
+TINY_RUN = [*TINY, "train.steps=30", "train.log_every=10", "train.checkpoint_every=15"]
+
+
+def train_tiny(book, registry, variant: str, workdir: Path, *overrides: str) -> Path:
+    """`variant` trained in `workdir` in the small configuration (TINY_RUN, then `overrides`)."""
+    from zoo.training.experiment import train_and_evaluate
+
+    train_and_evaluate(book.resolve(variant, registry, [*TINY_RUN, *overrides]), workdir, registry, progress=False)
+    return workdir
+
+
+def files_of(directory: Path) -> dict[str, tuple[int, int]]:
+    """Every file under `directory` with its size and modification time."""
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def shared_run(book, registry, tmp_path_factory, variant: str, *overrides: str):
+    """A run trained once for the session, for tests that only read it (load, evaluate without
+    recording, sample, plot, serve, refuse a bad command on it). A test that writes into a run
+    copies it first (`shutil.copytree(run, tmp_path / "run")`); at the session's end the run must
+    hold the same files, unchanged, else the suite fails here rather than depend on test order."""
+    workdir = train_tiny(book, registry, variant, tmp_path_factory.mktemp("shared") / variant, *overrides)
+    before = files_of(workdir)
+    yield workdir
+    assert files_of(workdir) == before, f"a test wrote into the shared run {workdir}: copy it first"
+
+
+@pytest.fixture(scope="session")
+def tiny_vae_run(book, registry, tmp_path_factory):
+    """vae_mlp, TINY_RUN (a 2-D latent), trained once and shared read-only (see shared_run)."""
+    yield from shared_run(book, registry, tmp_path_factory, "vae_mlp")
+
+
+@pytest.fixture(scope="session")
+def tiny_cvae_run(book, registry, tmp_path_factory):
+    """cvae_mlp, TINY_RUN with a 4-D latent (figures project more than two dimensions by PCA),
+    trained once and shared read-only (see shared_run)."""
+    yield from shared_run(book, registry, tmp_path_factory, "cvae_mlp", "latent_dim=4")
+
+
+# vq_vae at its own sizes, 300 steps: the fewest after which its EMA codebook is nearly all in use
+# on the test split (tests/test_vq.py checks it), shared by the tests that load, evaluate or sample a
+# trained VQ-VAE.
+VQ_RUN = ["train.steps=300", "train.log_every=100", "train.checkpoint_every=300"]
+
+
+@pytest.fixture(scope="session")
+def vq_run(book, registry, tmp_path_factory):
+    """vq_vae (VQ_RUN), trained once and shared read-only (see shared_run)."""
+    from zoo.training.experiment import train_and_evaluate
+
+    workdir = tmp_path_factory.mktemp("shared") / "vq_vae"
+    train_and_evaluate(book.resolve("vq_vae", registry, VQ_RUN), workdir, registry, progress=False)
+    before = files_of(workdir)
+    yield workdir
+    assert files_of(workdir) == before, f"a test wrote into the shared run {workdir}: copy it first"

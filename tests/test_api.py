@@ -11,17 +11,7 @@ import zoo
 from zoo.cli import main as cli
 from zoo.training import runs
 from zoo.progress import Progress, duration
-
-SMALL = {
-    "encoder.hidden": [32],
-    "decoder.hidden": [32],
-    "latent_dim": 4,
-    "train.batch_size": 32,
-    "train.steps": 40,
-    "train.log_every": 10,
-    "train.checkpoint_every": 20,
-    "train.validate_every": 20,
-}
+from tests.conftest import TINY_RUN as SMALL  # 30 steps, validated and checkpointed every 15, a 2-D latent
 
 
 @pytest.fixture(scope="module")
@@ -31,20 +21,23 @@ def vae_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cvae_run(tmp_path_factory):
-    return zoo.train("cvae_mlp", tmp_path_factory.mktemp("api") / "cvae", overrides=SMALL, progress=False)
+    # the shapes of the session's shared CVAE (tests/conftest.py): its programs are compiled already
+    return zoo.train(
+        "cvae_mlp", tmp_path_factory.mktemp("api") / "cvae", overrides=[*SMALL, "latent_dim=4"], progress=False
+    )
 
 
 def test_train_returns_the_trained_run_at_its_best_checkpoint(vae_run):
     assert isinstance(vae_run, zoo.Run)
-    assert vae_run.summary["step"] == 40 and vae_run.step == vae_run.summary["best_step"]
+    assert vae_run.summary["step"] == 30 and vae_run.step == vae_run.summary["best_step"]
     assert vae_run.checkpoint == "best" and vae_run.variant == "vae_mlp"
-    assert vae_run.recipe["latent_dim"] == 4
-    assert [r["step"] for r in vae_run.metrics if r["split"] == "validation"] == [20, 40]
+    assert vae_run.recipe["latent_dim"] == 2
+    assert [r["step"] for r in vae_run.metrics if r["split"] == "validation"] == [15, 30]
     loaded = zoo.load(vae_run.workdir)
     assert loaded.step == vae_run.step
     for a, b in zip(jax_leaves(loaded.params), jax_leaves(vae_run.params)):
         np.testing.assert_array_equal(a, b)
-    assert zoo.load(vae_run.workdir, checkpoint="newest").step == 40
+    assert zoo.load(vae_run.workdir, checkpoint="newest").step == 30
 
 
 def jax_leaves(tree):
@@ -67,7 +60,7 @@ def test_samples_are_likelihood_means_of_the_dataset_shape(vae_run):
 def test_encode_decode_reconstruct_agree(vae_run):
     images = vae_run.experiment.dataset.test.images[:10]
     z = vae_run.encode(images)
-    assert z.shape == (10, 4)
+    assert z.shape == (10, 2)
     np.testing.assert_allclose(vae_run.reconstruct(images), vae_run.decode(z), atol=1e-6)  # decoding the posterior mean
     # the posterior mean is what the model's own encoder gives
     np.testing.assert_allclose(z, np.asarray(vae_run.model.encode(images.reshape(10, 8, 8, 1)).mean()), atol=1e-6)
@@ -145,7 +138,7 @@ def test_compare_takes_run_directories_and_gives_the_table_as_rows(vae_run, cvae
 
 
 def test_compare_refuses_a_run_not_yet_evaluated_and_a_training_log(tmp_path, vae_run, capsys):
-    fresh = zoo.train("vae_mlp", tmp_path / "fresh", overrides={**SMALL, "train.steps": 10}, progress=False)
+    fresh = zoo.train("vae_mlp", tmp_path / "fresh", overrides=[*SMALL, "train.steps=10"], progress=False)
     assert cli.main(["compare", str(fresh.workdir)]) == 2
     assert (
         f"{fresh.workdir} has not been evaluated (no eval.json); run `zoo eval {fresh.workdir}` first"
@@ -168,13 +161,13 @@ def test_resume_reads_the_runs_own_recipe_and_records_a_changed_budget(tmp_path,
                 "--workdir",
                 str(workdir),
                 "--quiet",
-                *[f"--set={k}={json.dumps(v)}" for k, v in {**SMALL, "train.steps": 20}.items()],
+                *[f"--set={setting}" for setting in [*SMALL, "train.steps=20"]],
             ]
         )
         == 0
     )
     capsys.readouterr()
-    # no variant, no --set of the model: the run's own recipe (hidden 32, latent 4) continues
+    # no variant, no --set of the model: the run's own recipe (hidden 16, latent 2) continues
     assert cli.main(["train", "--resume", str(workdir), "--set", "train.steps=40", "--quiet"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["step"] == 40
@@ -185,10 +178,10 @@ def test_resume_reads_the_runs_own_recipe_and_records_a_changed_budget(tmp_path,
         and history[0]["previous_recipe"]["train"]["steps"] == 20
     )
     assert yaml.safe_load((workdir / "recipe.yaml").read_text())["train"]["steps"] == 40
-    assert yaml.safe_load((workdir / "recipe.yaml").read_text())["encoder"]["hidden"] == [32]
+    assert yaml.safe_load((workdir / "recipe.yaml").read_text())["encoder"]["hidden"] == [16]
     # the model may not change, and the variant must be the run's
     assert cli.main(["train", "--resume", str(workdir), "--set", "latent_dim=5"]) == 2
-    assert "the recipe differs at latent_dim: 4 in the run, 5 now" in capsys.readouterr().err
+    assert "the recipe differs at latent_dim: 2 in the run, 5 now" in capsys.readouterr().err
     assert cli.main(["train", "cvae_mlp", "--resume", str(workdir)]) == 2
     assert "holds a run of 'vae_mlp', not 'cvae_mlp'" in capsys.readouterr().err
     assert cli.main(["train", "--resume", str(tmp_path / "none")]) == 2

@@ -18,18 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import TINY_RUN as TINY, train_tiny
 from zoo.cli.main import main
-from zoo.training.experiment import train_and_evaluate
-
-TINY = [
-    "encoder.hidden=[8]",
-    "decoder.hidden=[8]",
-    "latent_dim=2",
-    "train.steps=10",
-    "train.log_every=10",
-    "train.checkpoint_every=10",
-    "train.batch_size=16",
-]
 
 CASES = [
     # recipes, overrides and recipe files
@@ -338,19 +328,15 @@ CASES = [
 ]
 
 
-def trained(book, registry, variant: str, workdir: Path) -> Path:
-    train_and_evaluate(book.resolve(variant, registry, TINY), workdir, registry, progress=False)
-    return workdir
-
-
 @pytest.fixture(scope="module")
-def places(book, registry, tmp_path_factory) -> dict[str, Path]:
-    """The runs and damaged files the placeholders name (made once)."""
+def places(book, registry, tmp_path_factory, tiny_vae_run, tiny_cvae_run) -> dict[str, Path]:
+    """The runs and damaged files the placeholders name (made once; the unconditional run and
+    the CVAE are the session's shared runs, which every case here must leave as they are)."""
     root = tmp_path_factory.mktemp("bad_inputs")
     places = {
-        "run": trained(book, registry, "vae_mlp", root / "run"),
-        "cvae": trained(book, registry, "cvae_mlp", root / "cvae"),
-        "quad": trained(book, registry, "cvae_quadrants", root / "quad"),
+        "run": tiny_vae_run,
+        "cvae": tiny_cvae_run,
+        "quad": train_tiny(book, registry, "cvae_quadrants", root / "quad"),
     }
     run = places["run"]
 

@@ -15,7 +15,7 @@ name: tiny
 variants: [vae_mlp, cvae_mlp]
 seeds: [0, 1, 2]
 budget: {steps: 6}
-set: ["train.log_every=3", "encoder.hidden=[16]", "decoder.hidden=[16]", "latent_dim=2"]
+set: ["train.log_every=3", "encoder.hidden=[16]", "decoder.hidden=[16]", "latent_dim=2", "train.batch_size=16"]
 eval: {num_samples: 5, limit: 20, accuracy_samples: 2}
 """
 

@@ -7,8 +7,6 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo.core.assembly import assemble
-from zoo.core.interfaces import Batch
 from vae_zoo_plugins.families.disentangling import (
     annealed_vae,
     covariance_penalty,
@@ -16,16 +14,6 @@ from vae_zoo_plugins.families.disentangling import (
     dip_vae_i,
     dip_vae_ii,
 )
-
-SMALL = ["encoder.hidden=[16]", "decoder.hidden=[16]", "latent_dim=3", "train.batch_size=8"]
-
-
-@pytest.fixture(scope="module")
-def tiny(book, registry):
-    experiment = assemble(book.resolve("vae_mlp", registry, SMALL), registry)
-    train = experiment.dataset.train
-    x, c = experiment.condition.split(jnp.asarray(train.images[:8]), jnp.asarray(train.labels[:8]))
-    return experiment.model, Batch(x, c)
 
 
 def test_the_annealed_loss_is_the_formula_at_scripted_steps(tiny):

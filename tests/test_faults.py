@@ -20,13 +20,14 @@ import numpy as np
 import pytest
 
 import zoo
+from tests import conftest
 from zoo.training import checkpoints, runs
 from zoo.training.experiment import train_and_evaluate
 from zoo.training.signals import TrainingInterrupted
 from zoo.evaluation.trained_run import Run
 
 REPO = Path(__file__).resolve().parent.parent
-TINY = ["encoder.hidden=[16]", "decoder.hidden=[16]", "latent_dim=2", "train.batch_size=32", "train.log_every=20"]
+TINY = [*conftest.TINY, "train.log_every=20"]  # the suite's small model: compiled once per session
 LONG = 200_000  # more steps than any test waits for: the run is stopped from outside
 
 

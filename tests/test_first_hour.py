@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import zoo
+from tests import conftest
 from zoo.cli.main import build_parser, main
 from zoo.evaluation import bench
 from zoo.evaluation.report import table
@@ -21,7 +22,7 @@ from zoo.training import runs
 from zoo.version import describe
 
 REPO = Path(__file__).resolve().parent.parent
-TINY = {"train.steps": 20, "train.log_every": 10, "encoder.hidden": [16], "decoder.hidden": [16]}
+TINY = [*conftest.TINY, "train.steps=20", "train.log_every=10"]  # the suite's small configuration: compiled once
 
 
 def run_zoo(capsys, *args):

@@ -7,13 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zoo.core.assembly import assemble
 from zoo.core.groups import parameter_groups
-from zoo.core.interfaces import Batch
 from zoo.core.objectives import iwae
 from vae_zoo_plugins.families.importance_weighted import ciwae, ciwae_bound, iwae_bound, miwae, miwae_bound, piwae
-
-SMALL = ["encoder.hidden=[16]", "decoder.hidden=[16]", "latent_dim=3", "train.batch_size=8"]
 
 
 def numpy_iwae(log_w):
@@ -50,14 +46,6 @@ def test_ciwae_at_its_ends_is_the_elbo_and_iwae():
 def test_piwae_decoder_bound_is_iwae_over_every_sample():
     flat = LOG_W.reshape(35, 6)
     np.testing.assert_allclose(iwae_bound(jnp.asarray(LOG_W)), numpy_iwae(flat), rtol=1e-6)
-
-
-@pytest.fixture(scope="module")
-def tiny(book, registry):
-    experiment = assemble(book.resolve("vae_mlp", registry, SMALL), registry)
-    train = experiment.dataset.train
-    x, c = experiment.condition.split(jnp.asarray(train.images[:8]), jnp.asarray(train.labels[:8]))
-    return experiment.model, Batch(x, c)
 
 
 def test_the_objectives_with_m_or_k_one_are_the_iwae_and_elbo_of_the_same_samples(tiny):

@@ -20,19 +20,15 @@ from hypothesis import strategies as st
 from zoo.web import serve
 from zoo.web.generation import PageGenerator
 from zoo.web.serve import make_server
-from zoo.training.experiment import train_and_evaluate
 from zoo.evaluation.trained_run import Run
 
 CLIENTS = 200
 
 
 @pytest.fixture(scope="module")
-def generator(registry, book, tmp_path_factory):
-    """The page's generator of a briefly trained CVAE, compiled."""
-    run = tmp_path_factory.mktemp("serve") / "cvae"
-    recipe = book.resolve("cvae_mlp", registry, ["train.steps=20", "train.log_every=20", "train.checkpoint_every=20"])
-    train_and_evaluate(recipe, run, registry, progress=False)
-    loaded = Run.load(run, registry)
+def generator(registry, tiny_cvae_run):
+    """The page's generator of a briefly trained CVAE (the session's shared one), compiled."""
+    loaded = Run.load(tiny_cvae_run, registry)
     generator = PageGenerator(loaded.experiment, loaded.graphdef, loaded.params, loaded.step)
     generator.warm_up()
     return generator

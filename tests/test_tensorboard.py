@@ -5,15 +5,9 @@ import pytest
 from zoo.training import runs
 from zoo.training.tensorboard import TENSORBOARD_DIR, TensorBoardLog, read_events
 from zoo.training.experiment import train_and_evaluate
+from tests.conftest import TINY
 
-SMALL = [
-    "encoder.hidden=[16]",
-    "decoder.hidden=[16]",
-    "latent_dim=2",
-    "train.batch_size=32",
-    "train.log_every=10",
-    "train.checkpoint_every=20",
-]
+SMALL = [*TINY, "train.log_every=10", "train.checkpoint_every=20"]  # the suite's small model: compiled once
 
 
 def test_events_hold_the_logged_metrics_and_a_sample_grid_per_checkpoint(tmp_path, book, registry):

@@ -9,7 +9,8 @@ import optax
 import pytest
 
 import zoo
-from tests.test_cli import assert_clean_error, zoo as run_zoo
+from tests.conftest import TINY
+from tests.test_cli import assert_clean_error, zoo as run_zoo, zoo_in_process
 from zoo.training import checkpoints, early_stopping, runs
 from zoo.core import objectives, optim
 from zoo.config import EarlyStopping, TrainConfig
@@ -191,14 +192,12 @@ def scripted_recipe(book, registry):
         "vae_mlp",
         registry,
         [
+            *TINY,  # the suite's small model: compiled once per session
             "train.steps=40",
-            "train.batch_size=32",
             "train.validate_every=2",
             "train.log_every=2",
             "train.checkpoint_every=4",
             "train.early_stopping={patience: 3}",
-            "encoder.hidden=[16]",
-            "decoder.hidden=[16]",
         ],
     )
 
@@ -286,10 +285,10 @@ def test_epoch_budget_and_eval_of_the_best_checkpoint(tmp_path):
         ),
     ],
 )
-def test_bad_protocol_settings_are_one_line_and_leave_no_run(tmp_path, variant, overrides, message):
+def test_bad_protocol_settings_are_one_line_and_leave_no_run(tmp_path, capsys, variant, overrides, message):
     workdir = tmp_path / "run"
     sets = [arg for override in overrides for arg in ("--set", override)]
-    assert_clean_error(run_zoo("train", variant, "--workdir", str(workdir), *sets, check=False), message)
+    assert_clean_error(zoo_in_process(capsys, "train", variant, "--workdir", workdir, *sets), message)
     assert not workdir.exists()
 
 

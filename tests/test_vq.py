@@ -2,14 +2,18 @@
 decoder's gradient to the encoder unchanged, perplexity counts codes in use, and evaluation
 reports the importance-sampled log-likelihood as not defined."""
 
+import json
 import math
+import shutil
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import yaml
 
 import zoo
+from tests.conftest import VQ_RUN
 from vae_zoo_plugins.families.vq import CodePrior, QuantisedPosterior, code_perplexity, uniform_log_probs
 from zoo.evaluation.evaluate import perplexity
 
@@ -156,18 +160,13 @@ def test_code_prior_scores_and_draws_each_position_from_its_own_categorical():
     np.testing.assert_allclose(frequencies, probabilities, atol=0.02)  # 20,000 draws per position
 
 
-def test_fitted_prior_is_the_smoothed_code_frequencies_of_the_training_split(book, registry, tmp_path):
+def test_fitted_prior_is_the_smoothed_code_frequencies_of_the_training_split(vq_run, tmp_path):
     """Run.load fits `fitted_codebook` to the codes the trained encoder chooses on the (once
     binarized) training split: log((n_k + 1) / (N + K)) at every position."""
     from zoo.core.data import evaluation_split
 
-    trained = zoo.train(
-        "vq_vae",
-        workdir=tmp_path / "vq",
-        overrides=["encoder.hidden=[16]", "decoder.hidden=[16]", "train.steps=30", "train.log_every=10"],
-        progress=False,
-    )
-    run = zoo.load(trained.workdir)
+    shutil.copytree(vq_run, tmp_path / "vq")  # the session's vq_vae (tests/conftest.py); evaluate records in it
+    run = zoo.load(tmp_path / "vq")
     train = evaluation_split(run.experiment.dataset, "train")
     codes = np.asarray(run.model.encode(jnp.asarray(train.images), None).codes)  # (N, 4)
     counts = np.stack([np.bincount(codes[:, p], minlength=64) for p in range(4)])
@@ -201,14 +200,13 @@ def test_one_sgd_step_of_the_ema_loss_is_the_ema_update_and_restarts_unused_code
     assert any(np.allclose(moved, g, atol=1e-5) for g in groups)
 
 
-def test_ema_codebook_trains_in_its_own_group_with_every_code_in_use(book, registry, tmp_path):
-    # vq_vae trains its codebook by EMA with restarts: after a short run on the digits nearly every
-    # code is used on the test split (with the codebook loss, 9 of 64 were after 5 Fashion-MNIST epochs).
-    from zoo.training.experiment import train_and_evaluate
-
-    recipe = book.resolve("vq_vae", registry, ["train.steps=300", "train.log_every=100", "train.checkpoint_every=300"])
+def test_ema_codebook_trains_in_its_own_group_with_every_code_in_use(book, registry, vq_run):
+    # vq_vae trains its codebook by EMA with restarts: after a short run on the digits (the session's
+    # vq_run, 300 steps) nearly every code is used on the test split (with the codebook loss, 9 of 64
+    # were after 5 Fashion-MNIST epochs).
+    recipe = book.resolve("vq_vae", registry, VQ_RUN)
     assert recipe["train"]["parameter_groups"]["codebook_ema"]["optimizer"] == {"name": "sgd"}
-    train_and_evaluate(recipe, tmp_path / "vq", registry, progress=False)
-    result = zoo.load(tmp_path / "vq").evaluate(num_samples=0, record=False)
+    assert yaml.safe_load((vq_run / "recipe.yaml").read_text()) == json.loads(json.dumps(recipe))
+    result = zoo.load(vq_run).evaluate(num_samples=0, record=False)
     assert result["codebook_usage"] >= 0.9, result["codebook_usage"]
     assert result["codebook_perplexity"] > 0.5 * 64
