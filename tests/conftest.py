@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
+import os
 import shutil
 import tempfile
 import types
@@ -22,6 +24,7 @@ from zoo.core import plugin_manager
 
 REPO = Path(__file__).resolve().parent.parent
 JAX_CACHE = pytest.StashKey[str]()
+KEEP_JAX_CACHE = pytest.StashKey[bool]()
 
 
 def pytest_configure(config):
@@ -32,15 +35,26 @@ def pytest_configure(config):
     HLO), the compile options and JAX's version, so what runs is what would have been compiled.
     Not shared with the subprocesses of the CLI and fault tests (JAX writes entries without a lock,
     and those are killed on purpose), and removed at the session's end: each session starts cold,
-    so its times stay comparable."""
-    config.stash[JAX_CACHE] = tempfile.mkdtemp(prefix="zoo-tests-jax-cache-")
+    so its times stay comparable. `ZOO_TEST_JAX_CACHE=DIR` keeps the cache in DIR between sessions
+    instead (`make test-fast` does): a later session reads back every program an earlier one
+    compiled, and a changed program (another key) is compiled and stored beside the old ones."""
+    kept = os.environ.get("ZOO_TEST_JAX_CACHE")
+    if kept:
+        Path(kept).mkdir(parents=True, exist_ok=True)
+    config.stash[JAX_CACHE] = kept or tempfile.mkdtemp(prefix="zoo-tests-jax-cache-")
+    config.stash[KEEP_JAX_CACHE] = bool(kept)
     jax.config.update("jax_compilation_cache_dir", config.stash[JAX_CACHE])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    if kept and importlib.util.find_spec("filelock"):
+        # A size limit makes JAX read and write entries under a file lock: the workers of
+        # `pytest -n 2` share the kept cache, and one must not read an entry the other half wrote.
+        jax.config.update("jax_compilation_cache_max_size", 4 << 30)
 
 
 def pytest_unconfigure(config):
-    shutil.rmtree(config.stash.get(JAX_CACHE, ""), ignore_errors=True)
+    if not config.stash.get(KEEP_JAX_CACHE, False):
+        shutil.rmtree(config.stash.get(JAX_CACHE, ""), ignore_errors=True)
 
 
 # Fixtures that make every test using them slow (`make test-fast` leaves it out): headless Chromium,
@@ -272,12 +286,15 @@ def files_of(directory: Path) -> dict[str, tuple[int, int]]:
     return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
-def shared_run(book, registry, tmp_path_factory, variant: str, *overrides: str):
-    """A run trained once for the session, for tests that only read it (load, evaluate without
-    recording, sample, plot, serve, refuse a bad command on it). A test that writes into a run
-    copies it first (`shutil.copytree(run, tmp_path / "run")`); at the session's end the run must
-    hold the same files, unchanged, else the suite fails here rather than depend on test order."""
-    workdir = train_tiny(book, registry, variant, tmp_path_factory.mktemp("shared") / variant, *overrides)
+def shared_run(book, registry, tmp_path_factory, variant: str, overrides: list[str]):
+    """`variant` trained once for the session with `overrides`, for tests that only read it (load,
+    evaluate without recording, sample, plot, serve, refuse a bad command on it). A test that writes
+    into a run copies it first (`shutil.copytree(run, tmp_path / "run")`); at the session's end the
+    run must hold the same files, unchanged, else the suite fails here rather than depend on test order."""
+    from zoo.training.experiment import train_and_evaluate
+
+    workdir = tmp_path_factory.mktemp("shared") / variant
+    train_and_evaluate(book.resolve(variant, registry, overrides), workdir, registry, progress=False)
     before = files_of(workdir)
     yield workdir
     assert files_of(workdir) == before, f"a test wrote into the shared run {workdir}: copy it first"
@@ -286,14 +303,14 @@ def shared_run(book, registry, tmp_path_factory, variant: str, *overrides: str):
 @pytest.fixture(scope="session")
 def tiny_vae_run(book, registry, tmp_path_factory):
     """vae_mlp, TINY_RUN (a 2-D latent), trained once and shared read-only (see shared_run)."""
-    yield from shared_run(book, registry, tmp_path_factory, "vae_mlp")
+    yield from shared_run(book, registry, tmp_path_factory, "vae_mlp", TINY_RUN)
 
 
 @pytest.fixture(scope="session")
 def tiny_cvae_run(book, registry, tmp_path_factory):
     """cvae_mlp, TINY_RUN with a 4-D latent (figures project more than two dimensions by PCA),
     trained once and shared read-only (see shared_run)."""
-    yield from shared_run(book, registry, tmp_path_factory, "cvae_mlp", "latent_dim=4")
+    yield from shared_run(book, registry, tmp_path_factory, "cvae_mlp", [*TINY_RUN, "latent_dim=4"])
 
 
 # vq_vae at its own sizes, 300 steps: the fewest after which its EMA codebook is nearly all in use
@@ -305,10 +322,4 @@ VQ_RUN = ["train.steps=300", "train.log_every=100", "train.checkpoint_every=300"
 @pytest.fixture(scope="session")
 def vq_run(book, registry, tmp_path_factory):
     """vq_vae (VQ_RUN), trained once and shared read-only (see shared_run)."""
-    from zoo.training.experiment import train_and_evaluate
-
-    workdir = tmp_path_factory.mktemp("shared") / "vq_vae"
-    train_and_evaluate(book.resolve("vq_vae", registry, VQ_RUN), workdir, registry, progress=False)
-    before = files_of(workdir)
-    yield workdir
-    assert files_of(workdir) == before, f"a test wrote into the shared run {workdir}: copy it first"
+    yield from shared_run(book, registry, tmp_path_factory, "vq_vae", VQ_RUN)

@@ -187,6 +187,23 @@ def test_time_left_leaves_out_the_compiling_first_interval(capsys):
     assert lines[1] == "zoo: training: 200/1500 steps (13%), 12 s left"
 
 
+def test_the_terminal_bar_shows_the_zoos_time_left_not_tqdms():
+    """tqdm's own estimate counts from the bar's start, compilation included (the same 1 min 41 s);
+    the bar on a terminal shows the zoo's, measured after the first update, and no other."""
+    clock = ScriptedClock()
+    bar = Progress(1500, "training", unit="steps", terminal=True, clock=clock)
+    clock.now += 8.0
+    bar.update(100)
+    assert "left" not in str(bar._bar)
+    clock.now += 0.93
+    bar.note(loss=1.5)
+    bar.update(100)
+    shown = str(bar._bar)
+    assert "200/1500 steps" in shown and shown.endswith(", 12 s left, loss=1.5]"), shown
+    assert "<" not in shown and "it/s" not in shown  # no tqdm estimate or rate beside it
+    bar.close()
+
+
 def test_a_resumed_progress_measures_its_rate_after_its_own_first_update():
     clock = ScriptedClock()
     bar = Progress(1000, "training", unit="steps", initial=600, every=60.0, terminal=False, clock=clock)

@@ -73,8 +73,16 @@ class Progress:
         if enabled and (on_terminal() if terminal is None else terminal):
             from tqdm.auto import tqdm
 
+            # tqdm's own time left counts from construction, compilation included; the bar shows
+            # the zoo's instead (remaining_seconds), in its postfix.
             self._bar = tqdm(
-                total=self.total, initial=self.done, desc=description, unit=unit, dynamic_ncols=True, leave=False
+                total=self.total,
+                initial=self.done,
+                desc=description,
+                unit=unit,
+                dynamic_ncols=True,
+                leave=False,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} {unit} [{elapsed}{postfix}]",
             )
 
     def __enter__(self) -> "Progress":
@@ -88,6 +96,7 @@ class Progress:
         if self._rate_from is None:
             self._rate_from = (self._clock(), self.done)
         if self._bar is not None:
+            self._bar.set_postfix_str(self._postfix(), refresh=False)
             self._bar.update(count)
         elif self.enabled and self._clock() - self._last_line >= self.every and self.done < self.total:
             self._last_line = self._clock()
@@ -97,7 +106,7 @@ class Progress:
         """Values to show beside the count (on the bar, or in the next line)."""
         self._notes.update(values)
         if self._bar is not None:
-            self._bar.set_postfix(values, refresh=False)
+            self._bar.set_postfix_str(self._postfix(), refresh=False)
 
     def remaining_seconds(self) -> Optional[float]:
         """The time left at the rate since the first update (which included any compilation), or
@@ -110,13 +119,18 @@ class Progress:
             return None
         return (self._clock() - since) / done_since * (self.total - self.done)
 
+    def _postfix(self) -> str:
+        """'2 min 10 s left, loss=1.2': the time left (once known) and the notes."""
+        left = self.remaining_seconds()
+        parts = [f"{duration(left)} left"] if left is not None else []
+        return ", ".join(parts + [f"{k}={v}" for k, v in self._notes.items()])
+
     def line(self) -> str:
         """'eval: 300/10000 examples (3%), 2 min 10 s left, loss=1.2'."""
         percent = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
-        left = self.remaining_seconds()
+        postfix = self._postfix()
         text = f"{self.description}: {self.done}/{self.total} {self.unit}{percent}"
-        text += f", {duration(left)} left" if left is not None else ""
-        return text + "".join(f", {k}={v}" for k, v in self._notes.items())
+        return f"{text}, {postfix}" if postfix else text
 
     def close(self, finished: bool = True) -> None:
         if self._bar is not None:
