@@ -61,8 +61,12 @@ test: setup-test data browser lint
 # marked slow (the marker, registered in pyproject.toml, is on the wheel's build and install, the
 # browser, faults that kill or signal a trainer, the full conformance of every component and
 # variant, and longer training). A fast conformance check still builds every component and variant.
+# Two workers (pytest-xdist, whole files each, so a module's trained fixture is trained once), and
+# JAX's compilation cache kept in .cache/jax-tests between runs: a later run compiles only the
+# programs a change touched (entries are keyed by the program and JAX's version).
+TEST_JAX_CACHE ?= .cache/jax-tests
 test-fast: setup-test data browser lint
-	$(VENV)/bin/python -m pytest -m "not slow"
+	ZOO_TEST_JAX_CACHE=$(TEST_JAX_CACHE) $(VENV)/bin/python -m pytest -m "not slow" -n 2 --dist loadfile
 
 # The mutation check of the core mathematics (benchmarks/mutants.py): each deliberate bug applied
 # alone to a temporary copy of the working tree, its tests run, then the score. Not part of `make
