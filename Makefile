@@ -54,8 +54,10 @@ lint: setup-test
 	$(VENV)/bin/ruff format --check zoo plugins tests benchmarks
 	$(VENV)/bin/mypy
 
+# Two pytest-xdist workers, whole files each (a module's trained fixture is trained once); JAX's
+# compilation cache is the session's own in each worker, so CI's times stay comparable.
 test: setup-test data browser lint
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile
 
 # The fast tier, for every change: the same set-up and lint as `make test`, then every test not
 # marked slow (the marker, registered in pyproject.toml, is on the wheel's build and install, the

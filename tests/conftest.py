@@ -323,3 +323,9 @@ VQ_RUN = ["train.steps=300", "train.log_every=100", "train.checkpoint_every=300"
 def vq_run(book, registry, tmp_path_factory):
     """vq_vae (VQ_RUN), trained once and shared read-only (see shared_run)."""
     yield from shared_run(book, registry, tmp_path_factory, "vq_vae", VQ_RUN)
+
+
+@pytest.fixture
+def data_files(idx_dir, amat_dir, image_folder, arrays_file, tfds_dir):
+    """The suite's own data files, by the kind a dataset declares (`factory.conformance["files"]`)."""
+    return {"idx": idx_dir, "amat": amat_dir, "images": image_folder, "arrays": arrays_file, "tfds": tfds_dir}
