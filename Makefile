@@ -66,7 +66,7 @@ test: setup-test data browser lint
 # Two workers (pytest-xdist, whole files each, so a module's trained fixture is trained once), and
 # JAX's compilation cache kept in .cache/jax-tests between runs: a later run compiles only the
 # programs a change touched (entries are keyed by the program and JAX's version).
-TEST_JAX_CACHE ?= .cache/jax-tests
+TEST_JAX_CACHE ?= $(CURDIR)/.cache/jax-tests
 test-fast: setup-test data browser lint
 	ZOO_TEST_JAX_CACHE=$(TEST_JAX_CACHE) $(VENV)/bin/python -m pytest -m "not slow" -n 2 --dist loadfile
 

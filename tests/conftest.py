@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import importlib.util
 import os
 import shutil
 import tempfile
@@ -39,17 +38,18 @@ def pytest_configure(config):
     instead (`make test-fast` does): a later session reads back every program an earlier one
     compiled, and a changed program (another key) is compiled and stored beside the old ones."""
     kept = os.environ.get("ZOO_TEST_JAX_CACHE")
-    if kept:
+    if kept:  # absolute: tests that change directory must still find it
+        kept = str(Path(kept).resolve())
         Path(kept).mkdir(parents=True, exist_ok=True)
     config.stash[JAX_CACHE] = kept or tempfile.mkdtemp(prefix="zoo-tests-jax-cache-")
     config.stash[KEEP_JAX_CACHE] = bool(kept)
     jax.config.update("jax_compilation_cache_dir", config.stash[JAX_CACHE])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    if kept and importlib.util.find_spec("filelock"):
-        # A size limit makes JAX read and write entries under a file lock: the workers of
-        # `pytest -n 2` share the kept cache, and one must not read an entry the other half wrote.
-        jax.config.update("jax_compilation_cache_max_size", 4 << 30)
+    # No size limit: with one, JAX scans every entry (thousands here) on every write, which made a
+    # fast tier slower than no cache. Without one, the workers of `pytest -n 2` share the kept cache
+    # without a lock; an entry read while the other worker writes it fails to load, and JAX warns
+    # and compiles it again, so what runs is still what was compiled.
 
 
 def pytest_unconfigure(config):

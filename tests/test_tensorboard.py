@@ -46,3 +46,16 @@ def test_tensorboard_off(tmp_path, book, registry):
         progress=False,
     )
     assert not (tmp_path / TENSORBOARD_DIR).exists()
+
+
+def test_sessions_opened_within_one_second_keep_their_own_files(tmp_path, monkeypatch):
+    """tensorboardX names a file by the second; a resume in the same second must not overwrite the first."""
+    import time
+
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.0)  # every writer opens "at the same second"
+    for first_step, value in ((0, 1.0), (2, 2.0)):
+        log = TensorBoardLog(tmp_path, first_step)
+        log.scalars("train", {"loss": value}, first_step + 1)
+        log.close()
+    assert len(list((tmp_path / TENSORBOARD_DIR).glob("events.out.tfevents.*"))) == 2
+    assert [(step, value) for step, tag, value in read_events(tmp_path) if tag == "train/loss"] == [(1, 1.0), (3, 2.0)]

@@ -10,6 +10,7 @@ drops its records, so the curves hold each step once.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -28,8 +29,15 @@ class TensorBoardLog:
         if enabled:
             from tensorboardX import SummaryWriter
 
+            # tensorboardX names a file by the second it opens it; a resume within the same second
+            # (a small run, compiled programs read from a cache) would overwrite the first file and
+            # lose its history. The nanosecond suffix keeps every session's file, in the order
+            # TensorBoard (and read_events) reads them: by name.
             self.writer = SummaryWriter(
-                logdir=str(Path(workdir) / TENSORBOARD_DIR), purge_step=purge_from, flush_secs=30
+                logdir=str(Path(workdir) / TENSORBOARD_DIR),
+                purge_step=purge_from,
+                flush_secs=30,
+                filename_suffix=f".{time.time_ns()}",
             )
 
     def scalars(self, split: str, values: Mapping[str, Any], step: int) -> None:
