@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import zoo
+from vae_zoo_plugins.datasets.tfds_scratch import no_stray_tfds_dirs
 from tests.web_page import browser, cvae_run, cvae_server, digit_classifier  # noqa: F401 (fixtures of the browser tests)
 from zoo.core import plugin_manager
 
@@ -232,7 +233,8 @@ def prepare_tiny_tfds(data_dir: Path) -> Path:
             for index in range(count):
                 yield index, {"image": images[index], "label": int(labels[index])}
 
-    ZooTinyColours(data_dir=str(data_dir), file_format="array_record").download_and_prepare()
+    with no_stray_tfds_dirs():
+        ZooTinyColours(data_dir=str(data_dir), file_format="array_record").download_and_prepare()
     return data_dir
 
 

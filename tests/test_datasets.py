@@ -3,6 +3,7 @@
 real Fashion-MNIST where installed."""
 
 import os
+import tempfile
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -50,6 +51,17 @@ def test_preparing_says_what_happens_in_the_zoos_words(registry, idx_dir, tmp_pa
     assert said[0].endswith("; later runs read that copy") and said[-1] == "zoo: mnist: prepared"
     load(registry, idx_dir, tmp_path, pixels="grayscale", validation_size=50)  # the prepared copy: nothing said
     assert capsys.readouterr() == ("", "")
+
+
+def test_preparing_leaves_nothing_in_the_temporary_folder(registry, idx_dir, tmp_path, monkeypatch):
+    # TFDS 4.9 makes an empty tmp*tfds directory for each builder of an unprepared dataset and
+    # never removes it (4 per preparation; thousands in /tmp after a few test sessions).
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    load(registry, idx_dir, tmp_path / "cache", pixels="grayscale", validation_size=50)
+    load(registry, idx_dir, tmp_path / "cache", pixels="grayscale", validation_size=50)
+    assert sorted(os.listdir(scratch)) == []
 
 
 def test_pixel_modes(registry, idx_dir, tmp_path):

@@ -27,6 +27,7 @@ import numpy as np
 
 import zoo
 from vae_zoo_plugins.datasets import idx
+from vae_zoo_plugins.datasets.tfds_scratch import no_stray_tfds_dirs
 from zoo import AtLeast
 from zoo.core.data import PixelMode, Seed, image_dataset
 from zoo.files import held_exclusively
@@ -235,7 +236,8 @@ def prepared_arrays(
     cache_dir = cache_root / (fingerprint(files) if files else "download")
 
     def builder():  # made afresh after a wait: TFDS reads the splits' info when a builder is made
-        made = builder_classes()[name](data_dir=str(cache_dir), file_format="array_record")
+        with no_stray_tfds_dirs():
+            made = builder_classes()[name](data_dir=str(cache_dir), file_format="array_record")
         made.zoo_files, made.zoo_dataset = files, name
         return made
 

@@ -29,6 +29,7 @@ from vae_zoo_plugins.datasets.own_data import (
     own_dataset,
     to_unit_interval,
 )
+from vae_zoo_plugins.datasets.tfds_scratch import no_stray_tfds_dirs
 from zoo.core.data import PixelMode, Seed
 
 SPLITS = ("train", "validation", "test")
@@ -73,7 +74,8 @@ def prepare(builder: str, root: Path, download: bool) -> Path:
     import tensorflow_datasets as tfds
 
     try:
-        tfds.builder(builder, data_dir=str(root), file_format="array_record").download_and_prepare()
+        with no_stray_tfds_dirs():
+            tfds.builder(builder, data_dir=str(root), file_format="array_record").download_and_prepare()
     except Exception as exc:  # TFDS's own failures: offline, TensorFlow needed, disk full
         raise zoo.DataError(f"tfds: preparing {builder} failed ({type(exc).__name__}: {exc}); try `{command}`") from exc
     version = prepared_version(root, builder)
