@@ -155,10 +155,10 @@ def check_recipe(recipe: Mapping[str, Any], registry: Registry, *, batch_size: i
     eager = float(loss_of(params))
     assert np.isfinite(eager), f"{variant}: loss is not finite ({eager})"
     try:  # one compiled program gives the jitted loss and the gradients (op by op, they cost twice as long)
-        jitted, gradients = jax.jit(jax.value_and_grad(loss_of))(params)
+        jitted_loss, gradients = jax.jit(jax.value_and_grad(loss_of))(params)
     except Exception as exc:
         raise AssertionError(f"{variant}: the loss fails under jax.jit: {first_line(exc)}") from exc
-    jitted = float(jitted)
+    jitted = float(jitted_loss)
     assert np.isclose(eager, jitted, rtol=1e-4, atol=1e-4), f"{variant}: loss {eager} eager but {jitted} under jit"
     bad = [
         jax.tree_util.keystr(path)
