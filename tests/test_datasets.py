@@ -259,3 +259,25 @@ def test_other_files_never_reuse_an_old_preparation(registry, idx_dir, tmp_path)
     idx.write(other / "t10k-images-idx3-ubyte.gz", 255 - images[300:])  # the same digits, inverted
     second = load(registry, other, tmp_path / "cache", pixels="grayscale", validation_size=50)
     np.testing.assert_allclose(second.test.images, 1.0 - first.test.images, atol=1e-6)
+
+
+def test_the_embedded_digits_are_scikit_learns_read_without_importing_it():
+    """The default dataset reads scikit-learn's shipped file itself (importing scikit-learn cost a
+    sixth of `zoo train`'s start): a fresh process leaves scikit-learn unimported, and the arrays
+    are exactly what scikit-learn's own loader returns."""
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from vae_zoo_plugins.datasets.digits import read_digits
+
+    images, digits = read_digits()
+    reference = load_digits()
+    np.testing.assert_array_equal(images, reference.images)
+    np.testing.assert_array_equal(digits, reference.target)
+    probe = "import sys; from vae_zoo_plugins.datasets.digits import read_digits; read_digits(); print('sklearn' in sys.modules)"
+    assert (
+        subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )

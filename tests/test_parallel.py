@@ -18,7 +18,16 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-FOUR_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+
+
+def cpu_devices(count: int) -> dict[str, str]:
+    """The environment of a subprocess that sees `count` CPU devices. The flag is added to the
+    XLA_FLAGS the tests run with (tests/conftest.py's optimisation level), not put in their place."""
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={count}".strip()
+    return {"XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+
+
+FOUR_DEVICES = cpu_devices(4)
 
 TRAIN_BOTH = textwrap.dedent("""
     import json, sys
@@ -116,7 +125,7 @@ def test_the_readme_multi_device_command_finishes(tmp_path):
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
+        env={**os.environ, **FOUR_DEVICES},
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -221,7 +230,7 @@ def train_on_two_hosts(run: Path, *settings: str) -> list[str]:
         "--rendezvous-timeout",
         "600",
     ]
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, **cpu_devices(2)}
     hosts = [
         subprocess.Popen(
             [*command, "--process-id", str(index)],

@@ -59,3 +59,29 @@ def test_sessions_opened_within_one_second_keep_their_own_files(tmp_path, monkey
         log.close()
     assert len(list((tmp_path / TENSORBOARD_DIR).glob("events.out.tfevents.*"))) == 2
     assert [(step, value) for step, tag, value in read_events(tmp_path) if tag == "train/loss"] == [(1, 1.0), (3, 2.0)]
+
+
+def test_writing_events_leaves_pytorch_unimported_and_importable(tmp_path):
+    """tensorboardX imports PyTorch when it is installed (4.7 s of `zoo train`'s start here); the
+    zoo hides it during that import, so a fresh process writes events without it, and a notebook
+    that imports torch afterwards still gets it."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from zoo.training.tensorboard import TensorBoardLog, read_events\n"
+        f"log = TensorBoardLog({str(tmp_path)!r}, purge_from=0)\n"
+        "log.scalars('train', {'loss': 2.5}, 1); log.close()\n"
+        f"print(read_events({str(tmp_path)!r}), 'torch' in sys.modules)\n"
+        "import importlib.util\n"
+        "if importlib.util.find_spec('torch'):\n"
+        "    import torch; print(torch.zeros(1).shape)\n"
+    )
+    lines = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert lines[0] == "[(1, 'train/loss', 2.5)] False"
+    if importlib.util.find_spec("torch"):
+        assert lines[1] == "torch.Size([1])"

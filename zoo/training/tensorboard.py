@@ -20,6 +20,30 @@ TENSORBOARD_DIR = "tensorboard"
 SAMPLE_ROWS = 8
 
 
+def import_tensorboardx():
+    """The tensorboardX package, imported without PyTorch.
+
+    tensorboardX's package imports PyTorch whenever it is installed (the perf extra installs it),
+    only to accept torch tensors; that import took 4.7 of the 12.6 s `zoo train` took to start
+    here. The zoo gives it floats and numpy arrays, so torch is hidden for the length of the
+    import (a `None` in sys.modules makes `import torch` fail as if it were absent) and then
+    restored: a notebook that imports torch later gets it as usual. Where torch is already
+    imported, nothing is hidden.
+    """
+    import sys
+
+    if "torch" not in sys.modules:
+        sys.modules["torch"] = None
+        try:
+            import tensorboardX
+        finally:
+            if "torch" in sys.modules and sys.modules["torch"] is None:
+                del sys.modules["torch"]
+    import tensorboardX
+
+    return tensorboardX
+
+
 class TensorBoardLog:
     """Scalars and sample grids of one run; does nothing when disabled."""
 
@@ -27,8 +51,7 @@ class TensorBoardLog:
         """`purge_from`: the first step this session logs; TensorBoard drops earlier files' events from there on."""
         self.writer = None
         if enabled:
-            from tensorboardX import SummaryWriter
-
+            SummaryWriter = import_tensorboardx().SummaryWriter
             # tensorboardX names a file by the second it opens it; a resume within the same second
             # (a small run, compiled programs read from a cache) would overwrite the first file and
             # lose its history. The nanosecond suffix keeps every session's file, in the order
@@ -74,6 +97,7 @@ def read_events(workdir: Path) -> list[tuple[int, str, Optional[float]]]:
     """
     import struct
 
+    import_tensorboardx()
     from tensorboardX.proto import event_pb2
 
     found: list[tuple[int, str, Optional[float]]] = []
