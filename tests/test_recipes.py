@@ -205,3 +205,22 @@ def test_resolved_recipe_round_trips_through_yaml(book, registry, tmp_path):
     plain = yaml.safe_load(dump(recipe))
     name = plain.pop("variant")
     assert zoo.core.recipes.validate(plain, registry, name=name, source="x") == recipe
+
+
+def test_the_fast_yaml_reader_reads_what_pyyamls_own_reads_and_words_errors_as_it_does():
+    """load_yaml uses libyaml where PyYAML has it; the shipped recipes and a saved run's recipe
+    read the same as with yaml.safe_load, and a malformed file gets the pure-Python parser's message."""
+    import yaml
+
+    from zoo.core.recipes import load_yaml
+
+    shipped = zoo.default_registry_path().read_text(encoding="utf-8")
+    assert load_yaml(shipped) == yaml.safe_load(shipped)
+    saved = dump(RecipeBook([zoo.default_registry_path()]).raw("cvae_sohn"))
+    assert load_yaml(saved) == yaml.safe_load(saved)
+    bad = "a: [1, 2\nb: 3\n"
+    with pytest.raises(yaml.YAMLError) as ours:
+        load_yaml(bad)
+    with pytest.raises(yaml.YAMLError) as theirs:
+        yaml.safe_load(bad)
+    assert str(ours.value) == str(theirs.value)

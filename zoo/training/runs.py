@@ -26,7 +26,6 @@ from typing import Any, Iterator, Mapping, Optional
 
 import jax
 import numpy as np
-import yaml
 
 from zoo.core import recipes
 from zoo.errors import RecipeError, RunDirectoryError, UnknownComponentError
@@ -80,7 +79,7 @@ def plugin_packages(recipe: Mapping[str, Any], registry) -> dict[str, dict[str, 
 
 def comparable(recipe: Mapping[str, Any]) -> dict[str, Any]:
     """The recipe as plain YAML data, without the training budget (which a resume may change)."""
-    plain = yaml.safe_load(recipes.dump(recipe))
+    plain = recipes.load_yaml(recipes.dump(recipe))
     plain.pop("train", None)
     return plain
 
@@ -121,8 +120,8 @@ def prepare(workdir: Path, recipe: Mapping[str, Any], *, resume: bool, write: bo
                 f"cannot resume {workdir}: the recipe differs at {difference} "
                 "(a resume may change train.* settings, not the model)"
             )
-        plain = yaml.safe_load(recipes.dump(recipe))
-        changed = list(differences(yaml.safe_load(recipes.dump(old)).get("train"), plain.get("train"), "train"))
+        plain = recipes.load_yaml(recipes.dump(recipe))
+        changed = list(differences(recipes.load_yaml(recipes.dump(old)).get("train"), plain.get("train"), "train"))
     if not write:
         return
     workdir.mkdir(parents=True, exist_ok=True)
@@ -144,7 +143,7 @@ def record_recipe_change(workdir: Path, changed: list[str]) -> None:
     entry = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "changed": changed,
-        "previous_recipe": yaml.safe_load((workdir / RECIPE_FILE).read_text(encoding="utf-8")),
+        "previous_recipe": recipes.load_yaml((workdir / RECIPE_FILE).read_text(encoding="utf-8")),
     }
     with (
         naming_write_errors(str(workdir / HISTORY_FILE)),
