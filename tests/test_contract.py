@@ -162,3 +162,35 @@ def test_hierarchies_vampprior_and_conditional_priors_keep_the_contract(book, re
         ("cvae_quadrants", []),
     ):
         assemble(book.resolve(variant, registry, ["train.batch_size=4", *overrides]), registry)  # no ContractError
+
+
+class RowsPrior(nnx.Module):
+    """N(0, I) over z in `rows` rows; None: one per example, as the contract asks."""
+
+    def __init__(self, latent_dim, rows):
+        self.latent_dim, self.rows = latent_dim, rows
+
+    def __call__(self, c, batch_size):
+        shape = (self.rows or batch_size, self.latent_dim)
+        return distrax.MultivariateNormalDiag(jnp.zeros(shape), jnp.ones(shape))
+
+
+def test_a_model_built_again_is_not_traced_again_but_a_component_defined_again_is_checked(book, monkeypatch):
+    """The abstract checks' passes are remembered by recipe, factories, classes and shapes: the same
+    recipe built again skips the tracing, and a prior of the same name and class made by a factory
+    defined again (a notebook cell run again, here broken) is checked, and refused, although the
+    recipe's text and the prior's class are the same."""
+    from zoo.core import contract
+
+    traced = []
+    check_shapes = contract.Checker.check_shapes
+    monkeypatch.setattr(contract.Checker, "check_shapes", lambda self: traced.append(1) or check_shapes(self))
+    good = first_party_registry(plugin_of("first", ("prior", "mine", lambda latent_dim: RowsPrior(latent_dim, None))))
+    recipe = book.resolve("vae_mlp", good, [*SMALL, "prior={name: mine}"])
+    assemble(recipe, good)
+    assemble(recipe, good)
+    assert len(traced) == 1
+    again = first_party_registry(plugin_of("again", ("prior", "mine", lambda latent_dim: RowsPrior(latent_dim, 1))))
+    with pytest.raises(ContractError, match="prior 'mine' returns a distribution of batch shape"):
+        assemble(book.resolve("vae_mlp", again, [*SMALL, "prior={name: mine}"]), again)
+    assert len(traced) == 2

@@ -15,7 +15,8 @@ is written in zoo/core/interfaces.py and docs/plugins.md.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional
+import collections
+from typing import Any, Callable, Hashable, Mapping, Optional
 
 import distrax
 import jax
@@ -255,15 +256,42 @@ class Checker:
                 )
 
 
-def check_model(model: Model, recipe: Mapping[str, Any], example: Optional[tuple[Any, Any]] = None) -> None:
+# The abstract checks' passes in this process, by what decides them: the resolved recipe, the
+# factory and the class of each of the four components (another definition, as when a notebook
+# cell runs again, is another key), and the shapes of x and c. A model built again from the same
+# recipe (a run trained, then loaded to evaluate; a suite's seeds) is traced once; tracing was a
+# sixth of the fast test tier. The finite-values check reads real examples and runs every time.
+ABSTRACT_PASSES: collections.OrderedDict[Hashable, None] = collections.OrderedDict()
+REMEMBERED_PASSES = 256
+
+
+def check_model(
+    model: Model, recipe: Mapping[str, Any], example: Optional[tuple[Any, Any]] = None, *, made_by: Any = None
+) -> None:
     """Refuse a model whose components do not keep their kind's contract (see the module docstring).
 
     `example` is `(x, c)`, a few real examples (c None when unconditional), for the finite-values check.
+    `made_by` (hashable: the recipe as text and the components' factories, from `build_model`)
+    lets a model that passed the abstract checks pass again untraced; None checks every time.
     """
     checker = Checker(model, recipe)
-    checker.check_protocols()
-    checker.check_decoder(2)
-    checker.check_shapes()
+    passed_before = None
+    if made_by is not None:
+        classes = tuple(type(getattr(model, kind)) for kind in KINDS_OF_MODEL)
+        passed_before = (
+            made_by,
+            classes,
+            tuple(model.x_shape),
+            None if model.c_shape is None else tuple(model.c_shape),
+        )
+    if passed_before is None or passed_before not in ABSTRACT_PASSES:
+        checker.check_protocols()
+        checker.check_decoder(2)
+        checker.check_shapes()
+        if passed_before is not None:
+            ABSTRACT_PASSES[passed_before] = None
+            while len(ABSTRACT_PASSES) > REMEMBERED_PASSES:
+                ABSTRACT_PASSES.popitem(last=False)
     if example is not None:
         x, c = example
         checker.check_finite(jnp.asarray(x), None if c is None else jnp.asarray(c))

@@ -14,11 +14,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from zoo.core.contract import check_model
+from zoo.core.contract import KINDS_OF_MODEL, check_model
 from zoo.errors import ModelBuildError
 from zoo.core.divergence import sample_with_kl
 from zoo.core.interfaces import Array, Shape, latent_kind, undefined_metrics
-from zoo.core.recipes import latent_sizes
+from zoo.core.recipes import dump, latent_sizes
 from zoo.core.registry import Registry, build_component
 
 
@@ -275,8 +275,19 @@ def build_model(
     model = LatentVariableModel(
         encoder, prior, decoder, likelihood, x_shape=x_shape, c_shape=c_shape, latent_dim=latent_dim
     )
-    check_model(model, recipe, example)
+    check_model(model, recipe, example, made_by=made_by(recipe, registry))
     return model
+
+
+def made_by(recipe: Mapping[str, Any], registry: Registry) -> Optional[tuple[Any, ...]]:
+    """What decides a model's abstract contract checks besides its classes and shapes: the resolved
+    recipe as text and the factory of each component (`check_model`'s `made_by`); None when the
+    recipe cannot be written as text."""
+    try:
+        text = dump(recipe)
+    except Exception:  # a recipe holding objects YAML cannot write: checked every time
+        return None
+    return (text, *(registry.get(kind, recipe[kind]["name"]).factory for kind in KINDS_OF_MODEL))
 
 
 def _build(registry: Registry, recipe: Mapping[str, Any], kind: str, **context: Any) -> Any:
