@@ -16,6 +16,7 @@ is written in zoo/core/interfaces.py and docs/plugins.md.
 from __future__ import annotations
 
 import collections
+import functools
 from typing import Any, Callable, Hashable, Mapping, Optional
 
 import distrax
@@ -219,25 +220,11 @@ class Checker:
         value the loss is made of is finite."""
         from flax import nnx
 
-        from zoo.core.divergence import sample_with_kl
-
         graphdef, state = nnx.split(self.model)
-
-        @jax.jit
-        def values(state: Any, x: jax.Array, c: Optional[jax.Array], key: jax.Array) -> dict[str, Any]:
-            model = nnx.merge(graphdef, state)
-            q = model.encode(x, c)
-            p = model.prior_distribution(c, x.shape[0])
-            z, kl = sample_with_kl(q, p, key)
-            params = model.decoder(z, c)
-            return {
-                "encoder": (z, q.log_prob(z), q.mean()),
-                "prior": (p.log_prob(z), p.mean(), p.sample(seed=key)),
-                "kl": (kl,),
-                "decoder": (params,),
-                "likelihood": (model.likelihood(params).log_prob(x),),
-            }
-
+        try:
+            values = finite_values_program(graphdef)
+        except TypeError:  # a module with an unhashable static attribute: a program of its own
+            values = finite_values_program.__wrapped__(graphdef)
         found = values(state, x, c, jax.random.key(0))
         for kind, key, what in (
             ("encoder", "encoder", "its distribution's sample, log_prob and mean"),
@@ -254,6 +241,32 @@ class Checker:
                     f"gives non-finite values ({', '.join(values_seen)}) in {what} on {x.shape[0]} "
                     "real examples, so the loss is not finite",
                 )
+
+
+@functools.lru_cache(maxsize=64)
+def finite_values_program(graphdef: Any) -> Callable:
+    """The jitted pass of `Checker.check_finite` for models of this structure (an nnx GraphDef,
+    hashable and equal for models built alike): a model built again reuses the traced program."""
+    from flax import nnx
+
+    from zoo.core.divergence import sample_with_kl
+
+    @jax.jit
+    def values(state: Any, x: jax.Array, c: Optional[jax.Array], key: jax.Array) -> dict[str, Any]:
+        model = nnx.merge(graphdef, state)
+        q = model.encode(x, c)
+        p = model.prior_distribution(c, x.shape[0])
+        z, kl = sample_with_kl(q, p, key)
+        params = model.decoder(z, c)
+        return {
+            "encoder": (z, q.log_prob(z), q.mean()),
+            "prior": (p.log_prob(z), p.mean(), p.sample(seed=key)),
+            "kl": (kl,),
+            "decoder": (params,),
+            "likelihood": (model.likelihood(params).log_prob(x),),
+        }
+
+    return values
 
 
 # The abstract checks' passes in this process, by what decides them: the resolved recipe, the
