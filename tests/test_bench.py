@@ -359,3 +359,53 @@ def test_the_run_table_gives_the_logged_training_time_of_a_run_resumed_across_se
     }
     row = report.run_table([record]).splitlines()[-1]
     assert row == "| vae_paper-seed0 | 900.0 | 850.0 | early stopping | best (step 425000) | 4.00 | 1.00 h | 0.10 h |"
+
+
+def recorded_line(suite, run, nll):
+    return (
+        json.dumps(
+            {
+                "suite": suite,
+                "run": run.run_id,
+                "variant": run.variant,
+                "dataset": "digits",
+                "task": "unconditional",
+                "seed": run.seed,
+                "nll": nll,
+            }
+        )
+        + "\n"
+    )
+
+
+def test_runs_recorded_elsewhere_count_as_done_and_only_the_others_are_trained(tmp_path, book, registry):
+    # A fresh machine has only what was committed: the recorded results.jsonl, no run directories.
+    suite = bench.load_suite(str(write_suite(tmp_path)), book)
+    out = tmp_path / "out"
+    first, second, third = [run for run in bench.expand(suite) if run.variant == "vae_mlp"]
+    recorded = tmp_path / "committed.jsonl"
+    recorded.write_text(recorded_line("tiny", first, 100.0) + recorded_line("tiny", third, 102.0))
+    assert bench.adopt_recorded_results(suite, out, recorded) == 2
+    assert bench.adopt_recorded_results(suite, out, recorded) == 0  # a result already there is kept
+    lines = []
+    results = bench.run_suite(suite, out, book, registry, log=lines.append, variants=["vae_mlp"])
+    assert [r["run"] for r in results] == [first.run_id, second.run_id, third.run_id]
+    assert [r["nll"] for r in results if r["run"] != second.run_id] == [100.0, 102.0]
+    assert f"[1/3] {first.run_id}: done earlier" in lines and f"[3/3] {third.run_id}: done earlier" in lines
+    assert any(line.startswith(f"[2/3] {second.run_id}: training") for line in lines)
+
+
+def test_a_recorded_result_of_another_suite_is_refused_and_a_dropped_run_left_out(tmp_path, book):
+    suite = bench.load_suite(str(write_suite(tmp_path)), book)
+    run = bench.expand(suite)[0]
+    recorded = tmp_path / "committed.jsonl"
+    recorded.write_text(recorded_line("quick", run, 1.0))
+    with pytest.raises(zoo.RecipeError, match=r"committed.jsonl: record 1 is a result of suite 'quick', not of 'tiny'"):
+        bench.adopt_recorded_results(suite, tmp_path / "out", recorded)
+    gone = bench.Run("vae_conv", run.dataset, run.task, 0)
+    recorded.write_text(recorded_line("tiny", gone, 1.0))
+    lines = []
+    assert bench.adopt_recorded_results(suite, tmp_path / "out", recorded, log=lines.append) == 0
+    assert lines == [f"{recorded}: record 1 ({gone.run_id}) is not a run of tiny now; left out"]
+    with pytest.raises(zoo.RunDirectoryError, match="missing.jsonl: no such results file"):
+        bench.adopt_recorded_results(suite, tmp_path / "out", tmp_path / "missing.jsonl")

@@ -24,12 +24,18 @@ def add_bench_parser(commands: Subcommands) -> None:
         "(several processes can share one --out, each with its own variants)",
     )
     bench.add_argument(
+        "--recorded",
+        metavar="RESULTS",
+        help="a results.jsonl written earlier (one committed to git, say): its runs count as done and "
+        "only the others are trained, as on the machine that wrote it",
+    )
+    bench.add_argument(
         "--report", help="also write the report of zoo compare (report.md and its plots) to this directory"
     )
 
 
 def cmd_bench(args, registry) -> None:
-    from zoo.evaluation.bench import load_suite, run_suite
+    from zoo.evaluation.bench import adopt_recorded_results, load_suite, run_suite
     from zoo.evaluation.report import print_comparison
 
     book = recipe_book(args)
@@ -37,6 +43,9 @@ def cmd_bench(args, registry) -> None:
     out = output_dir(Path(args.out or Path("runs") / "bench" / suite.name), "--out")
     variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
     report = output_dir(Path(args.report), "--report") if args.report else None
+    if args.recorded:
+        adopted = adopt_recorded_results(suite, out, Path(args.recorded), log=lambda line: print(line, file=sys.stderr))
+        print(f"zoo: {adopted} run(s) of {args.recorded} counted as done", file=sys.stderr)
     run_suite(
         suite,
         out,

@@ -326,6 +326,36 @@ def run_suite(
     return results
 
 
+def adopt_recorded_results(suite: Suite, out: Path, recorded: Path, log=print) -> int:
+    """Count the runs recorded in a results.jsonl written earlier (one committed to git, say)
+    as finished: each becomes its run's result.json in `out`, so a suite begun on another
+    machine goes on with only the runs nobody has finished. Returns how many were adopted.
+
+    A run that already has a result in `out` keeps it; a record of another suite is refused,
+    and a record of a run this suite no longer has is said and left out."""
+    from zoo.evaluation.results import located_results
+
+    recorded = Path(recorded)
+    planned = {run.run_id: run for run in expand(suite)}
+    adopted = 0
+    for number, (record, _) in enumerate(located_results([recorded]), 1):
+        if record["suite"] != suite.name:
+            raise RecipeError(
+                f"{recorded}: record {number} is a result of suite {record['suite']!r}, not of {suite.name!r}"
+            )
+        run = planned.get(record["run"])
+        if run is None:
+            log(f"{recorded}: record {number} ({record['run']}) is not a run of {suite.name} now; left out")
+            continue
+        result_file = run_dir(out, run) / "result.json"
+        if result_file.exists():
+            continue
+        result_file.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(result_file, json.dumps(record))
+        adopted += 1
+    return adopted
+
+
 def time_left(out: Path, planned: list[Run], next_index: int) -> str:
     """', about T left for N runs', from the wall time of every run of the suite that has a result:
     those this process trained, and those trained earlier or by other processes sharing `out`
