@@ -159,8 +159,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "scanned_steps_share_one_step_number",
         TRAINING_STEP,
-        "return step_function(state, images, labels, chunk_indices, position, start + position)",
-        "return step_function(state, images, labels, chunk_indices, position, start)",
+        "return step_function(state, images, labels, chunk_indices, position, start + position, seed)",
+        "return step_function(state, images, labels, chunk_indices, position, start, seed)",
         (SCHEDULES + "::test_the_scanned_loop_logs_the_mean_warmup_weight_of_its_steps",),
     ),
     Mutant(

@@ -279,11 +279,11 @@ def tiny(book, registry):
     return experiment.model, Batch(x, c)
 
 
-# The suite's short trainings on the digits share one small configuration. The session's JAX
-# compilation cache (pytest_configure) hands a program compiled once to every later run of the same
-# variant at the same shapes and seed, so a run in this configuration costs about a second after the
-# first (its steps, logging and checkpoint intervals may differ: chunks of at most 10 steps are the
-# same programs); a different hidden size, latent size, batch size or seed compiles everything again.
+# The suite's short trainings on the digits share one small configuration. A process keeps the
+# jitted programs of a run for the next run of the same recipe whatever its seed
+# (zoo.training.programs), and the session's JAX compilation cache (pytest_configure) hands a program
+# compiled once to the other worker, so a run in this configuration costs about a second after the
+# first; a different hidden size, latent size or batch size traces and compiles everything again.
 TINY = ["encoder.hidden=[16]", "decoder.hidden=[16]", "latent_dim=2", "train.batch_size=16"]
 # The shared runs' budget: 30 steps, logged every 10 and checkpointed (and validated) every 15, so
 # the log holds records at the checkpoints between its own steps (10, 15, 20, 30).

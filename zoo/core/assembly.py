@@ -7,16 +7,16 @@ The training loop (zoo/training/) takes an `Experiment`; so does a trained `Run`
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Optional
+from typing import Any, Hashable, Mapping, Optional
 
 from flax import nnx
 
-from zoo.core.contract import example_batch
+from zoo.core.contract import KINDS_OF_MODEL, example_batch
 from zoo.core.data import build_condition, build_dataset
 from zoo.core.groups import check_groups, parameter_groups
 from zoo.core.interfaces import Dataset, objective_latent_kinds, undefined_metrics
 from zoo.core.model import LatentVariableModel, build_model
-from zoo.core.recipes import train_config
+from zoo.core.recipes import dump, train_config
 from zoo.core.registry import Registry, build_component
 from zoo.errors import ModelBuildError
 
@@ -30,6 +30,9 @@ class Experiment:
     condition: Any
     model: LatentVariableModel
     objective: Any
+    # What decides the run's jitted programs besides the model's GraphDef (program_structure):
+    # a run of the same structure reuses them (zoo.training.programs). None: built every time.
+    structure: Optional[Hashable] = None
 
 
 def assemble(
@@ -75,4 +78,40 @@ def assemble(
             f"objective {recipe['objective']['name']!r} works with a {' or '.join(objective_latent_kinds(objective))} latent; "
             f"encoder {recipe['encoder']['name']!r} gives a {model.latent_kind} one"
         )
-    return Experiment(recipe, dataset, condition, model, objective)
+    structure = program_structure(recipe, registry, condition, train_size)
+    return Experiment(recipe, dataset, condition, model, objective, structure)
+
+
+# Train settings that decide when the loop logs, validates, checkpoints and stops, not what a
+# step computes: left out of program_structure (the budget enters as its length in steps).
+NOT_IN_THE_STEP = (
+    "seed",
+    "steps",
+    "epochs",
+    "log_every",
+    "checkpoint_every",
+    "validate_every",
+    "early_stopping",
+    "tensorboard",
+    "input",
+    "memory_budget_mb",
+    "loop",
+)
+
+
+def program_structure(
+    recipe: Mapping[str, Any], registry: Registry, condition: Any, train_size: int
+) -> Optional[tuple[Any, ...]]:
+    """Everything a run's training step closes over, as a key: the resolved recipe as text
+    without its seed (which the step takes as an argument) and the loop's bookkeeping, the
+    budget in steps and the size of the training split (an objective's schedules count steps),
+    the factory of each component and of the objective (another definition, as when a notebook
+    cell runs again, is another key), and the condition (conditions are frozen dataclasses,
+    equal when alike). None for a recipe YAML cannot write."""
+    train = {key: value for key, value in recipe["train"].items() if key not in NOT_IN_THE_STEP}
+    try:
+        text = dump({**recipe, "train": train})
+    except Exception:  # a recipe holding objects: its programs are built every time
+        return None
+    factories = tuple(registry.get(kind, recipe[kind]["name"]).factory for kind in (*KINDS_OF_MODEL, "objective"))
+    return (text, factories, condition, train_size, train_config(recipe).total_steps(train_size))

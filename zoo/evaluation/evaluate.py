@@ -16,6 +16,7 @@ from zoo.core.model import LOG_LIKELIHOOD_METRIC
 from zoo.errors import DataError
 from zoo.progress import Progress
 from zoo.training import parallel
+from zoo.training.programs import kept_program
 from zoo.training.validation import make_bound_metrics, over_batches
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2015: Cov_x(E_q[z]) above 0.01
@@ -31,7 +32,16 @@ def perplexity(counts: np.ndarray) -> float:
 def make_importance_sampled(
     graphdef: nnx.GraphDef, condition, num_samples: int, chunk_size: Optional[int] = None, proposal: str = "posterior"
 ) -> Callable:
-    """A jitted `(params, images, labels, rng) -> log p(x | c)` estimate per example."""
+    """A jitted `(params, images, labels, rng) -> log p(x | c)` estimate per example, kept per
+    model structure and settings (zoo.training.programs)."""
+    key = ("importance_sampled", graphdef, condition, num_samples, chunk_size, proposal)
+    return kept_program(key, lambda: importance_sampled_program(graphdef, condition, num_samples, chunk_size, proposal))
+
+
+def importance_sampled_program(
+    graphdef: nnx.GraphDef, condition, num_samples: int, chunk_size: Optional[int], proposal: str
+) -> Callable:
+    """The program of `make_importance_sampled`, built anew."""
 
     @jax.jit
     def importance_sampled(params, images, labels, rng):

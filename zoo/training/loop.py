@@ -252,7 +252,7 @@ def train_loop(
     input_kind = inputs.choose_input(config, experiment.dataset.train)
     batches = training_input(experiment, config, graphdef, optimizer, input_kind, step, session.total, mesh)
     loss_objective = experiment.objective if session.watched.metric == "loss" else None
-    validate = make_bound_metrics(graphdef, experiment.condition, loss_objective)
+    validate = make_bound_metrics(graphdef, experiment.condition, loss_objective, experiment.structure)
     summary: dict[str, Any] = {
         "workdir": str(workdir),
         "step": step,
@@ -333,6 +333,7 @@ def training_input(
         experiment.dataset.dynamic_binarization,
         mesh,
         streaming=kind == "stream",
+        structure=experiment.structure,
     )
     split = experiment.dataset.train
     if kind == "stream":
@@ -346,6 +347,7 @@ def training_input(
             optimizer,
             config.seed,
             experiment.dataset.dynamic_binarization,
+            structure=experiment.structure,
         )
     return inputs.InMemoryInput(train_step, split, config.batch_size, config.seed, mesh, scanned, config.loop)
 

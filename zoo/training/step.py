@@ -8,7 +8,7 @@ about 20% faster here than `nnx.jit`.
 from __future__ import annotations
 
 import inspect
-from typing import Any, NamedTuple, Optional
+from typing import Any, Hashable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +20,7 @@ from zoo.core.groups import grouped_value_and_grad, parameter_groups
 from zoo.core.interfaces import Batch
 from zoo.core.model import LatentVariableModel
 from zoo.training import parallel
+from zoo.training.programs import kept_program
 
 
 class TrainState(NamedTuple):
@@ -45,6 +46,7 @@ def make_train_step(
     dynamic_binarization: bool = False,
     mesh: Optional[parallel.Mesh] = None,
     streaming: bool = False,
+    structure: Optional[Hashable] = None,
 ):
     """`(state, images, labels, chunk_indices[n, B], position, step) -> (state, metrics)`,
     jitted with the state donated; with `streaming`, `(state, block_images[n, B, ...], block_labels, position, step)`.
@@ -55,30 +57,65 @@ def make_train_step(
     the device; streamed, it takes its batch from a block of a few steps'
     batches. Both then do the same: the same binarization draw and the same
     update for the same step.
+
+    The seed is an argument of the jitted program, so with the run's `structure` (what the
+    objective and optimizer are made from: zoo.core.assembly.program_structure) a later run of
+    the same structure, whatever its seed, reuses the traced and compiled program.
     """
-    step_function = train_step_function(
-        graphdef, objective, condition, optimizer, seed, dynamic_binarization, mesh, streaming
-    )
-    if mesh is None:
-        return jax.jit(step_function, donate_argnums=0)
-    return jax.jit(step_function, donate_argnums=0, out_shardings=parallel.replicated(mesh))
+
+    def build():
+        step_function = train_step_function(
+            graphdef, objective, condition, optimizer, dynamic_binarization, mesh, streaming
+        )
+        if mesh is None:
+            return jax.jit(step_function, donate_argnums=0)
+        return jax.jit(step_function, donate_argnums=0, out_shardings=parallel.replicated(mesh))
+
+    key = None if structure is None else ("train_step", structure, graphdef, dynamic_binarization, mesh, streaming)
+    return with_seed(kept_program(key, build), seed, mesh)
 
 
-def make_scanned_steps(graphdef: nnx.GraphDef, objective, condition, optimizer, seed: int, dynamic_binarization=False):
+def make_scanned_steps(
+    graphdef: nnx.GraphDef,
+    objective,
+    condition,
+    optimizer,
+    seed: int,
+    dynamic_binarization=False,
+    structure: Optional[Hashable] = None,
+):
     """`(state, images, labels, chunk_indices[n, B], start) -> (state, metrics[n])`: the in-memory steps
     start..start+n-1 of `make_train_step` in one call, as a `lax.scan` over them, jitted with the state
     donated. The same updates; it saves the per-step dispatch, which is most of a small model's step
     on a CPU, while XLA's CPU backend has run some models (convolutions) several times slower inside
     a scan, so zoo.training.inputs measures both and keeps the faster (`train.loop`)."""
-    step_function = train_step_function(graphdef, objective, condition, optimizer, seed, dynamic_binarization)
 
-    def scanned(state: TrainState, images, labels, chunk_indices, start):
-        def body(state, position):
-            return step_function(state, images, labels, chunk_indices, position, start + position)
+    def build():
+        step_function = train_step_function(graphdef, objective, condition, optimizer, dynamic_binarization)
 
-        return jax.lax.scan(body, state, jnp.arange(chunk_indices.shape[0]))
+        def scanned(state: TrainState, images, labels, chunk_indices, start, seed):
+            def body(state, position):
+                return step_function(state, images, labels, chunk_indices, position, start + position, seed)
 
-    return jax.jit(scanned, donate_argnums=0)
+            return jax.lax.scan(body, state, jnp.arange(chunk_indices.shape[0]))
+
+        return jax.jit(scanned, donate_argnums=0)
+
+    key = None if structure is None else ("scanned_steps", structure, graphdef, dynamic_binarization)
+    return with_seed(kept_program(key, build), seed, None)
+
+
+def with_seed(program, seed: int, mesh: Optional[parallel.Mesh]):
+    """The program with its last argument, the seed, given: an int32 on the device (replicated over a
+    mesh), made once, so no step converts it again."""
+    seed_array = (
+        jnp.asarray(seed, jnp.int32) if mesh is None else parallel.replicate(jnp.asarray(seed, jnp.int32), mesh)
+    )
+
+    def seeded(*args):
+        return program(*args, seed_array)
+
+    return seeded
 
 
 def train_step_function(
@@ -86,15 +123,14 @@ def train_step_function(
     objective,
     condition,
     optimizer: optax.GradientTransformation,
-    seed: int,
     dynamic_binarization: bool = False,
     mesh: Optional[parallel.Mesh] = None,
     streaming: bool = False,
 ):
-    """The step of `make_train_step`, not jitted."""
+    """The step of `make_train_step`, not jitted; the seed is its last argument."""
     loss_and_gradients = make_loss_and_gradients(graphdef, objective)
 
-    def update(state: TrainState, batch_images, batch_labels, step):
+    def update(state: TrainState, batch_images, batch_labels, step, seed):
         rng, pixel_rng = step_keys(seed, step)
         if mesh is not None:  # each device binarizes and differentiates its own rows
             batch_images = jax.lax.with_sharding_constraint(batch_images, parallel.batch_sharded(mesh))
@@ -105,12 +141,12 @@ def train_step_function(
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         return TrainState(optax.apply_updates(state.params, updates), opt_state), {"loss": loss, **metrics}
 
-    def train_step(state: TrainState, images, labels, chunk_indices, position, step):
+    def train_step(state: TrainState, images, labels, chunk_indices, position, step, seed):
         indices = chunk_indices[position]
-        return update(state, images[indices], labels[indices], step)
+        return update(state, images[indices], labels[indices], step, seed)
 
-    def streamed_step(state: TrainState, block_images, block_labels, position, step):
-        return update(state, block_images[position], block_labels[position], step)
+    def streamed_step(state: TrainState, block_images, block_labels, position, step, seed):
+        return update(state, block_images[position], block_labels[position], step, seed)
 
     return streamed_step if streaming else train_step
 

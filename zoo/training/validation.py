@@ -7,7 +7,7 @@ builds the full evaluation of a trained run on them.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Hashable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -18,11 +18,27 @@ from zoo.core.interfaces import Batch, DiscretePosterior, Split
 from zoo.errors import DataError
 from zoo.progress import Progress
 from zoo.training import parallel
+from zoo.training.programs import kept_program
 
 
-def make_bound_metrics(graphdef: nnx.GraphDef, condition, objective: Optional[Callable] = None) -> Callable:
+def make_bound_metrics(
+    graphdef: nnx.GraphDef, condition, objective: Optional[Callable] = None, structure: Optional[Hashable] = None
+) -> Callable:
     """A jitted `(params, images, labels, rng) -> per-example metrics` for one batch; with an
-    `objective`, also its loss on the batch (`loss`, the batch's value on each of its rows)."""
+    `objective`, also its loss on the batch (`loss`, the batch's value on each of its rows).
+
+    Kept per model structure (zoo.training.programs): without an objective the program closes
+    over the GraphDef and the condition alone; with one, only with the run's `structure`
+    (zoo.core.assembly.program_structure), which says what the objective is made from."""
+    if objective is None:
+        key: Optional[Hashable] = ("bound_metrics", graphdef, condition)
+    else:
+        key = None if structure is None else ("bound_metrics_with_loss", graphdef, condition, structure)
+    return kept_program(key, lambda: bound_metrics_program(graphdef, condition, objective))
+
+
+def bound_metrics_program(graphdef: nnx.GraphDef, condition, objective: Optional[Callable]) -> Callable:
+    """The program of `make_bound_metrics`, built anew."""
 
     @jax.jit
     def bound_metrics(params, images, labels, rng):
