@@ -288,21 +288,21 @@ def check_model(
     lets a model that passed the abstract checks pass again untraced; None checks every time.
     """
     checker = Checker(model, recipe)
-    passed_before = None
+    checks_key = None
     if made_by is not None:
         classes = tuple(type(getattr(model, kind)) for kind in KINDS_OF_MODEL)
-        passed_before = (
+        checks_key = (
             made_by,
             classes,
             tuple(model.x_shape),
             None if model.c_shape is None else tuple(model.c_shape),
         )
-    if passed_before is None or passed_before not in ABSTRACT_PASSES:
+    if checks_key is None or checks_key not in ABSTRACT_PASSES:
         checker.check_protocols()
         checker.check_decoder(2)
         checker.check_shapes()
-        if passed_before is not None:
-            ABSTRACT_PASSES[passed_before] = None
+        if checks_key is not None:
+            ABSTRACT_PASSES[checks_key] = None
             while len(ABSTRACT_PASSES) > REMEMBERED_PASSES:
                 ABSTRACT_PASSES.popitem(last=False)
     if example is not None:
