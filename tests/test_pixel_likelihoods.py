@@ -103,3 +103,17 @@ def test_bits_per_dim_by_hand():
     assert metrics["bits_per_dim_of"] == "log_likelihood"
     assert metrics["bits_per_dim"] == pytest.approx(12.0 / (48 * math.log(2)))
     assert "bits_per_dim" not in with_bits_per_dim({"elbo": -20.0}, None, 48, "8bit")  # not 8-bit data
+
+
+def test_importance_sampling_of_large_colour_outputs_draws_fewer_samples_at_once():
+    # 2500 decoder rows a chunk for every 28x28 grey model, as before; a 64x64x3 image with a
+    # 5-component mixture (15 values a pixel) asked XLA for 35.6 GB that way, so it draws one
+    # sample of the batch at a time: 100 rows of 184,320 values, 18.4 M values.
+    from zoo.core.model import DECODER_VALUES_PER_CHUNK, samples_per_chunk
+
+    assert samples_per_chunk(100, (28, 28, 1), 1) == 25
+    assert samples_per_chunk(100, (28, 28, 1), 4) == 25
+    assert samples_per_chunk(100, (64, 64, 3), pl.DiscretizedLogisticMixtureLikelihood(5).params_per_dim) == 1
+    per_row = 32 * 32 * 3 * 15
+    assert samples_per_chunk(4, (32, 32, 3), 15) == DECODER_VALUES_PER_CHUNK // (4 * per_row)  # 42: by values, not rows
+    assert samples_per_chunk(5000, (8, 8, 1), 1) == 1  # never none

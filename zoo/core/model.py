@@ -27,6 +27,21 @@ from zoo.core.registry import Registry, build_component
 # with 2500 rows against 45% with 25000, measured here), large enough for
 # efficient matmuls.
 ROWS_PER_CHUNK = 2500
+# ... and at most this many decoder output values (ROWS_PER_CHUNK rows of a 28x28 grey image with
+# up to 4 parameters a pixel, so every 28x28 model keeps the chunks above). A larger image, in
+# colour or with a mixture per pixel, takes fewer rows: a 64x64x3 image with a 5-component
+# logistic mixture asked XLA for 35.6 GB in chunks of 2500 rows.
+DECODER_VALUES_PER_CHUNK = ROWS_PER_CHUNK * 28 * 28 * 4
+
+
+def samples_per_chunk(batch: int, x_shape: Shape, params_per_dim: int) -> int:
+    """Importance samples drawn together for a batch of `batch` examples: ROWS_PER_CHUNK decoder
+    rows, fewer where a row's decoder output (x's size times the likelihood's parameters per
+    dimension) would exceed DECODER_VALUES_PER_CHUNK values; at least 1."""
+    by_rows = ROWS_PER_CHUNK // batch
+    by_values = DECODER_VALUES_PER_CHUNK // (batch * math.prod(x_shape) * params_per_dim)
+    return max(1, min(by_rows, by_values))
+
 
 # The evaluation metric of each importance-sampling proposal (zoo.core.interfaces.EVALUATION_METRICS).
 LOG_LIKELIHOOD_METRIC = {"posterior": "log_likelihood", "prior": "log_likelihood_prior"}
@@ -222,13 +237,14 @@ class LatentVariableModel(nnx.Module):
 
         The K samples are drawn `chunk_size` at a time (lax.map), so memory
         holds one chunk of decoder activations whatever K is; by default a
-        chunk is about ROWS_PER_CHUNK decoder rows. The encoder and prior run
+        chunk is about ROWS_PER_CHUNK decoder rows (fewer for large outputs: samples_per_chunk). The encoder and prior run
         once, outside the loop.
         """
         self._check_log_likelihood_defined(proposal)
         if chunk_size is not None and chunk_size < 1 or num_samples < 1:
             raise ValueError(f"num_samples ({num_samples}) and chunk_size ({chunk_size}) must be at least 1")
-        chunk_size = min(chunk_size or max(1, ROWS_PER_CHUNK // x.shape[0]), num_samples)
+        default = samples_per_chunk(x.shape[0], x.shape[1:], self.likelihood.params_per_dim)
+        chunk_size = min(chunk_size or default, num_samples)
         num_chunks = math.ceil(num_samples / chunk_size)
         keys = jax.random.split(rng, num_chunks)
         q = self.encode(x, c) if proposal == "posterior" else None
