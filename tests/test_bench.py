@@ -393,6 +393,10 @@ def test_runs_recorded_elsewhere_count_as_done_and_only_the_others_are_trained(t
     assert [r["nll"] for r in results if r["run"] != second.run_id] == [100.0, 102.0]
     assert f"[1/3] {first.run_id}: done earlier" in lines and f"[3/3] {third.run_id}: done earlier" in lines
     assert any(line.startswith(f"[2/3] {second.run_id}: training") for line in lines)
+    # The report draws its figures from the first seed whose run is here (seed 1), not the adopted seed 0.
+    text = report.write_report([out / "results.jsonl"], tmp_path / "report", registry).read_text()
+    assert "### vae_mlp (digits, unconditional, seed 1)" in text and f"figures/{second.run_id}/" in text
+    assert f"figures/{first.run_id}/" not in text
 
 
 def test_a_recorded_result_of_another_suite_is_refused_and_a_dropped_run_left_out(tmp_path, book):

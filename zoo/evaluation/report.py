@@ -323,22 +323,26 @@ def run_table(records: list[dict]) -> str:
 
 
 def run_figures(records: list[dict], run_dirs: dict[str, Path], out: Path, registry) -> list[str]:
-    """Report lines with the figures of `zoo plot` for each (dataset, task, variant), from its first seed's run."""
+    """Report lines with the figures of `zoo plot` for each (dataset, task, variant), from the run
+    of its first seed that is here: a result counted as done from another machine's results.jsonl
+    (`zoo bench --recorded`) has no run directory to draw from."""
     from zoo.evaluation.plots import plot_run
+    from zoo.evaluation.results import is_run_directory
 
     lines = []
     for (dataset, task, variant), rows in group(records).items():
-        run = rows[0]["run"]
-        workdir = run_dirs.get(run)
-        if workdir is None or not workdir.exists():
+        held = [row for row in rows if row["run"] in run_dirs and is_run_directory(run_dirs[row["run"]])]
+        if not held:
             continue
-        lines += ["", f"### {variant} ({dataset}, {task})", ""]
+        run, seed = held[0]["run"], held[0]["seed"]
+        workdir = run_dirs[run]
+        lines += ["", f"### {variant} ({dataset}, {task}, seed {seed})", ""]
         for path in plot_run(workdir, out / "figures" / run, registry):
             lines.append(f"![{variant}: {path.stem.replace('_', ' ')}](figures/{run}/{path.name})")
     if lines:
         lines = [
             "",
-            "## Figures (first seed of each variant)",
+            "## Figures (the first seed of each variant whose run is here)",
             "",
             "Samples (a row per class for CVAEs), test images beside their reconstructions, interpolations, "
             "latent traversals, the latent space by class and the learning curves, as `zoo plot RUN` draws them.",
