@@ -411,5 +411,8 @@ def test_a_recorded_result_of_another_suite_is_refused_and_a_dropped_run_left_ou
     lines = []
     assert bench.adopt_recorded_results(suite, tmp_path / "out", recorded, log=lines.append) == 0
     assert lines == [f"{recorded}: record 1 ({gone.run_id}) is not a run of tiny now; left out"]
-    with pytest.raises(zoo.RunDirectoryError, match="missing.jsonl: no such results file"):
+    with pytest.raises(zoo.RecipeError, match="missing.jsonl: no such results file"):
         bench.adopt_recorded_results(suite, tmp_path / "out", tmp_path / "missing.jsonl")
+    recorded.write_text('{"step": 10, "loss": 1.0}\n')  # a training log, not results
+    with pytest.raises(zoo.RecipeError, match="record 1 has no suite and run"):
+        bench.adopt_recorded_results(suite, tmp_path / "out", recorded)

@@ -21,7 +21,7 @@ from flax import nnx
 from zoo.evaluation import classifier
 from zoo.training import runs
 from zoo.errors import RecipeError, TrainingDivergedError, UnknownComponentError
-from zoo.files import held_exclusively, write_atomically
+from zoo.files import held_exclusively, read_json_lines, write_atomically
 from zoo.package_data import package_path
 from zoo.progress import duration
 from zoo.config import SuiteBudget, SuiteEvaluation, SuiteFile
@@ -333,12 +333,14 @@ def adopt_recorded_results(suite: Suite, out: Path, recorded: Path, log=print) -
 
     A run that already has a result in `out` keeps it; a record of another suite is refused,
     and a record of a run this suite no longer has is said and left out."""
-    from zoo.evaluation.results import located_results
-
     recorded = Path(recorded)
+    if not recorded.is_file():
+        raise RecipeError(f"{recorded}: no such results file (give a results.jsonl that zoo bench wrote)")
     planned = {run.run_id: run for run in expand(suite)}
     adopted = 0
-    for number, (record, _) in enumerate(located_results([recorded]), 1):
+    for number, record in enumerate(read_json_lines(recorded), 1):
+        if not isinstance(record, dict) or not {"suite", "run"} <= record.keys():
+            raise RecipeError(f"{recorded}: record {number} has no suite and run: not a results.jsonl of zoo bench")
         if record["suite"] != suite.name:
             raise RecipeError(
                 f"{recorded}: record {number} is a result of suite {record['suite']!r}, not of {suite.name!r}"

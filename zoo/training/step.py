@@ -105,17 +105,27 @@ def make_scanned_steps(
     return with_seed(kept_program(key, build), seed, None)
 
 
-def with_seed(program, seed: int, mesh: Optional[parallel.Mesh]):
-    """The program with its last argument, the seed, given: an int32 on the device (replicated over a
-    mesh), made once, so no step converts it again."""
-    seed_array = (
-        jnp.asarray(seed, jnp.int32) if mesh is None else parallel.replicate(jnp.asarray(seed, jnp.int32), mesh)
-    )
+class Seeded:
+    """A jitted step program with its last argument, the seed, given: an int32 on the device
+    (replicated over a mesh), made once, so no step converts it again. Called as the step;
+    `lower` lowers it with the same arguments (XLA's cost analysis of a step)."""
 
-    def seeded(*args):
-        return program(*args, seed_array)
+    def __init__(self, program, seed: int, mesh: Optional[parallel.Mesh]):
+        self.program = program
+        self.seed = jnp.asarray(seed, jnp.int32)
+        if mesh is not None:
+            self.seed = parallel.replicate(self.seed, mesh)
 
-    return seeded
+    def __call__(self, *args):
+        return self.program(*args, self.seed)
+
+    def lower(self, *args):
+        return self.program.lower(*args, self.seed)
+
+
+def with_seed(program, seed: int, mesh: Optional[parallel.Mesh]) -> Seeded:
+    """`program` with its seed given (Seeded)."""
+    return Seeded(program, seed, mesh)
 
 
 def train_step_function(
