@@ -72,7 +72,7 @@ def make_train_step(
         return jax.jit(step_function, donate_argnums=0, out_shardings=parallel.replicated(mesh))
 
     key = None if structure is None else ("train_step", structure, graphdef, dynamic_binarization, mesh, streaming)
-    return with_seed(kept_program(key, build), seed, mesh)
+    return Seeded(kept_program(key, build), seed, mesh)
 
 
 def make_scanned_steps(
@@ -102,7 +102,7 @@ def make_scanned_steps(
         return jax.jit(scanned, donate_argnums=0)
 
     key = None if structure is None else ("scanned_steps", structure, graphdef, dynamic_binarization)
-    return with_seed(kept_program(key, build), seed, None)
+    return Seeded(kept_program(key, build), seed, None)
 
 
 class Seeded:
@@ -121,11 +121,6 @@ class Seeded:
 
     def lower(self, *args):
         return self.program.lower(*args, self.seed)
-
-
-def with_seed(program, seed: int, mesh: Optional[parallel.Mesh]) -> Seeded:
-    """`program` with its seed given (Seeded)."""
-    return Seeded(program, seed, mesh)
 
 
 def train_step_function(
