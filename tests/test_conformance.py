@@ -3,13 +3,14 @@ recipe in registry.yaml: coverage grows with the zoo, as timm's every-model test
 No test here names a component: what a component needs it declares on its factory.
 
 Two tiers. The full checks (`check_component`, `check_recipe`: densities, jit against eager,
-gradients, a compiled training step) are marked slow. The fast tier builds the same components
-and variants: each component, in the settings `check_component` tries, at its tiny shapes, and
-runs one forward pass op by op (the model's contract, checked as it is built, the shapes of every
-distribution and a finite loss on real examples; the small programs of single operations are
-compiled once and shared by every test, where each full check compiles its own); each variant at
-its own shapes, built and run abstractly (`jax.eval_shape`: the contract and every shape down to
-the loss, no compilation, no values). A broken component fails both tiers."""
+gradients, one update from the training step's own loss and gradients, compiled) are marked slow.
+The fast tier builds the same components and variants: each component, in the settings
+`check_component` tries, at its tiny shapes, and runs one forward pass op by op (the model's
+contract, checked as it is built, the shapes of every distribution and a finite loss on real
+examples; the small programs of single operations are compiled once and shared by every test,
+where each full check compiles its own); each variant at its own shapes, built and run abstractly
+(`jax.eval_shape`: the contract and every shape down to the loss, no compilation, no values). A
+broken component fails both tiers."""
 
 import json
 

@@ -2,7 +2,8 @@
 has the components, and the helpers both halves use). In two files so that the two workers of
 `pytest -n 2 --dist loadfile` share the suite's longest part; the tiers are as described there:
 the fast test builds each variant and runs it to its loss abstractly, the slow one runs
-`check_recipe` (jit against eager, gradients, a compiled training step)."""
+`check_recipe` (jit against eager, gradients, one update from the training step's own loss and
+gradients, compiled)."""
 
 import jax
 import jax.numpy as jnp
