@@ -40,6 +40,14 @@ def zoo_in_process(capsys, *args):
     return subprocess.CompletedProcess(["zoo", *map(str, args)], status, captured.out, captured.err)
 
 
+def cli(capsys, *args):
+    """`zoo_in_process`, which must exit 0."""
+    result = zoo_in_process(capsys, *args)
+    if result.returncode not in (0, None):
+        raise AssertionError(f"zoo {' '.join(map(str, args))} exited {result.returncode}:\n{result.stderr}")
+    return result
+
+
 def assert_clean_error(result, message):
     """Exit status 2, one line on stderr that says what was wrong, no traceback."""
     assert result.returncode == 2, result.stderr
@@ -77,25 +85,27 @@ def test_list_globs_and_show_sets(capsys):
     assert "hidden: [64]" in zoo_in_process(capsys, "show", "vae_mlp", "--set", "encoder.hidden=[64]").stdout
 
 
-@pytest.mark.slow  # training and evaluation in zoo subprocesses
-def test_train_eval_sample_a_cvae(tmp_path):
+@pytest.mark.slow  # training in a zoo subprocess, then evaluation and sampling
+def test_train_eval_sample_a_cvae(tmp_path, capsys):
+    """Trained by `zoo` in a process of its own; evaluated and sampled by the CLI in this one, whose
+    compiled programs the other tests share (each new process would import and compile again)."""
     run = tmp_path / "run"
     zoo(
         "train", "cvae_sohn", "--workdir", str(run), "--quiet", "--set", "train.steps=20", "--set", "train.log_every=10"
     )
-    evaluation = json.loads(zoo("eval", str(run), "-k", "50", "--limit", "100", "--prior-proposal").stdout)
+    evaluation = json.loads(cli(capsys, "eval", run, "-k", "50", "--limit", "100", "--prior-proposal").stdout)
     assert evaluation["conditional_log_likelihood_prior"] <= evaluation["conditional_log_likelihood"] + 1.0
     assert evaluation["step"] == 20 and evaluation["num_examples"] == 100
     assert evaluation["conditional_log_likelihood"] >= evaluation["elbo"] - 1.0
     for key in ("elbo", "kl", "reconstruction_error", "active_units", "num_importance_samples"):
         assert key in evaluation
     assert json.loads((run / "eval.json").read_text()) == {"test": {"50": evaluation}}
-    other = json.loads(zoo("eval", str(run), "-k", "10", "--limit", "100").stdout)
+    other = json.loads(cli(capsys, "eval", run, "-k", "10", "--limit", "100").stdout)
     assert json.loads((run / "eval.json").read_text()) == {"test": {"50": evaluation, "10": other}}  # kept, not erased
     out = tmp_path / "digits.png"
-    zoo("sample", str(run), "--condition", "2026", "--out", str(out))
+    cli(capsys, "sample", run, "--condition", "2026", "--out", out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert_clean_error(zoo("sample", str(run), "--condition", "12a", check=False), "unknown class '12a'")
+    assert_clean_error(zoo_in_process(capsys, "sample", run, "--condition", "12a"), "unknown class '12a'")
 
 
 @pytest.mark.parametrize(
