@@ -160,7 +160,7 @@ def check_recipe(recipe: Mapping[str, Any], registry: Registry, *, batch_size: i
         x, c = condition.split(images, labels)
         return loss_and_gradients(params, Batch(x, c), rng, step)
 
-    first_loss = parameter_groups(experiment.objective)[0].loss  # the loss the step reports
+    first_loss = parameter_groups(experiment.objective)[0].loss or experiment.objective  # the loss the step reports
     eager_model, batch = nnx.merge(graphdef, params), Batch(x, c)
     if takes_step(first_loss):
         eager = float(first_loss(eager_model, batch, rng, step=step)[0])
