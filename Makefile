@@ -57,7 +57,7 @@ lint: setup-test
 # Two pytest-xdist workers, whole files each (a module's trained fixture is trained once); JAX's
 # compilation cache is the session's own in each worker, so CI's times stay comparable.
 test: setup-test data browser lint
-	$(VENV)/bin/python -m pytest -n 2 --dist loadfile
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 # The fast tier, for every change: the same set-up and lint as `make test`, then every test not
 # marked slow (the marker, registered in pyproject.toml, is on the wheel's build and install, the
@@ -68,7 +68,7 @@ test: setup-test data browser lint
 # programs a change touched (entries are keyed by the program and JAX's version).
 TEST_JAX_CACHE ?= $(CURDIR)/.cache/jax-tests
 test-fast: setup-test data browser lint
-	ZOO_TEST_JAX_CACHE=$(TEST_JAX_CACHE) $(VENV)/bin/python -m pytest -m "not slow" -n 2 --dist loadfile
+	ZOO_TEST_JAX_CACHE=$(TEST_JAX_CACHE) $(VENV)/bin/python -m pytest -m "not slow" -n 2 --dist loadfile --no-loadscope-reorder
 
 # The mutation check of the core mathematics (benchmarks/mutants.py): each deliberate bug applied
 # alone to a temporary copy of the working tree, its tests run, then the score. Not part of `make
