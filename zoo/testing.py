@@ -122,7 +122,7 @@ def check_component(
 def check_recipe(recipe: Mapping[str, Any], registry: Registry, *, batch_size: int = 4, seed: int = 0) -> None:
     """All conformance checks on one resolved recipe."""
     from zoo.core.assembly import assemble
-    from zoo.training.step import make_loss_and_gradients, make_optimizer, takes_step
+    from zoo.training.step import loss_at_step, make_loss_and_gradients, make_optimizer
 
     experiment = assemble(recipe, registry)
     model, condition = experiment.model, experiment.condition
@@ -161,11 +161,7 @@ def check_recipe(recipe: Mapping[str, Any], registry: Registry, *, batch_size: i
         return loss_and_gradients(params, Batch(x, c), rng, step)
 
     first_loss = parameter_groups(experiment.objective)[0].loss or experiment.objective  # the loss the step reports
-    eager_model, batch = nnx.merge(graphdef, params), Batch(x, c)
-    if takes_step(first_loss):
-        eager = float(first_loss(eager_model, batch, rng, step=step)[0])
-    else:
-        eager = float(first_loss(eager_model, batch, rng)[0])
+    eager = float(loss_at_step(first_loss, nnx.merge(graphdef, params), Batch(x, c), rng, step)[0])
     assert np.isfinite(eager), f"{variant}: loss is not finite ({eager})"
     try:
         jitted_loss, metrics, gradients = jax.jit(loss_and_gradients_of)(params, images, labels, rng, step)

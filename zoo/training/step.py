@@ -163,8 +163,7 @@ def make_loss_and_gradients(graphdef: nnx.GraphDef, objective):
     groups = parameter_groups(objective)
 
     def call(loss, params, batch: Batch, rng, step):
-        model = nnx.merge(graphdef, params)
-        return loss(model, batch, rng, step=step) if takes_step(loss) else loss(model, batch, rng)
+        return loss_at_step(loss, nnx.merge(graphdef, params), batch, rng, step)
 
     if len(groups) == 1:
 
@@ -180,6 +179,12 @@ def make_loss_and_gradients(graphdef: nnx.GraphDef, objective):
         return grouped_value_and_grad(lambda group, p: call(group.loss, p, batch, rng, step), params, groups)
 
     return several_groups
+
+
+def loss_at_step(loss, model, batch: Batch, rng, step):
+    """`(loss, metrics)` of an objective at a training step: given the step where it takes one (for
+    its schedules), without it where it is `(model, batch, rng)`."""
+    return loss(model, batch, rng, step=step) if takes_step(loss) else loss(model, batch, rng)
 
 
 def takes_step(objective) -> bool:
