@@ -50,9 +50,14 @@ def main() -> None:
     args = parser.parse_args()
     registry = default_registry()
     book = zoo.RecipeBook([zoo.default_registry_path()])
-    suite = load_suite(args.suite, book)
+    try:
+        suite = load_suite(args.suite, book)
+    except zoo.ZooError as exc:  # an unknown or broken suite: one line, exit 2
+        parser.error(f"--suite: {exc}")
     recipe = book.resolve(suite.variants[0], registry)
     split = assemble(recipe, registry, check_values=False).dataset.test
+    if split.factors is None:
+        parser.error(f"--suite: {args.suite}'s dataset has no ground-truth factors to score codes against")
     examples = suite.evaluation.limit or len(split.factors)
     factors = np.asarray(split.factors[:examples])
     for name, codes in reference_codes(factors, args.units, args.seed).items():

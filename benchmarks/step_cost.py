@@ -93,7 +93,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     registry, book = default_registry(), zoo.RecipeBook([zoo.default_registry_path()])
-    variants, overrides = suite_variants(args.suite, book) if args.suite else (list(PAPER_VARIANTS), [])
+    try:
+        variants, overrides = suite_variants(args.suite, book) if args.suite else (list(PAPER_VARIANTS), [])
+    except zoo.ZooError as exc:  # an unknown or broken suite: one line, exit 2
+        parser.error(f"--suite: {exc}")
     overrides = [*overrides, f"train.loop={args.loop}"]
     variants = args.variants or variants
     baseline = variants[0]
